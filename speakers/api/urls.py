@@ -1,0 +1,21 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("health", views.HealthApi.as_view(), name="health"),
+    path("speakers", views.SpeakerCollectionApi.as_view(), name="speakers"),
+    path("speakers/<str:speaker_id>", views.SpeakerDetailApi.as_view(), name="speaker"),
+    path("speakers/<str:speaker_id>/enrollments", views.SpeakerEnrollApi.as_view(), name="enrollments"),
+    path("speakers/<str:speaker_id>/enrollments/<str:enrollment_id>", views.EnrollmentDetailApi.as_view(),
+         name="enrollment"),
+    path("verify", views.VerifyApi.as_view(), name="verify"),
+    path("identify", views.IdentifyApi.as_view(), name="identify"),
+    path("compare", views.CompareApi.as_view(), name="compare"),
+    path("batch-verify", views.BatchVerifyApi.as_view(), name="batch-verify"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

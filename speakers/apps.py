@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class SpeakersConfig(AppConfig):
+    name = "speakers"
+    verbose_name = "Speakers and voiceprints"
+
+    def ready(self) -> None:
+        from .api import schema  # noqa: F401 - registers the X-API-Key scheme with drf-spectacular

@@ -1,0 +1,145 @@
+"""Secrets: encryption of embeddings at rest, and API keys.
+
+Embeddings
+    AES-256-GCM (authenticated) with a random 96-bit nonce per message. The associated data
+    names the row and the model version (``Enrollment.crypto_context()``), so a ciphertext
+    cannot be moved to another row or relabelled with another model version. Each row stores
+    the id of the key that sealed it. Keys come from ``settings.VOICEPRINT_ENCRYPTION_KEYS``,
+    newest first: the first encrypts, all decrypt; ``manage.py rotate_keys`` re-seals rows.
+
+API keys
+    ``vp_<prefix>.<secret>``: the prefix (public, unique) finds the row, the SHA-256 of the
+    whole key is stored and compared in constant time. The secret has 256 bits of entropy,
+    so a fast hash is enough (no password stretching needed) and keeps requests quick.
+    The plain key exists only in the return value of :func:`api_key_generate`.
+
+Nothing here logs a key or a vector.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+_FORMAT_V1 = b"\x01"
+_NONCE_BYTES = 12
+_VECTOR_DTYPE = np.dtype("<f4")
+API_KEY_PREFIX = "vp_"
+
+
+class DecryptionError(Exception):
+    """A ciphertext cannot be opened: unknown key id, wrong key, or tampered data."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    key_id: str
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class Keyring:
+    primary_id: str
+    keys: dict[str, AESGCM]
+
+
+def key_id_for(key: bytes) -> str:
+    """A short public name of a key: a hash of it, never the key itself."""
+    return hashlib.sha256(b"voiceprint-key-id:" + key).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def keyring() -> Keyring:
+    raw_keys = [base64.urlsafe_b64decode(k.encode("ascii")) for k in settings.VOICEPRINT_ENCRYPTION_KEYS]
+    if not raw_keys:
+        raise RuntimeError("VOICEPRINT_ENCRYPTION_KEYS is empty")
+    keys = {key_id_for(raw): AESGCM(raw) for raw in raw_keys}
+    return Keyring(primary_id=key_id_for(raw_keys[0]), keys=keys)
+
+
+@receiver(setting_changed)
+def _forget_keyring(*, setting: str, **_: object) -> None:
+    if setting == "VOICEPRINT_ENCRYPTION_KEYS":
+        keyring.cache_clear()
+
+
+def generate_encryption_key() -> str:
+    """A new random 256-bit key, base64url, for VOICEPRINT_ENCRYPTION_KEYS."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+
+
+def vector_encrypt(vector: np.ndarray, *, context: bytes) -> Sealed:
+    """Seal a float32 vector of shape ``(D,)`` with the primary key."""
+    ring = keyring()
+    plaintext = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE).tobytes()
+    nonce = os.urandom(_NONCE_BYTES)
+    sealed = ring.keys[ring.primary_id].encrypt(nonce, plaintext, context)
+    return Sealed(key_id=ring.primary_id, ciphertext=_FORMAT_V1 + nonce + sealed)
+
+
+def vector_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> np.ndarray:
+    """Open a vector sealed by :func:`vector_encrypt`. Returns float32 ``(D,)``."""
+    ring = keyring()
+    aead = ring.keys.get(key_id)
+    if aead is None:
+        raise DecryptionError(f"encryption key {key_id!r} is not configured")
+    data = bytes(ciphertext)
+    if data[:1] != _FORMAT_V1 or len(data) < 1 + _NONCE_BYTES + 16:
+        raise DecryptionError("unknown ciphertext format")
+    try:
+        plaintext = aead.decrypt(data[1:1 + _NONCE_BYTES], data[1 + _NONCE_BYTES:], context)
+    except InvalidTag as exc:
+        raise DecryptionError("ciphertext does not authenticate (wrong key or tampered)") from exc
+    return np.frombuffer(plaintext, dtype=_VECTOR_DTYPE).astype(np.float32)
+
+
+def vector_reseal(*, key_id: str, ciphertext: bytes, context: bytes) -> Sealed:
+    """Re-encrypt with the primary key (key rotation); the vector is checked to round-trip."""
+    vector = vector_decrypt(key_id=key_id, ciphertext=ciphertext, context=context)
+    sealed = vector_encrypt(vector, context=context)
+    if not np.array_equal(vector_decrypt(key_id=sealed.key_id, ciphertext=sealed.ciphertext,
+                                         context=context), vector):
+        raise DecryptionError("re-encrypted vector does not round-trip")
+    return sealed
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GeneratedApiKey:
+    plain: str
+    prefix: str
+    hashed: str
+
+
+def api_key_hash(plain: str) -> str:
+    return hashlib.sha256(plain.encode("utf-8")).hexdigest()
+
+
+def api_key_generate() -> GeneratedApiKey:
+    prefix = secrets.token_hex(6)
+    plain = f"{API_KEY_PREFIX}{prefix}.{secrets.token_urlsafe(32)}"
+    return GeneratedApiKey(plain=plain, prefix=prefix, hashed=api_key_hash(plain))
+
+
+def api_key_prefix(plain: str) -> str | None:
+    """The lookup prefix of a presented key, or None if it is not shaped like one of ours."""
+    if not plain.startswith(API_KEY_PREFIX) or "." not in plain:
+        return None
+    prefix = plain[len(API_KEY_PREFIX):].split(".", 1)[0]
+    return prefix if 0 < len(prefix) <= 16 else None
+
+
+def api_key_matches(plain: str, hashed: str) -> bool:
+    return hmac.compare_digest(api_key_hash(plain), hashed)

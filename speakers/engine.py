@@ -1,0 +1,178 @@
+"""The one owner of the inference engine in this process.
+
+MindSpore is neither fork-safe nor thread-safe, while the dev server and gunicorn's gthread
+workers run views in several threads. So each process gets one inference thread that
+loads the model (lazily, after any fork) and runs every embedding; views hand it bytes and
+wait for the result. Importing this module loads nothing.
+
+This module adapts Django settings to the engine's plain config (inference/ reads no
+settings) and turns the engine's model errors into :class:`EngineUnavailable` (503).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from inference.config import AudioConfig, EngineConfig
+from inference.errors import InferenceError, ModelError
+
+from .exceptions import EngineUnavailable
+
+if TYPE_CHECKING:  # the embedder module imports MindSpore: only when the model is loaded
+    from inference import Embedder, EmbeddingResult
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PREPARE_HINT = "run `python manage.py prepare_model` (see README) to convert the pretrained weights"
+
+
+class _Owner:
+    """The inference thread of one process and the model it loaded."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprint-inference")
+        self.load_lock = threading.Lock()
+        self.embedder: Embedder | None = None
+
+
+_owner_lock = threading.Lock()
+_owner: _Owner | None = None
+
+
+def _forget_owner_after_fork() -> None:
+    # A forked child has none of the parent's threads: never reuse its executor or locks.
+    global _owner, _owner_lock
+    _owner = None
+    _owner_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_owner_after_fork)
+
+
+def engine_config() -> EngineConfig:
+    return EngineConfig(
+        model_dir=Path(settings.VOICEPRINT_MODEL_DIR),
+        audio=AudioConfig(
+            min_duration_s=settings.VOICEPRINT_MIN_AUDIO_S,
+            max_duration_s=settings.VOICEPRINT_MAX_AUDIO_S,
+            max_bytes=settings.VOICEPRINT_MAX_UPLOAD_BYTES,
+        ),
+    )
+
+
+def manifest_path() -> Path:
+    return Path(settings.VOICEPRINT_MODEL_DIR) / "manifest.json"
+
+
+def model_missing_message() -> str:
+    return f"The speaker model is not prepared ({manifest_path()} is missing): {PREPARE_HINT}."
+
+
+def require_prepared_model() -> None:
+    """Refuse to start a server without a converted model. Cheap: reads no weights."""
+    if not manifest_path().is_file():
+        raise ImproperlyConfigured(model_missing_message())
+
+
+def _owner_for_this_process() -> _Owner:
+    global _owner
+    with _owner_lock:
+        if _owner is None or _owner.pid != os.getpid():
+            _owner = _Owner()
+        return _owner
+
+
+def _load(config: EngineConfig) -> Embedder:
+    from inference import Embedder  # imports MindSpore, in the inference thread
+
+    embedder = Embedder.load(config)
+    logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
+    return embedder
+
+
+def get_embedder() -> Embedder:
+    """The process's embedder, loaded on first use. Raises EngineUnavailable if it cannot load."""
+    owner = _owner_for_this_process()
+    if owner.embedder is not None:
+        return owner.embedder
+    with owner.load_lock:
+        if owner.embedder is None:
+            if not manifest_path().is_file():
+                raise EngineUnavailable(model_missing_message(), model_dir=str(settings.VOICEPRINT_MODEL_DIR))
+            try:
+                owner.embedder = owner.executor.submit(_load, engine_config()).result()
+            except ModelError as exc:
+                raise EngineUnavailable(f"{exc.message} ({PREPARE_HINT})", model_error=exc.code,
+                                        **exc.detail) from exc
+    return owner.embedder
+
+
+def _in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
+    return _owner_for_this_process().executor.submit(fn, *args).result()
+
+
+def model_version() -> str:
+    return get_embedder().model_version
+
+
+def embed(data: bytes) -> EmbeddingResult:
+    """Embed one recording. Raises the engine's AudioError subclasses for unusable audio."""
+    embedder = get_embedder()
+    try:
+        return _in_inference_thread(embedder.embed, data)
+    except ModelError as exc:
+        raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+
+def embed_many(items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
+    """Embed several recordings in one batch; an unusable one yields its error in its place."""
+    embedder = get_embedder()
+    results = _in_inference_thread(embedder.embed_many, list(items))
+    for result in results:
+        if isinstance(result, ModelError):
+            raise EngineUnavailable(result.message, model_error=result.code, **result.detail)
+    return results
+
+
+def engine_status() -> dict[str, Any]:
+    """For the health check: never loads the model."""
+    owner = _owner
+    if owner is not None and owner.pid == os.getpid() and owner.embedder is not None:
+        return {"model_version": owner.embedder.model_version, "model_loaded": True, "model_prepared": True}
+    version = None
+    try:
+        version = json.loads(manifest_path().read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {"model_version": version, "model_loaded": False, "model_prepared": manifest_path().is_file()}
+
+
+def engine_warm_up() -> None:
+    """Load the model and build the index now rather than at the first request."""
+    from django.db import connection
+
+    from .voiceprint_index import speaker_index
+
+    try:
+        get_embedder()
+        speaker_index().sync()
+    except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
+        logger.exception("warm-up failed; the model and index will load at the first request")
+    finally:
+        connection.close()
+
+
+def engine_warm_up_in_background() -> None:
+    if settings.VOICEPRINT_WARMUP:
+        threading.Thread(target=engine_warm_up, name="voiceprint-warm-up", daemon=True).start()

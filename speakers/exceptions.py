@@ -1,0 +1,106 @@
+"""Domain errors of the service. Each has a stable ``code`` and an HTTP ``status``.
+
+One handler (speakers/api/errors.py) turns these, the engine's ``InferenceError`` and DRF's
+own exceptions into ``{"error": {"code", "message", "detail"}}``. Services raise these and
+never answer a failure with ``None`` or a score of 0.0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    code: str = "application_error"
+    status: int = 400
+    default_message: str = "The request cannot be processed."
+
+    def __init__(self, message: str | None = None, **detail: Any) -> None:
+        self.message = message or self.default_message
+        self.detail: dict[str, Any] = detail
+        super().__init__(self.message)
+
+
+# --- authentication and authorisation -------------------------------------------------------
+
+class MissingApiKey(ApplicationError):
+    code, status = "missing_api_key", 401
+    default_message = "Send your API key in the X-API-Key header."
+
+
+class InvalidApiKey(ApplicationError):
+    code, status = "invalid_api_key", 401
+    default_message = "The API key is not valid."
+
+
+class RevokedApiKey(ApplicationError):
+    code, status = "api_key_revoked", 401
+    default_message = "The API key has been revoked."
+
+
+class InsufficientScope(ApplicationError):
+    code, status = "insufficient_scope", 403
+    default_message = "The API key does not have the scope this operation needs."
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+class UploadTooLarge(ApplicationError):
+    code, status = "upload_too_large", 413
+    default_message = "The upload is larger than allowed."
+
+
+class TooManyFiles(ApplicationError):
+    code, status = "too_many_files", 413
+    default_message = "Too many files in one request."
+
+
+# --- speakers and enrollments -----------------------------------------------------------------
+
+class SpeakerNotFound(ApplicationError):
+    code, status = "speaker_not_found", 404
+    default_message = "No speaker with this id."
+
+
+class EnrollmentNotFound(ApplicationError):
+    code, status = "enrollment_not_found", 404
+    default_message = "No enrollment with this id for this speaker."
+
+
+class ExternalIdTaken(ApplicationError):
+    code, status = "external_id_taken", 409
+    default_message = "Another speaker already has this external_id."
+
+
+class SpeakerNotEnrolled(ApplicationError):
+    code, status = "speaker_not_enrolled", 409
+    default_message = "The speaker has no voiceprint yet: enroll at least one recording first."
+
+
+class ModelVersionMismatch(ApplicationError):
+    code, status = "model_version_mismatch", 409
+    default_message = ("The speaker's voiceprint was made by another model version and cannot be "
+                       "compared with this one: re-enroll the speaker.")
+
+
+# --- recording quality ------------------------------------------------------------------------
+
+class InsufficientSpeech(ApplicationError):
+    code, status = "insufficient_speech", 422
+    default_message = "The recording holds too little speech."
+
+
+class AudioClipped(ApplicationError):
+    code, status = "audio_clipped", 422
+    default_message = "The recording is clipped (too loud); record again with a lower input level."
+
+
+class RecordingsRefused(ApplicationError):
+    code, status = "recordings_refused", 422
+    default_message = "Every recording was refused; nothing was stored."
+
+
+# --- engine -----------------------------------------------------------------------------------
+
+class EngineUnavailable(ApplicationError):
+    code, status = "model_not_prepared", 503
+    default_message = "The speaker model is not prepared: run `python manage.py prepare_model`."

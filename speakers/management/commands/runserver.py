@@ -1,0 +1,24 @@
+"""``runserver`` that refuses to start without a prepared model, then warms the model in the background.
+
+The warm-up runs in the serving process (the autoreloader's child), never in the watcher.
+"""
+from __future__ import annotations
+
+from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
+
+from speakers.engine import engine_warm_up_in_background, require_prepared_model
+
+
+class Command(StaticfilesRunserver):
+    def handle(self, *args, **options) -> None:
+        try:
+            require_prepared_model()
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        super().handle(*args, **options)
+
+    def inner_run(self, *args, **options) -> None:
+        engine_warm_up_in_background()
+        super().inner_run(*args, **options)

@@ -1,0 +1,158 @@
+"""The enrollment database. Embeddings are stored only as AES-GCM ciphertext (see crypto.py)."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class ApiKeyScope(models.TextChoices):
+    ENROLL = "enroll", "enroll: create speakers, add enrollments"
+    VERIFY = "verify", "verify: 1:1 verify, compare, batch-verify"
+    IDENTIFY = "identify", "identify: 1:N search"
+    MANAGE = "manage", "manage: list, edit and delete speakers and enrollments"
+
+
+class Speaker(models.Model):
+    """A person known to the database. Their voiceprint is the average of their enrollments."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    external_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True,
+        help_text="The client's own identifier for this person (optional, unique).")
+    display_name = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_identified_at = models.DateTimeField(null=True, blank=True)
+    enrollment_count = models.PositiveIntegerField(default=0)
+
+    # The voiceprint: the mean of this speaker's enrollments of one model version, encrypted.
+    voiceprint_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
+    voiceprint_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
+    voiceprint_model_version = models.CharField(max_length=128, blank=True, default="", db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.external_id or str(self.id)
+
+    @property
+    def has_voiceprint(self) -> bool:
+        return self.voiceprint_ciphertext is not None
+
+    def crypto_context(self) -> bytes:
+        """Associated data binding the voiceprint ciphertext to this row and model version."""
+        return f"voiceprint:{self.id}:{self.voiceprint_model_version}".encode()
+
+
+class Enrollment(models.Model):
+    """One accepted recording: its embedding (encrypted) and figures about it; never the audio."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    speaker = models.ForeignKey(Speaker, on_delete=models.CASCADE, related_name="enrollments")
+    embedding_ciphertext = models.BinaryField(editable=False)
+    key_id = models.CharField(max_length=32, editable=False)
+    model_version = models.CharField(max_length=128, db_index=True)
+    filename = models.CharField(max_length=255, blank=True, default="")
+    duration_s = models.FloatField()
+    speech_s = models.FloatField()
+    clipping_ratio = models.FloatField()
+    snr_db = models.FloatField()
+    speech_ratio = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"enrollment {self.id} of {self.speaker_id}"
+
+    def crypto_context(self) -> bytes:
+        """Associated data binding the embedding ciphertext to this row and model version."""
+        return f"enrollment:{self.id}:{self.model_version}".encode()
+
+
+class ApiKey(models.Model):
+    """A client credential. Only a lookup prefix and a SHA-256 of the key are stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class AuditAction(models.TextChoices):
+    SPEAKER_CREATE = "speaker_create"
+    SPEAKER_UPDATE = "speaker_update"
+    SPEAKER_DELETE = "speaker_delete"
+    ENROLL = "enroll"
+    ENROLLMENT_DELETE = "enrollment_delete"
+    VERIFY = "verify"
+    IDENTIFY = "identify"
+    COMPARE = "compare"
+    BATCH_VERIFY = "batch_verify"
+    API_KEY_CREATE = "api_key_create"
+    API_KEY_REVOKE = "api_key_revoke"
+    KEYS_ROTATE = "keys_rotate"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which speaker, and the decision. Never an embedding or audio."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, help_text="api:<key name>, admin:<user> or cli")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="audit_events")
+    action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)
+    # Not a foreign key: the trail outlives a deleted speaker.
+    speaker_id = models.UUIDField(null=True, blank=True, db_index=True)
+    decision = models.CharField(max_length=32, blank=True, default="")
+    score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
+
+class IndexState(models.Model):
+    """One row: the generation of the last voiceprint change, bumped under a row lock.
+
+    Writers lock this row in the transaction that changes a voiceprint, so generations
+    commit in order, and a reader that sees generation N has every change up to N.
+    """
+
+    generation = models.BigIntegerField(default=0)
+    token = models.CharField(max_length=32, blank=True, default="")
+
+
+class IndexChange(models.Model):
+    """The voiceprint change log: speaker ``speaker_id`` changed (or went) at ``generation``."""
+
+    generation = models.BigIntegerField(unique=True)
+    token = models.CharField(max_length=32)
+    speaker_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["generation"]

@@ -1,0 +1,175 @@
+"""The process's FAISS index of voiceprints (where a 1:N search happens), kept in step with the database.
+
+The database is the source of truth; this index is derived state, rebuilt from it after
+start (and after any fork) and never written to disk. Several server processes agree
+through a change log in the database rather than a message bus:
+
+* every service that changes a voiceprint bumps ``IndexState.generation`` (under a row
+  lock, so generations commit in order) and appends ``IndexChange(generation, speaker_id)``
+  in the same transaction as the change itself;
+* before each search a process reads the current generation (one small query); if it moved,
+  it re-reads the voiceprints of the speakers named in the log since the generation it
+  last saw, so an enrollment or delete made by any worker is seen by every other one;
+* if the log no longer continues from where the process stopped (pruned, restored backup,
+  tests rolling back), or the model version changed, the process rebuilds from scratch.
+
+Only non-empty voiceprints of the loaded model version are indexed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+
+import numpy as np
+
+from inference.index import VoiceprintIndex
+
+from . import crypto, engine
+from .models import IndexChange, IndexState, Speaker
+
+logger = logging.getLogger(__name__)
+
+
+class SpeakerIndex:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: VoiceprintIndex | None = None
+        self._model_version: str | None = None
+        self._generation = -1
+        self._token = ""
+        self._int_of: dict[uuid.UUID, int] = {}
+        self._uuid_of: dict[int, uuid.UUID] = {}
+        self._next_int = 1
+
+    # --- public ---------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the index up to date with the database (loads the model if needed)."""
+        model_version = engine.model_version()
+        with self._lock:
+            self._sync_locked(model_version)
+
+    def sync_if_built(self) -> None:
+        """After a local write: catch up now, but only if this process already has an index."""
+        if self._index is not None:
+            self.sync()
+
+    def search(self, vector: np.ndarray, k: int, *, model_version: str) -> list[tuple[uuid.UUID, float]]:
+        """Top-k speakers by cosine, best first, after catching up with the database."""
+        with self._lock:
+            self._sync_locked(model_version)
+            hits = self._index.search(vector, k)
+            return [(self._uuid_of[i], score) for i, score in hits]
+
+    def __contains__(self, speaker_id: object) -> bool:
+        with self._lock:
+            key = self._int_of.get(speaker_id)  # type: ignore[arg-type]
+            return self._index is not None and key is not None and key in self._index
+
+    def __len__(self) -> int:
+        with self._lock:
+            return 0 if self._index is None else len(self._index)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _sync_locked(self, model_version: str) -> None:
+        if self._index is None or model_version != self._model_version:
+            self._rebuild(model_version)
+            return
+        generation, token = _current_state()
+        if (generation, token) == (self._generation, self._token):
+            return
+        if generation > self._generation and self._log_continues():
+            changes = list(IndexChange.objects.filter(generation__gt=self._generation)
+                           .order_by("generation").values_list("generation", "token", "speaker_id"))
+            if changes:
+                self._refresh({speaker_id for _, _, speaker_id in changes})
+                self._generation, self._token = changes[-1][0], changes[-1][1]
+                return
+        self._rebuild(model_version)
+
+    def _log_continues(self) -> bool:
+        """True if the log still holds every change after the generation this index has."""
+        if not IndexChange.objects.filter(generation=self._generation + 1).exists():
+            return False
+        if self._generation == 0:
+            return True
+        return IndexChange.objects.filter(generation=self._generation, token=self._token).exists()
+
+    def _refresh(self, speaker_ids: Iterable[uuid.UUID]) -> None:
+        wanted = set(speaker_ids)
+        found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, wanted))
+        gone = [self._int_of.pop(s) for s in wanted - found.keys() if s in self._int_of]
+        self._index.remove(np.asarray(gone, dtype=np.int64))
+        for key in gone:
+            del self._uuid_of[key]
+        if found:
+            ids = np.asarray([self._int_for(s) for s in found], dtype=np.int64)
+            self._index.upsert(ids, np.stack(list(found.values())))
+
+    def _rebuild(self, model_version: str) -> None:
+        # Read the generation first: a change committed after this read has a higher
+        # generation, so the next sync re-applies it even if the rows below include it.
+        generation, token = _current_state()
+        self._index = VoiceprintIndex()
+        self._int_of.clear()
+        self._uuid_of.clear()
+        self._model_version = model_version
+        rows = list(_voiceprints(model_version, None))
+        if rows:
+            ids = np.asarray([self._int_for(s) for s, _ in rows], dtype=np.int64)
+            self._index.add(ids, np.stack([v for _, v in rows]))
+        self._generation, self._token = generation, token
+        logger.info("voiceprint index rebuilt: %d speakers, model %s, generation %d",
+                    len(rows), model_version, generation)
+
+    def _int_for(self, speaker_id: uuid.UUID) -> int:
+        key = self._int_of.get(speaker_id)
+        if key is None:
+            key = self._next_int
+            self._next_int += 1
+            self._int_of[speaker_id] = key
+            self._uuid_of[key] = speaker_id
+        return key
+
+
+def _current_state() -> tuple[int, str]:
+    row = IndexState.objects.filter(pk=1).values_list("generation", "token").first()
+    return (row[0], row[1]) if row else (0, "")
+
+
+def _voiceprints(model_version: str, speaker_ids: set[uuid.UUID] | None):
+    """Yield ``(speaker_id, vector)`` for non-empty voiceprints of ``model_version``."""
+    rows = Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version)
+    if speaker_ids is not None:
+        rows = rows.filter(id__in=speaker_ids)
+    for speaker in rows.only("id", "voiceprint_ciphertext", "voiceprint_key_id",
+                             "voiceprint_model_version").iterator(chunk_size=1000):
+        yield speaker.id, crypto.vector_decrypt(key_id=speaker.voiceprint_key_id,
+                                                ciphertext=speaker.voiceprint_ciphertext,
+                                                context=speaker.crypto_context())
+
+
+_index_lock = threading.Lock()
+_index: SpeakerIndex | None = None
+
+
+def _forget_index_after_fork() -> None:
+    global _index, _index_lock
+    _index = None
+    _index_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_index_after_fork)
+
+
+def speaker_index() -> SpeakerIndex:
+    """This process's index (built lazily at the first search or warm-up)."""
+    global _index
+    with _index_lock:
+        if _index is None:
+            _index = SpeakerIndex()
+        return _index

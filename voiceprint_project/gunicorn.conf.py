@@ -1,0 +1,24 @@
+"""gunicorn configuration: ``gunicorn -c voiceprint_project/gunicorn.conf.py voiceprint_project.wsgi``.
+
+Threaded workers (gthread): several requests run at once in one process, while one
+inference thread per process owns MindSpore (see speakers/engine.py). The app is not
+preloaded: every worker imports Django and loads the model after the fork.
+Override any value on the command line or with GUNICORN_CMD_ARGS.
+"""
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+preload_app = False  # MindSpore must never be imported before the fork
+timeout = 120
+graceful_timeout = 30
+accesslog = "-"
+
+
+def post_worker_init(worker):
+    """In each worker, after the fork and once the app is loaded: warm the model and index in the background."""
+    from speakers.engine import engine_warm_up_in_background
+
+    engine_warm_up_in_background()

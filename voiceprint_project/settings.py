@@ -1,0 +1,303 @@
+"""Settings of the voiceprint service: read from the environment here and nowhere else.
+
+Every knob is one environment variable, parsed by a small typed helper that refuses bad
+values at start-up (a typo in a threshold must not become a silent default). Secrets may
+also come from a file (``<NAME>_FILE``), which is how Docker/Kubernetes secrets arrive.
+
+``VOICEPRINT_ENV=production`` turns on the production guard: the service refuses to start
+without an encryption key, with the development secret key, or with DEBUG on.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# --- typed helpers ---------------------------------------------------------------------
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    """The variable's value, or the content of the file named by ``<name>_FILE``, or ``default``."""
+    value = os.environ.get(name)
+    if value is not None and value != "":
+        return value
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
+    return default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from exc
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} must be >= {minimum}")
+    return number
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None,
+              maximum: float | None = None) -> float:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from exc
+    if number != number or (minimum is not None and number < minimum) or (
+            maximum is not None and number > maximum):
+        raise ImproperlyConfigured(f"{name}={number} must be within [{minimum}, {maximum}]")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = env_str(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+
+
+def env_encryption_keys(name: str) -> list[str]:
+    """Comma-separated base64url 32-byte keys, newest first; each is checked here."""
+    keys = env_list(name, [])
+    for position, key in enumerate(keys):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+            raise ImproperlyConfigured(f"{name}: key #{position + 1} is not base64url") from exc
+        if len(raw) != 32:
+            raise ImproperlyConfigured(
+                f"{name}: key #{position + 1} decodes to {len(raw)} bytes, expected 32 "
+                "(generate one with `python manage.py generate_encryption_key`)")
+    return keys
+
+
+# --- mode and secrets --------------------------------------------------------------------
+
+VOICEPRINT_ENV = (env_str("VOICEPRINT_ENV", "development") or "development").lower()
+if VOICEPRINT_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"VOICEPRINT_ENV={VOICEPRINT_ENV!r}: use development or production")
+PRODUCTION = VOICEPRINT_ENV == "production"
+
+_DEVELOPMENT_SECRET_KEY = "django-insecure-voiceprint-development-only"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEVELOPMENT_SECRET_KEY) or _DEVELOPMENT_SECRET_KEY
+DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+
+# Embedding encryption keys (AES-256-GCM), newest first: the first encrypts, all decrypt.
+VOICEPRINT_ENCRYPTION_KEYS = env_encryption_keys("VOICEPRINT_ENCRYPTION_KEYS")
+
+if PRODUCTION:
+    if SECRET_KEY == _DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("django-insecure"):
+        raise ImproperlyConfigured(
+            "VOICEPRINT_ENV=production refuses to start with the default secret key: "
+            "set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE).")
+    if len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters in production.")
+    if not VOICEPRINT_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured(
+            "VOICEPRINT_ENV=production refuses to start without an encryption key: set "
+            "VOICEPRINT_ENCRYPTION_KEYS (or VOICEPRINT_ENCRYPTION_KEYS_FILE); generate one with "
+            "`python manage.py generate_encryption_key`.")
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
+elif not VOICEPRINT_ENCRYPTION_KEYS:
+    # Development only: a key derived from the (development) secret key, so a fresh checkout
+    # works with zero configuration. Embeddings are still encrypted at rest.
+    VOICEPRINT_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(
+        hashlib.sha256(b"voiceprint-development-encryption-key:" + SECRET_KEY.encode()).digest()
+    ).decode("ascii")]
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+
+# --- Django --------------------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "speakers",  # before staticfiles: its runserver (model check + warm-up) wins
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "voiceprint_project.urls"
+WSGI_APPLICATION = "voiceprint_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_DEFAULT_SQLITE = BASE_DIR / "var" / "db.sqlite3"
+_DATABASE_URL = env_str("DATABASE_URL")
+if _DATABASE_URL is None:
+    _DEFAULT_SQLITE.parent.mkdir(parents=True, exist_ok=True)
+    _DATABASE_URL = f"sqlite:///{_DEFAULT_SQLITE}"
+DATABASES = {
+    "default": dj_database_url.parse(
+        _DATABASE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes and threads write to one file: WAL lets readers go on while one
+    # writes, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlocks), and the
+    # timeout makes a busy writer wait instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": env_int("SQLITE_TIMEOUT_S", 30, minimum=1),
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+WHITENOISE_USE_FINDERS = True  # admin and Swagger UI assets work without collectstatic
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("VOICEPRINT_LOG_LEVEL", "INFO")},
+    "loggers": {"faiss.loader": {"level": "WARNING"}},
+}
+
+
+# --- uploads: audio stays in memory, never on disk ------------------------------------------
+
+FILE_UPLOAD_HANDLERS = ["speakers.uploads.InMemoryAudioUploadHandler"]
+# One uploaded audio file, in bytes (413 upload_too_large above it).
+VOICEPRINT_MAX_UPLOAD_BYTES = env_int("VOICEPRINT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Files in one request, all fields together (413 too_many_files above it).
+VOICEPRINT_MAX_FILES = env_int("VOICEPRINT_MAX_FILES", 10, minimum=2)
+# Non-file form fields / JSON bodies.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+# Django's own cap stays just above ours, so our handler answers first with a clear code.
+DATA_UPLOAD_MAX_NUMBER_FILES = VOICEPRINT_MAX_FILES + 1
+
+
+# --- engine, decisions, quality gates --------------------------------------------------------
+
+VOICEPRINT_MODEL_DIR = Path(env_str("VOICEPRINT_MODEL_DIR", str(BASE_DIR / "var" / "model")))
+VOICEPRINT_MIN_AUDIO_S = env_float("VOICEPRINT_MIN_AUDIO_S", 0.5, minimum=0.1)
+VOICEPRINT_MAX_AUDIO_S = env_float("VOICEPRINT_MAX_AUDIO_S", 60.0, minimum=1.0)
+# Load the model in the background as soon as a server process starts (after the fork).
+VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
+
+# Raw cosine of L2-normalised embeddings, in [-1, 1]; accepted / a match when score >= threshold.
+VOICEPRINT_VERIFY_THRESHOLD = env_float("VOICEPRINT_VERIFY_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)
+VOICEPRINT_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_IDENTIFY_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)
+VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
+
+# Quality gates (seconds of net speech found by the VAD; fraction of clipped samples).
+VOICEPRINT_ENROLL_MIN_SPEECH_S = env_float("VOICEPRINT_ENROLL_MIN_SPEECH_S", 1.0, minimum=0.0)
+VOICEPRINT_PROBE_MIN_SPEECH_S = env_float("VOICEPRINT_PROBE_MIN_SPEECH_S", 0.8, minimum=0.0)
+VOICEPRINT_MAX_CLIPPING_RATIO = env_float("VOICEPRINT_MAX_CLIPPING_RATIO", 0.05, minimum=0.0, maximum=1.0)
+
+# Index change log rows kept; a process further behind than this rebuilds its index.
+VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)
+
+
+# --- REST API ---------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["speakers.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["speakers.api.auth.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "speakers.api.pagination.SpeakerPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "speakers.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voiceprint enrollment database API",
+    "DESCRIPTION": "Enroll voices, verify 1:1, identify 1:N. Authenticate with the X-API-Key header.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
