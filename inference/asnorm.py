@@ -59,7 +59,9 @@ def as_norm_scores(
     s = np.asarray(scores, dtype=np.float64)
     sd_e = np.maximum(np.asarray(enroll_sd, dtype=np.float64), _MIN_SD)
     sd_t = np.maximum(np.asarray(test_sd, dtype=np.float64), _MIN_SD)
-    return 0.5 * ((s - np.asarray(enroll_mu, dtype=np.float64)) / sd_e + (s - np.asarray(test_mu, dtype=np.float64)) / sd_t)
+    return 0.5 * (
+        (s - np.asarray(enroll_mu, dtype=np.float64)) / sd_e + (s - np.asarray(test_mu, dtype=np.float64)) / sd_t
+    )
 
 
 class ASNorm:
@@ -194,7 +196,9 @@ class ASNorm:
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 1:
             raise ValueError(f"scores must be 1-D, got shape {s.shape}")
-        mu_e, sd_e = enroll_stats if enroll_stats is not None else self.stats_many(_required(enroll_vecs, "enroll_vecs"))
+        mu_e, sd_e = (
+            enroll_stats if enroll_stats is not None else self.stats_many(_required(enroll_vecs, "enroll_vecs"))
+        )
         mu_t, sd_t = test_stats if test_stats is not None else self.stats_many(_required(test_vecs, "test_vecs"))
         return np.broadcast_to(as_norm_scores(s, mu_e, sd_e, mu_t, sd_t), s.shape).copy()
 

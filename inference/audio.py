@@ -135,7 +135,10 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> DecodedAudio:
         parts: list[np.ndarray] = []
         clipped = 0
         try:
-            for block in sound.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            # Read until the decoder runs dry rather than trusting the header's frame count:
+            # for MP3 it is an estimate, and SoundFile.blocks() hands on a cut file's unfilled
+            # buffer (uninitialised memory: garbage or NaN) as if it were samples.
+            while (block := sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)).shape[0]:
                 if not np.isfinite(block).all():
                     raise InvalidSamplesError("the recording contains NaN or infinite sample values")
                 clipped += int(np.count_nonzero(np.abs(block) >= _CLIP_LEVEL))

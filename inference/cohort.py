@@ -85,7 +85,10 @@ def load_classifier_cohort(
     weight = state[_CLASSIFIER_KEY]
     if weight.shape != tuple(expected_shape):
         raise ModelIntegrityError(
-            "classifier weight has the wrong shape", path=str(path), expected=list(expected_shape), found=list(weight.shape)
+            "classifier weight has the wrong shape",
+            path=str(path),
+            expected=list(expected_shape),
+            found=list(weight.shape),
         )
     _check_finite(weight, path)
     logger.info("loaded classifier cohort %s: %d x %d", path, *weight.shape)

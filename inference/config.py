@@ -83,9 +83,10 @@ class EngineConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    # Feature-frame buckets the network is compiled for (1 frame = 10 ms; n seconds of audio
-    # make 100 n + 1 frames). Inputs are padded up to the next bucket; the padding is exact
-    # (see inference/ecapa.py), so results do not depend on the bucket. Longer inputs are split
-    # into equal windows of at most the largest bucket (20 s) whose embeddings are averaged.
-    buckets: tuple[int, ...] = tuple(range(101, 1001, 50)) + tuple(range(1001, 2002, 100))
-    max_batch: int = 8
+    # Feature-frame buckets the network is compiled for (1 frame = 10 ms; n seconds of speech
+    # make 100 n + 1 frames). An utterance is padded up to the next bucket; the padding is
+    # exact (see inference/ecapa.py), so the result does not depend on the bucket. Longer
+    # speech is cut into equal windows of at most the largest bucket (8 s) whose embeddings are
+    # averaged. MindSpore keeps each compiled shape's working memory (about 1 MB per frame),
+    # so the set is small and batch size 1 only: all six compiled take about 2.8 GB.
+    buckets: tuple[int, ...] = (201, 301, 401, 501, 601, 801)

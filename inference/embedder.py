@@ -24,7 +24,6 @@ from inference.scoring import average_embeddings, l2_normalise
 
 log = logging.getLogger(__name__)
 
-_BATCH_SIZES = (8, 4, 2, 1)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Embedder:
         self.model_version: str = manifest["version"]
         self._network = network
         self._lock = threading.Lock()
-        self._compiled: set[tuple[int, int]] = set()
+        self._compiled: set[int] = set()
         self.load_seconds = 0.0
 
     @classmethod
@@ -180,41 +179,35 @@ class Embedder:
         """The network on normalised features ``[(T_i, 80)]`` -> ``(N, 192)`` unit rows.
 
         Each ``T_i`` must fit the largest bucket (see :meth:`_embed_prepared` for longer input).
+        Utterances run one at a time: on CPU a batch is no faster per utterance, and every
+        batch shape would be one more compiled graph holding its own memory.
         """
         import mindspore as ms
 
         from inference.ecapa import frame_inputs
 
-        buckets = self.config.buckets
         out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
-        groups: dict[int, list[int]] = {}
         for i, feats in enumerate(utterances):
-            groups.setdefault(bucket_for(feats.shape[0], buckets), []).append(i)
-        for frames, members in groups.items():
-            start = 0
-            while start < len(members):
-                size = next(b for b in _BATCH_SIZES if b <= min(self.config.max_batch, len(members) - start))
-                chunk = members[start : start + size]
-                start += size
-                inputs = frame_inputs([utterances[i] for i in chunk], frames, self.config.model)
-                with self._lock:
-                    if (size, frames) not in self._compiled:
-                        log.info("compiling the network for batch %d x %d frames", size, frames)
-                        self._compiled.add((size, frames))
-                    raw = self._network(*(ms.Tensor(a) for a in inputs)).asnumpy()
-                out[chunk] = l2_normalise(raw)
+            frames = bucket_for(feats.shape[0], self.config.buckets)
+            inputs = [ms.Tensor(a) for a in frame_inputs([feats], frames, self.config.model)]
+            with self._lock:
+                if frames not in self._compiled:
+                    log.info("compiling the network for %d frames", frames)
+                    self._compiled.add(frames)
+                raw = self._network(*inputs).asnumpy()
+            out[i] = l2_normalise(raw[0])
         return out
 
-    def warmup(self, buckets: Iterable[int] | None = None, batch_sizes: Iterable[int] = (1,)) -> None:
-        """Compile the network for these buckets now, so no request waits for a compilation."""
+    def warmup(self, buckets: Iterable[int] | None = None) -> None:
+        """Compile the network for these buckets (default: all) now, so no request waits for it."""
         dim = self.config.model.input_size
+        rng = np.random.default_rng(0)
         for frames in buckets or self.config.buckets:
-            for size in batch_sizes:
-                self.embed_features([np.zeros((frames, dim), dtype=np.float32) + np.arange(dim, dtype=np.float32)] * size)
+            self.embed_features([rng.standard_normal((frames, dim)).astype(np.float32)])
 
     @property
-    def compiled_shapes(self) -> frozenset[tuple[int, int]]:
-        """``(batch, frames)`` shapes compiled so far in this process."""
+    def compiled_shapes(self) -> frozenset[int]:
+        """Buckets (frame counts) compiled so far in this process."""
         return frozenset(self._compiled)
 
     # -- internals ----------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, NamedTuple, Sequen
 
 import numpy as np
 
-from inference.asnorm import ASNorm
+from inference.asnorm import ASNorm, as_norm_scores
 from inference.errors import InferenceError
 from inference.scoring import average_embeddings, l2_normalise
 
@@ -94,7 +94,9 @@ def read_trials(path: Path | str) -> list[Trial]:
 # --------------------------------------------------------------------------- metrics
 
 
-def _scores_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _scores_labels(
+    scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if s.ndim != 1 or y.shape != s.shape:
@@ -109,7 +111,9 @@ def _scores_labels(scores: Sequence[float] | np.ndarray, labels: Sequence[int] |
     return s, y
 
 
-def det_curve(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def det_curve(
+    scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every operating point of a score list.
 
     Parameters
@@ -250,7 +254,8 @@ def verification_metrics(
 
     Keys: ``eer``, ``eer_threshold`` (ROC-interpolated), ``eer_speechbrain``,
     ``eer_speechbrain_threshold`` (SpeechBrain's definition, see :func:`compute_eer`),
-    ``min_dcf`` (a list of ``{p_target, min_dcf, threshold}``), ``far_target``, ``threshold_at_far`` with the ``far`` / ``frr`` it gives
+    ``min_dcf`` (a list of ``{p_target, min_dcf, threshold}``), ``far_target``,
+    ``threshold_at_far`` with the ``far`` / ``frr`` it gives
     on these trials, and target / non-target score means and standard deviations.
     """
     s, y = _scores_labels(scores, labels)
@@ -263,9 +268,7 @@ def verification_metrics(
         "eer_threshold": eer_threshold,
         "eer_speechbrain": eer_sb,
         "eer_speechbrain_threshold": eer_sb_threshold,
-        "min_dcf": [
-            dict(zip(("p_target", "min_dcf", "threshold"), (p, *compute_min_dcf(s, y, p)))) for p in p_targets
-        ],
+        "min_dcf": [dict(zip(("p_target", "min_dcf", "threshold"), (p, *compute_min_dcf(s, y, p)))) for p in p_targets],
         "far_target": far_target,
         "threshold_at_far": at_far,
         "far_at_threshold": far,
@@ -541,7 +544,12 @@ def evaluate_identification(
         paths = by_speaker[speaker]
         if len(paths) < enroll_per_speaker:
             skipped.append(speaker)
-            logger.warning("speaker %s has %d usable utterances, fewer than %d: not enrolled", speaker, len(paths), enroll_per_speaker)
+            logger.warning(
+                "speaker %s has %d usable utterances, fewer than %d: not enrolled",
+                speaker,
+                len(paths),
+                enroll_per_speaker,
+            )
             continue
         enrolled.append(speaker)
         voiceprints.append(average_embeddings([vectors[p] for p in paths[:enroll_per_speaker]]))
@@ -553,12 +561,14 @@ def evaluate_identification(
         raise ValueError("no known speaker has enough usable utterances to enroll")
 
     enrolled_matrix = np.stack(voiceprints)  # (K, D)
-    probe_matrix = np.stack([vectors[p] for _, p, _ in probes]) if probes else np.zeros((0, enrolled_matrix.shape[1]), np.float32)
+    probe_matrix = (
+        np.stack([vectors[p] for _, p, _ in probes]) if probes else np.zeros((0, enrolled_matrix.shape[1]), np.float32)
+    )
     scores = np.clip(probe_matrix @ enrolled_matrix.T, -1.0, 1.0).astype(np.float64)  # (P, K)
     if asnorm is not None and probes:
         mu_e, sd_e = asnorm.stats_many(enrolled_matrix)
         mu_t, sd_t = asnorm.stats_many(probe_matrix)
-        scores = np.stack([asnorm.normalise_many(row, enroll_stats=(mu_e, sd_e), test_stats=(mu_t[i], sd_t[i])) for i, row in enumerate(scores)])
+        scores = as_norm_scores(scores, mu_e[None, :], sd_e[None, :], mu_t[:, None], sd_t[:, None])  # (P, K)
 
     probe_rows: list[dict[str, Any]] = []
     for (speaker, path, is_known), row in zip(probes, scores):
@@ -579,7 +589,9 @@ def evaluate_identification(
     report: dict[str, Any] = {
         "kind": "identification",
         "scale": "cosine" if asnorm is None else "asnorm",
-        "asnorm": None if asnorm is None else {"top_k": asnorm.top_k, "cohort_size": asnorm.cohort_size, "key": asnorm.key},
+        "asnorm": (
+            None if asnorm is None else {"top_k": asnorm.top_k, "cohort_size": asnorm.cohort_size, "key": asnorm.key}
+        ),
         "threshold": float(threshold),
         "margin": float(margin),
         "top_k": int(top_k),
@@ -632,6 +644,47 @@ def identification_operating_point(
     if unknown:
         out["unknown"] = {"false_identification_rate": sum(1 for p in unknown if matched(p)) / len(unknown)}
     return out
+
+
+def threshold_at_fir(probes: Sequence[Mapping[str, Any]], fir: float, *, margin: float = 0.0) -> float:
+    """Lowest identification threshold whose false-identification rate on these probes is at most ``fir``.
+
+    An unknown probe is falsely identified when its best score is ``>= threshold`` and leads
+    the runner-up by ``>= margin``; probes whose lead is below the margin never are.
+
+    Parameters
+    ----------
+    probes
+        The ``probes`` of an :func:`evaluate_identification` report (needs unknown probes).
+    fir
+        Target false-identification rate in [0, 1].
+    margin
+        The margin the threshold will be used with.
+
+    Returns
+    -------
+    float
+        On the report's scale: just above the best score of the unknown probe that would
+        exceed the allowed count, or the lowest best score of any probe when no unknown
+        probe can be matched.
+    """
+    if not 0.0 <= fir <= 1.0:
+        raise ValueError(f"fir must be in [0, 1], got {fir}")
+    unknown = [p for p in probes if not p["known"]]
+    if not unknown:
+        raise ValueError("threshold_at_fir needs probes of unknown speakers")
+    eligible = sorted(
+        (
+            p["best_score"]
+            for p in unknown
+            if p["second_score"] is None or p["best_score"] - p["second_score"] >= margin
+        ),
+        reverse=True,
+    )
+    allowed = int(math.floor(fir * len(unknown) + 1e-9))
+    if len(eligible) <= allowed:
+        return float(min(p["best_score"] for p in probes))
+    return float(np.nextafter(eligible[allowed], np.inf))
 
 
 # --------------------------------------------------------------------------- report files
@@ -722,7 +775,12 @@ def _verification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
         ax.hist(s[labels == 0], bins=bins, density=True, alpha=0.55, label="non-target")
         ax.hist(s[labels == 1], bins=bins, density=True, alpha=0.55, label="target")
         metrics = report[key]
-        ax.axvline(metrics["eer_threshold"], color="black", linestyle="--", label=f"EER threshold {metrics['eer_threshold']:.3f}")
+        ax.axvline(
+            metrics["eer_threshold"],
+            color="black",
+            linestyle="--",
+            label=f"EER threshold {metrics['eer_threshold']:.3f}",
+        )
         ax.axvline(
             metrics["threshold_at_far"],
             color="red",
@@ -906,20 +964,55 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--embeddings-npz", type=Path, help="precomputed embeddings (arrays names, embeddings)")
     source.add_argument("--model-dir", type=Path, help="embed with the MindSpore engine from this model directory")
     parser.add_argument("--cohort", type=Path, help="AS-norm cohort: cohort.npy or SpeechBrain classifier.ckpt")
-    parser.add_argument("--top-k", type=int, nargs="+", default=[200], help="AS-norm top-k values; the first is used for identification")
+    parser.add_argument(
+        "--top-k", type=int, nargs="+", default=[200], help="AS-norm top-k values; the first is used for identification"
+    )
     parser.add_argument("--far", type=float, default=0.01, help="FAR of the reported fixed-FAR threshold")
-    parser.add_argument("--group-by-source", action="store_true", help="also report per source (top directory up to its first '-')")
-    parser.add_argument("--at", type=float, nargs="*", default=[0.25, 0.40, 0.45, 0.50], help="cosine thresholds to give FAR/FRR at")
-    parser.add_argument("--asnorm-at", type=float, nargs="*", default=[6.0, 7.0, 7.5, 8.0], help="AS-norm thresholds to give FAR/FRR at")
-    parser.add_argument("--identification", action="store_true", help="also run open-set identification (speaker = top directory)")
+    parser.add_argument(
+        "--group-by-source", action="store_true", help="also report per source (top directory up to its first '-')"
+    )
+    parser.add_argument(
+        "--at", type=float, nargs="*", default=[0.25, 0.40, 0.45, 0.50], help="cosine thresholds to give FAR/FRR at"
+    )
+    parser.add_argument(
+        "--asnorm-at", type=float, nargs="*", default=[6.0, 7.0, 7.5, 8.0], help="AS-norm thresholds to give FAR/FRR at"
+    )
+    parser.add_argument(
+        "--identification", action="store_true", help="also run open-set identification (speaker = top directory)"
+    )
     parser.add_argument("--enroll", type=int, default=3, help="utterances averaged per enrolled speaker")
-    parser.add_argument("--rotate-unknown", action="store_true", help="also pool 3 runs holding out sorted(speakers)[r::3], r = 0, 1, 2")
-    parser.add_argument("--identify-threshold", type=float, default=0.50, help="cosine threshold of the written identification report")
-    parser.add_argument("--asnorm-identify-threshold", type=float, default=8.0, help="AS-norm threshold of the written identification report")
-    parser.add_argument("--identify-at", type=float, nargs="+", default=[0.25, 0.40, 0.45, 0.50], help="cosine identification thresholds")
-    parser.add_argument("--margins", type=float, nargs="+", default=[0.0, 0.05, 0.1], help="cosine margins over the runner-up")
-    parser.add_argument("--asnorm-identify-at", type=float, nargs="+", default=[6.0, 7.0, 7.5, 8.0], help="AS-norm identification thresholds")
-    parser.add_argument("--asnorm-margins", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="AS-norm margins over the runner-up")
+    parser.add_argument(
+        "--rotate-unknown", action="store_true", help="also pool 3 runs holding out sorted(speakers)[r::3], r = 0, 1, 2"
+    )
+    parser.add_argument(
+        "--identify-threshold", type=float, default=0.50, help="cosine threshold of the written identification report"
+    )
+    parser.add_argument(
+        "--asnorm-identify-threshold",
+        type=float,
+        default=8.0,
+        help="AS-norm threshold of the written identification report",
+    )
+    parser.add_argument(
+        "--identify-at",
+        type=float,
+        nargs="+",
+        default=[0.25, 0.40, 0.45, 0.50],
+        help="cosine identification thresholds",
+    )
+    parser.add_argument(
+        "--margins", type=float, nargs="+", default=[0.0, 0.05, 0.1], help="cosine margins over the runner-up"
+    )
+    parser.add_argument(
+        "--asnorm-identify-at",
+        type=float,
+        nargs="+",
+        default=[6.0, 7.0, 7.5, 8.0],
+        help="AS-norm identification thresholds",
+    )
+    parser.add_argument(
+        "--asnorm-margins", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="AS-norm margins over the runner-up"
+    )
     parser.add_argument("--out-dir", type=Path, default=Path("reports"), help="where the JSON and PNG reports go")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -934,24 +1027,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     trials = read_trials(args.trials)
-    embed_fn = _cached(npz_embed_fn(args.embeddings_npz, args.audio_root) if args.embeddings_npz else engine_embed_fn(args.model_dir))
+    embed_fn = _cached(
+        npz_embed_fn(args.embeddings_npz, args.audio_root) if args.embeddings_npz else engine_embed_fn(args.model_dir)
+    )
     cohort = _load_any_cohort(args.cohort) if args.cohort else None
     group_fn = _source_prefix if args.group_by_source else None
     progress = not args.no_progress
     out = sys.stdout
-    out.write(f"# {args.trials} ({'embeddings ' + str(args.embeddings_npz) if args.embeddings_npz else 'engine ' + str(args.model_dir)})\n\n")
+    out.write(
+        f"# {args.trials} ("
+        f"{'embeddings ' + str(args.embeddings_npz) if args.embeddings_npz else 'engine ' + str(args.model_dir)})\n\n"
+    )
 
     reports: list[dict[str, Any]] = []
     for k in [None, *(args.top_k if cohort is not None else [])]:
         asnorm = None if k is None else ASNorm(cohort, top_k=k)
-        report = evaluate_verification(trials, args.audio_root, embed_fn, asnorm=asnorm, far_target=args.far, progress=progress, group_fn=group_fn)
+        report = evaluate_verification(
+            trials, args.audio_root, embed_fn, asnorm=asnorm, far_target=args.far, progress=progress, group_fn=group_fn
+        )
         name = "verification" if k is None else f"verification_asnorm_k{k}"
         write_report(report, args.out_dir / f"{name}.json", args.out_dir / f"{name}.png")
         reports.append(report)
     failed = reports[0]["failed_files"]
     groups = [group_fn(t) for t in trials if t.a not in failed and t.b not in failed] if group_fn else None
     counts = reports[0]["counts"]
-    out.write(f"{counts['scored']} trials scored ({counts['target']} target), {counts['failed_files']} of {counts['files']} files failed\n\n")
+    out.write(
+        f"{counts['scored']} trials scored ({counts['target']} target), "
+        f"{counts['failed_files']} of {counts['files']} files failed\n\n"
+    )
     out.write(_summary(reports) + "\n\n" + _rates_table(reports, groups, args.at, args.asnorm_at) + "\n\n")
 
     if args.identification:
@@ -963,27 +1066,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if cohort is not None:
             asnorm = ASNorm(cohort, top_k=args.top_k[0])
-            runs.append((f"asnorm_k{args.top_k[0]}", asnorm, args.asnorm_identify_threshold, args.asnorm_identify_at, args.asnorm_margins))
+            runs.append(
+                (
+                    f"asnorm_k{args.top_k[0]}",
+                    asnorm,
+                    args.asnorm_identify_threshold,
+                    args.asnorm_identify_at,
+                    args.asnorm_margins,
+                )
+            )
         for name, asnorm, threshold, thresholds, margins in runs:
             report = evaluate_identification(
-                utterances, args.audio_root, embed_fn, enroll_per_speaker=args.enroll, threshold=threshold, asnorm=asnorm, progress=progress
+                utterances,
+                args.audio_root,
+                embed_fn,
+                enroll_per_speaker=args.enroll,
+                threshold=threshold,
+                asnorm=asnorm,
+                progress=progress,
             )
-            write_report(report, args.out_dir / f"identification_{name}.json", args.out_dir / f"identification_{name}.png")
+            write_report(
+                report, args.out_dir / f"identification_{name}.json", args.out_dir / f"identification_{name}.png"
+            )
             sp, c = report["speakers"], report["counts"]
             out.write(
                 f"identification, {name}: {len(sp['known'])} speakers enrolled with {args.enroll} utterances each, "
                 f"unknown {', '.join(sp['unknown'])}; {c['known_probes']} known / {c['unknown_probes']} unknown probes\n\n"
             )
-            out.write(_identification_sweep(report["probes"], report["scale"], thresholds, margins, report["top_k"]) + "\n\n")
+            out.write(
+                _identification_sweep(report["probes"], report["scale"], thresholds, margins, report["top_k"]) + "\n\n"
+            )
             if args.rotate_unknown:
                 pooled: list[dict[str, Any]] = []
                 for r in range(3):
                     pooled += evaluate_identification(
-                        utterances, args.audio_root, embed_fn, enroll_per_speaker=args.enroll, unknown_speakers=set(speakers[r::3]),
-                        threshold=threshold, asnorm=asnorm, progress=progress,
+                        utterances,
+                        args.audio_root,
+                        embed_fn,
+                        enroll_per_speaker=args.enroll,
+                        unknown_speakers=set(speakers[r::3]),
+                        threshold=threshold,
+                        asnorm=asnorm,
+                        progress=progress,
                     )["probes"]
                 n_known = sum(1 for p in pooled if p["known"])
-                out.write(f"identification, {name}, pooled over 3 hold-outs: {n_known} known / {len(pooled) - n_known} unknown probes\n\n")
+                out.write(
+                    f"identification, {name}, pooled over 3 hold-outs: "
+                    f"{n_known} known / {len(pooled) - n_known} unknown probes\n\n"
+                )
                 out.write(_identification_sweep(pooled, report["scale"], thresholds, margins, report["top_k"]) + "\n\n")
     return 0
 

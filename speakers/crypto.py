@@ -59,6 +59,11 @@ def key_id_for(key: bytes) -> str:
     return hashlib.sha256(b"voiceprint-key-id:" + key).hexdigest()[:16]
 
 
+def encryption_key_id(encoded_key: str) -> str:
+    """The key id of a configured (base64url) key."""
+    return key_id_for(base64.urlsafe_b64decode(encoded_key.encode("ascii")))
+
+
 @lru_cache(maxsize=1)
 def keyring() -> Keyring:
     raw_keys = [base64.urlsafe_b64decode(k.encode("ascii")) for k in settings.VOICEPRINT_ENCRYPTION_KEYS]

@@ -28,7 +28,7 @@ class InMemoryAudioUploadHandler(FileUploadHandler):
         super().__init__(request)
         self.files_seen = 0
         self.error: ApplicationError | None = None
-        self.file: BytesIO | None = None
+        self.file = BytesIO()
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = max_request_bytes()
@@ -73,5 +73,5 @@ class InMemoryAudioUploadHandler(FileUploadHandler):
 
     def _stop(self, error: ApplicationError) -> None:
         self.error = error
-        self.file = None
+        self.file = BytesIO()  # drop what was read; Django closes it
         raise StopUpload(connection_reset=False)

@@ -219,8 +219,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
-WHITENOISE_USE_FINDERS = True  # admin and Swagger UI assets work without collectstatic
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # collectstatic's target; WhiteNoise serves from it
+except OSError:
+    pass  # a read-only image with collected files already in place
+WHITENOISE_USE_FINDERS = True  # admin and Swagger UI assets also work without collectstatic
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

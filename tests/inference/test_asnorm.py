@@ -202,7 +202,14 @@ def _torch_zip(monkeypatch: pytest.MonkeyPatch, tensors: dict[str, np.ndarray]) 
         def __reduce__(self):
             shape = self.array.shape
             stride = tuple(int(np.prod(shape[i + 1 :])) for i in range(len(shape)))
-            return _rebuild_tensor_v2, (Storage(self.key, self.array.size), 0, shape, stride, False, collections.OrderedDict())
+            return _rebuild_tensor_v2, (
+                Storage(self.key, self.array.size),
+                0,
+                shape,
+                stride,
+                False,
+                collections.OrderedDict(),
+            )
 
     class TorchPickler(pickle.Pickler):
         def persistent_id(self, obj: object):
@@ -228,7 +235,9 @@ def test_the_classifier_cohort_is_its_weight_rows_normalised(monkeypatch: pytest
     assert load_classifier_cohort(path.read_bytes(), expected_shape=(6, 192)).shape == (6, 192)
 
 
-def test_the_classifier_cohort_refuses_the_wrong_shape_tensors_or_checksum(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_classifier_cohort_refuses_the_wrong_shape_tensors_or_checksum(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     data = _torch_zip(monkeypatch, {"weight": np.ones((6, 192), np.float32)})
     with pytest.raises(ModelIntegrityError, match="wrong shape"):
         load_classifier_cohort(data)  # expects (7205, 192)

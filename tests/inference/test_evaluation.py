@@ -21,6 +21,7 @@ from inference.evaluation import (
     identification_operating_point,
     npz_embed_fn,
     rates_at_threshold,
+    threshold_at_fir,
     read_trials,
     threshold_at_far,
     write_report,
@@ -31,7 +32,9 @@ SPEECH = REPO / "tests" / "fixtures" / "speech"
 REFERENCE_NPZ = REPO / "tests" / "fixtures" / "reference_embeddings.npz"
 DEV_CLIPS = [f"{s}_snt{i}.wav" for s in "ab" for i in range(1, 7)]
 
-needs_reference = pytest.mark.skipif(not REFERENCE_NPZ.is_file(), reason="reference_embeddings.npz fixture not generated")
+needs_reference = pytest.mark.skipif(
+    not REFERENCE_NPZ.is_file(), reason="reference_embeddings.npz fixture not generated"
+)
 
 # A toy list small enough to do by hand. Sorted: 0.1 N, 0.2 T, 0.5 T, 0.5 N, 0.8 T.
 TOY_SCORES = [0.8, 0.5, 0.2, 0.5, 0.1]
@@ -93,7 +96,9 @@ def test_speechbrain_eer_of_the_toy_list_averages_the_closest_observed_operating
 
 
 def test_speechbrain_eer_reproduces_its_docstring_example() -> None:
-    assert compute_eer([0.6, 0.7, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1], [1, 1, 1, 1, 0, 0, 0, 0], method="speechbrain")[0] == 0.0
+    assert (
+        compute_eer([0.6, 0.7, 0.8, 0.5, 0.4, 0.3, 0.2, 0.1], [1, 1, 1, 1, 0, 0, 0, 0], method="speechbrain")[0] == 0.0
+    )
 
 
 def test_eer_is_zero_with_a_threshold_in_the_gap_when_scores_separate() -> None:
@@ -201,11 +206,19 @@ def test_verification_on_the_dev_clips_separates_the_two_speakers_embedding_each
     reference_embed_fn, synthetic_cohort
 ) -> None:
     embed_fn = CountingEmbedFn(reference_embed_fn)
-    report = evaluate_verification(_dev_trials(), SPEECH, embed_fn, asnorm=ASNorm(synthetic_cohort, top_k=50), progress=False)
+    report = evaluate_verification(
+        _dev_trials(), SPEECH, embed_fn, asnorm=ASNorm(synthetic_cohort, top_k=50), progress=False
+    )
 
     assert embed_fn.calls == {name: 1 for name in DEV_CLIPS}
     assert report["counts"] == {
-        "trials": 66, "scored": 66, "skipped": 0, "target": 30, "nontarget": 36, "files": 12, "failed_files": 0,
+        "trials": 66,
+        "scored": 66,
+        "skipped": 0,
+        "target": 30,
+        "nontarget": 36,
+        "files": 12,
+        "failed_files": 0,
     }
     raw = report["raw"]
     assert raw["eer"] == 0.0 and raw["eer_speechbrain"] == 0.0
@@ -243,7 +256,9 @@ def test_identification_holds_out_every_third_speaker_and_enrolls_the_first_utte
         seed = 100 * speakers.index(speaker) + index
         return centres[speaker] + 0.3 * np.random.default_rng(seed).standard_normal(192)
 
-    report = evaluate_identification(utterances, Path("/nonexistent"), embed, enroll_per_speaker=3, threshold=0.5, progress=False)
+    report = evaluate_identification(
+        utterances, Path("/nonexistent"), embed, enroll_per_speaker=3, threshold=0.5, progress=False
+    )
     assert report["speakers"]["unknown"] == ["spk2", "spk5", "spk8"]
     assert report["speakers"]["known"] == ["spk0", "spk1", "spk3", "spk4", "spk6", "spk7"]
     known_probes = {p["path"] for p in report["probes"] if p["known"]}
@@ -274,7 +289,13 @@ def test_identification_does_not_enroll_a_speaker_with_too_few_usable_utterances
 def test_identification_on_the_dev_clips_finds_the_speaker_and_rejects_the_stranger(reference_embed_fn) -> None:
     utterances = [(name[0], name) for name in DEV_CLIPS]
     both = evaluate_identification(
-        utterances, SPEECH, reference_embed_fn, enroll_per_speaker=3, unknown_speakers=set(), threshold=0.25, progress=False
+        utterances,
+        SPEECH,
+        reference_embed_fn,
+        enroll_per_speaker=3,
+        unknown_speakers=set(),
+        threshold=0.25,
+        progress=False,
     )
     known = both["known"]
     assert known["top1_accuracy"] == known["topk_accuracy"] == 1.0
@@ -282,13 +303,24 @@ def test_identification_on_the_dev_clips_finds_the_speaker_and_rejects_the_stran
     probes = both["probes"]
     # an unreachable threshold matches nobody; an always-met one matches every probe to its best guess
     assert identification_operating_point(probes, threshold=1.01)["known"]["correct_match_rate"] == 0.0
-    assert identification_operating_point(probes, threshold=-1.01)["known"]["correct_match_rate"] == known["top1_accuracy"]
+    assert (
+        identification_operating_point(probes, threshold=-1.01)["known"]["correct_match_rate"] == known["top1_accuracy"]
+    )
     # a margin over the runner-up can only remove matches; one above every lead removes them all
-    rates = [identification_operating_point(probes, threshold=0.25, margin=m)["known"]["correct_match_rate"] for m in (0, 0.5, 0.7, 2.1)]
+    rates = [
+        identification_operating_point(probes, threshold=0.25, margin=m)["known"]["correct_match_rate"]
+        for m in (0, 0.5, 0.7, 2.1)
+    ]
     assert rates == sorted(rates, reverse=True) and rates[0] == 1.0 and rates[-1] == 0.0
 
     stranger = evaluate_identification(
-        utterances, SPEECH, reference_embed_fn, enroll_per_speaker=3, unknown_speakers={"b"}, threshold=0.25, progress=False
+        utterances,
+        SPEECH,
+        reference_embed_fn,
+        enroll_per_speaker=3,
+        unknown_speakers={"b"},
+        threshold=0.25,
+        progress=False,
     )
     assert stranger["counts"]["unknown_probes"] == 6
     # README: different-speaker cosines stay below 0.1
@@ -301,8 +333,14 @@ def test_identification_on_the_dev_clips_finds_the_speaker_and_rejects_the_stran
 def test_identification_with_asnorm_ranks_on_the_normalised_scale(reference_embed_fn, synthetic_cohort) -> None:
     utterances = [(name[0], name) for name in DEV_CLIPS]
     report = evaluate_identification(
-        utterances, SPEECH, reference_embed_fn, enroll_per_speaker=2, unknown_speakers=set(), threshold=2.0,
-        asnorm=ASNorm(synthetic_cohort, top_k=50), progress=False,
+        utterances,
+        SPEECH,
+        reference_embed_fn,
+        enroll_per_speaker=2,
+        unknown_speakers=set(),
+        threshold=2.0,
+        asnorm=ASNorm(synthetic_cohort, top_k=50),
+        progress=False,
     )
     assert report["scale"] == "asnorm"
     assert report["speakers"] == {"known": ["a", "b"], "unknown": [], "skipped": []}
@@ -313,18 +351,30 @@ def test_identification_with_asnorm_ranks_on_the_normalised_scale(reference_embe
 
 
 @needs_reference
-def test_write_report_writes_json_with_the_expected_fields_and_png_figures(tmp_path: Path, reference_embed_fn, synthetic_cohort) -> None:
-    verification = evaluate_verification(_dev_trials(), SPEECH, reference_embed_fn, asnorm=ASNorm(synthetic_cohort, top_k=50), progress=False)
+def test_write_report_writes_json_with_the_expected_fields_and_png_figures(
+    tmp_path: Path, reference_embed_fn, synthetic_cohort
+) -> None:
+    verification = evaluate_verification(
+        _dev_trials(), SPEECH, reference_embed_fn, asnorm=ASNorm(synthetic_cohort, top_k=50), progress=False
+    )
     write_report(verification, tmp_path / "out" / "verification.json", tmp_path / "out" / "verification.png")
     loaded = json.loads((tmp_path / "out" / "verification.json").read_text())
     assert loaded["kind"] == "verification"
     assert {"counts", "failed_files", "raw", "asnorm", "groups", "scores"} <= set(loaded)
-    assert {"eer", "eer_threshold", "eer_speechbrain", "min_dcf", "threshold_at_far", "far_target"} <= set(loaded["raw"])
+    assert {"eer", "eer_threshold", "eer_speechbrain", "min_dcf", "threshold_at_far", "far_target"} <= set(
+        loaded["raw"]
+    )
     assert (tmp_path / "out" / "verification.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     utterances = [(name[0], name) for name in DEV_CLIPS]
     identification = evaluate_identification(
-        utterances, SPEECH, reference_embed_fn, enroll_per_speaker=2, unknown_speakers={"b"}, threshold=0.4, progress=False
+        utterances,
+        SPEECH,
+        reference_embed_fn,
+        enroll_per_speaker=2,
+        unknown_speakers={"b"},
+        threshold=0.4,
+        progress=False,
     )
     write_report(identification, tmp_path / "id.json", tmp_path / "id.png")
     loaded = json.loads((tmp_path / "id.json").read_text())
@@ -332,6 +382,32 @@ def test_write_report_writes_json_with_the_expected_fields_and_png_figures(tmp_p
     assert loaded["unknown"]["false_identification_rate"] == 0.0
     assert {"top1_accuracy", "topk_accuracy", "correct_match_rate"} <= set(loaded["known"])
     assert (tmp_path / "id.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_threshold_at_fir_allows_the_target_share_of_unknown_probes_and_honours_the_margin() -> None:
+    def probe(best: float, second: float, known: bool = False) -> dict:
+        return {"known": known, "best_score": best, "second_score": second, "true_rank": 0 if known else None}
+
+    probes = [probe(0.9, 0.1, known=True)] + [
+        probe(b, b - lead) for b, lead in [(0.6, 0.3), (0.5, 0.01), (0.4, 0.2), (0.2, 0.1)]
+    ]
+    # no false identification allowed: just above the highest unknown best score
+    t0 = threshold_at_fir(probes, 0.0)
+    assert 0.6 < t0 < 0.6 + 1e-9
+    assert identification_operating_point(probes, threshold=t0)["unknown"]["false_identification_rate"] == 0.0
+    # one in four allowed: the 0.6 probe may pass, the 0.5 one may not
+    t1 = threshold_at_fir(probes, 0.25)
+    assert 0.5 < t1 < 0.5 + 1e-9
+    assert identification_operating_point(probes, threshold=t1)["unknown"]["false_identification_rate"] == 0.25
+    # with a 0.05 margin the 0.5 probe (lead 0.01) can never match, so 0.4 is the next to stop
+    t2 = threshold_at_fir(probes, 0.25, margin=0.05)
+    assert 0.4 < t2 < 0.4 + 1e-9
+    assert (
+        identification_operating_point(probes, threshold=t2, margin=0.05)["unknown"]["false_identification_rate"]
+        == 0.25
+    )
+    # everything allowed: the lowest best score, which accepts every probe
+    assert threshold_at_fir(probes, 1.0) == 0.2
 
 
 def test_npz_embed_fn_refuses_a_recording_that_does_not_exist(tmp_path: Path) -> None:

@@ -1,0 +1,162 @@
+"""Helpers for the API tests: the error-shape assertion, and real server processes over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response has the one error shape, this status and this code; returns the error object."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "detail"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["detail"], dict)
+    return body["error"]
+
+
+# --- real servers ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for the (test) database this process uses."""
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return (f"postgres://{auth}{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}"
+            f"/{settings_dict['NAME']}")
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    api_key: str = ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def request(self, method: str, path: str, *, json_body: dict | None = None,
+                fields: dict[str, str] | None = None, files: list[tuple[str, str, bytes]] | None = None,
+                timeout: float = 120.0) -> HttpResponse:
+        headers = {"X-API-Key": self.api_key} if self.api_key else {}
+        data = None
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        elif files is not None or fields is not None:
+            data, content_type = encode_multipart(fields or {}, files or [])
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        return HttpResponse(status=status, body=json.loads(raw) if raw else {})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def encode_multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, filename, content in files:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                     f"Content-Type: audio/wav\r\n\r\n".encode() + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def server_env(database: str) -> dict[str, str]:
+    from django.conf import settings
+
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": database,
+        "DATABASE_CONN_MAX_AGE": "0",
+        "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings",
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "VOICEPRINT_ENCRYPTION_KEYS": ",".join(settings.VOICEPRINT_ENCRYPTION_KEYS),
+        "VOICEPRINT_MODEL_DIR": str(settings.VOICEPRINT_MODEL_DIR),
+        "VOICEPRINT_WARMUP": "true",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def start_runserver(name: str, database: str, log_dir: Path) -> Server:
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=REPO, env=server_env(database), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+def start_gunicorn(name: str, database: str, log_dir: Path, *, workers: int = 1, threads: int = 4) -> Server:
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "voiceprint_project/gunicorn.conf.py",
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+         "voiceprint_project.wsgi:application"],
+        cwd=REPO, env=server_env(database), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+    return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+def wait_until_healthy(server: Server, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            response = server.request("GET", "/api/v1/health", timeout=5)
+            if response.status == 200:
+                return response.body
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"{server.name} did not answer /api/v1/health within {timeout} s:\n{server.log_tail()}")

