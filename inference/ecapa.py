@@ -98,8 +98,8 @@ def _bn_sources(prefix: str) -> dict[str, tuple[tuple[str, ...], Transform]]:
 
 
 def _conv(x: ms.Tensor, weight: ms.Tensor, bias: ms.Tensor) -> ms.Tensor:
-    """1x1 convolution over ``(1, C_in, 1, N) -> (1, C_out, 1, N)``; bias ``(C_out, 1, 1)``."""
-    return ops.conv2d(x, weight) + bias
+    """1x1 convolution over ``(1, C_in, 1, N) -> (1, C_out, 1, N)``; bias ``(C_out,)`` (fused into the conv)."""
+    return ops.conv2d(x, weight, bias)
 
 
 class TdnnBlock(_Leaf):
@@ -107,14 +107,14 @@ class TdnnBlock(_Leaf):
 
     source = {
         "weight": (("conv.conv.weight",), _conv_weight),
-        "bias": (("conv.conv.bias",), _column),
+        "bias": (("conv.conv.bias",), lambda b: b),
         **_bn_sources("norm.norm"),
     }
 
     def __init__(self, prefix: str, in_features: int, out_channels: int) -> None:
         super().__init__(prefix)
         self.weight = _param((out_channels, in_features, 1, 1), "weight")
-        self.bias = _param((out_channels, 1, 1), "bias")
+        self.bias = _param((out_channels,), "bias")
         self.bn_scale = _param((out_channels, 1, 1), "bn_scale")
         self.bn_shift = _param((out_channels, 1, 1), "bn_shift")
 
@@ -165,6 +165,8 @@ class Res2NetBlock(nn.Cell):
 def _per_utterance(x: ms.Tensor, batch: int) -> ms.Tensor:
     """``(1, C, 1, B*T) -> (B, C, T)``: utterances back on their own axis for pooling."""
     channels = x.shape[1]
+    if batch == 1:  # resolved when the graph is compiled: a free reshape instead of a copy
+        return ops.reshape(x, (1, channels, -1))
     return ops.transpose(ops.reshape(x, (channels, batch, -1)), (1, 0, 2))
 
 
@@ -181,6 +183,8 @@ class SqueezeExcitation(nn.Cell):
         batch = mask.shape[0]
         s = ops.sum(_per_utterance(x, batch) * mask, 2) / count  # (B, C)
         s = ops.sigmoid(self.conv2(ops.relu(self.conv1(s))))
+        if batch == 1:
+            return x * ops.reshape(s, (1, -1, 1, 1))
         gate = ops.reshape(ops.transpose(ops.broadcast_to(ops.expand_dims(s, 2), (batch, s.shape[1], mask.shape[2])), (1, 0, 2)), x.shape)
         return x * gate
 
@@ -213,12 +217,27 @@ def _split_context(part: int) -> Transform:
     return take
 
 
+def _with_mask_column(w: np.ndarray) -> np.ndarray:
+    """Attention output conv ``(C, A, 1)`` -> 1x1 Conv2d weight ``(C, A + 1, 1, 1)``.
+
+    The extra input channel carries ``1 - mask`` (1 on padded frames) with weight ``-1e9``: the
+    convolution itself pushes padded frames to ``-1e9`` before the softmax (weight 0 after it),
+    instead of a separate full-size masking pass. On real frames that channel is 0, so the
+    result is unchanged.
+    """
+    weight = _conv_weight(w)
+    return np.concatenate([weight, np.full((weight.shape[0], 1, 1, 1), -1e9, dtype=weight.dtype)], axis=1)
+
+
 class AttentiveStatisticsPooling(_Leaf):
     """Attentive statistics pooling with global context (mean and std of the utterance fed in).
 
     SpeechBrain concatenates ``[x, mean, std]`` (``3C`` channels) before its attention TDNN; the
     mean and std parts are constant over time, so their product with the weight is computed
     once per utterance instead of once per frame: same numbers, a third of the work.
+    Second moments are taken about the utterance mean (``d = x - mean``), so the attention's
+    weighted variance is ``E_p[d^2] - E_p[d]^2`` without cancellation trouble, and each
+    full-size pass over the ``(C, T)`` features is made once.
     """
 
     source = {
@@ -227,8 +246,8 @@ class AttentiveStatisticsPooling(_Leaf):
         "tdnn_ws": (("tdnn.conv.conv.weight",), lambda w: _split_context(2)(w).T),
         "tdnn_bias": (("tdnn.conv.conv.bias",), lambda b: b),
         **_bn_sources("tdnn.norm.norm"),
-        "conv_w": (("conv.conv.weight",), _conv_weight),
-        "conv_b": (("conv.conv.bias",), _column),
+        "conv_w": (("conv.conv.weight",), _with_mask_column),
+        "conv_b": (("conv.conv.bias",), lambda b: b),
     }
 
     def __init__(self, prefix: str, channels: int, attention_channels: int) -> None:
@@ -239,31 +258,27 @@ class AttentiveStatisticsPooling(_Leaf):
         self.tdnn_bias = _param((attention_channels,), "tdnn_bias")
         self.bn_scale = _param((attention_channels, 1, 1), "bn_scale")
         self.bn_shift = _param((attention_channels, 1, 1), "bn_shift")
-        self.conv_w = _param((channels, attention_channels, 1, 1), "conv_w")
-        self.conv_b = _param((channels, 1, 1), "conv_b")
-
-    @staticmethod
-    def _stats(x: ms.Tensor, weights: ms.Tensor) -> tuple[ms.Tensor, ms.Tensor]:
-        """Weighted mean and std over time: ``x (B, C, T)``, ``weights (B, C|1, T)`` summing to 1."""
-        mean = ops.sum(x * weights, 2)
-        var = ops.sum(weights * ops.square(x - ops.expand_dims(mean, 2)), 2)
-        return mean, ops.sqrt(ops.clamp(var, min=_ASP_EPS))
+        self.conv_w = _param((channels, attention_channels + 1, 1, 1), "conv_w")
+        self.conv_b = _param((channels,), "conv_b")
 
     def construct(self, x: ms.Tensor, mask: ms.Tensor, count: ms.Tensor) -> ms.Tensor:
         """``x (1, C, 1, B*T)``, ``mask (B, 1, T)``, ``count (B, 1)`` -> pooled ``(B, 2C)``."""
         batch, frames = mask.shape[0], mask.shape[2]
         xb = _per_utterance(x, batch)  # (B, C, T)
-        mean, std = self._stats(xb, mask / ops.expand_dims(count, 2))
+        weights = mask / ops.expand_dims(count, 2)  # (B, 1, T), sums to 1 over real frames
+        mean = ops.sum(xb * weights, 2)  # (B, C)
+        d = xb - ops.expand_dims(mean, 2)
+        d2 = ops.square(d)
+        std = ops.sqrt(ops.clamp(ops.sum(d2 * weights, 2), min=_ASP_EPS))
         context = ops.matmul(mean, self.tdnn_wm) + ops.matmul(std, self.tdnn_ws) + self.tdnn_bias  # (B, A)
         h = _per_utterance(ops.conv2d(x, self.tdnn_wx), batch) + ops.expand_dims(context, 2)  # (B, A, T)
-        h = ops.relu(h)
-        h = ops.transpose(h, (1, 0, 2)) * self.bn_scale[:, :, 0:1] + self.bn_shift[:, :, 0:1]  # (A, B, T)
-        h = ops.reshape(ops.tanh(h), (1, h.shape[0], 1, batch * frames))
-        attn = _per_utterance(_conv(h, self.conv_w, self.conv_b), batch)  # (B, C, T)
-        attn = attn - (1.0 - mask) * 1e9  # padded frames get zero weight
-        attn = ops.softmax(attn, axis=2)
-        mean, std = self._stats(xb, attn)
-        return ops.concat((mean, std), axis=1)
+        h = ops.tanh(ops.relu(h) * self.bn_scale[:, :, 0] + self.bn_shift[:, :, 0])
+        h = ops.concat((h, 1.0 - mask), axis=1)  # (B, A+1, T): the mask channel, see _with_mask_column
+        h = ops.reshape(ops.transpose(h, (1, 0, 2)), (1, h.shape[1], 1, batch * frames))
+        attn = ops.softmax(_per_utterance(_conv(h, self.conv_w, self.conv_b), batch), axis=2)  # (B, C, T)
+        shift = ops.sum(d * attn, 2)  # E_p[d]
+        var = ops.sum(d2 * attn, 2) - ops.square(shift)
+        return ops.concat((mean + shift, ops.sqrt(ops.clamp(var, min=_ASP_EPS))), axis=1)
 
 
 class BatchNorm(_Leaf):

@@ -138,8 +138,11 @@ class Embedder:
         ms.set_context(mode=ms.GRAPH_MODE)
         ms.set_device("CPU")
         network = EcapaTdnn(config.model)
-        params = ms.load_checkpoint(str(Path(config.model_dir) / manifest["checkpoint"]))
-        not_loaded, unexpected = ms.load_param_into_net(network, params, strict_load=True)
+        try:
+            params = ms.load_checkpoint(str(Path(config.model_dir) / manifest["checkpoint"]))
+            not_loaded, unexpected = ms.load_param_into_net(network, params, strict_load=True)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ModelIntegrityError(f"the converted checkpoint cannot be loaded ({exc}): prepare the model again") from exc
         expected = {p.name for p in network.get_parameters()}
         if not_loaded or unexpected or set(params) != expected:
             raise ModelIntegrityError(

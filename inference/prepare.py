@@ -43,6 +43,8 @@ CLASSIFIER_FILE = "classifier.ckpt"
 CHECKPOINT_FILE = "ecapa.ckpt"
 COHORT_FILE = "cohort.npy"
 MANIFEST_FILE = "manifest.json"
+# Bumped whenever the converted checkpoint's layout changes, so an old conversion is redone.
+LAYOUT_VERSION = 3
 # Buffers of BatchNorm that inference never reads; the only source entries allowed to stay unused.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
@@ -207,6 +209,7 @@ def prepare_model(
             "checkpoint": CHECKPOINT_FILE,
             "checkpoint_sha256": sha256_file(staging / CHECKPOINT_FILE),
             "embedding_size": config.embedding_size,
+            "layout_version": LAYOUT_VERSION,
             "architecture": dataclasses.asdict(config),
             "frontend": dataclasses.asdict(frontend),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -250,6 +253,7 @@ def read_manifest(
     expected = {
         "source_sha256": config.source_sha256,
         "embedding_size": config.embedding_size,
+        "layout_version": LAYOUT_VERSION,
         "architecture": json.loads(json.dumps(dataclasses.asdict(config))),
         "frontend": json.loads(json.dumps(dataclasses.asdict(frontend))),
     }

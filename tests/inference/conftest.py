@@ -1,16 +1,18 @@
 """Fixtures of the inference tests: the prepared model, one Embedder per session, recordings and references.
 
-The model is loaded once per test session (about 2 s, then about 2 s of compilation per new
-``(batch, frames)`` shape), so tests reuse the shapes they need rather than invent new ones.
+The model is loaded once per test session (about 2 s, then about 2 s of compilation and about
+1 MB of memory per frame for each new input shape), so tests keep to the production buckets and
+load a separate, short-lived network for anything else.
 A missing model is a failure, not a skip: CI runs ``python -m inference prepare-model`` first.
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -98,18 +100,33 @@ def network(embedder: Embedder):
 
 @pytest.fixture(scope="session")
 def embedder_with(embedder: Embedder) -> Callable[[tuple[int, ...]], Embedder]:
-    """``embedder_with(buckets)``: the same loaded network behind other buckets, batch size 1.
+    """``embedder_with(buckets)``: the session's loaded network behind other buckets.
 
-    Lets a test put an utterance in a bucket of its choice, or embed many recordings of
-    different lengths with few compilations (graphs are compiled per network and shape, so
-    shapes compiled through one Embedder are reused by the others).
+    Compiled graphs belong to the network and live as long as it does (about 1 MB of working
+    memory per frame of a compiled shape), so use it with the production bucket sizes, which
+    the session compiles anyway; for other shapes use ``separate_embedder``.
     """
 
     def make(buckets: tuple[int, ...]) -> Embedder:
-        config = dataclasses.replace(embedder.config, buckets=tuple(buckets), max_batch=1)
+        config = dataclasses.replace(embedder.config, buckets=tuple(buckets))
         return Embedder(config, embedder._network, embedder.manifest)
 
     return make
+
+
+@pytest.fixture
+def separate_embedder(prepared_model_dir: Path) -> Iterator[Callable[[tuple[int, ...]], Embedder]]:
+    """``separate_embedder(buckets)``: a network of its own (about 0.5 s to load), freed after the test
+    together with the graphs compiled for it, so a test's unusual shapes do not stay in memory."""
+    loaded: list[Embedder] = []
+
+    def make(buckets: tuple[int, ...]) -> Embedder:
+        loaded.append(Embedder.load(EngineConfig(model_dir=prepared_model_dir, buckets=tuple(buckets))))
+        return loaded[-1]
+
+    yield make
+    loaded.clear()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
