@@ -33,6 +33,9 @@ import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
+# MindSpore rewrites LD_LIBRARY_PATH when it loads; the reference child gets the environment
+# as it was before, or torch picks up MindSpore's libraries and runs single-threaded.
+_CLEAN_ENV = dict(os.environ)
 SPEECH = REPO / "tests" / "fixtures" / "speech"
 RATE = 16_000
 DURATIONS = (3.0, 10.0)
@@ -72,59 +75,78 @@ def _median_ms(fn, repeats: int, per: int) -> float:
     return statistics.median(times)
 
 
-def run_engine(model_dir: Path, repeats: int) -> dict:
-    from inference import EngineConfig
-    from inference.embedder import Embedder
+CASES = [(seconds, batch) for seconds in DURATIONS for batch in BATCHES]
 
-    started = time.perf_counter()
-    embedder = Embedder.load(EngineConfig(model_dir=model_dir))
-    load_s = time.perf_counter() - started
-    out: dict = {"load_s": load_s, "ms": {}}
-    for seconds in DURATIONS:
-        data = wav_bytes(speech_of(seconds))
-        for batch in BATCHES:
-            if batch == 1:
-                fn = lambda d=data: embedder.embed(d)  # noqa: E731
-            else:
-                fn = lambda d=data, b=batch: embedder.embed_many([d] * b)  # noqa: E731
-            out["ms"][f"{seconds:g}s_b{batch}"] = _median_ms(fn, repeats, batch)
-    # Recompilation probe: lengths never seen, inside buckets already compiled above.
-    before = embedder.compiled_shapes
-    probe = []
-    for seconds in (2.73, 9.41):
-        data = wav_bytes(speech_of(seconds))
+
+def _case(seconds: float, batch: int) -> str:
+    return f"{seconds:g}s_b{batch}"
+
+
+class EngineSide:
+    """The engine's whole path, from WAV bytes."""
+
+    def __init__(self, model_dir: Path) -> None:
+        from inference import EngineConfig
+        from inference.embedder import Embedder
+
         started = time.perf_counter()
-        embedder.embed(data)
-        probe.append({"seconds": seconds, "first_call_ms": (time.perf_counter() - started) * 1000.0})
-    out["recompile_probe"] = {"new_shapes": sorted(embedder.compiled_shapes - before), "calls": probe}
-    out["peak_rss_mb"] = peak_rss_mb()
-    return out
+        self.embedder = Embedder.load(EngineConfig(model_dir=model_dir))
+        self.load_s = time.perf_counter() - started
+        self.data = {seconds: wav_bytes(speech_of(seconds)) for seconds in DURATIONS}
+
+    def time_case(self, seconds: float, batch: int, repeats: int) -> float:
+        data = self.data[seconds]
+        if batch == 1:
+            return _median_ms(lambda: self.embedder.embed(data), repeats, 1)
+        return _median_ms(lambda: self.embedder.embed_many([data] * batch), repeats, batch)
+
+    def recompile_probe(self) -> dict:
+        """Lengths never seen, whose buckets the timed cases compiled: no new graph may appear."""
+        before = self.embedder.compiled_shapes
+        calls = []
+        for seconds in (2.73, 9.41):
+            data = wav_bytes(speech_of(seconds))
+            started = time.perf_counter()
+            self.embedder.embed(data)
+            calls.append({"seconds": seconds, "first_call_ms": (time.perf_counter() - started) * 1000.0})
+        return {"new_shapes": sorted(self.embedder.compiled_shapes - before), "calls": calls}
 
 
-def run_reference(model_source: Path, repeats: int) -> dict:
-    """Time SpeechBrain's modules (dev-only: needs torch and speechbrain)."""
-    from inference.reference_speechbrain import SpeechBrainReference, install_torchaudio_stub
+class ReferenceSide:
+    """SpeechBrain's modules on the same bytes (dev-only: needs torch and speechbrain)."""
 
-    install_torchaudio_stub()
-    started = time.perf_counter()
-    reference = SpeechBrainReference(model_source)
-    load_s = time.perf_counter() - started
-    out: dict = {"load_s": load_s, "ms": {}}
-    for seconds in DURATIONS:
-        data = wav_bytes(speech_of(seconds))
+    def __init__(self, model_source: Path) -> None:
+        from inference.reference_speechbrain import SpeechBrainReference, install_torchaudio_stub
 
-        def path(d: bytes = data, b: int = 1) -> np.ndarray:
-            waves = [sf.read(io.BytesIO(d), dtype="float32")[0] for _ in range(b)]
-            return reference.embed(waves)
+        install_torchaudio_stub()
+        started = time.perf_counter()
+        self.reference = SpeechBrainReference(model_source)
+        self.load_s = time.perf_counter() - started
+        self.data = {seconds: wav_bytes(speech_of(seconds)) for seconds in DURATIONS}
 
-        for batch in BATCHES:
-            out["ms"][f"{seconds:g}s_b{batch}"] = _median_ms(lambda b=batch: path(b=batch), repeats, batch)
-    out["peak_rss_mb"] = peak_rss_mb()
+    def time_case(self, seconds: float, batch: int, repeats: int) -> float:
+        data = self.data[seconds]
+
+        def path() -> np.ndarray:
+            return self.reference.embed([sf.read(io.BytesIO(data), dtype="float32")[0] for _ in range(batch)])
+
+        return _median_ms(path, repeats, batch)
+
+
+def serve_reference(model_source: Path) -> None:
+    """Child mode: answer ``seconds batch repeats`` lines with a JSON timing, so both sides alternate."""
+    side = ReferenceSide(model_source)
     import torch
 
-    out["torch"] = torch.__version__
-    out["torch_threads"] = torch.get_num_threads()
-    return out
+    from inference.reference_speechbrain import set_threads
+
+    set_threads(os.cpu_count() or 1)  # torch's own default; stated in the output
+
+    print(json.dumps({"load_s": side.load_s, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        seconds, batch, repeats = line.split()
+        ms = side.time_case(float(seconds), int(batch), int(repeats))
+        print(json.dumps({"ms": ms, "peak_rss_mb": peak_rss_mb()}), flush=True)
 
 
 def _reference_interpreter(requested: str | None) -> str | None:
@@ -155,7 +177,8 @@ def _reference_source(model_dir: Path, tmp: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("VOICEPRINT_MODEL_DIR", REPO / "var" / "model")))
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="engine and reference alternate this many times per case")
     parser.add_argument("--reference-python", help="interpreter with torch + speechbrain for the reference side")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -163,37 +186,56 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.as_reference:
-        print(json.dumps(run_reference(args.as_reference, args.repeats)))
+        serve_reference(args.as_reference)
         return 0
 
-    engine = run_engine(args.model_dir, args.repeats)
-    reference = None
+    engine = EngineSide(args.model_dir)
     interpreter = None if args.no_reference else _reference_interpreter(args.reference_python)
+    child = None
+    tmp = tempfile.TemporaryDirectory()
     if interpreter:
-        with tempfile.TemporaryDirectory() as tmp:
-            source = _reference_source(args.model_dir, Path(tmp))
-            child = subprocess.run(
-                [interpreter, "-m", "inference.bench", "--as-reference", str(source), "--repeats", str(args.repeats)],
-                cwd=REPO, capture_output=True, text=True,
-            )
-        if child.returncode == 0:
-            reference = json.loads(child.stdout.strip().splitlines()[-1])
-        else:
-            print(f"reference run failed:\n{child.stderr[-2000:]}", file=sys.stderr)
+        source = _reference_source(args.model_dir, Path(tmp.name))
+        child = subprocess.Popen(
+            [interpreter, "-m", "inference.bench", "--as-reference", str(source)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_CLEAN_ENV,
+        )
+        hello = json.loads(child.stdout.readline())
 
-    print(f"cpu cores: {os.cpu_count()}, repeats: {args.repeats} (median ms per utterance, whole path from WAV bytes)")
+    # Alternate engine and reference case by case and round by round, so a change in the
+    # machine's load hits both sides alike; each figure is the median over the rounds.
+    results: dict[str, dict[str, list[float]]] = {_case(*c): {"engine": [], "reference": []} for c in CASES}
+    ref_rss = 0.0
+    for _ in range(args.rounds):
+        for seconds, batch in CASES:
+            results[_case(seconds, batch)]["engine"].append(engine.time_case(seconds, batch, args.repeats))
+            if child:
+                child.stdin.write(f"{seconds} {batch} {args.repeats}\n")
+                child.stdin.flush()
+                answer = json.loads(child.stdout.readline())
+                results[_case(seconds, batch)]["reference"].append(answer["ms"])
+                ref_rss = answer["peak_rss_mb"]
+    if child:
+        child.stdin.close()
+        child.wait()
+    tmp.cleanup()
+    probe = engine.recompile_probe()
+
+    print(f"cpu cores: {os.cpu_count()}; median ms per utterance over {args.rounds} alternating rounds of "
+          f"{args.repeats} calls; whole path from WAV bytes to unit vector")
     print(f"{'case':<10}{'engine ms':>12}{'reference ms':>14}{'ratio':>8}")
-    for case, ms in engine["ms"].items():
-        ref = reference["ms"][case] if reference else None
-        ratio = f"{ms / ref:.2f}x" if ref else "-"
-        print(f"{case:<10}{ms:>12.1f}{(f'{ref:.1f}' if ref else '-'):>14}{ratio:>8}")
-    print(f"model load: engine {engine['load_s']:.2f} s" + (f", reference {reference['load_s']:.2f} s" if reference else ""))
-    print(f"peak RSS: engine {engine['peak_rss_mb']:.0f} MB" + (f", reference {reference['peak_rss_mb']:.0f} MB" if reference else ""))
-    probe = engine["recompile_probe"]
+    summary = {}
+    for case, sides in results.items():
+        ms = statistics.median(sides["engine"])
+        ref = statistics.median(sides["reference"]) if sides["reference"] else None
+        summary[case] = {"engine_ms": ms, "reference_ms": ref, "ratio": ms / ref if ref else None}
+        print(f"{case:<10}{ms:>12.1f}{(f'{ref:.1f}' if ref else '-'):>14}{(f'{ms / ref:.2f}x' if ref else '-'):>8}")
+    print(f"model load: engine {engine.load_s:.2f} s" + (f", reference {hello['load_s']:.2f} s (torch {hello['torch']}, {hello['threads']} threads)" if child else ""))
+    print(f"peak RSS: engine {peak_rss_mb():.0f} MB" + (f", reference {ref_rss:.0f} MB" if child else ""))
     calls = ", ".join(f"{c['seconds']} s first call {c['first_call_ms']:.1f} ms" for c in probe["calls"])
     print(f"unseen lengths: {calls}; new compiled shapes: {probe['new_shapes'] or 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({"engine": engine, "reference": reference}, indent=2))
+        args.json.write_text(json.dumps({"cases": summary, "engine_load_s": engine.load_s, "recompile_probe": probe,
+                                         "engine_peak_rss_mb": peak_rss_mb(), "reference_peak_rss_mb": ref_rss or None}, indent=2))
     return 0
 
 

@@ -17,18 +17,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from inference.config import AudioConfig, EngineConfig
-from inference.errors import InferenceError, ModelError
+# Cheap to import: MindSpore itself is imported by Embedder.load, in the inference thread.
+from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError
 
 from .exceptions import EngineUnavailable
-
-if TYPE_CHECKING:  # the embedder module imports MindSpore: only when the model is loaded
-    from inference import Embedder, EmbeddingResult
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,8 +91,6 @@ def _owner_for_this_process() -> _Owner:
 
 
 def _load(config: EngineConfig) -> Embedder:
-    from inference import Embedder  # imports MindSpore, in the inference thread
-
     embedder = Embedder.load(config)
     logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
     return embedder

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from inference.errors import InferenceError
-from inference.scoring import average_embeddings, cosine
+from inference import EmbeddingResult, InferenceError, average_embeddings, cosine
 
 from . import crypto, engine
 from .exceptions import (
@@ -30,6 +28,7 @@ from .exceptions import (
     ModelVersionMismatch,
     RecordingsRefused,
     SpeakerNotEnrolled,
+    SpeakerNotFound,
 )
 from .models import (
     ApiKey,
@@ -167,7 +166,7 @@ def audit_record(*, actor: Actor, action: str, speaker_id: uuid.UUID | None = No
 
 # --- quality gate ---------------------------------------------------------------------------------
 
-def recording_check_quality(*, result: Any, purpose: str) -> None:
+def recording_check_quality(*, result: EmbeddingResult, purpose: str) -> None:
     """Refuse a recording the engine could embed but that is not good enough for ``purpose``.
 
     ``purpose`` is ``ENROLL`` (VOICEPRINT_ENROLL_MIN_SPEECH_S) or ``PROBE`` for verify and
@@ -187,7 +186,7 @@ def recording_check_quality(*, result: Any, purpose: str) -> None:
                            max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO)
 
 
-def _embed_probe(recording: Recording, *, field_name: str) -> Any:
+def _embed_probe(recording: Recording, *, field_name: str) -> EmbeddingResult:
     """Embed a verify/identify/compare recording and apply the probe quality gate."""
     try:
         result = engine.embed(recording.data)
@@ -282,6 +281,14 @@ def speaker_delete(*, speaker: Speaker, actor: Actor) -> None:
 
 # --- enrollments ------------------------------------------------------------------------------------
 
+def _speaker_lock(*, speaker_id: uuid.UUID) -> Speaker:
+    """Lock the speaker's row for this transaction (it may have been deleted meanwhile)."""
+    speaker = Speaker.objects.select_for_update().filter(pk=speaker_id).first()
+    if speaker is None:
+        raise SpeakerNotFound(speaker_id=str(speaker_id))
+    return speaker
+
+
 def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
     """Recompute the speaker's voiceprint from their enrollments of ``model_version`` (in a transaction)."""
     vectors = [
@@ -311,7 +318,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
     """
     started = time.perf_counter()
     results = engine.embed_many([r.data for r in recordings])
-    accepted: list[tuple[Recording, Any]] = []
+    accepted: list[tuple[Recording, EmbeddingResult]] = []
     refused: list[Refusal] = []
     for recording, result in zip(recordings, results):
         try:
@@ -330,7 +337,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
 
     model_version = accepted[0][1].model_version
     with transaction.atomic():
-        speaker = Speaker.objects.select_for_update().get(pk=speaker.pk)
+        speaker = _speaker_lock(speaker_id=speaker.pk)
         enrollments = []
         for recording, result in accepted:
             enrollment = Enrollment(
@@ -355,7 +362,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
 def enrollment_delete(*, enrollment: Enrollment, actor: Actor) -> Speaker:
     """Delete one enrollment and recompute (or clear) the speaker's voiceprint."""
     with transaction.atomic():
-        speaker = Speaker.objects.select_for_update().get(pk=enrollment.speaker_id)
+        speaker = _speaker_lock(speaker_id=enrollment.speaker_id)
         model_version = speaker.voiceprint_model_version or enrollment.model_version
         Enrollment.objects.filter(pk=enrollment.pk).delete()
         _voiceprint_rebuild(speaker=speaker, model_version=model_version)
@@ -396,7 +403,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor) -> Ident
     started = time.perf_counter()
     probe = _embed_probe(recording, field_name="audio")
     hits = speaker_index().search(probe.vector, top_k, model_version=probe.model_version)
-    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])}
+    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
+            .only("id", "external_id", "display_name")}
     candidates = [
         Candidate(speaker_id=speaker_id, external_id=rows[speaker_id].external_id,
                   display_name=rows[speaker_id].display_name, score=score)

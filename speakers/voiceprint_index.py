@@ -53,9 +53,16 @@ class SpeakerIndex:
             self._sync_locked(model_version)
 
     def sync_if_built(self) -> None:
-        """After a local write: catch up now, but only if this process already has an index."""
-        if self._index is not None:
+        """After a local write: catch up now, but only if this process already has an index.
+
+        Best effort: the write is committed already, and the next search syncs anyway.
+        """
+        if self._index is None:
+            return
+        try:
             self.sync()
+        except Exception:  # noqa: BLE001 - never turn a committed write into an error response
+            logger.exception("index catch-up after a write failed; the next search retries")
 
     def search(self, vector: np.ndarray, k: int, *, model_version: str) -> list[tuple[uuid.UUID, float]]:
         """Top-k speakers by cosine, best first, after catching up with the database."""

@@ -110,7 +110,7 @@ def encode_multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def server_env(database: str) -> dict[str, str]:
+def server_env(database: str, **overrides: str) -> dict[str, str]:
     from django.conf import settings
 
     env = dict(os.environ)
@@ -124,26 +124,28 @@ def server_env(database: str) -> dict[str, str]:
         "VOICEPRINT_WARMUP": "true",
         "PYTHONUNBUFFERED": "1",
     })
+    env.update(overrides)
     return env
 
 
-def start_runserver(name: str, database: str, log_dir: Path) -> Server:
+def start_runserver(name: str, database: str, log_dir: Path, **env: str) -> Server:
     port = free_port()
     log_path = log_dir / f"{name}.log"
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=REPO, env=server_env(database), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+        cwd=REPO, env=server_env(database, **env), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
 
 
-def start_gunicorn(name: str, database: str, log_dir: Path, *, workers: int = 1, threads: int = 4) -> Server:
+def start_gunicorn(name: str, database: str, log_dir: Path, *, workers: int = 1, threads: int = 4,
+                   **env: str) -> Server:
     port = free_port()
     log_path = log_dir / f"{name}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "voiceprint_project/gunicorn.conf.py",
          "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
          "voiceprint_project.wsgi:application"],
-        cwd=REPO, env=server_env(database), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+        cwd=REPO, env=server_env(database, **env), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
 
 

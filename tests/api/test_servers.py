@@ -123,3 +123,4 @@ def test_concurrent_enroll_verify_and_identify_requests_all_succeed_with_the_rig
     counts = {s["external_id"]: s["enrollment_count"]
               for s in server.request("GET", "/api/v1/speakers").body["results"]}
     assert counts == {"alice": 3, "bob": 3}
+
