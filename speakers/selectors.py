@@ -8,6 +8,7 @@ import numpy as np
 from django.db.models import QuerySet
 
 from . import crypto
+from .engine import engine_status
 from .exceptions import EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
 from .models import ApiKey, Enrollment, Speaker
 
@@ -59,8 +60,7 @@ def enrolled_speaker_count() -> int:
 
 
 def health_status() -> dict[str, Any]:
-    from .engine import engine_status
-
+    """Status for the health check; never loads the model."""
     return {"status": "ok", **engine_status(), "enrolled_speakers": enrolled_speaker_count()}
 
 

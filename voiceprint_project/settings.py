@@ -194,6 +194,7 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+del _DATABASE_URL  # may hold a password: not a setting (DEBUG pages list settings)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes and threads write to one file: WAL lets readers go on while one
     # writes, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlocks), and the
@@ -237,7 +238,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("VOICEPRINT_LOG_LEVEL", "INFO")},
-    "loggers": {"faiss.loader": {"level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "faiss.loader": {"level": "WARNING"},
+    },
 }
 
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from speakers.api.errors import not_found
 from speakers.api.views import ClassicVerifySpeakerApi
 
 urlpatterns = [
@@ -8,6 +9,8 @@ urlpatterns = [
     # The classic ECAPA demo API's endpoint, for its existing clients.
     path("v1/verify-speaker", ClassicVerifySpeakerApi.as_view(), name="classic-verify-speaker"),
     path("admin/", admin.site.urls),
+    # Unknown API paths answer in the API's error shape, also with DEBUG on.
+    re_path(r"^(api|v1)/", not_found),
 ]
 
 handler404 = "speakers.api.errors.not_found"

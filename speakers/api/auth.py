@@ -45,8 +45,11 @@ class HasScope(BasePermission):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             raise MissingApiKey()
+        scopes_by_method = getattr(view, "required_scopes", None)
+        if scopes_by_method is None:  # a view that forgot to declare its scopes is closed, not open
+            raise InsufficientScope("This endpoint is not available to API keys.")
         method = "GET" if request.method == "HEAD" else request.method
-        required = getattr(view, "required_scopes", {}).get(method)
+        required = scopes_by_method.get(method)
         if required is None:
             return True  # OPTIONS, or a method the view does not have (DRF answers 405)
         if not any(api_key.has_scope(scope) for scope in required):

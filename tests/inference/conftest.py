@@ -130,12 +130,6 @@ def separate_embedder(prepared_model_dir: Path) -> Iterator[Callable[[tuple[int,
 
 
 @pytest.fixture(scope="session")
-def dev_waves(clips: Clips) -> dict[str, np.ndarray]:
-    """The 12 fixture recordings (``a_snt1`` .. ``b_snt6``) as float32 samples."""
-    return {name: clips.wave(name) for name in DEV_CLIPS}
-
-
-@pytest.fixture(scope="session")
 def dev_results(embedder: Embedder, clips: Clips) -> dict[str, EmbeddingResult]:
     """Every dev clip embedded through the full path (bytes -> decode -> VAD -> features -> network)."""
     return {name: embedder.embed(clips.bytes(name)) for name in DEV_CLIPS}

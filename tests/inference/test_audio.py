@@ -25,8 +25,8 @@ from inference.errors import (
 )
 
 
-
 def encode(samples: np.ndarray, sample_rate: int = 16_000, format: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    """An in-memory file (the bad-input factories below need it at module level, not as a fixture)."""
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format=format, subtype=subtype)
     return buffer.getvalue()
