@@ -19,4 +19,4 @@ RUN useradd --system --home /app voiceprint && chown -R voiceprint /app/var
 USER voiceprint
 EXPOSE 8000
 # Each worker loads MindSpore's model after the fork (no --preload: MindSpore is not fork-safe).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --threads 4 --timeout 120"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --threads 4 --timeout 120"]

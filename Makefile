@@ -32,7 +32,7 @@ serve: install model migrate
 ## serve-gunicorn: the same behind gunicorn (2 workers; each loads the model after the fork)
 serve-gunicorn: install model migrate
 	$(PY) manage.py collectstatic --noinput >/dev/null
-	$(VENV)/bin/gunicorn voiceprint_project.wsgi --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120
+	$(VENV)/bin/gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120
 
 ## test: install, prepare the model and run the whole test suite (SQLite)
 test: install model

@@ -160,8 +160,13 @@ def engine_warm_up() -> None:
     from .voiceprint_index import speaker_index
 
     try:
-        get_embedder()
+        embedder = get_embedder()
         speaker_index().sync()
+        # Compile every length bucket (about 1.5 s each) in the inference thread, one task per
+        # bucket, so requests arriving meanwhile queue behind one compilation at most.
+        executor = _owner_for_this_process().executor
+        for frames in embedder.config.buckets:
+            executor.submit(embedder.warmup, [frames])
     except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
         logger.exception("warm-up failed; the model and index will load at the first request")
     finally:
