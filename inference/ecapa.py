@@ -55,14 +55,29 @@ class _Leaf(nn.Cell):
         super().__init__()
         self.prefix = prefix
 
+    def source_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The PyTorch shape every source key of this cell must have (checked before any transform)."""
+        raise NotImplementedError
+
     def source_arrays(self, state: dict[str, np.ndarray]) -> dict[str, tuple[list[str], np.ndarray]]:
-        """Return ``{attribute: (source keys used, array in this cell's layout)}``; KeyError names a missing key."""
+        """Return ``{attribute: (source keys used, array in this cell's layout)}``.
+
+        Raises
+        ------
+        KeyError
+            A source key is missing (the key is the argument).
+        ValueError
+            A source array does not have the PyTorch shape this architecture needs.
+        """
+        shapes = {f"{self.prefix}.{suffix}": shape for suffix, shape in self.source_shapes().items()}
         out = {}
         for attr, (suffixes, transform) in self.source.items():
             keys = [f"{self.prefix}.{suffix}" for suffix in suffixes]
             for key in keys:
                 if key not in state:
                     raise KeyError(key)
+                if tuple(state[key].shape) != shapes[key]:
+                    raise ValueError(f"{key}: source shape {tuple(state[key].shape)} does not fit the expected {shapes[key]}")
             out[attr] = (keys, np.ascontiguousarray(transform(*(state[k] for k in keys)), dtype=np.float32))
         return out
 
@@ -90,6 +105,10 @@ def _bn_shift(gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.nda
     return _column(beta - mean * (gamma / np.sqrt(var.astype(np.float64) + _BN_EPS)))
 
 
+def _bn_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{name}": (channels,) for name in ("weight", "bias", "running_mean", "running_var")}
+
+
 def _bn_sources(prefix: str) -> dict[str, tuple[tuple[str, ...], Transform]]:
     return {
         "bn_scale": ((f"{prefix}.weight", f"{prefix}.running_var"), _bn_scale),
@@ -111,12 +130,21 @@ class TdnnBlock(_Leaf):
         **_bn_sources("norm.norm"),
     }
 
-    def __init__(self, prefix: str, in_features: int, out_channels: int) -> None:
+    def __init__(self, prefix: str, in_features: int, out_channels: int, kernel_size: int = 1) -> None:
         super().__init__(prefix)
+        self.kernel_size = kernel_size
         self.weight = _param((out_channels, in_features, 1, 1), "weight")
         self.bias = _param((out_channels,), "bias")
         self.bn_scale = _param((out_channels, 1, 1), "bn_scale")
         self.bn_shift = _param((out_channels, 1, 1), "bn_shift")
+
+    def source_shapes(self) -> dict[str, tuple[int, ...]]:
+        out_ch, in_features = self.weight.shape[0], self.weight.shape[1]
+        return {
+            "conv.conv.weight": (out_ch, in_features // self.kernel_size, self.kernel_size),
+            "conv.conv.bias": (out_ch,),
+            **_bn_shapes("norm.norm", out_ch),
+        }
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         """``(1, in_features, 1, N) -> (1, out_channels, 1, N)``."""
@@ -136,6 +164,10 @@ class Dense(_Leaf):
         self.weight = _param((in_channels, out_channels), "weight")
         self.bias = _param((out_channels,), "bias")
 
+    def source_shapes(self) -> dict[str, tuple[int, ...]]:
+        in_ch, out_ch = self.weight.shape
+        return {"conv.weight": (out_ch, in_ch, 1), "conv.bias": (out_ch,)}
+
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         return ops.matmul(x, self.weight) + self.bias
 
@@ -148,7 +180,7 @@ class Res2NetBlock(nn.Cell):
         width = channels // scale
         self.scale = scale
         self.width = width
-        self.convs = nn.CellList([TdnnBlock(f"{prefix}.blocks.{i}", 3 * width, width) for i in range(scale - 1)])
+        self.convs = nn.CellList([TdnnBlock(f"{prefix}.blocks.{i}", 3 * width, width, 3) for i in range(scale - 1)])
 
     def construct(self, x: ms.Tensor, left: ms.Tensor, right: ms.Tensor) -> ms.Tensor:
         """``x (1, C, 1, N)``; ``left``/``right`` ``(N,)`` frame indices of ``t-d`` and ``t+d`` (reflected)."""
@@ -261,6 +293,16 @@ class AttentiveStatisticsPooling(_Leaf):
         self.conv_w = _param((channels, attention_channels + 1, 1, 1), "conv_w")
         self.conv_b = _param((channels,), "conv_b")
 
+    def source_shapes(self) -> dict[str, tuple[int, ...]]:
+        attention, channels = self.tdnn_wx.shape[0], self.tdnn_wx.shape[1]
+        return {
+            "tdnn.conv.conv.weight": (attention, 3 * channels, 1),
+            "tdnn.conv.conv.bias": (attention,),
+            **_bn_shapes("tdnn.norm.norm", attention),
+            "conv.conv.weight": (channels, attention, 1),
+            "conv.conv.bias": (channels,),
+        }
+
     def construct(self, x: ms.Tensor, mask: ms.Tensor, count: ms.Tensor) -> ms.Tensor:
         """``x (1, C, 1, B*T)``, ``mask (B, 1, T)``, ``count (B, 1)`` -> pooled ``(B, 2C)``."""
         batch, frames = mask.shape[0], mask.shape[2]
@@ -297,6 +339,9 @@ class BatchNorm(_Leaf):
         self.bn_scale = _param((channels,), "bn_scale")
         self.bn_shift = _param((channels,), "bn_shift")
 
+    def source_shapes(self) -> dict[str, tuple[int, ...]]:
+        return _bn_shapes("norm", self.bn_scale.shape[0])
+
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         return x * self.bn_scale + self.bn_shift
 
@@ -321,7 +366,7 @@ class EcapaTdnn(nn.Cell):
         if not (len(ch) == 5 and config.kernel_sizes[1:4] == (3, 3, 3) and config.kernel_sizes[4] == 1):
             raise ValueError("this ECAPA-TDNN supports 3 SE-Res2Net blocks with kernel 3 and a 1x1 MFA layer")
         self.config = config
-        self.block0 = TdnnBlock("blocks.0", config.kernel_sizes[0] * config.input_size, ch[0])
+        self.block0 = TdnnBlock("blocks.0", config.kernel_sizes[0] * config.input_size, ch[0], config.kernel_sizes[0])
         self.block1 = SERes2NetBlock("blocks.1", ch[1], config.res2net_scale, config.se_channels)
         self.block2 = SERes2NetBlock("blocks.2", ch[2], config.res2net_scale, config.se_channels)
         self.block3 = SERes2NetBlock("blocks.3", ch[3], config.res2net_scale, config.se_channels)

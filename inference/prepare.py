@@ -130,6 +130,10 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
         except KeyError as exc:
             problems.append(f"missing source parameter {exc.args[0]}")
             continue
+        except ValueError as exc:
+            problems.append(str(exc))
+            used.update(f"{leaf.prefix}.{suffix}" for suffix in leaf.source_shapes())
+            continue
         for attr, (keys, array) in arrays.items():
             param = getattr(leaf, attr)
             if tuple(param.shape) != array.shape:
