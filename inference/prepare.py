@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.cohort import load_classifier_cohort, save_cohort
 from inference.config import FrontendConfig, ModelConfig
 from inference.errors import ModelIntegrityError, ModelNotPreparedError
 from inference.torch_checkpoint import load_torch_state_dict
@@ -151,15 +152,6 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
     return net
 
 
-def load_cohort(classifier_bytes: bytes, config: ModelConfig = ModelConfig()) -> np.ndarray:
-    """The classifier's speaker vectors (``(7205, 192)``), L2-normalised: a score-normalisation cohort."""
-    state = load_torch_state_dict(classifier_bytes)
-    weight = state.get("weight")
-    if weight is None or weight.ndim != 2 or weight.shape[1] != config.embedding_size:
-        raise ModelIntegrityError("classifier.ckpt has no (speakers, embedding_size) weight", keys=list(state))
-    return (weight / np.linalg.norm(weight, axis=1, keepdims=True)).astype(np.float32)
-
-
 def prepare_model(
     *,
     model_dir: Path,
@@ -226,7 +218,8 @@ def prepare_model(
                     expected=config.classifier_sha256,
                     found=classifier_sha,
                 )
-            np.save(staging / COHORT_FILE, load_cohort(files[CLASSIFIER_FILE], config))
+            cohort = load_classifier_cohort(files[CLASSIFIER_FILE])
+            save_cohort(staging / COHORT_FILE, cohort)
             manifest["cohort"] = COHORT_FILE
             manifest["cohort_sha256"] = sha256_file(staging / COHORT_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
