@@ -25,7 +25,6 @@ fetched from any hub. Embeddings are returned L2-normalised (cosine scoring).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import sys
 import types
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from inference.prepare import sha256_file
 
 SAMPLE_RATE = 16000
 N_MELS = 80
@@ -89,14 +90,6 @@ def set_threads(n: int) -> None:
     except RuntimeError:
         # Only settable once, before any parallel work has started.
         pass
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions(model_dir: Path | None = None) -> dict[str, str]:
