@@ -75,6 +75,9 @@ def _median_ms(fn, repeats: int, per: int) -> float:
     return statistics.median(times)
 
 
+# Pause before each side's turn: thread pools (OpenMP's, MindSpore's) spin for a while after
+# their last task, and would otherwise steal the cores from the side that runs next.
+_SETTLE_S = 1.0
 CASES = [(seconds, batch) for seconds in DURATIONS for batch in BATCHES]
 
 
@@ -207,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     ref_rss = 0.0
     for _ in range(args.rounds):
         for seconds, batch in CASES:
+            time.sleep(_SETTLE_S)
             results[_case(seconds, batch)]["engine"].append(engine.time_case(seconds, batch, args.repeats))
             if child:
+                time.sleep(_SETTLE_S)
                 child.stdin.write(f"{seconds} {batch} {args.repeats}\n")
                 child.stdin.flush()
                 answer = json.loads(child.stdout.readline())

@@ -91,6 +91,33 @@ def read_trials(path: Path | str) -> list[Trial]:
     return trials
 
 
+def read_speaker_list(path: Path | str) -> list[tuple[str, str]]:
+    """Read an identification list: one ``<speaker> <path>`` per line, in the order given.
+
+    Paths are relative to an audio root; :func:`evaluate_identification` enrolls each speaker
+    with their first utterances in this order. Blank lines and lines starting with ``#`` are
+    skipped.
+
+    Raises
+    ------
+    ValueError
+        A line with another number of fields (the message gives the line number), or no lines.
+    """
+    utterances: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            fields = text.split()
+            if len(fields) != 2:
+                raise ValueError(f"{path}, line {lineno}: expected '<speaker> <path>', got {len(fields)} fields: {text!r}")
+            utterances.append((fields[0], fields[1]))
+    if not utterances:
+        raise ValueError(f"{path}: no utterances")
+    return utterances
+
+
 # --------------------------------------------------------------------------- metrics
 
 

@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services
-from .models import ApiKey, ApiKeyScope, AuditEvent, Enrollment, Speaker
+from . import selectors, services
+from .models import ApiKey, ApiKeyScope, AuditEvent, Calibration, Enrollment, Speaker
 from .services import Actor
 
 ENROLLMENT_METADATA = ("id", "speaker", "filename", "model_version", "duration_s", "speech_s",
@@ -44,19 +44,25 @@ class EnrollmentInline(admin.TabularInline):
 @admin.register(Speaker)
 class SpeakerAdmin(admin.ModelAdmin):
     list_display = ("__str__", "external_id", "display_name", "enrollment_count", "enrolled",
-                    "voiceprint_model_version", "created_at", "last_verified_at", "last_identified_at")
+                    "enrollment_progress", "voiceprint_model_version", "created_at", "last_verified_at",
+                    "last_identified_at")
     list_filter = (EnrolledFilter, "voiceprint_model_version", "created_at", "last_verified_at")
     search_fields = ("external_id", "display_name", "=id")
-    fields = ("id", "external_id", "display_name", "metadata", "enrollment_count",
+    fields = ("id", "external_id", "display_name", "metadata", "enrollment_count", "enrollment_progress",
               "voiceprint_model_version", "voiceprint_key_id", "created_at", "updated_at",
               "last_verified_at", "last_identified_at")
-    readonly_fields = ("id", "enrollment_count", "voiceprint_model_version", "voiceprint_key_id",
-                       "created_at", "updated_at", "last_verified_at", "last_identified_at")
+    readonly_fields = ("id", "enrollment_count", "enrollment_progress", "voiceprint_model_version",
+                       "voiceprint_key_id", "created_at", "updated_at", "last_verified_at", "last_identified_at")
     inlines = [EnrollmentInline]
 
     @admin.display(boolean=True, description="voiceprint")
     def enrolled(self, speaker: Speaker) -> bool:
         return speaker.has_voiceprint
+
+    @admin.display(description="enrollment progress")
+    def enrollment_progress(self, speaker: Speaker) -> str:
+        progress = selectors.enrollment_progress(speaker=speaker)
+        return f"{progress.text} ({'complete' if progress.complete else 'incomplete'})"
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("voiceprint_ciphertext")
@@ -157,3 +163,22 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(Calibration)
+class CalibrationAdmin(admin.ModelAdmin):
+    """Read-only: calibrations are measured and stored by `manage.py calibrate`, never typed in."""
+
+    list_display = ("id", "created_at", "model_version", "method", "far_target", "verify_threshold",
+                    "identify_threshold", "identify_margin", "asnorm_verify_threshold", "eer", "created_by")
+    list_filter = ("model_version", "method", "created_at")
+    search_fields = ("model_version", "note", "created_by")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # withdraw one with `manage.py calibrate --revert` (audited)

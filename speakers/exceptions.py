@@ -82,6 +82,18 @@ class ModelVersionMismatch(ApplicationError):
                        "compared with this one: re-enroll the speaker.")
 
 
+class EnrollmentIncomplete(ApplicationError):
+    code, status = "enrollment_incomplete", 409
+    default_message = ("The speaker's voiceprint holds too little speech to be compared yet: enroll more "
+                       "recordings first.")
+
+
+class EnrollmentInconsistent(ApplicationError):
+    code, status = "enrollment_inconsistent", 422
+    default_message = ("The recording does not sound like the speaker's other recordings (probably another "
+                       "person); it was not enrolled.")
+
+
 # --- recording quality ------------------------------------------------------------------------
 
 class InsufficientSpeech(ApplicationError):
@@ -94,6 +106,16 @@ class AudioClipped(ApplicationError):
     default_message = "The recording is clipped (too loud); record again with a lower input level."
 
 
+class AudioTooQuiet(ApplicationError):
+    code, status = "audio_too_quiet", 422
+    default_message = "The speech in the recording is too quiet; speak closer to the microphone or raise its level."
+
+
+class AudioTooNoisy(ApplicationError):
+    code, status = "audio_too_noisy", 422
+    default_message = "The recording is too noisy for a reliable decision; record again somewhere quieter."
+
+
 class RecordingsRefused(ApplicationError):
     code, status = "recordings_refused", 422
     default_message = "Every recording was refused; nothing was stored."
@@ -104,3 +126,16 @@ class RecordingsRefused(ApplicationError):
 class EngineUnavailable(ApplicationError):
     code, status = "model_not_prepared", 503
     default_message = "The speaker model is not prepared: run `python manage.py prepare_model`."
+
+
+class NormalisationUnavailable(ApplicationError):
+    code, status = "asnorm_unavailable", 503
+    default_message = ("Score normalisation was asked for, but its cohort cannot be loaded: run "
+                       "`python manage.py prepare_model` or set VOICEPRINT_ASNORM_COHORT.")
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+class CalibrationRefused(ApplicationError):
+    code, status = "calibration_refused", 400
+    default_message = "The labelled recordings cannot support this calibration."

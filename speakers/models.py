@@ -32,6 +32,8 @@ class Speaker(models.Model):
     voiceprint_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
     voiceprint_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
     voiceprint_model_version = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    # Net speech (s) of the enrollments the voiceprint averages: its enrollment progress.
+    voiceprint_speech_s = models.FloatField(default=0.0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "id"]
@@ -108,6 +110,8 @@ class AuditAction(models.TextChoices):
     IDENTIFY = "identify"
     COMPARE = "compare"
     BATCH_VERIFY = "batch_verify"
+    CALIBRATE = "calibrate"
+    CALIBRATION_REVERT = "calibration_revert"
     API_KEY_CREATE = "api_key_create"
     API_KEY_REVOKE = "api_key_revoke"
     KEYS_ROTATE = "keys_rotate"
@@ -133,6 +137,53 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
+
+class CalibrationMethod(models.TextChoices):
+    FAR = "far", "at a target false-accept rate"
+    EER = "eer", "at the equal error rate"
+
+
+class Calibration(models.Model):
+    """Decision thresholds measured on a deployment's own labelled recordings (``manage.py calibrate``).
+
+    The newest row for the loaded model version is in force; a field left empty falls back to
+    the settings. AS-norm thresholds hold only for the normalisation named by ``asnorm_key``
+    (cohort and top-k). Rows are never edited: a new calibration is a new row.
+    """
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.CharField(max_length=150)
+    model_version = models.CharField(max_length=128, db_index=True)
+    method = models.CharField(max_length=8, choices=CalibrationMethod.choices)
+    far_target = models.FloatField(null=True, blank=True, help_text="Target false-accept rate (method far).")
+    fir_target = models.FloatField(null=True, blank=True, help_text="Target false-identification rate.")
+    # Raw cosine thresholds.
+    verify_threshold = models.FloatField()
+    identify_threshold = models.FloatField(null=True, blank=True)
+    identify_margin = models.FloatField(null=True, blank=True)
+    # AS-norm thresholds, valid for asnorm_key only.
+    asnorm_key = models.CharField(max_length=64, blank=True, default="")
+    asnorm_verify_threshold = models.FloatField(null=True, blank=True)
+    asnorm_identify_threshold = models.FloatField(null=True, blank=True)
+    asnorm_identify_margin = models.FloatField(null=True, blank=True)
+    # What the thresholds were measured on.
+    eer = models.FloatField(help_text="Equal error rate of the raw cosine, as a fraction.")
+    asnorm_eer = models.FloatField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    figures = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"calibration {self.pk} ({self.model_version}, {self.created_at:%Y-%m-%d %H:%M})"
+
+    @property
+    def source(self) -> str:
+        return f"calibration:{self.pk}"
 
 
 class IndexState(models.Model):

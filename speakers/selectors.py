@@ -1,16 +1,21 @@
 """Reads: the API, the admin and the services look speakers and enrollments up through here."""
 from __future__ import annotations
 
+import math
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db.models import QuerySet
 
 from . import crypto
 from .engine import engine_status
 from .exceptions import EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
-from .models import ApiKey, Enrollment, Speaker
+from .models import ApiKey, Calibration, Enrollment, Speaker
+
+SETTINGS_SOURCE = "settings"
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -53,6 +58,129 @@ def speaker_voiceprint(*, speaker: Speaker) -> np.ndarray:
     """The speaker's decrypted voiceprint, float32 ``(192,)``; only ever held in memory."""
     return crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
                                  context=speaker.crypto_context())
+
+
+@dataclass(frozen=True)
+class EnrollmentProgress:
+    """How much of the speech a usable voiceprint needs the speaker has enrolled."""
+
+    speech_s: float
+    required_s: float
+    complete: bool
+
+    @property
+    def text(self) -> str:
+        return f"{_floor(self.speech_s, 1):.1f} of {self.required_s:g} s"
+
+
+def _floor(value: float, decimals: int) -> float:
+    # Rounded down, so "6.0 of 6 s" is never shown for an incomplete voiceprint.
+    scale = 10 ** decimals
+    return math.floor(value * scale + 1e-9) / scale
+
+
+def enrollment_progress(*, speaker: Speaker) -> EnrollmentProgress:
+    """Net speech of the voiceprint against ``VOICEPRINT_ENROLL_TARGET_SPEECH_S``.
+
+    Only the enrollments the voiceprint averages count (those of its model version).
+    """
+    speech_s = float(speaker.voiceprint_speech_s) if speaker.has_voiceprint else 0.0
+    required_s = float(settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S)
+    return EnrollmentProgress(speech_s=_floor(speech_s, 2), required_s=required_s,
+                              complete=speaker.has_voiceprint and speech_s + 1e-9 >= required_s)
+
+
+# --- the decision policy: thresholds in force and where they come from ----------------------------
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Thresholds on one score scale; ``sources`` names where each came from."""
+
+    verify: float
+    identify: float
+    identify_margin: float
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """What decides: thresholds on the cosine and the AS-norm scale, and the default scale.
+
+    Each threshold is the newest calibration's for the model version when it has one (AS-norm
+    ones only when measured with the same normalisation, ``asnorm_key``), else the setting.
+    """
+
+    model_version: str | None
+    cosine: Thresholds
+    asnorm: Thresholds
+    asnorm_default: bool
+    asnorm_key: str | None
+    calibration: Calibration | None
+
+    def thresholds(self, *, normalised: bool) -> Thresholds:
+        return self.asnorm if normalised else self.cosine
+
+
+def calibration_current(*, model_version: str | None) -> Calibration | None:
+    """The newest calibration for ``model_version``, if any."""
+    if not model_version:
+        return None
+    return Calibration.objects.filter(model_version=model_version).order_by("-created_at", "-id").first()
+
+
+def _pick(calibrated: float | None, setting: float, source: str) -> tuple[float, str]:
+    return (float(calibrated), source) if calibrated is not None else (float(setting), SETTINGS_SOURCE)
+
+
+def decision_policy(*, model_version: str | None, asnorm_key: str | None = None) -> DecisionPolicy:
+    """The policy in force for ``model_version``.
+
+    ``asnorm_key`` is the key of the loaded normalisation: a calibration's AS-norm thresholds are
+    used only if it matches (None: they are not used, the settings are).
+    """
+    calibration = calibration_current(model_version=model_version)
+    source = calibration.source if calibration else SETTINGS_SOURCE
+    c = calibration
+    cosine_values = {
+        "verify": _pick(c.verify_threshold if c else None, settings.VOICEPRINT_VERIFY_THRESHOLD, source),
+        "identify": _pick(c.identify_threshold if c else None, settings.VOICEPRINT_IDENTIFY_THRESHOLD, source),
+        "identify_margin": _pick(c.identify_margin if c else None, settings.VOICEPRINT_IDENTIFY_MARGIN, source),
+    }
+    same_norm = c is not None and asnorm_key is not None and c.asnorm_key == asnorm_key
+    asnorm_values = {
+        "verify": _pick(c.asnorm_verify_threshold if same_norm else None,
+                        settings.VOICEPRINT_ASNORM_VERIFY_THRESHOLD, source),
+        "identify": _pick(c.asnorm_identify_threshold if same_norm else None,
+                          settings.VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD, source),
+        "identify_margin": _pick(c.asnorm_identify_margin if same_norm else None,
+                                 settings.VOICEPRINT_ASNORM_IDENTIFY_MARGIN, source),
+    }
+
+    def thresholds(values: dict[str, tuple[float, str]]) -> Thresholds:
+        return Thresholds(**{k: v for k, (v, _) in values.items()}, sources={k: s for k, (_, s) in values.items()})
+
+    return DecisionPolicy(model_version=model_version, cosine=thresholds(cosine_values),
+                          asnorm=thresholds(asnorm_values), asnorm_default=settings.VOICEPRINT_ASNORM,
+                          asnorm_key=asnorm_key, calibration=calibration)
+
+
+def quality_gates() -> dict[str, float]:
+    """The recording quality gates in force (all from the settings)."""
+    return {
+        "enroll_min_speech_s": settings.VOICEPRINT_ENROLL_MIN_SPEECH_S,
+        "enroll_target_speech_s": settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S,
+        "probe_min_speech_s": settings.VOICEPRINT_PROBE_MIN_SPEECH_S,
+        "max_clipping_ratio": settings.VOICEPRINT_MAX_CLIPPING_RATIO,
+        "min_speech_level_dbfs": settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
+        "enroll_min_snr_db": settings.VOICEPRINT_ENROLL_MIN_SNR_DB,
+        "probe_min_snr_db": settings.VOICEPRINT_PROBE_MIN_SNR_DB,
+        "enroll_consistency_threshold": settings.VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD,
+    }
+
+
+def current_model_version() -> str | None:
+    """The loaded model's version, or the prepared one's (never loads the model)."""
+    return engine_status()["model_version"]
 
 
 def enrolled_speaker_count() -> int:

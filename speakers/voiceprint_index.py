@@ -13,7 +13,8 @@ through a change log in the database rather than a message bus:
 * if the log no longer continues from where the process stopped (pruned, restored backup,
   tests rolling back), or the model version changed, the process rebuilds from scratch.
 
-Only non-empty voiceprints of the loaded model version are indexed.
+Only complete voiceprints (net speech >= VOICEPRINT_ENROLL_TARGET_SPEECH_S) of the loaded model
+version are indexed: an incomplete voiceprint is never a match, nor anyone's runner-up.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import uuid
 from collections.abc import Iterable
 
 import numpy as np
+
+from django.conf import settings
 
 from inference.index import VoiceprintIndex
 
@@ -38,6 +41,7 @@ class SpeakerIndex:
         self._lock = threading.Lock()
         self._index: VoiceprintIndex | None = None
         self._model_version: str | None = None
+        self._required_s: float | None = None
         self._generation = -1
         self._token = ""
         self._int_of: dict[uuid.UUID, int] = {}
@@ -83,7 +87,8 @@ class SpeakerIndex:
     # --- internals --------------------------------------------------------------------------
 
     def _sync_locked(self, model_version: str) -> None:
-        if self._index is None or model_version != self._model_version:
+        if (self._index is None or model_version != self._model_version
+                or settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S != self._required_s):
             self._rebuild(model_version)
             return
         generation, token = _current_state()
@@ -108,7 +113,7 @@ class SpeakerIndex:
 
     def _refresh(self, speaker_ids: Iterable[uuid.UUID]) -> None:
         wanted = set(speaker_ids)
-        found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, wanted))
+        found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, self._required_s, wanted))
         gone = [self._int_of.pop(s) for s in wanted - found.keys() if s in self._int_of]
         self._index.remove(np.asarray(gone, dtype=np.int64))
         for key in gone:
@@ -125,7 +130,8 @@ class SpeakerIndex:
         self._int_of.clear()
         self._uuid_of.clear()
         self._model_version = model_version
-        rows = list(_voiceprints(model_version, None))
+        self._required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
+        rows = list(_voiceprints(model_version, self._required_s, None))
         if rows:
             ids = np.asarray([self._int_for(s) for s, _ in rows], dtype=np.int64)
             self._index.add(ids, np.stack([v for _, v in rows]))
@@ -148,9 +154,10 @@ def _current_state() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, "")
 
 
-def _voiceprints(model_version: str, speaker_ids: set[uuid.UUID] | None):
-    """Yield ``(speaker_id, vector)`` for non-empty voiceprints of ``model_version``."""
-    rows = Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version)
+def _voiceprints(model_version: str, required_s: float, speaker_ids: set[uuid.UUID] | None):
+    """Yield ``(speaker_id, vector)`` for voiceprints of ``model_version`` with ``required_s`` of speech."""
+    rows = Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version,
+                                  voiceprint_speech_s__gte=required_s - 1e-9)
     if speaker_ids is not None:
         rows = rows.filter(id__in=speaker_ids)
     for speaker in rows.only("id", "voiceprint_ciphertext", "voiceprint_key_id",

@@ -266,15 +266,44 @@ VOICEPRINT_MAX_AUDIO_S = env_float("VOICEPRINT_MAX_AUDIO_S", 60.0, minimum=1.0)
 # Load the model in the background as soon as a server process starts (after the fork).
 VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
 
-# Raw cosine of L2-normalised embeddings, in [-1, 1]; accepted / a match when score >= threshold.
-VOICEPRINT_VERIFY_THRESHOLD = env_float("VOICEPRINT_VERIFY_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)
-VOICEPRINT_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_IDENTIFY_THRESHOLD", 0.30, minimum=-1.0, maximum=1.0)
+# Decisions. Defaults measured in docs/accuracy.md (how they were chosen is there); a deployment
+# replaces them with its own figures with `python manage.py calibrate`, whose newest row for the
+# loaded model version wins over these. Raw cosine of L2-normalised embeddings, in [-1, 1];
+# accepted / a match when score >= threshold.
+VOICEPRINT_VERIFY_THRESHOLD = env_float("VOICEPRINT_VERIFY_THRESHOLD", 0.45, minimum=-1.0, maximum=1.0)
+VOICEPRINT_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_IDENTIFY_THRESHOLD", 0.50, minimum=-1.0, maximum=1.0)
+# An identification match also needs this lead of the best candidate over the runner-up.
+VOICEPRINT_IDENTIFY_MARGIN = env_float("VOICEPRINT_IDENTIFY_MARGIN", 0.05, minimum=0.0, maximum=2.0)
 VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
 
-# Quality gates (seconds of net speech found by the VAD; fraction of clipped samples).
-VOICEPRINT_ENROLL_MIN_SPEECH_S = env_float("VOICEPRINT_ENROLL_MIN_SPEECH_S", 1.0, minimum=0.0)
-VOICEPRINT_PROBE_MIN_SPEECH_S = env_float("VOICEPRINT_PROBE_MIN_SPEECH_S", 0.8, minimum=0.0)
+# Score normalisation (AS-norm) against a cohort of impostor voiceprints: the default for
+# requests that do not say (each request may ask with asnorm=true/false). Normalised scores are
+# not cosines and have their own thresholds, valid for this cohort and top-k only.
+VOICEPRINT_ASNORM = env_bool("VOICEPRINT_ASNORM", False)
+VOICEPRINT_ASNORM_COHORT = Path(env_str("VOICEPRINT_ASNORM_COHORT", str(VOICEPRINT_MODEL_DIR / "cohort.npy")))
+VOICEPRINT_ASNORM_TOP_K = env_int("VOICEPRINT_ASNORM_TOP_K", 200, minimum=2)
+VOICEPRINT_ASNORM_VERIFY_THRESHOLD = env_float("VOICEPRINT_ASNORM_VERIFY_THRESHOLD", 7.5)
+VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD", 8.0)
+VOICEPRINT_ASNORM_IDENTIFY_MARGIN = env_float("VOICEPRINT_ASNORM_IDENTIFY_MARGIN", 1.0, minimum=0.0)
+
+# Quality gates, measured in docs/accuracy.md. Net speech is what the VAD finds, in seconds.
+# Per enrollment recording, and in total for a usable (complete) voiceprint:
+VOICEPRINT_ENROLL_MIN_SPEECH_S = env_float("VOICEPRINT_ENROLL_MIN_SPEECH_S", 1.5, minimum=0.0)
+VOICEPRINT_ENROLL_TARGET_SPEECH_S = env_float("VOICEPRINT_ENROLL_TARGET_SPEECH_S", 6.0, minimum=0.0)
+# Per verify / identify / compare recording:
+VOICEPRINT_PROBE_MIN_SPEECH_S = env_float("VOICEPRINT_PROBE_MIN_SPEECH_S", 1.0, minimum=0.0)
+# Fraction of clipped samples allowed.
 VOICEPRINT_MAX_CLIPPING_RATIO = env_float("VOICEPRINT_MAX_CLIPPING_RATIO", 0.05, minimum=0.0, maximum=1.0)
+# Mean level of the speech frames (dBFS) below which a recording is refused as too quiet.
+VOICEPRINT_MIN_SPEECH_LEVEL_DBFS = env_float("VOICEPRINT_MIN_SPEECH_LEVEL_DBFS", -48.0, minimum=-120.0,
+                                             maximum=0.0)
+# The VAD's speech-to-non-speech power ratio (dB) below which a recording is refused as too noisy.
+VOICEPRINT_ENROLL_MIN_SNR_DB = env_float("VOICEPRINT_ENROLL_MIN_SNR_DB", 10.0)
+VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 5.0)
+# An enrollment recording whose cosine to the speaker's voiceprint (or, in a first upload, to
+# the other recordings) is below this is refused as probably another person.
+VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD = env_float("VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD", 0.30,
+                                                    minimum=-1.0, maximum=1.0)
 
 # Index change log rows kept; a process further behind than this rebuilds its index.
 VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("identify", views.IdentifyApi.as_view(), name="identify"),
     path("compare", views.CompareApi.as_view(), name="compare"),
     path("batch-verify", views.BatchVerifyApi.as_view(), name="batch-verify"),
+    path("policy", views.PolicyApi.as_view(), name="policy"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

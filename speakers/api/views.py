@@ -9,13 +9,14 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
+from .. import score_normalisation, selectors, services
 from ..models import ApiKeyScope
 from ..services import Actor, Recording
 from .pagination import SpeakerPagination
@@ -32,6 +33,18 @@ def _recording(upload) -> Recording:
     return Recording(filename=upload.name or "", data=upload.read())
 
 
+class ScoreNormalisationField(serializers.BooleanField):
+    """``asnorm=true|false``; left out, the deployment's default (VOICEPRINT_ASNORM) applies."""
+
+    default_empty_html = empty  # a multipart form without the field means "not given", not false
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Score with AS-norm (true) or raw cosine (false); default: the "
+                                       "deployment's setting. Normalised scores have their own thresholds.")
+        super().__init__(**kwargs)
+
+
 class AudioFileField(serializers.FileField):
     """An uploaded recording; empty files go on to the engine, which names the problem (audio_empty)."""
 
@@ -42,6 +55,13 @@ class AudioFileField(serializers.FileField):
 
 # --- shared output shapes ------------------------------------------------------------------------
 
+class EnrollmentProgressOutput(serializers.Serializer):
+    speech_s = serializers.FloatField(help_text="Net speech of the voiceprint's enrollments, seconds.")
+    required_s = serializers.FloatField(help_text="Net speech a usable voiceprint needs.")
+    complete = serializers.BooleanField(help_text="True once the voiceprint can be verified and identified.")
+    text = serializers.CharField(help_text='e.g. "4.2 of 6 s"')
+
+
 class SpeakerOutput(serializers.Serializer):
     id = serializers.UUIDField()
     external_id = serializers.CharField(allow_null=True)
@@ -51,6 +71,7 @@ class SpeakerOutput(serializers.Serializer):
     enrolled = serializers.BooleanField(source="has_voiceprint",
                                         help_text="True once the speaker has a voiceprint.")
     model_version = serializers.SerializerMethodField(help_text="Model version of the voiceprint.")
+    enrollment_progress = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     last_verified_at = serializers.DateTimeField(allow_null=True)
@@ -58,6 +79,10 @@ class SpeakerOutput(serializers.Serializer):
 
     def get_model_version(self, speaker) -> str | None:
         return speaker.voiceprint_model_version or None
+
+    @extend_schema_field(EnrollmentProgressOutput)
+    def get_enrollment_progress(self, speaker):
+        return EnrollmentProgressOutput(selectors.enrollment_progress(speaker=speaker)).data
 
 
 class QualityOutput(serializers.Serializer):
@@ -195,6 +220,7 @@ class SpeakerEnrollApi(APIView):
         speaker = SpeakerOutput()
         accepted = EnrollmentOutput(many=True)
         refused = RefusalOutput(many=True)
+        enrollment_progress = EnrollmentProgressOutput()
         processing_time_ms = serializers.FloatField()
 
     @extend_schema(operation_id="enrollments_list", responses=EnrollmentOutput(many=True), tags=["enrollments"])
@@ -233,11 +259,15 @@ class VerifyApi(APIView):
     class VerifyInput(serializers.Serializer):
         speaker_id = serializers.UUIDField()
         audio = AudioFileField()
+        asnorm = ScoreNormalisationField()
 
     class VerifyOutput(serializers.Serializer):
         speaker_id = serializers.UUIDField()
-        score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
-        threshold = serializers.FloatField()
+        score = serializers.FloatField(help_text="The decision score: raw_score, or its AS-norm when "
+                                                 "score_normalisation is asnorm.")
+        raw_score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
+        threshold = serializers.FloatField(help_text="On the scale of score.")
         accepted = serializers.BooleanField(help_text="score >= threshold")
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
@@ -247,7 +277,8 @@ class VerifyApi(APIView):
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
         decision = services.speaker_verify(speaker_id=data.validated_data["speaker_id"], actor=_actor(request),
-                                           recording=_recording(data.validated_data["audio"]))
+                                           recording=_recording(data.validated_data["audio"]),
+                                           asnorm=data.validated_data.get("asnorm"))
         return Response(self.VerifyOutput(decision).data)
 
 
@@ -256,6 +287,7 @@ class CandidateOutput(serializers.Serializer):
     external_id = serializers.CharField(allow_null=True)
     display_name = serializers.CharField()
     score = serializers.FloatField()
+    raw_score = serializers.FloatField()
 
 
 class IdentifyApi(APIView):
@@ -265,6 +297,7 @@ class IdentifyApi(APIView):
     class IdentifyInput(serializers.Serializer):
         audio = AudioFileField()
         top_k = serializers.IntegerField(required=False, default=5, min_value=1)
+        asnorm = ScoreNormalisationField()
 
         def validate_top_k(self, value: int) -> int:
             if value > settings.VOICEPRINT_MAX_TOP_K:
@@ -273,8 +306,14 @@ class IdentifyApi(APIView):
 
     class IdentifyOutput(serializers.Serializer):
         candidates = CandidateOutput(many=True)
-        match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold.")
+        match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold and it "
+                                                           "leads the runner-up by >= margin.")
         threshold = serializers.FloatField()
+        margin = serializers.FloatField(help_text="Lead over the runner-up a match needs.")
+        runner_up_score = serializers.FloatField(allow_null=True, help_text="Score of the second best voiceprint.")
+        no_match_reason = serializers.ChoiceField(
+            choices=["no_candidates", "below_threshold", "ambiguous"], allow_null=True)
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
@@ -283,7 +322,8 @@ class IdentifyApi(APIView):
         data = self.IdentifyInput(data=request.data)
         data.is_valid(raise_exception=True)
         decision = services.speaker_identify(recording=_recording(data.validated_data["audio"]),
-                                             top_k=data.validated_data["top_k"], actor=_actor(request))
+                                             top_k=data.validated_data["top_k"], actor=_actor(request),
+                                             asnorm=data.validated_data.get("asnorm"))
         return Response(self.IdentifyOutput(decision).data)
 
 
@@ -294,9 +334,13 @@ class CompareApi(APIView):
     class CompareInput(serializers.Serializer):
         reference = AudioFileField()
         test = AudioFileField()
+        asnorm = ScoreNormalisationField()
 
     class CompareOutput(serializers.Serializer):
-        similarity = serializers.FloatField()
+        similarity = serializers.FloatField(help_text="Cosine similarity in [-1, 1] (= raw_score).")
+        score = serializers.FloatField(help_text="The decision score.")
+        raw_score = serializers.FloatField()
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         threshold = serializers.FloatField()
         accepted = serializers.BooleanField()
         model_version = serializers.CharField()
@@ -307,7 +351,8 @@ class CompareApi(APIView):
         data = self.CompareInput(data=request.data)
         data.is_valid(raise_exception=True)
         decision = services.recordings_compare(reference=_recording(data.validated_data["reference"]),
-                                               test=_recording(data.validated_data["test"]), actor=_actor(request))
+                                               test=_recording(data.validated_data["test"]), actor=_actor(request),
+                                               asnorm=data.validated_data.get("asnorm"))
         return Response(self.CompareOutput(decision).data)
 
 
@@ -338,14 +383,17 @@ class ClassicVerifySpeakerApi(APIView):
                  for name, aliases in self.ALIASES.items()}
         data = self.ClassicVerifySpeakerInput(data={k: v for k, v in files.items() if v is not None})
         data.is_valid(raise_exception=True)
+        # Raw cosine always: this endpoint's clients read "similarity" as a cosine.
         decision = services.recordings_compare(reference=_recording(data.validated_data["reference"]),
-                                               test=_recording(data.validated_data["test"]), actor=_actor(request))
+                                               test=_recording(data.validated_data["test"]), actor=_actor(request),
+                                               asnorm=False)
         return Response(self.ClassicVerifySpeakerOutput(decision).data)
 
 
 class BatchItemOutput(serializers.Serializer):
     filename = serializers.CharField()
-    similarity = serializers.FloatField(allow_null=True)
+    similarity = serializers.FloatField(allow_null=True, help_text="Cosine similarity in [-1, 1].")
+    score = serializers.FloatField(allow_null=True, help_text="The decision score.")
     accepted = serializers.BooleanField(allow_null=True)
     error = serializers.SerializerMethodField()
 
@@ -364,10 +412,12 @@ class BatchVerifyApi(APIView):
         reference = AudioFileField()
         tests = serializers.ListField(child=AudioFileField(), min_length=1,
                                       help_text="One or more recordings (repeat the field).")
+        asnorm = ScoreNormalisationField()
 
     class BatchVerifyOutput(serializers.Serializer):
         results = BatchItemOutput(many=True)
         threshold = serializers.FloatField()
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
@@ -377,5 +427,56 @@ class BatchVerifyApi(APIView):
         data.is_valid(raise_exception=True)
         decision = services.recordings_batch_verify(
             reference=_recording(data.validated_data["reference"]), actor=_actor(request),
-            tests=[_recording(f) for f in data.validated_data["tests"]])
+            tests=[_recording(f) for f in data.validated_data["tests"]], asnorm=data.validated_data.get("asnorm"))
         return Response(self.BatchVerifyOutput(decision).data)
+
+
+# --- decision policy ------------------------------------------------------------------------------------
+
+class ThresholdsOutput(serializers.Serializer):
+    verify = serializers.FloatField()
+    identify = serializers.FloatField()
+    identify_margin = serializers.FloatField()
+    sources = serializers.DictField(child=serializers.CharField(),
+                                    help_text='Where each value comes from: "settings" or "calibration:<id>".')
+
+
+class CalibrationOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField()
+    method = serializers.CharField()
+    far_target = serializers.FloatField(allow_null=True)
+    fir_target = serializers.FloatField(allow_null=True)
+    eer = serializers.FloatField()
+    asnorm_eer = serializers.FloatField(allow_null=True)
+    asnorm_key = serializers.CharField()
+    counts = serializers.JSONField()
+    note = serializers.CharField()
+
+
+class PolicyApi(APIView):
+    """The thresholds and quality gates in force, and where each threshold comes from."""
+
+    required_scopes = {"GET": {MANAGE}}
+
+    class PolicyOutput(serializers.Serializer):
+        model_version = serializers.CharField(allow_null=True)
+        score_normalisation_default = serializers.ChoiceField(choices=["none", "asnorm"])
+        cosine = ThresholdsOutput(help_text="Thresholds on the raw cosine scale.")
+        asnorm = ThresholdsOutput(help_text="Thresholds on the AS-norm scale (valid for asnorm_key only).")
+        asnorm_key = serializers.CharField(allow_null=True, help_text="Cohort digest, size and top-k of AS-norm; "
+                                                                      "null when the cohort cannot be loaded.")
+        calibration = CalibrationOutput(allow_null=True, help_text="The calibration in force, if any.")
+        quality_gates = serializers.DictField(child=serializers.FloatField())
+
+    @extend_schema(operation_id="policy_retrieve", responses=PolicyOutput, tags=["policy"])
+    def get(self, request: Request) -> Response:
+        policy = selectors.decision_policy(model_version=selectors.current_model_version(),
+                                           asnorm_key=score_normalisation.asnorm_key())
+        return Response(self.PolicyOutput({
+            "model_version": policy.model_version,
+            "score_normalisation_default": "asnorm" if policy.asnorm_default else "none",
+            "cosine": policy.cosine, "asnorm": policy.asnorm, "asnorm_key": policy.asnorm_key,
+            "calibration": policy.calibration, "quality_gates": selectors.quality_gates(),
+        }).data)

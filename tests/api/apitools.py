@@ -16,6 +16,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Enough recordings for a complete voiceprint (VOICEPRINT_ENROLL_TARGET_SPEECH_S = 6 s of speech):
+# a_snt1..3 hold 8.7 s, b_snt1..4 7.1 s (b's clips are short: 1.6-1.9 s of speech each).
+ENROLLED = {"a": ("a_snt1", "a_snt2", "a_snt3"), "b": ("b_snt1", "b_snt2", "b_snt3", "b_snt4")}
+
 
 def assert_error(response, status: int, code: str) -> dict:
     """The response has the one error shape, this status and this code; returns the error object."""

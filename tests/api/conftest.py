@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from apitools import ENROLLED
 from rest_framework.test import APIClient
 
 from speakers.models import ApiKeyScope
@@ -98,11 +99,12 @@ def enroll(client, upload):
 
 @pytest.fixture
 def enrolled(create_speaker, enroll) -> dict[str, str]:
-    """Speaker ``a`` enrolled with a_snt1..3 and ``b`` with b_snt1..3; the rest are probes."""
+    """Speaker ``a`` enrolled with a_snt1..3 and ``b`` with b_snt1..4, both complete; the rest are probes."""
     ids = {}
     for label, name in (("a", "Alice"), ("b", "Bob")):
         speaker = create_speaker(external_id=f"ext-{label}", display_name=name)
-        response = enroll(speaker["id"], f"{label}_snt1", f"{label}_snt2", f"{label}_snt3")
+        response = enroll(speaker["id"], *ENROLLED[label])
         assert response.status_code == 201, response.json()
+        assert response.json()["enrollment_progress"]["complete"] is True
         ids[label] = speaker["id"]
     return ids

@@ -31,9 +31,11 @@ def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upl
     response = verify(client, upload, enrolled["a"], probe)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"speaker_id", "score", "threshold", "accepted", "model_version", "processing_time_ms"}
+    assert set(body) == {"speaker_id", "score", "raw_score", "score_normalisation", "threshold", "accepted",
+                         "model_version", "processing_time_ms"}
     assert body["speaker_id"] == enrolled["a"]
     assert body["accepted"] is True
+    assert body["score_normalisation"] == "none" and body["score"] == body["raw_score"]
     assert body["score"] >= body["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
     assert body["model_version"] == embedder.model_version
 
@@ -46,7 +48,7 @@ def test_another_voice_is_rejected(client, upload, enrolled, probe):
 
 
 def test_a_verification_is_audited_with_its_decision_and_score_and_updates_last_verified(client, upload, enrolled):
-    body = verify(client, upload, enrolled["b"], "b_snt4").json()
+    body = verify(client, upload, enrolled["b"], "b_snt5").json()
     event = AuditEvent.objects.get(action="verify", speaker_id=enrolled["b"])
     assert (event.decision, event.score, event.threshold) == ("accepted", pytest.approx(body["score"]),
                                                               body["threshold"])
@@ -119,8 +121,11 @@ def test_identify_names_the_right_speaker(client, upload, enrolled, label):
     response = identify(client, upload, f"{label}_snt5")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"candidates", "match", "threshold", "model_version", "processing_time_ms"}
+    assert set(body) == {"candidates", "match", "threshold", "margin", "runner_up_score", "no_match_reason",
+                         "score_normalisation", "model_version", "processing_time_ms"}
     assert body["match"]["speaker_id"] == enrolled[label]
+    assert body["no_match_reason"] is None
+    assert body["match"]["score"] - body["runner_up_score"] >= body["margin"] == settings.VOICEPRINT_IDENTIFY_MARGIN
     assert body["match"]["external_id"] == f"ext-{label}"
     assert body["match"]["display_name"] == {"a": "Alice", "b": "Bob"}[label]
     assert body["candidates"][0] == body["match"]
@@ -136,13 +141,14 @@ def test_an_unknown_voice_is_nobody_not_the_nearest_stranger(client, upload, cre
     assert body["match"] is None
     assert [c["speaker_id"] for c in body["candidates"]] == [only_a["id"]]
     assert body["candidates"][0]["score"] < body["threshold"]
+    assert body["no_match_reason"] == "below_threshold" and body["runner_up_score"] is None
     event = AuditEvent.objects.get(action="identify")
     assert event.decision == "no_match" and event.speaker_id is None
 
 
 def test_identify_on_an_empty_database_matches_nobody(client, upload):
     body = identify(client, upload, "a_snt1").json()
-    assert body == {**body, "candidates": [], "match": None}
+    assert body == {**body, "candidates": [], "match": None, "no_match_reason": "no_candidates"}
 
 
 def test_identify_returns_at_most_top_k_candidates(client, upload, enrolled):
@@ -167,7 +173,7 @@ def test_identify_sees_a_speaker_enrolled_after_the_index_was_built(client, uplo
     client.delete(f"/api/v1/speakers/{enrolled['a']}")
     assert identify(client, upload, "a_snt4").json()["match"] is None
     again = create_speaker()
-    enroll(again["id"], "a_snt1", "a_snt2")
+    enroll(again["id"], "a_snt1", "a_snt2", "a_snt3")
     assert identify(client, upload, "a_snt4").json()["match"]["speaker_id"] == again["id"]
 
 
@@ -178,7 +184,9 @@ def test_compare_accepts_two_recordings_of_one_voice_and_stores_nothing(client, 
                            format="multipart")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"similarity", "threshold", "accepted", "model_version", "processing_time_ms"}
+    assert set(body) == {"similarity", "score", "raw_score", "score_normalisation", "threshold", "accepted",
+                         "model_version", "processing_time_ms"}
+    assert body["similarity"] == body["score"] == body["raw_score"] and body["score_normalisation"] == "none"
     assert body["accepted"] is True and body["similarity"] >= body["threshold"]
     assert Speaker.objects.count() == 0
 

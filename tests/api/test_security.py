@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from apitools import ENROLLED
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
@@ -49,7 +50,7 @@ def test_the_database_holds_no_plaintext_embedding(client, enrolled, upload, emb
     client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")}, format="multipart")
     raw = _all_stored_bytes()
     vectors = _stored_vectors() + [embedder.embed(speech.bytes("a_snt1")).vector]
-    assert len(vectors) == 9  # 6 enrollments, 2 voiceprints, and a fresh embedding of an enrolled file
+    assert len(vectors) == 10  # 7 enrollments, 2 voiceprints, and a fresh embedding of an enrolled file
     for vector in vectors:
         assert vector.shape == (192,) and abs(np.linalg.norm(vector) - 1) < 1e-4
         for encoded in (vector.astype("<f4").tobytes(), vector.astype(">f4").tobytes(),
@@ -66,10 +67,11 @@ def test_every_ciphertext_is_bound_to_its_own_row(enrolled):
 
 
 def test_the_audit_log_holds_decisions_but_no_embedding(client, enrolled, upload):
-    client.post("/api/v1/identify", {"audio": upload("b_snt4")}, format="multipart")
+    client.post("/api/v1/identify", {"audio": upload("b_snt5")}, format="multipart")
     event = AuditEvent.objects.get(action="identify")
     assert event.decision == "match" and str(event.speaker_id) == enrolled["b"] and event.score > event.threshold
-    assert set(event.detail) == {"top_k", "candidates"}
+    assert set(event.detail) == {"top_k", "candidates", "runner_up_score", "margin", "no_match_reason",
+                                 "score_normalisation", "policy"}
 
 
 def test_key_rotation_re_encrypts_every_row_and_keeps_every_speaker_verifiable(client, create_speaker, enroll,
@@ -79,7 +81,7 @@ def test_key_rotation_re_encrypts_every_row_and_keeps_every_speaker_verifiable(c
         ids = {}
         for label in "ab":
             speaker = create_speaker(external_id=label)
-            assert enroll(speaker["id"], f"{label}_snt1", f"{label}_snt2").status_code == 201
+            assert enroll(speaker["id"], *ENROLLED[label]).status_code == 201
             ids[label] = speaker["id"]
         before = [v.copy() for v in _stored_vectors()]
 
@@ -92,10 +94,10 @@ def test_key_rotation_re_encrypts_every_row_and_keeps_every_speaker_verifiable(c
 
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key]):  # the old key is gone
         after = _stored_vectors()
-        assert len(after) == len(before) == 6
+        assert len(after) == len(before) == 9
         assert all(np.array_equal(x, y) for x, y in zip(before, after))
         for label in "ab":
-            body = client.post("/api/v1/verify", {"speaker_id": ids[label], "audio": upload(f"{label}_snt4")},
+            body = client.post("/api/v1/verify", {"speaker_id": ids[label], "audio": upload(f"{label}_snt5")},
                                format="multipart").json()
             assert body["accepted"] is True, body
         assert AuditEvent.objects.filter(action="keys_rotate").count() == 2

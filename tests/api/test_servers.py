@@ -66,11 +66,11 @@ def test_an_enrollment_or_delete_made_through_one_process_is_seen_by_another(sta
     assert _identify(two, speech, "a_snt4")["match"] is None
 
     alice = _create_and_enroll(one, speech, "alice", "a_snt1", "a_snt2", "a_snt3")
-    bob = _create_and_enroll(two, speech, "bob", "b_snt1", "b_snt2", "b_snt3")
+    bob = _create_and_enroll(two, speech, "bob", "b_snt1", "b_snt2", "b_snt3", "b_snt4")
 
     # Each process sees what the other one wrote, without a restart.
     assert _identify(two, speech, "a_snt4")["match"]["speaker_id"] == alice
-    assert _identify(one, speech, "b_snt4")["match"]["speaker_id"] == bob
+    assert _identify(one, speech, "b_snt6")["match"]["speaker_id"] == bob
 
     deleted = two.request("DELETE", f"/api/v1/speakers/{alice}")
     assert deleted.status == 204, (deleted, two.log_tail())
@@ -86,19 +86,19 @@ def test_an_enrollment_or_delete_made_through_one_process_is_seen_by_another(sta
 def test_concurrent_enroll_verify_and_identify_requests_all_succeed_with_the_right_answers(start_server, speech):
     server = start_server("runserver", "threaded")
     wait_until_healthy(server)
-    alice = _create_and_enroll(server, speech, "alice", "a_snt1", "a_snt2")
-    bob = _create_and_enroll(server, speech, "bob", "b_snt1", "b_snt2")
+    alice = _create_and_enroll(server, speech, "alice", "a_snt1", "a_snt2", "a_snt3")
+    bob = _create_and_enroll(server, speech, "bob", "b_snt1", "b_snt2", "b_snt3", "b_snt4")
 
     jobs: list[tuple[str, str | None, str, object]] = []
     for _ in range(3):
         jobs += [
             ("verify", alice, "a_snt4", True),
-            ("verify", alice, "b_snt4", False),
+            ("verify", alice, "b_snt6", False),
             ("verify", bob, "b_snt5", True),
             ("identify", None, "a_snt5", alice),
             ("identify", None, "b_snt6", bob),
         ]
-    jobs += [("enroll", alice, "a_snt3", 201), ("enroll", bob, "b_snt3", 201)]
+    jobs += [("enroll", alice, "a_snt6", 201), ("enroll", bob, "b_snt6", 201)]
 
     def run(job) -> tuple[tuple, int, object]:
         kind, speaker_id, name, _ = job
@@ -122,5 +122,5 @@ def test_concurrent_enroll_verify_and_identify_requests_all_succeed_with_the_rig
     assert not failures, (failures, server.log_tail())
     counts = {s["external_id"]: s["enrollment_count"]
               for s in server.request("GET", "/api/v1/speakers").body["results"]}
-    assert counts == {"alice": 3, "bob": 3}
+    assert counts == {"alice": 4, "bob": 5}
 
