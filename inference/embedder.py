@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import threadpoolctl
 
 from inference import audio, features, vad
 from inference.config import EngineConfig
@@ -133,6 +132,7 @@ class Embedder:
         started = time.perf_counter()
         manifest = read_manifest(Path(config.model_dir), config.model, config.frontend)
         import mindspore as ms
+        import threadpoolctl
 
         from inference.ecapa import EcapaTdnn
 

@@ -298,7 +298,7 @@ VOICEPRINT_MAX_CLIPPING_RATIO = env_float("VOICEPRINT_MAX_CLIPPING_RATIO", 0.05,
 VOICEPRINT_MIN_SPEECH_LEVEL_DBFS = env_float("VOICEPRINT_MIN_SPEECH_LEVEL_DBFS", -48.0, minimum=-120.0,
                                              maximum=0.0)
 # The VAD's speech-to-non-speech power ratio (dB) below which a recording is refused as too noisy.
-VOICEPRINT_ENROLL_MIN_SNR_DB = env_float("VOICEPRINT_ENROLL_MIN_SNR_DB", 10.0)
+VOICEPRINT_ENROLL_MIN_SNR_DB = env_float("VOICEPRINT_ENROLL_MIN_SNR_DB", 8.0)
 VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 5.0)
 # An enrollment recording whose cosine to the speaker's voiceprint (or, in a first upload, to
 # the other recordings) is below this is refused as probably another person.

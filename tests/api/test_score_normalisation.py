@@ -1,0 +1,136 @@
+"""AS-norm as an option of verify, identify, compare and batch-verify, and the identification margin."""
+from __future__ import annotations
+
+import pytest
+from apitools import assert_error
+from django.conf import settings
+from django.test import override_settings
+
+from inference.asnorm import ASNorm
+from inference.cohort import load_cohort
+from speakers import crypto, score_normalisation
+from speakers.models import AuditEvent, Speaker
+
+pytestmark = pytest.mark.django_db
+
+
+def verify(client, upload, speaker_id: str, name: str, **fields):
+    return client.post("/api/v1/verify", {"speaker_id": speaker_id, "audio": upload(name), **fields},
+                       format="multipart")
+
+
+def identify(client, upload, name: str, **fields):
+    return client.post("/api/v1/identify", {"audio": upload(name), **fields}, format="multipart")
+
+
+@pytest.fixture(scope="module")
+def reference_asnorm() -> ASNorm:
+    """The normalisation computed here, independently of the service's cache."""
+    return ASNorm(load_cohort(settings.VOICEPRINT_ASNORM_COHORT), top_k=settings.VOICEPRINT_ASNORM_TOP_K)
+
+
+def _voiceprint(speaker_id: str):
+    speaker = Speaker.objects.get(pk=speaker_id)
+    return crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
+                                 context=speaker.crypto_context())
+
+
+def test_verify_with_asnorm_decides_on_the_normalised_scale_and_returns_the_cosine_too(client, upload, enrolled):
+    same = verify(client, upload, enrolled["a"], "a_snt4", asnorm="true").json()
+    other = verify(client, upload, enrolled["a"], "b_snt5", asnorm="true").json()
+    plain = verify(client, upload, enrolled["a"], "a_snt4").json()
+    assert same["score_normalisation"] == other["score_normalisation"] == "asnorm"
+    assert same["threshold"] == other["threshold"] == settings.VOICEPRINT_ASNORM_VERIFY_THRESHOLD == 7.5
+    assert same["raw_score"] == pytest.approx(plain["score"], abs=1e-6)
+    assert same["accepted"] is True and same["score"] >= 7.5
+    assert other["accepted"] is False and other["score"] < 7.5
+    # a clear same-speaker pair stays above a clear impostor pair after normalisation
+    assert same["score"] > other["score"] and same["raw_score"] > other["raw_score"]
+    event = AuditEvent.objects.filter(action="verify").order_by("created_at", "id").first()
+    assert event.detail["score_normalisation"] == "asnorm" and event.threshold == 7.5
+
+
+def test_the_normalised_score_is_as_norm_of_the_stored_voiceprint_even_after_it_changes(client, upload, enrolled,
+                                                                                       embedder, speech,
+                                                                                       reference_asnorm):
+    probe = embedder.embed(speech.bytes("a_snt5")).vector
+    for _ in range(2):
+        body = verify(client, upload, enrolled["a"], "a_snt5", asnorm="true").json()
+        voiceprint = _voiceprint(enrolled["a"])
+        expected = reference_asnorm.normalise(float(voiceprint @ probe), voiceprint, probe)
+        assert body["score"] == pytest.approx(expected, abs=1e-3)
+        # a new enrollment changes the voiceprint: its cached statistics must not be reused
+        client.post(f"/api/v1/speakers/{enrolled['a']}/enrollments", {"audio": upload("a_snt6")},
+                    format="multipart")
+    assert score_normalisation.cached_voiceprints() >= 2
+
+
+def test_identify_with_asnorm_names_the_speaker_with_a_normalised_margin(client, upload, enrolled):
+    for label, probe in (("a", "a_snt5"), ("b", "b_snt6")):
+        body = identify(client, upload, probe, asnorm="true").json()
+        assert body["score_normalisation"] == "asnorm"
+        assert body["match"]["speaker_id"] == enrolled[label]
+        assert body["threshold"] == settings.VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD == 8.0
+        assert body["margin"] == settings.VOICEPRINT_ASNORM_IDENTIFY_MARGIN == 1.0
+        assert body["match"]["score"] - body["runner_up_score"] >= 1.0
+        assert all(c["score"] != c["raw_score"] for c in body["candidates"])
+
+
+def test_compare_and_batch_verify_can_normalise_too(client, upload):
+    same = client.post("/api/v1/compare", {"reference": upload("a_snt1"), "test": upload("a_snt2"),
+                                           "asnorm": "true"}, format="multipart").json()
+    other = client.post("/api/v1/compare", {"reference": upload("a_snt1"), "test": upload("b_snt2"),
+                                            "asnorm": "true"}, format="multipart").json()
+    assert same["score_normalisation"] == "asnorm" and same["similarity"] == same["raw_score"] != same["score"]
+    assert same["accepted"] is True and other["accepted"] is False and same["threshold"] == 7.5
+    batch = client.post("/api/v1/batch-verify", {"reference": upload("a_snt1"), "asnorm": "true",
+                                                 "tests": [upload("a_snt2"), upload("b_snt2")]},
+                        format="multipart").json()
+    assert batch["score_normalisation"] == "asnorm"
+    assert [r["accepted"] for r in batch["results"]] == [True, False]
+    assert batch["results"][0]["score"] == pytest.approx(same["score"], abs=1e-6)
+
+
+def test_the_deployment_default_applies_unless_the_request_says_otherwise(client, upload, enrolled):
+    with override_settings(VOICEPRINT_ASNORM=True):
+        assert verify(client, upload, enrolled["a"], "a_snt4").json()["score_normalisation"] == "asnorm"
+        assert verify(client, upload, enrolled["a"], "a_snt4", asnorm="false").json()["score_normalisation"] == "none"
+        # the classic endpoint answers in cosine whatever the default
+        classic = client.post("/v1/verify-speaker", {"reference": upload("a_snt1"), "test": upload("a_snt2")},
+                              format="multipart").json()
+        assert -1 <= classic["similarity"] <= 1 and classic["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
+    assert verify(client, upload, enrolled["a"], "a_snt4").json()["score_normalisation"] == "none"
+
+
+def test_asnorm_without_its_cohort_is_a_clear_503_and_plain_scoring_still_works(client, upload, enrolled, tmp_path):
+    with override_settings(VOICEPRINT_ASNORM_COHORT=tmp_path / "missing.npy"):
+        error = assert_error(verify(client, upload, enrolled["a"], "a_snt4", asnorm="true"), 503,
+                             "asnorm_unavailable")
+        assert error["detail"]["cohort"].endswith("missing.npy")
+        assert verify(client, upload, enrolled["a"], "a_snt4").json()["accepted"] is True
+    assert verify(client, upload, enrolled["a"], "a_snt4", asnorm="true").json()["accepted"] is True
+
+
+def test_asnorm_must_be_a_boolean(client, upload, enrolled):
+    error = assert_error(verify(client, upload, enrolled["a"], "a_snt4", asnorm="maybe"), 400, "validation_error")
+    assert "asnorm" in error["detail"]
+
+
+# --- the margin over the runner-up ------------------------------------------------------------------
+
+def test_an_identification_without_a_clear_lead_is_no_match(client, upload, enrolled):
+    with override_settings(VOICEPRINT_IDENTIFY_MARGIN=0.9):
+        body = identify(client, upload, "a_snt5").json()
+    assert body["candidates"][0]["speaker_id"] == enrolled["a"]
+    assert body["candidates"][0]["score"] >= body["threshold"]
+    assert body["candidates"][0]["score"] - body["runner_up_score"] < body["margin"] == 0.9
+    assert body["match"] is None and body["no_match_reason"] == "ambiguous"
+    event = AuditEvent.objects.get(action="identify")
+    assert event.decision == "no_match" and event.detail["no_match_reason"] == "ambiguous"
+
+
+def test_the_runner_up_is_looked_at_even_when_one_candidate_is_asked_for(client, upload, enrolled):
+    body = identify(client, upload, "a_snt5", top_k=1).json()
+    assert len(body["candidates"]) == 1
+    assert body["runner_up_score"] is not None and body["runner_up_score"] < body["candidates"][0]["score"]
+    assert body["match"]["speaker_id"] == enrolled["a"]
