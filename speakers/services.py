@@ -887,6 +887,44 @@ class CalibrationProposal:
     reports: dict[str, dict[str, Any]] = field(repr=False, default_factory=dict)
 
 
+def _middle_of_same_decisions(low: float, scores: Sequence[float], kept: Sequence[float]) -> float:
+    """Middle of the thresholds that decide like ``low`` or better: above the highest score below
+    ``low``, up to the lowest of the ``kept`` scores (those ``low`` accepts and must stay accepted)."""
+    below = [x for x in scores if x < low]
+    above = [x for x in kept if x >= low]
+    if not below or not above:
+        return float(low)
+    return float(0.5 * (max(below) + min(above)))
+
+
+def threshold_within_target(scores: Sequence[float], labels: Sequence[int], far: float) -> float:
+    """The verification threshold a calibration stores for a target false-accept rate.
+
+    :func:`inference.evaluation.threshold_at_far` gives the lowest threshold whose FAR on the
+    trials is at most ``far``: it rejects the fewest targets, but it sits right on the highest
+    non-target it lets in, and when targets and non-targets separate it accepts every voice a
+    little less alike than the ones tried. Every threshold above the score below it and up to the
+    lowest target it accepts decides the trials as well (the same targets, no more non-targets);
+    this returns the middle of that range, as an EER threshold sits in the middle of a gap. On
+    dense trials the difference is a rounding error; on a small, well-separated set it matters.
+    """
+    low = evaluation.threshold_at_far(scores, labels, far)
+    return _middle_of_same_decisions(low, list(scores), [x for x, y in zip(scores, labels) if y == 1])
+
+
+def identify_threshold_within_target(probes: Sequence[dict[str, Any]], fir: float, *, margin: float) -> float:
+    """The identification threshold a calibration stores for a target false-identification rate.
+
+    As :func:`threshold_within_target`, around :func:`inference.evaluation.threshold_at_fir`:
+    the middle of the thresholds with the same correct matches and no more false identifications.
+    """
+    low = evaluation.threshold_at_fir(probes, fir, margin=margin)
+    correct = [p["best_score"] for p in probes
+               if p["known"] and p["true_rank"] == 0
+               and (p["second_score"] is None or p["best_score"] - p["second_score"] >= margin)]
+    return _middle_of_same_decisions(low, [p["best_score"] for p in probes], correct)
+
+
 def _verification_figures(report: dict[str, Any], key: str, *, new: float, before: float) -> dict[str, Any]:
     metrics = report[key]
     labels, scores = report["scores"]["labels"], report["scores"][key]
@@ -954,11 +992,13 @@ def calibration_measure(*, trials: Sequence[evaluation.Trial], audio_root: Path,
         warnings.append(f"{n_nontarget} non-target trials cannot resolve a false-accept rate of {far_target:.2%}: "
                         "the threshold is the no-false-accept point of these trials, stricter than asked.")
 
-    def verify_point(metrics: dict[str, Any]) -> float:
-        return float(metrics["eer_threshold"] if method == CalibrationMethod.EER else metrics["threshold_at_far"])
+    def verify_point(key: str) -> float:
+        if method == CalibrationMethod.EER:
+            return float(verification[key]["eer_threshold"])
+        return threshold_within_target(verification["scores"][key], verification["scores"]["labels"], far_target)
 
-    verify_threshold = verify_point(verification["raw"])
-    asnorm_verify = verify_point(verification["asnorm"]) if norm else None
+    verify_threshold = verify_point("raw")
+    asnorm_verify = verify_point("asnorm") if norm else None
     figures: dict[str, Any] = {"verification": {
         "cosine": _verification_figures(verification, "raw", new=verify_threshold, before=before.cosine.verify)}}
     if norm:
@@ -990,7 +1030,7 @@ def calibration_measure(*, trials: Sequence[evaluation.Trial], audio_root: Path,
                 warnings.append(f"{n_unknown} unknown probes cannot resolve a false-identification rate of "
                                 f"{fir_target:.2%}: the threshold is the no-false-identification point, stricter "
                                 "than asked.")
-            threshold = evaluation.threshold_at_fir(probes, fir_target, margin=current.identify_margin)
+            threshold = identify_threshold_within_target(probes, fir_target, margin=current.identify_margin)
             figures["identification"][name] = _identification_figures(
                 probes, new=threshold, margin=current.identify_margin, before=current.identify,
                 margin_before=current.identify_margin)
