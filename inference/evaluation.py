@@ -111,7 +111,9 @@ def read_speaker_list(path: Path | str) -> list[tuple[str, str]]:
                 continue
             fields = text.split()
             if len(fields) != 2:
-                raise ValueError(f"{path}, line {lineno}: expected '<speaker> <path>', got {len(fields)} fields: {text!r}")
+                raise ValueError(
+                    f"{path}, line {lineno}: expected '<speaker> <path>', got {len(fields)} fields: {text!r}"
+                )
             utterances.append((fields[0], fields[1]))
     if not utterances:
         raise ValueError(f"{path}: no utterances")

@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 from django.conf import settings
@@ -99,7 +100,7 @@ def voiceprint_digest(ciphertext: bytes) -> str:
 
 
 def voiceprint_stats(*, speaker_id: uuid.UUID, digest: str, vector: np.ndarray | None = None,
-                     load=None) -> Stats:
+                     load: Callable[[], np.ndarray] | None = None) -> Stats:
     """Cohort statistics of a speaker's voiceprint, from the cache or computed now.
 
     ``vector`` is the decrypted voiceprint, or ``load()`` returns it; ``load`` is only called on

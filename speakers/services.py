@@ -12,7 +12,6 @@ raw cosine scale or, when asked, the AS-norm scale; every decision returns both.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -839,7 +838,8 @@ def accuracy_embed_fn(*, quality_gates: bool = True) -> Callable[[Path], np.ndar
 def identification_probes_pooled(*, utterances: Sequence[tuple[str, str]], audio_root: Path,
                                  embed_fn: Callable[[Path], np.ndarray], threshold: float, margin: float,
                                  enroll_per_speaker: int = 3, unknown_speakers: Sequence[str] | None = None,
-                                 asnorm: Any = None, progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                                 asnorm: Any = None,
+                                 progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Open-set identification probes, pooled over hold-outs.
 
     With ``unknown_speakers``, one run holding them out; otherwise three runs, each holding out

@@ -377,7 +377,8 @@ class ClassicVerifySpeakerApi(APIView):
         threshold = serializers.FloatField()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput, tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
+                   tags=["decisions"])
     def post(self, request: Request) -> Response:
         files = {name: next((request.data[a] for a in aliases if a in request.data), None)
                  for name, aliases in self.ALIASES.items()}

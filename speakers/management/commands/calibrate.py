@@ -43,7 +43,8 @@ class Command(BaseCommand):
             "labelled recordings, at a target false-accept rate or at the EER.")
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--trials", type=Path, help="trial list '<1|0> <path_a> <path_b>', paths relative to --audio-root")
+        parser.add_argument("--trials", type=Path,
+                            help="trial list '<1|0> <path_a> <path_b>', paths relative to --audio-root")
         parser.add_argument("--audio-root", type=Path, help="directory the listed paths are relative to")
         point = parser.add_mutually_exclusive_group()
         point.add_argument("--far", type=float, default=0.01, help="target false-accept rate of verification")
@@ -108,19 +109,22 @@ class Command(BaseCommand):
             return
         calibration = services.calibration_create(proposal=proposal, actor=services.Actor.cli("calibrate"),
                                                   note=o["note"])
-        self.stdout.write(f"\nStored as calibration {calibration.pk}: it decides from now on for {calibration.model_version}.")
+        self.stdout.write(f"\nStored as calibration {calibration.pk}: it decides from now on for "
+                          f"{calibration.model_version}.")
 
     # --- output -----------------------------------------------------------------------------------
 
     @staticmethod
     def _policy() -> selectors.DecisionPolicy:
-        return selectors.decision_policy(model_version=engine.model_version(), asnorm_key=score_normalisation.asnorm_key())
+        return selectors.decision_policy(model_version=engine.model_version(),
+                                         asnorm_key=score_normalisation.asnorm_key())
 
     def _print_policy(self, policy: selectors.DecisionPolicy) -> None:
         self.stdout.write(f"Thresholds in force for {policy.model_version}:")
         for name, t in (("cosine", policy.cosine), ("AS-norm", policy.asnorm)):
             self.stdout.write(f"  {name:<8} verify {t.verify:g} ({t.sources['verify']}), identify {t.identify:g} "
-                              f"({t.sources['identify']}) with margin {t.identify_margin:g} ({t.sources['identify_margin']})")
+                              f"({t.sources['identify']}) with margin {t.identify_margin:g} "
+                              f"({t.sources['identify_margin']})")
         self.stdout.write(f"  score normalisation by default: {'AS-norm' if policy.asnorm_default else 'none'}"
                           f"; AS-norm key {policy.asnorm_key}")
 
@@ -142,16 +146,16 @@ class Command(BaseCommand):
         ]
         if p.identify_threshold is not None:
             c = i["cosine"]
-            lines.append(f"  {'identify (cosine)':<22}{before.cosine.identify:<8.3f}{before.cosine.sources['identify']:<18}"
-                         f"{p.identify_threshold:<8.3f}{f'margin {p.identify_margin:g}':<18}"
+            lines.append(f"  {'identify (cosine)':<22}{before.cosine.identify:<8.3f}"
+                         f"{before.cosine.sources['identify']:<18}{p.identify_threshold:<8.3f}{f'margin {p.identify_margin:g}':<18}"
                          f"{_fir(c['before'])} -> {_fir(c)}")
         if p.asnorm_verify_threshold is not None:
             lines.append(f"  {'verify (AS-norm)':<22}{before.asnorm.verify:<8.3f}{before.asnorm.sources['verify']:<18}"
                          f"{p.asnorm_verify_threshold:<26.3f}{_rates(v['asnorm'], '_before')} -> {_rates(v['asnorm'])}")
         if p.asnorm_identify_threshold is not None:
             a = i["asnorm"]
-            lines.append(f"  {'identify (AS-norm)':<22}{before.asnorm.identify:<8.3f}{before.asnorm.sources['identify']:<18}"
-                         f"{p.asnorm_identify_threshold:<8.3f}{f'margin {p.asnorm_identify_margin:g}':<18}"
+            lines.append(f"  {'identify (AS-norm)':<22}{before.asnorm.identify:<8.3f}"
+                         f"{before.asnorm.sources['identify']:<18}{p.asnorm_identify_threshold:<8.3f}{f'margin {p.asnorm_identify_margin:g}':<18}"
                          f"{_fir(a['before'])} -> {_fir(a)}")
         for warning in p.warnings:
             lines.append(f"  warning: {warning}")

@@ -140,8 +140,8 @@ class Command(BaseCommand):
             lines.append(row("  at threshold", lambda k, i=i: f"{report[k]['min_dcf'][i]['threshold']:.3f}"))
         lines.append(row(f"threshold at FAR {100 * report['raw']['far_target']:g} %",
                          lambda k: f"{report[k]['threshold_at_far']:.3f}"))
-        lines.append(row("  FAR / FRR there (%)",
-                         lambda k: f"{100 * report[k]['far_at_threshold']:.2f} / {100 * report[k]['frr_at_threshold']:.2f}"))
+        lines.append(row("  FAR / FRR there (%)", lambda k: f"{100 * report[k]['far_at_threshold']:.2f} / "
+                                                            f"{100 * report[k]['frr_at_threshold']:.2f}"))
         lines.append(row("threshold in force", lambda k: f"{in_force[k]['threshold']:g}"))
         lines.append(row("  FAR / FRR there (%)",
                          lambda k: f"{100 * in_force[k]['far']:.2f} / {100 * in_force[k]['frr']:.2f}"))
