@@ -47,3 +47,9 @@ bench: install model
 
 clean:
 	rm -rf $(VENV) var/model var/downloads
+
+## evaluate: EER / minDCF / identification on a trial list (default: the shared real-speech set)
+TRIALS ?= ../shared/speech/multi/trials.txt
+AUDIO_ROOT ?= ../shared/speech/multi
+evaluate: install model
+	$(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) --out-dir reports/evaluation

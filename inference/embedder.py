@@ -33,6 +33,7 @@ class AudioQuality:
     clipping_ratio: float
     snr_db: float
     speech_ratio: float
+    speech_level_dbfs: float
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,12 @@ def prepare_waveform(
         speech=vad.drop_long_silences(samples, mask, rate, config.vad),
         duration_s=samples.size / rate,
         speech_s=report.speech_s,
-        quality=AudioQuality(clipping_ratio=clipping_ratio, snr_db=report.snr_db, speech_ratio=report.speech_ratio),
+        quality=AudioQuality(
+            clipping_ratio=clipping_ratio,
+            snr_db=report.snr_db,
+            speech_ratio=report.speech_ratio,
+            speech_level_dbfs=report.speech_level_dbfs,
+        ),
         segments=report.segments,
     )
 

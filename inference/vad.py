@@ -35,6 +35,8 @@ class SpeechReport:
         ``[(start_s, end_s), ...]`` of speech.
     snr_db
         Rough signal-to-noise ratio: mean speech-frame power over mean non-speech power (dB).
+    speech_level_dbfs
+        Mean power of the speech frames, in dB full scale (a near-silent recording is very low).
     speech_ratio
         ``speech_s / duration_s``.
     """
@@ -43,6 +45,7 @@ class SpeechReport:
     duration_s: float
     segments: tuple[tuple[float, float], ...]
     snr_db: float
+    speech_level_dbfs: float
     speech_ratio: float
 
 
@@ -115,6 +118,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
         duration_s=duration,
         segments=segments,
         snr_db=float(min(snr, 100.0)),
+        speech_level_dbfs=float(10.0 * np.log10(max(float(power[mask].mean()), _EPS))),
         speech_ratio=speech_s / duration if duration else 0.0,
     )
 

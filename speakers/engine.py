@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # Cheap to import: MindSpore itself is imported by Embedder.load, in the inference thread.
-from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError
+from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError, read_manifest
 
 from .exceptions import EngineUnavailable
 
@@ -77,9 +77,18 @@ def model_missing_message() -> str:
 
 
 def require_prepared_model() -> None:
-    """Refuse to start a server without a converted model. Cheap: reads no weights."""
+    """Refuse to start a server without a valid converted model.
+
+    Checks the manifest against this engine's contract and the checkpoint's sha256 (a quarter
+    of a second); it does not load MindSpore, so it is safe before a fork.
+    """
     if not manifest_path().is_file():
         raise ImproperlyConfigured(model_missing_message())
+    config = engine_config()
+    try:
+        read_manifest(config.model_dir, config.model, config.frontend)
+    except ModelError as exc:
+        raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
 
 
 def _owner_for_this_process() -> _Owner:

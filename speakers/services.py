@@ -24,8 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from inference import EmbeddingResult, InferenceError, average_embeddings, cosine, evaluation, vad
-from inference import audio as audio_decoding
+from inference import EmbeddingResult, InferenceError, average_embeddings, cosine, evaluation
 from inference.asnorm import as_norm_scores
 
 from . import crypto, engine, score_normalisation
@@ -208,21 +207,6 @@ def audit_record(*, actor: Actor, action: str, speaker_id: uuid.UUID | None = No
 
 # --- quality gate ---------------------------------------------------------------------------------
 
-def recording_speech_level_dbfs(*, data: bytes) -> float:
-    """Mean power of the recording's speech frames (the engine's VAD decides which), in dBFS.
-
-    Stop-gap until the engine reports this figure itself (``AudioQuality.speech_level_dbfs``):
-    decodes the upload again and runs the engine's own VAD with the engine's config, so the
-    figure is the one the engine will give. Numpy only; safe outside the inference thread.
-    """
-    config = engine.engine_config()
-    decoded = audio_decoding.decode(data, config.audio)
-    mask, _ = vad.detect_speech(decoded.samples, decoded.sample_rate, config.vad)
-    frame = int(round(decoded.sample_rate * config.vad.frame_ms / 1000.0))
-    power = 10.0 ** (vad.frame_energies(decoded.samples, frame) / 10.0)
-    return float(10.0 * np.log10(max(float(power[mask].mean()), 1e-10)))
-
-
 def recording_check_quality(*, recording: Recording, result: EmbeddingResult, purpose: str) -> None:
     """Refuse a recording the engine could embed but that is not good enough for ``purpose``.
 
@@ -237,9 +221,7 @@ def recording_check_quality(*, recording: Recording, result: EmbeddingResult, pu
     if clipping > settings.VOICEPRINT_MAX_CLIPPING_RATIO:
         raise AudioClipped(clipping_ratio=round(clipping, 4),
                            max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO)
-    level = getattr(result.quality, "speech_level_dbfs", None)
-    if level is None:
-        level = recording_speech_level_dbfs(data=recording.data)
+    level = float(result.quality.speech_level_dbfs)
     if level < settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS:
         raise AudioTooQuiet(speech_level_dbfs=round(level, 1),
                             min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS)

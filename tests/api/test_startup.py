@@ -17,3 +17,22 @@ def test_a_server_refuses_to_start_without_a_prepared_model(kind, tmp_path):
         server.stop()
     assert server.process.returncode != 0
     assert "python manage.py prepare_model" in server.log_tail(20_000)
+
+
+def test_a_server_refuses_to_start_with_a_tampered_model_checkpoint(tmp_path, settings):
+    import shutil
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from speakers.engine import require_prepared_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)
+    checkpoint = model_dir / "ecapa.ckpt"
+    checkpoint.chmod(0o600)
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    checkpoint.write_bytes(bytes(data))
+    settings.VOICEPRINT_MODEL_DIR = model_dir
+    with pytest.raises(ImproperlyConfigured, match="sha256"):
+        require_prepared_model()
