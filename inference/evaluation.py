@@ -73,22 +73,33 @@ def read_trials(path: Path | str) -> list[Trial]:
         number), or a list with no trials.
     """
     trials: list[Trial] = []
+    for lineno, fields in _read_rows(path, "<0|1> <path_a> <path_b>"):
+        if fields[0] not in ("0", "1"):
+            raise ValueError(f"{path}, line {lineno}: label must be 0 or 1, got {fields[0]!r}")
+        trials.append(Trial(int(fields[0]), fields[1], fields[2]))
+    if not trials:
+        raise ValueError(f"{path}: no trials")
+    return trials
+
+
+def _read_rows(path: Path | str, usage: str) -> list[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a whitespace-separated list with ``len(usage.split())`` fields a line.
+
+    Blank lines and lines starting with ``#`` are skipped; any other line with another number of
+    fields raises ValueError naming the line.
+    """
+    width = len(usage.split())
+    rows = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
             fields = text.split()
-            if len(fields) != 3:
-                raise ValueError(
-                    f"{path}, line {lineno}: expected '<0|1> <path_a> <path_b>', got {len(fields)} fields: {text!r}"
-                )
-            if fields[0] not in ("0", "1"):
-                raise ValueError(f"{path}, line {lineno}: label must be 0 or 1, got {fields[0]!r}")
-            trials.append(Trial(int(fields[0]), fields[1], fields[2]))
-    if not trials:
-        raise ValueError(f"{path}: no trials")
-    return trials
+            if len(fields) != width:
+                raise ValueError(f"{path}, line {lineno}: expected '{usage}', got {len(fields)} fields: {text!r}")
+            rows.append((lineno, fields))
+    return rows
 
 
 def read_speaker_list(path: Path | str) -> list[tuple[str, str]]:
@@ -103,18 +114,7 @@ def read_speaker_list(path: Path | str) -> list[tuple[str, str]]:
     ValueError
         A line with another number of fields (the message gives the line number), or no lines.
     """
-    utterances: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            fields = text.split()
-            if len(fields) != 2:
-                raise ValueError(
-                    f"{path}, line {lineno}: expected '<speaker> <path>', got {len(fields)} fields: {text!r}"
-                )
-            utterances.append((fields[0], fields[1]))
+    utterances = [(fields[0], fields[1]) for _, fields in _read_rows(path, "<speaker> <path>")]
     if not utterances:
         raise ValueError(f"{path}: no utterances")
     return utterances

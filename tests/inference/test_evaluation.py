@@ -418,3 +418,20 @@ def test_npz_embed_fn_refuses_a_recording_that_does_not_exist(tmp_path: Path) ->
         embed(tmp_path / "x.wav")
     (tmp_path / "x.wav").write_bytes(b"")
     assert embed(tmp_path / "x.wav").shape == (192,)
+
+
+def test_read_speaker_list_keeps_the_order_and_skips_comments(tmp_path) -> None:
+    from inference.evaluation import read_speaker_list
+
+    listing = tmp_path / "identify.txt"
+    listing.write_text("# speaker path\nalice a1.wav\n\nbob b1.wav\nalice a2.wav\n")
+    assert read_speaker_list(listing) == [("alice", "a1.wav"), ("bob", "b1.wav"), ("alice", "a2.wav")]
+
+
+def test_read_speaker_list_names_the_line_of_a_malformed_row(tmp_path) -> None:
+    from inference.evaluation import read_speaker_list
+
+    listing = tmp_path / "identify.txt"
+    listing.write_text("alice a1.wav\nbob\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_speaker_list(listing)
