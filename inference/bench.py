@@ -1,18 +1,20 @@
 """Speed benchmark: this engine against SpeechBrain's PyTorch reference, same weights, same run.
 
-``python -m inference.bench [--reference-python PY] [--repeats N] [--json FILE]``
+``python -m inference.bench [--reference-python PY] [--rounds R] [--repeats N] [--json FILE]``
 
 For 3 s and 10 s of real speech (the repository's test recordings joined), at batch 1 and 8,
 it times the whole engine path (WAV bytes -> decode -> VAD -> fbank -> MindSpore network ->
 unit vector) and the reference path (WAV bytes -> soundfile -> SpeechBrain Fbank ->
 InputNormalization -> ECAPA_TDNN), and prints milliseconds per utterance and their ratio. It also
-reports model load time, peak RSS of each side, and probes recompilation: after warm-up, a
-length the engine has not seen yet must run at steady-state speed with no new compiled shape.
+reports model load time, peak RSS of each side, and probes recompilation: after the timed cases,
+lengths the engine has not seen yet must run at steady-state speed with no new compiled shape.
 
-The reference runs in a child process with an interpreter that has torch and speechbrain
-(``--reference-python``, default ``/work/refvenv/bin/python`` when it exists, else this
-interpreter if it can import them); without one, the engine's figures are printed alone.
-Figures are medians over ``--repeats`` runs, after one warm-up call per shape.
+Each side runs in a process of its own, one at a time, alternating for ``--rounds`` rounds: an
+idle process of the other side would still hold thread pools that compete for the two cores
+(measured: +9 ms on the engine's 3 s case). Every figure is the median over the rounds of the
+median of ``--repeats`` calls after a warm-up call. The reference needs an interpreter with
+torch and speechbrain (``--reference-python``, default ``/work/refvenv/bin/python`` when it exists,
+else this interpreter if it can import them); without one, the engine's figures print alone.
 """
 from __future__ import annotations
 
@@ -75,9 +77,6 @@ def _median_ms(fn, repeats: int, per: int) -> float:
     return statistics.median(times)
 
 
-# Pause before each side's turn: thread pools (OpenMP's, MindSpore's) spin for a while after
-# their last task, and would otherwise steal the cores from the side that runs next.
-_SETTLE_S = 1.0
 CASES = [(seconds, batch) for seconds in DURATIONS for batch in BATCHES]
 
 
@@ -136,20 +135,33 @@ class ReferenceSide:
         return _median_ms(path, repeats, batch)
 
 
-def serve_reference(model_source: Path) -> None:
-    """Child mode: answer ``seconds batch repeats`` lines with a JSON timing, so both sides alternate."""
-    side = ReferenceSide(model_source)
-    import torch
+def run_side(side: str, source: Path, repeats: int) -> dict:
+    """Child mode: time every case on one side and return the figures."""
+    if side == "engine":
+        engine = EngineSide(source)
+        out = {"load_s": engine.load_s, "ms": {_case(*c): engine.time_case(*c, repeats) for c in CASES}}
+        out["recompile_probe"] = engine.recompile_probe()
+    else:
+        reference = ReferenceSide(source)
+        import torch
 
-    from inference.reference_speechbrain import set_threads
+        from inference.reference_speechbrain import set_threads
 
-    set_threads(os.cpu_count() or 1)  # torch's own default; stated in the output
+        set_threads(os.cpu_count() or 1)  # torch's own default, stated in the output
+        out = {"load_s": reference.load_s, "ms": {_case(*c): reference.time_case(*c, repeats) for c in CASES},
+               "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
 
-    print(json.dumps({"load_s": side.load_s, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
-    for line in sys.stdin:
-        seconds, batch, repeats = line.split()
-        ms = side.time_case(float(seconds), int(batch), int(repeats))
-        print(json.dumps({"ms": ms, "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+def _run_child(interpreter: str, side: str, source: Path, repeats: int) -> dict:
+    child = subprocess.run(
+        [interpreter, "-m", "inference.bench", "--side", side, "--source", str(source), "--repeats", str(repeats)],
+        cwd=REPO, capture_output=True, text=True, env=_CLEAN_ENV,
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"the {side} run failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 def _reference_interpreter(requested: str | None) -> str | None:
@@ -180,67 +192,52 @@ def _reference_source(model_dir: Path, tmp: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("VOICEPRINT_MODEL_DIR", REPO / "var" / "model")))
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case and round")
-    parser.add_argument("--rounds", type=int, default=3, help="engine and reference alternate this many times per case")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per case, after one warm-up call")
+    parser.add_argument("--rounds", type=int, default=3, help="engine and reference processes alternate this many times")
     parser.add_argument("--reference-python", help="interpreter with torch + speechbrain for the reference side")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--as-reference", type=Path, help=argparse.SUPPRESS)  # child mode: model source dir
+    parser.add_argument("--side", choices=["engine", "reference"], help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.as_reference:
-        serve_reference(args.as_reference)
+    if args.side:
+        print(json.dumps(run_side(args.side, args.source, args.repeats)))
         return 0
 
-    engine = EngineSide(args.model_dir)
     interpreter = None if args.no_reference else _reference_interpreter(args.reference_python)
-    child = None
-    tmp = tempfile.TemporaryDirectory()
-    if interpreter:
-        source = _reference_source(args.model_dir, Path(tmp.name))
-        child = subprocess.Popen(
-            [interpreter, "-m", "inference.bench", "--as-reference", str(source)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_CLEAN_ENV,
-        )
-        hello = json.loads(child.stdout.readline())
+    runs: dict[str, list[dict]] = {"engine": [], "reference": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _reference_source(args.model_dir, Path(tmp)) if interpreter else None
+        for _ in range(args.rounds):
+            runs["engine"].append(_run_child(sys.executable, "engine", args.model_dir, args.repeats))
+            if interpreter:
+                runs["reference"].append(_run_child(interpreter, "reference", source, args.repeats))
 
-    # Alternate engine and reference case by case and round by round, so a change in the
-    # machine's load hits both sides alike; each figure is the median over the rounds.
-    results: dict[str, dict[str, list[float]]] = {_case(*c): {"engine": [], "reference": []} for c in CASES}
-    ref_rss = 0.0
-    for _ in range(args.rounds):
-        for seconds, batch in CASES:
-            time.sleep(_SETTLE_S)
-            results[_case(seconds, batch)]["engine"].append(engine.time_case(seconds, batch, args.repeats))
-            if child:
-                time.sleep(_SETTLE_S)
-                child.stdin.write(f"{seconds} {batch} {args.repeats}\n")
-                child.stdin.flush()
-                answer = json.loads(child.stdout.readline())
-                results[_case(seconds, batch)]["reference"].append(answer["ms"])
-                ref_rss = answer["peak_rss_mb"]
-    if child:
-        child.stdin.close()
-        child.wait()
-    tmp.cleanup()
-    probe = engine.recompile_probe()
+    def median_of(side: str, case: str) -> float | None:
+        return statistics.median(r["ms"][case] for r in runs[side]) if runs[side] else None
 
-    print(f"cpu cores: {os.cpu_count()}; median ms per utterance over {args.rounds} alternating rounds of "
-          f"{args.repeats} calls; whole path from WAV bytes to unit vector")
+    engine_last, reference_last = runs["engine"][-1], (runs["reference"][-1] if runs["reference"] else None)
+    print(f"cpu cores: {os.cpu_count()}; median ms per utterance over {args.rounds} alternating rounds "
+          f"(one process per side and round, {args.repeats} calls each); whole path from WAV bytes to unit vector")
     print(f"{'case':<10}{'engine ms':>12}{'reference ms':>14}{'ratio':>8}")
     summary = {}
-    for case, sides in results.items():
-        ms = statistics.median(sides["engine"])
-        ref = statistics.median(sides["reference"]) if sides["reference"] else None
+    for case in (_case(*c) for c in CASES):
+        ms, ref = median_of("engine", case), median_of("reference", case)
         summary[case] = {"engine_ms": ms, "reference_ms": ref, "ratio": ms / ref if ref else None}
         print(f"{case:<10}{ms:>12.1f}{(f'{ref:.1f}' if ref else '-'):>14}{(f'{ms / ref:.2f}x' if ref else '-'):>8}")
-    print(f"model load: engine {engine.load_s:.2f} s" + (f", reference {hello['load_s']:.2f} s (torch {hello['torch']}, {hello['threads']} threads)" if child else ""))
-    print(f"peak RSS: engine {peak_rss_mb():.0f} MB" + (f", reference {ref_rss:.0f} MB" if child else ""))
+    load = statistics.median(r["load_s"] for r in runs["engine"])
+    line = f"model load: engine {load:.2f} s"
+    if reference_last:
+        ref_load = statistics.median(r["load_s"] for r in runs["reference"])
+        line += f", reference {ref_load:.2f} s (torch {reference_last['torch']}, {reference_last['threads']} threads)"
+    print(line)
+    print(f"peak RSS: engine {engine_last['peak_rss_mb']:.0f} MB" + (f", reference {reference_last['peak_rss_mb']:.0f} MB" if reference_last else ""))
+    probe = engine_last["recompile_probe"]
     calls = ", ".join(f"{c['seconds']} s first call {c['first_call_ms']:.1f} ms" for c in probe["calls"])
     print(f"unseen lengths: {calls}; new compiled shapes: {probe['new_shapes'] or 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({"cases": summary, "engine_load_s": engine.load_s, "recompile_probe": probe,
-                                         "engine_peak_rss_mb": peak_rss_mb(), "reference_peak_rss_mb": ref_rss or None}, indent=2))
+        args.json.write_text(json.dumps({"cases": summary, "runs": runs}, indent=2))
     return 0
 
 

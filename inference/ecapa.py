@@ -122,12 +122,19 @@ def _conv(x: ms.Tensor, weight: ms.Tensor, bias: ms.Tensor) -> ms.Tensor:
 
 
 class TdnnBlock(_Leaf):
-    """Conv1d (a 1x1 conv over pre-shifted inputs) -> ReLU -> BatchNorm (eval, folded to scale/shift)."""
+    """Conv1d (a 1x1 conv over pre-shifted inputs) -> ReLU -> BatchNorm (eval).
+
+    The BatchNorm runs as MindSpore's fused inference kernel on the original statistics (one
+    pass over the activations, where a folded ``x * scale + shift`` takes two).
+    """
 
     source = {
         "weight": (("conv.conv.weight",), _conv_weight),
         "bias": (("conv.conv.bias",), lambda b: b),
-        **_bn_sources("norm.norm"),
+        "bn_gamma": (("norm.norm.weight",), lambda v: v),
+        "bn_beta": (("norm.norm.bias",), lambda v: v),
+        "bn_mean": (("norm.norm.running_mean",), lambda v: v),
+        "bn_var": (("norm.norm.running_var",), lambda v: v),
     }
 
     def __init__(self, prefix: str, in_features: int, out_channels: int, kernel_size: int = 1) -> None:
@@ -135,8 +142,11 @@ class TdnnBlock(_Leaf):
         self.kernel_size = kernel_size
         self.weight = _param((out_channels, in_features, 1, 1), "weight")
         self.bias = _param((out_channels,), "bias")
-        self.bn_scale = _param((out_channels, 1, 1), "bn_scale")
-        self.bn_shift = _param((out_channels, 1, 1), "bn_shift")
+        self.bn_gamma = _param((out_channels,), "bn_gamma")
+        self.bn_beta = _param((out_channels,), "bn_beta")
+        self.bn_mean = _param((out_channels,), "bn_mean")
+        self.bn_var = _param((out_channels,), "bn_var")
+        self.batch_norm = ops.BatchNorm(is_training=False, epsilon=_BN_EPS)
 
     def source_shapes(self) -> dict[str, tuple[int, ...]]:
         out_ch, in_features = self.weight.shape[0], self.weight.shape[1]
@@ -148,7 +158,8 @@ class TdnnBlock(_Leaf):
 
     def construct(self, x: ms.Tensor) -> ms.Tensor:
         """``(1, in_features, 1, N) -> (1, out_channels, 1, N)``."""
-        return ops.relu(_conv(x, self.weight, self.bias)) * self.bn_scale + self.bn_shift
+        y = ops.relu(_conv(x, self.weight, self.bias))
+        return self.batch_norm(y, self.bn_gamma, self.bn_beta, self.bn_mean, self.bn_var)[0]
 
 
 class Dense(_Leaf):

@@ -45,7 +45,7 @@ CHECKPOINT_FILE = "ecapa.ckpt"
 COHORT_FILE = "cohort.npy"
 MANIFEST_FILE = "manifest.json"
 # Bumped whenever the converted checkpoint's layout changes, so an old conversion is redone.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 # Buffers of BatchNorm that inference never reads; the only source entries allowed to stay unused.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
