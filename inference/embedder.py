@@ -7,6 +7,7 @@ plain numpy and runs outside the lock, so concurrent requests overlap their pre-
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -85,13 +86,8 @@ def prepare_audio(data: bytes, config: EngineConfig) -> PreparedAudio:
     """Decode an upload and find its speech. Raises the :mod:`inference.errors` audio errors."""
     decoded = audio.decode(data, config.audio)
     prepared = prepare_waveform(decoded.samples, decoded.sample_rate, config, decoded.clipping_ratio)
-    return PreparedAudio(
-        speech=prepared.speech,
-        duration_s=decoded.duration_s,
-        speech_s=prepared.speech_s,
-        quality=prepared.quality,
-        segments=prepared.segments,
-    )
+    # the original recording's duration, not the resampled signal's (they differ by a sample at most)
+    return dataclasses.replace(prepared, duration_s=decoded.duration_s)
 
 
 def bucket_for(frames: int, buckets: Sequence[int]) -> int:
