@@ -15,6 +15,10 @@ from inference.embedder import AudioQuality, Embedder, EmbeddingResult, Prepared
 from inference.errors import (  # noqa: E402
     AudioDecodeError,
     AudioError,
+    AudioFormatUnsupportedError,
+    AudioOutOfRangeError,
+    AudioTooComplexError,
+    DegenerateAudioError,
     AudioTooLongError,
     AudioTooShortError,
     EmptyAudioError,
@@ -32,7 +36,8 @@ from inference.scoring import average_embeddings, cosine, cosine_matrix, l2_norm
 __all__ = [
     "AudioConfig", "EngineConfig", "FrontendConfig", "ModelConfig", "VadConfig",
     "AudioQuality", "Embedder", "EmbeddingResult", "PreparedAudio",
-    "AudioDecodeError", "AudioError", "AudioTooLongError", "AudioTooShortError", "EmptyAudioError",
+    "AudioDecodeError", "AudioError", "AudioFormatUnsupportedError", "AudioOutOfRangeError",
+    "AudioTooComplexError", "DegenerateAudioError", "AudioTooLongError", "AudioTooShortError", "EmptyAudioError",
     "InferenceError", "InvalidSamplesError", "ModelError", "ModelIntegrityError", "ModelNotPreparedError",
     "NoSpeechError", "NotAudioError",
     "model_version", "prepare_model", "read_manifest",

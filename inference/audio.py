@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ from scipy.signal import resample_poly
 from inference.config import AudioConfig
 from inference.errors import (
     AudioDecodeError,
+    AudioFormatUnsupportedError,
+    AudioOutOfRangeError,
+    AudioTooComplexError,
     AudioTooLongError,
     AudioTooShortError,
     EmptyAudioError,
@@ -32,6 +36,8 @@ from inference.errors import (
 _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3",
                 b"\xff\xf2", b"caff", b".snd", b"NIST", b"riff", b"Creative Voice File")
 _CLIP_LEVEL = 0.999
+# Float samples may exceed full scale by rounding only.
+_FULL_SCALE = 1.0 + 1e-6
 _BLOCK_FRAMES = 1 << 16
 
 
@@ -90,6 +96,42 @@ def _check_ogg_complete(data: bytes) -> None:
         raise AudioDecodeError("the Ogg file is truncated: its last page is not the end of the stream")
 
 
+def _reason(exc: Exception) -> str:
+    """libsndfile's own words for a failure, without the repr of our in-memory buffer (a heap address)."""
+    text = getattr(exc, "error_string", None) or str(exc)
+    return re.sub(r"<[^>]* at 0x[0-9a-fA-F]+>:?\s*", "", text).strip() or "unknown decoder error"
+
+
+def _check_header(rate: int, channels: int, frames: int, config: AudioConfig) -> None:
+    """Refuse, before decoding anything, what the header says would cost too much to decode."""
+    if rate <= 0 or channels <= 0:
+        raise AudioDecodeError("the audio header is invalid", sample_rate=rate, channels=channels)
+    if not config.min_sample_rate <= rate <= config.max_sample_rate:
+        raise AudioFormatUnsupportedError(
+            f"the recording's sample rate is {rate} Hz; {config.min_sample_rate}-{config.max_sample_rate} Hz is accepted",
+            sample_rate=rate, min_sample_rate=config.min_sample_rate, max_sample_rate=config.max_sample_rate)
+    if channels > config.max_channels:
+        raise AudioFormatUnsupportedError(
+            f"the recording has {channels} channels; at most {config.max_channels} are accepted",
+            channels=channels, max_channels=config.max_channels)
+    if frames == 0:
+        raise EmptyAudioError("the recording holds no samples")
+    header_duration = frames / rate
+    if header_duration > config.max_duration_s:
+        raise AudioTooLongError(
+            f"the recording lasts {header_duration:.1f} s, more than the {config.max_duration_s:.0f} s allowed",
+            duration_s=round(header_duration, 3),
+            max_duration_s=config.max_duration_s,
+        )
+    values = frames * channels
+    if values > config.max_decoded_values:
+        raise AudioTooComplexError(
+            f"the recording declares {values} samples ({rate} Hz x {channels} channels x {header_duration:.1f} s), "
+            f"more than the {config.max_decoded_values} decoded per recording",
+            sample_rate=rate, channels=channels, duration_s=round(header_duration, 3),
+            decoded_values=values, max_decoded_values=config.max_decoded_values)
+
+
 def _open(data: bytes, config: AudioConfig) -> sf.SoundFile:
     if len(data) == 0:
         raise EmptyAudioError("the upload is empty (0 bytes)")
@@ -103,7 +145,7 @@ def _open(data: bytes, config: AudioConfig) -> sf.SoundFile:
         return sf.SoundFile(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         if data.lstrip()[:20].startswith(_AUDIO_MAGIC) or data[:4] in _AUDIO_MAGIC:
-            raise AudioDecodeError(f"the audio data cannot be decoded: {exc}") from exc
+            raise AudioDecodeError(f"the audio data cannot be decoded: {_reason(exc)}") from exc
         raise NotAudioError("the upload is not an audio format we can read (WAV, FLAC, OGG, MP3, AIFF...)") from exc
 
 
@@ -119,17 +161,10 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> DecodedAudio:
     with _open(data, config) as sound:
         rate, channels, frames = sound.samplerate, sound.channels, sound.frames
         fmt = f"{sound.format}/{sound.subtype}"
-        if rate <= 0 or channels <= 0:
-            raise AudioDecodeError("the audio header is invalid", sample_rate=rate, channels=channels)
-        if frames == 0:
-            raise EmptyAudioError("the recording holds no samples")
-        header_duration = frames / rate
-        if header_duration > config.max_duration_s:
-            raise AudioTooLongError(
-                f"the recording lasts {header_duration:.1f} s, more than the {config.max_duration_s:.0f} s allowed",
-                duration_s=round(header_duration, 3),
-                max_duration_s=config.max_duration_s,
-            )
+        _check_header(rate, channels, frames, config)
+        # The header's frame count is an estimate for some formats (MP3): the decoded total is
+        # capped as well, so a lying header cannot make us decode more than the budget.
+        budget = config.max_decoded_values
         _check_wav_complete(data)
         _check_ogg_complete(data)
         parts: list[np.ndarray] = []
@@ -141,10 +176,22 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> DecodedAudio:
             while (block := sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)).shape[0]:
                 if not np.isfinite(block).all():
                     raise InvalidSamplesError("the recording contains NaN or infinite sample values")
-                clipped += int(np.count_nonzero(np.abs(block) >= _CLIP_LEVEL))
+                magnitude = np.abs(block)
+                peak = float(magnitude.max())
+                if peak > _FULL_SCALE:
+                    raise AudioOutOfRangeError(
+                        f"the recording has samples beyond full scale (peak {peak:.3g}); floating-point "
+                        "samples must lie within [-1, 1]",
+                        peak=float(f"{peak:.6g}"), full_scale=1.0)
+                budget -= block.size
+                if budget < 0:
+                    raise AudioTooComplexError(
+                        f"the recording decodes to more than the {config.max_decoded_values} samples allowed",
+                        channels=channels, sample_rate=rate, max_decoded_values=config.max_decoded_values)
+                clipped += int(np.count_nonzero(magnitude >= _CLIP_LEVEL))
                 parts.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy())
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioDecodeError(f"the audio data is corrupt or truncated: {exc}") from exc
+            raise AudioDecodeError(f"the audio data is corrupt or truncated: {_reason(exc)}") from exc
     mono = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     if mono.size == 0:
         raise EmptyAudioError("the recording holds no samples")

@@ -11,12 +11,23 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class AudioConfig:
-    """Decoding limits. Durations are in seconds of the original recording."""
+    """Decoding limits. Durations are in seconds of the original recording.
+
+    Decoding cost grows with rate x channels x duration, not with the upload's size (a 329 KB
+    FLAC can declare 655,350 Hz x 8 channels x 59 s), so the header is checked against
+    ``max_sample_rate``, ``max_channels`` and ``max_decoded_values`` (samples of all channels)
+    before a sample is decoded.
+    """
 
     sample_rate: int = 16_000
     min_duration_s: float = 0.5
     max_duration_s: float = 600.0
     max_bytes: int = 100 * 1024 * 1024
+    min_sample_rate: int = 4_000
+    max_sample_rate: int = 192_000
+    max_channels: int = 8
+    # 60 s of 48 kHz stereo (5.76 M) with room to spare; 23 MB as float32.
+    max_decoded_values: int = 6_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,14 @@ class FrontendConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Limits of :mod:`inference.guard` (measured on real speech; see its docstring)."""
+
+    max_impulse_dominance_db: float = 30.0
+    max_collapse_cosine: float = 0.6
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The network's shape; must match the pretrained checkpoint exactly."""
 
@@ -83,6 +102,7 @@ class EngineConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     # Feature-frame buckets the network is compiled for (1 frame = 10 ms; n seconds of speech
     # make 100 n + 1 frames). An utterance is padded up to the next bucket; the padding is
     # exact (see inference/ecapa.py), so the result does not depend on the bucket. Longer

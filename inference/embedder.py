@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from inference import audio, features, vad
+from inference import audio, features, guard, vad
 from inference.config import EngineConfig
 from inference.errors import InferenceError, ModelIntegrityError
 from inference.prepare import read_manifest
@@ -64,6 +64,9 @@ def prepare_waveform(
 ) -> PreparedAudio:
     """VAD + quality on decoded mono samples (resampled here if needed). Raises :class:`NoSpeechError`."""
     samples = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, config.audio.sample_rate)
+    # A constant offset carries no voice but would count as energy in every frame (speech with a
+    # DC offset was refused as "no speech"); real recordings have none worth a rounding error.
+    samples = samples - np.float32(samples.mean()) if samples.size else samples
     rate = config.audio.sample_rate
     mask, report = vad.detect_speech(samples, rate, config.vad)
     if clipping_ratio is None:
@@ -118,6 +121,7 @@ class Embedder:
         self._network = network
         self._lock = threading.Lock()
         self._compiled: set[int] = set()
+        self._collapse_point: np.ndarray | None = None
         self.load_seconds = 0.0
 
     @classmethod
@@ -167,28 +171,26 @@ class Embedder:
 
     def embed(self, data: bytes) -> EmbeddingResult:
         """Embed one uploaded recording. Raises an :class:`~inference.errors.AudioError` subclass."""
-        return self._embed_prepared([prepare_audio(data, self.config)])[0]
+        return self._embed_one(prepare_audio(data, self.config))
 
     def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
         """Embed already-decoded mono samples at any rate."""
-        return self._embed_prepared([prepare_waveform(samples, sample_rate, self.config)])[0]
+        return self._embed_one(prepare_waveform(samples, sample_rate, self.config))
 
     def embed_many(self, items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-        """Embed several recordings in batches; a bad item yields its error in its place."""
-        prepared: list[PreparedAudio | InferenceError] = []
+        """Embed several recordings; a bad item yields its error in its place."""
+        results: list[EmbeddingResult | InferenceError] = []
         for data in items:
             try:
-                prepared.append(prepare_audio(data, self.config))
+                results.append(self.embed(data))
             except InferenceError as exc:
-                prepared.append(exc)
-        good = [p for p in prepared if isinstance(p, PreparedAudio)]
-        results = iter(self._embed_prepared(good)) if good else iter(())
-        return [next(results) if isinstance(p, PreparedAudio) else p for p in prepared]
+                results.append(exc)
+        return results
 
     def embed_features(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
         """The network on normalised features ``[(T_i, 80)]`` -> ``(N, 192)`` unit rows.
 
-        Each ``T_i`` must fit the largest bucket (see :meth:`_embed_prepared` for longer input).
+        Each ``T_i`` must fit the largest bucket (see :meth:`_embed_one` for longer input).
         Utterances run one at a time: on CPU a batch is no faster per utterance, and every
         batch shape would be one more compiled graph holding its own memory.
         """
@@ -222,29 +224,25 @@ class Embedder:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _embed_prepared(self, prepared: Sequence[PreparedAudio]) -> list[EmbeddingResult]:
-        """Features per recording, windows for long ones, one batched network pass, window averaging."""
-        longest = self.config.buckets[-1]
-        windows: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, item in enumerate(prepared):
-            fbank = features.fbank(item.speech, self.config.frontend)
-            for start, end in split_windows(fbank.shape[0], longest):
-                windows.append(features.normalise(fbank[start:end], self.config.frontend))
-                owner.append(i)
+    def _embed_one(self, item: PreparedAudio) -> EmbeddingResult:
+        """Features (guarded), windows for long speech, the network, window averaging, collapse guard."""
+        fbank = features.fbank(item.speech, self.config.frontend)
+        guard.check_features(fbank, self.config.guard)
+        windows = [features.normalise(fbank[start:end], self.config.frontend)
+                   for start, end in split_windows(fbank.shape[0], self.config.buckets[-1])]
         vectors = self.embed_features(windows)
-        owner_arr = np.array(owner)
-        results = []
-        for i, item in enumerate(prepared):
-            rows = vectors[owner_arr == i]
-            vector = rows[0] if len(rows) == 1 else average_embeddings(rows)
-            results.append(
-                EmbeddingResult(
-                    vector=vector,
-                    model_version=self.model_version,
-                    duration_s=item.duration_s,
-                    speech_s=item.speech_s,
-                    quality=item.quality,
-                )
-            )
-        return results
+        vector = vectors[0] if len(vectors) == 1 else average_embeddings(vectors)
+        guard.check_embedding(vector, self.collapse_point(), self.config.guard)
+        return EmbeddingResult(vector=vector, model_version=self.model_version, duration_s=item.duration_s,
+                               speech_s=item.speech_s, quality=item.quality)
+
+    def collapse_point(self) -> np.ndarray:
+        """The embedding of features that carry nothing (zeros after normalisation): ``(192,)`` unit.
+
+        Computed once, at the first use, on the smallest bucket (the padding is exact, so
+        the bucket does not matter).
+        """
+        if self._collapse_point is None:
+            zeros = np.zeros((self.config.buckets[0], self.config.model.input_size), dtype=np.float32)
+            self._collapse_point = self.embed_features([zeros])[0]
+        return self._collapse_point

@@ -53,6 +53,36 @@ class InvalidSamplesError(AudioError):
     code = "audio_invalid_samples"
 
 
+class AudioOutOfRangeError(AudioError):
+    """Samples beyond full scale (|x| > 1) in a floating-point recording.
+
+    PCM cannot exceed full scale; a float file can, and a single huge sample would dominate the
+    filterbank's dynamic-range floor and wipe out the speech (every such recording then embeds
+    to nearly the same vector). Refused before anything is computed from it.
+    """
+
+    code = "audio_out_of_range"
+
+
+class AudioTooComplexError(AudioError):
+    """The header declares more to decode (rate x channels x duration) than the budget allows."""
+
+    code = "audio_too_complex"
+
+
+class AudioFormatUnsupportedError(AudioError):
+    """A sample rate or channel count outside what the service decodes."""
+
+    code = "audio_unsupported_format"
+
+
+class DegenerateAudioError(AudioError):
+    """The recording reaches the network in a form that carries no voice: a few impulses
+    dominate its filterbank, or its embedding sits at the network's collapse point."""
+
+    code = "audio_degenerate"
+
+
 class AudioTooShortError(AudioError):
     """The recording is shorter than the configured minimum duration."""
 

@@ -24,7 +24,7 @@ from .auth import ApiKeyAuthentication
 logger = logging.getLogger(__name__)
 
 # Engine error codes whose status is not 422 (unprocessable recording).
-INFERENCE_STATUS: dict[str, int] = {"audio_too_long": 413}
+INFERENCE_STATUS: dict[str, int] = {"audio_too_long": 413, "audio_too_complex": 413}
 
 
 def error_body(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from inference.config import AudioConfig
 from inference.errors import (
     AudioDecodeError,
     AudioError,
+    AudioFormatUnsupportedError,
+    AudioTooComplexError,
     AudioTooLongError,
     AudioTooShortError,
     EmptyAudioError,
@@ -213,3 +215,54 @@ def test_it_refuses_an_upload_larger_than_max_bytes(wave) -> None:
     assert caught.value.code == "audio_too_long"
     assert caught.value.detail == {"bytes": len(data), "max_bytes": len(data) - 1}
     assert audio.decode(data, AudioConfig(max_bytes=len(data))).samples.size == wave.size
+
+
+# -- decoding cost is bounded by the header, not by the upload's size ----------------------
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Make any attempt to decode samples fail, so a refusal is shown to come from the header."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("samples were decoded")
+
+    for method in ("blocks", "read", "buffer_read"):
+        monkeypatch.setattr(sf.SoundFile, method, refuse)
+
+
+def test_a_small_flac_declaring_a_huge_rate_and_eight_channels_is_refused_from_its_header(no_decoding) -> None:
+    # the reported upload: 329 KB of FLAC declaring 655,350 Hz x 8 channels; a second of it is enough here
+    data = encode(np.zeros((655_350, 8), dtype=np.float32), 655_350, format="FLAC")
+    assert len(data) < 400_000
+    with pytest.raises(AudioFormatUnsupportedError) as caught:
+        audio.decode(data)
+    assert caught.value.code == "audio_unsupported_format"
+    assert caught.value.detail["sample_rate"] == 655_350
+
+
+def test_more_channels_than_the_limit_are_refused_from_the_header(no_decoding) -> None:
+    with pytest.raises(AudioFormatUnsupportedError) as caught:
+        audio.decode(encode(np.zeros((16_000, 9), dtype=np.float32), subtype="FLOAT"))
+    assert caught.value.detail == {"channels": 9, "max_channels": 8}
+
+
+def test_rate_times_channels_times_duration_beyond_the_budget_is_refused_from_the_header(no_decoding) -> None:
+    data = encode(np.zeros((192_000 * 5, 8), dtype=np.float32), 192_000, format="FLAC")  # 7.7 M values
+    with pytest.raises(AudioTooComplexError) as caught:
+        audio.decode(data)
+    assert caught.value.code == "audio_too_complex"
+    assert caught.value.detail["decoded_values"] == 192_000 * 5 * 8
+    assert caught.value.detail["max_decoded_values"] == AudioConfig().max_decoded_values
+
+
+def test_a_recording_within_every_limit_still_decodes(wave) -> None:
+    stereo_48k = np.stack([resample_poly(wave, 3, 1)] * 2, axis=1).astype(np.float32)
+    decoded = audio.decode(encode(stereo_48k, 48_000, subtype="FLOAT"))
+    assert (decoded.original_sample_rate, decoded.channels) == (48_000, 2)
+
+
+def test_a_decoder_error_names_the_problem_without_a_memory_address() -> None:
+    with pytest.raises(AudioDecodeError) as caught:
+        audio.decode(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage-garbage-garbage")
+    assert "0x" not in caught.value.message
+    assert "BytesIO" not in caught.value.message
