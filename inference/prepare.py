@@ -248,6 +248,9 @@ def read_manifest(
     except (OSError, ValueError) as exc:
         raise ModelIntegrityError(f"unreadable model manifest {path}: {exc}") from exc
     expected = {
+        # Every embedding carries this version and the service searches only voiceprints of it:
+        # an edited version would silently drop every voiceprint out of search.
+        "version": model_version(config),
         "source_sha256": config.source_sha256,
         "embedding_size": config.embedding_size,
         "layout_version": LAYOUT_VERSION,

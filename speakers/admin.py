@@ -46,17 +46,21 @@ class SpeakerAdmin(admin.ModelAdmin):
     list_display = ("__str__", "external_id", "display_name", "enrollment_count", "enrolled",
                     "enrollment_progress", "voiceprint_model_version", "created_at", "last_verified_at",
                     "last_identified_at")
-    list_filter = (EnrolledFilter, "voiceprint_model_version", "created_at", "last_verified_at")
+    list_filter = (EnrolledFilter, "voiceprint_unreadable", "voiceprint_model_version", "created_at",
+                   "last_verified_at")
     search_fields = ("external_id", "display_name", "=id")
     fields = ("id", "external_id", "display_name", "metadata", "enrollment_count", "enrollment_progress",
-              "voiceprint_model_version", "voiceprint_key_id", "created_at", "updated_at",
+              "voiceprint_model_version", "voiceprint_key_id", "voiceprint_unreadable", "created_at", "updated_at",
               "last_verified_at", "last_identified_at")
     readonly_fields = ("id", "enrollment_count", "enrollment_progress", "voiceprint_model_version",
-                       "voiceprint_key_id", "created_at", "updated_at", "last_verified_at", "last_identified_at")
+                       "voiceprint_key_id", "voiceprint_unreadable", "created_at", "updated_at", "last_verified_at",
+                       "last_identified_at")
     inlines = [EnrollmentInline]
 
     @admin.display(boolean=True, description="voiceprint")
-    def enrolled(self, speaker: Speaker) -> bool:
+    def enrolled(self, speaker: Speaker) -> bool | None:
+        if speaker.voiceprint_unreadable:
+            return None  # shown as "unknown": damaged, left out of search until re-enrolled
         return speaker.has_voiceprint
 
     @admin.display(description="enrollment progress")
@@ -150,9 +154,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "actor", "action", "speaker_id", "decision", "score", "threshold")
+    list_display = ("created_at", "actor", "client_address", "action", "speaker_id", "decision", "score",
+                    "threshold")
     list_filter = ("action", "decision", "created_at")
-    search_fields = ("actor", "=speaker_id")
+    search_fields = ("actor", "=speaker_id", "=client_address")
     date_hierarchy = "created_at"
 
     def has_add_permission(self, request) -> bool:

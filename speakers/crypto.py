@@ -42,6 +42,14 @@ class DecryptionError(Exception):
     """A ciphertext cannot be opened: unknown key id, wrong key, or tampered data."""
 
 
+class KeyNotConfigured(DecryptionError):
+    """The row names a key id that VOICEPRINT_ENCRYPTION_KEYS does not hold (a configuration fault)."""
+
+
+class CiphertextCorrupt(DecryptionError):
+    """The row's bytes do not authenticate under its own key: this one row is damaged or tampered with."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str
@@ -98,14 +106,15 @@ def vector_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> np.ndar
     ring = keyring()
     aead = ring.keys.get(key_id)
     if aead is None:
-        raise DecryptionError(f"encryption key {key_id!r} is not configured")
+        raise KeyNotConfigured(f"encryption key {key_id!r} is not configured")
     data = bytes(ciphertext)
     if data[:1] != _FORMAT_V1 or len(data) < 1 + _NONCE_BYTES + 16:
-        raise DecryptionError("unknown ciphertext format")
+        raise CiphertextCorrupt("unknown ciphertext format")
     try:
         plaintext = aead.decrypt(data[1:1 + _NONCE_BYTES], data[1 + _NONCE_BYTES:], context)
     except InvalidTag as exc:
-        raise DecryptionError("ciphertext does not authenticate (wrong key or tampered)") from exc
+        # The key id is a hash of the key, so the right key was used: the bytes or the row changed.
+        raise CiphertextCorrupt("ciphertext does not authenticate (damaged or tampered)") from exc
     return np.frombuffer(plaintext, dtype=_VECTOR_DTYPE).astype(np.float32)
 
 

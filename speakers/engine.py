@@ -64,6 +64,8 @@ def engine_config() -> EngineConfig:
             min_duration_s=settings.VOICEPRINT_MIN_AUDIO_S,
             max_duration_s=settings.VOICEPRINT_MAX_AUDIO_S,
             max_bytes=settings.VOICEPRINT_MAX_UPLOAD_BYTES,
+            max_channels=settings.VOICEPRINT_MAX_CHANNELS,
+            max_decoded_values=settings.VOICEPRINT_MAX_DECODED_VALUES,
         ),
     )
 

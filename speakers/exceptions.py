@@ -82,6 +82,12 @@ class ModelVersionMismatch(ApplicationError):
                        "compared with this one: re-enroll the speaker.")
 
 
+class VoiceprintUnreadable(ApplicationError):
+    code, status = "voiceprint_unreadable", 409
+    default_message = ("The speaker's stored voiceprint is damaged and cannot be read; it is left out of "
+                       "search. Enroll the speaker again (or restore the row from a backup).")
+
+
 class EnrollmentIncomplete(ApplicationError):
     code, status = "enrollment_incomplete", 409
     default_message = ("The speaker's voiceprint holds too little speech to be compared yet: enroll more "
@@ -114,6 +120,12 @@ class AudioTooQuiet(ApplicationError):
 class AudioTooNoisy(ApplicationError):
     code, status = "audio_too_noisy", 422
     default_message = "The recording is too noisy for a reliable decision; record again somewhere quieter."
+
+
+class VerificationLocked(ApplicationError):
+    code, status = "verification_locked", 429
+    default_message = ("Too many rejected verifications of this speaker in a row: verifications of this "
+                       "speaker are paused; try again later.")
 
 
 class RecordingsRefused(ApplicationError):

@@ -34,6 +34,9 @@ class Speaker(models.Model):
     voiceprint_model_version = models.CharField(max_length=128, blank=True, default="", db_index=True)
     # Net speech (s) of the enrollments the voiceprint averages: its enrollment progress.
     voiceprint_speech_s = models.FloatField(default=0.0, editable=False)
+    # Set when the stored voiceprint failed to authenticate (corrupt bytes): the speaker is left
+    # out of search and their verifications answer voiceprint_unreadable until it is rewritten.
+    voiceprint_unreadable = models.BooleanField(default=False, db_index=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "id"]
@@ -115,13 +118,19 @@ class AuditAction(models.TextChoices):
     API_KEY_CREATE = "api_key_create"
     API_KEY_REVOKE = "api_key_revoke"
     KEYS_ROTATE = "keys_rotate"
+    AUTH_FAILURE = "auth_failure"
+    REFUSAL = "refusal"
+    THROTTLED = "throttled"
+    VERIFY_LOCKOUT = "verify_lockout"
+    VOICEPRINT_UNREADABLE = "voiceprint_unreadable"
 
 
 class AuditEvent(models.Model):
     """Who did what to which speaker, and the decision. Never an embedding or audio."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150, help_text="api:<key name>, admin:<user> or cli")
+    actor = models.CharField(max_length=150, help_text="api:<key name>, admin:<user>, cli or anonymous")
+    client_address = models.GenericIPAddressField(null=True, blank=True, help_text="The caller's IP address.")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="audit_events")
     action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)

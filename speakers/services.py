@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -42,6 +43,8 @@ from .exceptions import (
     RecordingsRefused,
     SpeakerNotEnrolled,
     SpeakerNotFound,
+    VerificationLocked,
+    VoiceprintUnreadable,
 )
 from .models import (
     ApiKey,
@@ -84,14 +87,23 @@ class Actor:
 
     label: str
     api_key: ApiKey | None = None
+    client_address: str | None = None
 
     @classmethod
-    def from_api_key(cls, api_key: ApiKey) -> Actor:
-        return cls(label=f"api:{api_key.name}", api_key=api_key)
+    def from_api_key(cls, api_key: ApiKey, *, client_address: str | None = None) -> Actor:
+        return cls(label=f"api:{api_key.name}", api_key=api_key, client_address=client_address)
 
     @classmethod
-    def from_admin(cls, user: Any) -> Actor:
-        return cls(label=f"admin:{user.get_username()}")
+    def from_admin(cls, user: Any, *, client_address: str | None = None) -> Actor:
+        return cls(label=f"admin:{user.get_username()}", client_address=client_address)
+
+    @classmethod
+    def anonymous(cls, *, client_address: str | None = None) -> Actor:
+        return cls(label="anonymous", client_address=client_address)
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(label="system")
 
     @classmethod
     def cli(cls, command: str) -> Actor:
@@ -201,8 +213,36 @@ def audit_record(*, actor: Actor, action: str, speaker_id: uuid.UUID | None = No
                  decision: str = "", score: float | None = None, threshold: float | None = None,
                  detail: dict[str, Any] | None = None) -> AuditEvent:
     return AuditEvent.objects.create(
-        actor=actor.label[:150], api_key=actor.api_key, action=action, speaker_id=speaker_id,
+        actor=actor.label[:150], api_key=actor.api_key, client_address=actor.client_address,
+        action=action, speaker_id=speaker_id,
         decision=decision, score=score, threshold=threshold, detail=detail or {})
+
+
+# --- unreadable rows ------------------------------------------------------------------------------
+
+def voiceprint_mark_unreadable(*, speaker_id: uuid.UUID, reason: str) -> None:
+    """Record that a speaker's stored voiceprint no longer authenticates (its bytes changed).
+
+    Only that speaker is affected: they leave the search index, their verifications answer
+    ``voiceprint_unreadable`` and health counts them, until a new enrollment rewrites the
+    voiceprint. Logged and audited once (later calls find the mark and change nothing).
+    """
+    if Speaker.objects.filter(pk=speaker_id, voiceprint_unreadable=False).update(voiceprint_unreadable=True):
+        logger.error("the stored voiceprint of speaker %s cannot be read (%s): it is left out of search until "
+                     "the speaker is enrolled again", speaker_id, reason)
+        audit_record(actor=Actor.system(), action=AuditAction.VOICEPRINT_UNREADABLE, speaker_id=speaker_id,
+                     detail={"reason": reason})
+
+
+def _voiceprint_of(speaker: Speaker) -> np.ndarray:
+    """The speaker's decrypted voiceprint; a damaged row is marked and refused (409), a missing key is a 500."""
+    if speaker.voiceprint_unreadable:
+        raise VoiceprintUnreadable(speaker_id=str(speaker.id))
+    try:
+        return speaker_voiceprint(speaker=speaker)
+    except crypto.CiphertextCorrupt as exc:
+        voiceprint_mark_unreadable(speaker_id=speaker.id, reason=str(exc))
+        raise VoiceprintUnreadable(speaker_id=str(speaker.id)) from exc
 
 
 # --- quality gate ---------------------------------------------------------------------------------
@@ -344,8 +384,15 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
     """Recompute the speaker's voiceprint from their enrollments of ``model_version`` (in a transaction)."""
     vectors, speech_s = [], 0.0
     for e in Enrollment.objects.filter(speaker=speaker, model_version=model_version):
-        vectors.append(crypto.vector_decrypt(key_id=e.key_id, ciphertext=e.embedding_ciphertext,
-                                             context=e.crypto_context()))
+        try:
+            vectors.append(crypto.vector_decrypt(key_id=e.key_id, ciphertext=e.embedding_ciphertext,
+                                                 context=e.crypto_context()))
+        except crypto.CiphertextCorrupt as exc:  # a damaged row counts for nothing, and says so
+            logger.error("enrollment %s of speaker %s cannot be read (%s): left out of the voiceprint",
+                         e.pk, speaker.pk, exc)
+            audit_record(actor=Actor.system(), action=AuditAction.VOICEPRINT_UNREADABLE, speaker_id=speaker.pk,
+                         detail={"enrollment_id": str(e.pk), "reason": str(exc)})
+            continue
         speech_s += e.speech_s
     speaker.enrollment_count = Enrollment.objects.filter(speaker=speaker).count()
     if vectors:
@@ -359,8 +406,10 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
         speaker.voiceprint_key_id = ""
         speaker.voiceprint_model_version = ""
         speaker.voiceprint_speech_s = 0.0
+    speaker.voiceprint_unreadable = False
     speaker.save(update_fields=["enrollment_count", "voiceprint_ciphertext", "voiceprint_key_id",
-                                "voiceprint_model_version", "voiceprint_speech_s", "updated_at"])
+                                "voiceprint_model_version", "voiceprint_speech_s", "voiceprint_unreadable",
+                                "updated_at"])
 
 
 def _enrollment_inconsistencies(*, speaker: Speaker, model_version: str,
@@ -375,8 +424,13 @@ def _enrollment_inconsistencies(*, speaker: Speaker, model_version: str,
     """
     threshold = settings.VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD
     refused: dict[int, EnrollmentInconsistent] = {}
+    voiceprint = None
     if speaker.has_voiceprint and speaker.voiceprint_model_version == model_version:
-        voiceprint = speaker_voiceprint(speaker=speaker)
+        try:
+            voiceprint = _voiceprint_of(speaker)
+        except VoiceprintUnreadable:
+            voiceprint = None  # a damaged voiceprint is no reference: the upload is checked on its own
+    if voiceprint is not None:
         for position, vector in enumerate(vectors):
             score = cosine(vector, voiceprint)
             if score < threshold:
@@ -511,13 +565,15 @@ def _voiceprint_stats(speaker: Speaker, vector: np.ndarray | None = None) -> tup
     """AS-norm cohort statistics of the speaker's voiceprint (cached per voiceprint version)."""
     return score_normalisation.voiceprint_stats(
         speaker_id=speaker.id, digest=score_normalisation.voiceprint_digest(speaker.voiceprint_ciphertext),
-        vector=vector, load=lambda: speaker_voiceprint(speaker=speaker))
+        vector=vector, load=lambda: _voiceprint_of(speaker))
 
 
 def _require_usable_voiceprint(speaker: Speaker) -> None:
     """Refuse to compare with a missing, foreign-model or incomplete voiceprint (each its own 409)."""
     if not speaker.has_voiceprint:
         raise SpeakerNotEnrolled(speaker_id=str(speaker.id))
+    if speaker.voiceprint_unreadable:
+        raise VoiceprintUnreadable(speaker_id=str(speaker.id))
     current_version = engine.model_version()
     if speaker.voiceprint_model_version != current_version:
         raise ModelVersionMismatch(speaker_id=str(speaker.id),
@@ -531,6 +587,50 @@ def _require_usable_voiceprint(speaker: Speaker) -> None:
             speaker_id=str(speaker.id), enrollment_progress={**asdict(progress), "text": progress.text})
 
 
+# --- verification lockout: no unlimited guessing against one speaker -----------------------------------
+
+def _lockout_keys(speaker_id: uuid.UUID) -> tuple[str, str, str]:
+    return f"verify_rejections_{speaker_id}", f"verify_locked_until_{speaker_id}", f"verify_lockouts_{speaker_id}"
+
+
+def verification_lock_check(*, speaker_id: uuid.UUID) -> None:
+    """Refuse (429 verification_locked) while the speaker's verifications are locked."""
+    _, locked_key, _ = _lockout_keys(speaker_id)
+    until = cache.get(locked_key)
+    if until is not None and until > time.time():
+        wait = until - time.time()
+        raise VerificationLocked(speaker_id=str(speaker_id), retry_after_s=round(wait, 1))
+
+
+def verification_outcome_record(*, speaker_id: uuid.UUID, accepted: bool, actor: Actor) -> None:
+    """Count rejected verifications in a row; past VOICEPRINT_VERIFY_LOCKOUT_AFTER, lock the speaker's
+    verifications for VOICEPRINT_VERIFY_LOCKOUT_S, doubling with every lockout of the day up to
+    VOICEPRINT_VERIFY_LOCKOUT_MAX_S. An accepted verification resets the count."""
+    rejections_key, locked_key, lockouts_key = _lockout_keys(speaker_id)
+    if accepted:
+        cache.delete_many([rejections_key, lockouts_key])
+        return
+    day = 24 * 3600
+    if cache.add(rejections_key, 1, day):
+        rejections = 1
+    else:
+        try:
+            rejections = cache.incr(rejections_key)
+        except ValueError:
+            rejections = 1
+            cache.set(rejections_key, 1, day)
+    if rejections < settings.VOICEPRINT_VERIFY_LOCKOUT_AFTER:
+        return
+    lockouts = cache.get(lockouts_key, 0) + 1
+    seconds = min(settings.VOICEPRINT_VERIFY_LOCKOUT_S * 2 ** (lockouts - 1), settings.VOICEPRINT_VERIFY_LOCKOUT_MAX_S)
+    cache.set_many({locked_key: time.time() + seconds, lockouts_key: lockouts}, day)
+    cache.delete(rejections_key)
+    logger.warning("verifications of speaker %s locked for %d s after %d rejections in a row", speaker_id, seconds,
+                   rejections)
+    audit_record(actor=actor, action=AuditAction.VERIFY_LOCKOUT, speaker_id=speaker_id, decision="locked",
+                 detail={"rejections": rejections, "locked_s": seconds, "lockout": lockouts})
+
+
 def speaker_verify(*, speaker_id: uuid.UUID | str, recording: Recording, actor: Actor,
                    asnorm: bool | None = None) -> VerifyDecision:
     """1:1: is this recording the speaker's voice? Scores the probe against the stored voiceprint.
@@ -539,10 +639,11 @@ def speaker_verify(*, speaker_id: uuid.UUID | str, recording: Recording, actor: 
     """
     started = time.perf_counter()
     speaker = speaker_get(speaker_id=speaker_id)
+    verification_lock_check(speaker_id=speaker.id)
     _require_usable_voiceprint(speaker)
     probe = _embed_probe(recording, field_name="audio")
     scale = _decision_scale(asnorm=asnorm, model_version=probe.model_version)
-    voiceprint = speaker_voiceprint(speaker=speaker)
+    voiceprint = _voiceprint_of(speaker)
     raw = cosine(voiceprint, probe.vector)
     score = raw
     if scale.normalised:
@@ -557,6 +658,7 @@ def speaker_verify(*, speaker_id: uuid.UUID | str, recording: Recording, actor: 
                      decision="accepted" if accepted else "rejected", score=score, threshold=threshold,
                      detail={"raw_score": raw, "score_normalisation": scale.name,
                              "policy": scale.thresholds.sources["verify"]})
+    verification_outcome_record(speaker_id=speaker.id, accepted=accepted, actor=actor)
     return VerifyDecision(speaker_id=speaker.id, score=score, raw_score=raw, score_normalisation=scale.name,
                           threshold=threshold, accepted=accepted, model_version=probe.model_version,
                           processing_time_ms=_elapsed_ms(started))
@@ -577,13 +679,21 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     hits = speaker_index().search(probe.vector, wanted, model_version=probe.model_version)
     fields = ["id", "external_id", "display_name"]
     if scale.normalised:
-        fields += ["voiceprint_ciphertext", "voiceprint_key_id", "voiceprint_model_version"]
+        fields += ["voiceprint_ciphertext", "voiceprint_key_id", "voiceprint_model_version", "voiceprint_unreadable"]
     rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits]).only(*fields)}
     found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]  # deleted meanwhile: gone
     raws = np.asarray([raw for _, raw in found], dtype=np.float64)
     scores = raws
     if scale.normalised and found:
-        stats = np.asarray([_voiceprint_stats(speaker) for speaker, _ in found], dtype=np.float64)
+        readable = []
+        for speaker, raw in found:
+            try:
+                readable.append((speaker, raw, _voiceprint_stats(speaker)))
+            except VoiceprintUnreadable:
+                continue  # damaged since the index loaded it: marked, and no candidate
+        found = [(speaker, raw) for speaker, raw, _ in readable]
+        raws = np.asarray([raw for _, raw in found], dtype=np.float64)
+        stats = np.asarray([stat for _, _, stat in readable], dtype=np.float64).reshape(-1, 2)
         mu_t, sd_t = score_normalisation.vector_stats(probe.vector)
         scores = as_norm_scores(raws, stats[:, 0], stats[:, 1], mu_t, sd_t)
     order = np.argsort(-scores, kind="stable")

@@ -155,16 +155,34 @@ def _current_state() -> tuple[int, str]:
 
 
 def _voiceprints(model_version: str, required_s: float, speaker_ids: set[uuid.UUID] | None):
-    """Yield ``(speaker_id, vector)`` for voiceprints of ``model_version`` with ``required_s`` of speech."""
+    """Yield ``(speaker_id, vector)`` for readable voiceprints of ``model_version`` with ``required_s`` of speech.
+
+    A row that cannot be read affects only its speaker: a damaged one is marked unreadable (and
+    so logged, audited and counted by health), one sealed with a key that is not configured is
+    skipped and logged; the others are indexed.
+    """
+    from .services import voiceprint_mark_unreadable  # services imports this module
+
     rows = Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version,
-                                  voiceprint_speech_s__gte=required_s - 1e-9)
+                                  voiceprint_speech_s__gte=required_s - 1e-9, voiceprint_unreadable=False)
     if speaker_ids is not None:
         rows = rows.filter(id__in=speaker_ids)
+    missing_keys: dict[str, int] = {}
     for speaker in rows.only("id", "voiceprint_ciphertext", "voiceprint_key_id",
                              "voiceprint_model_version").iterator(chunk_size=1000):
-        yield speaker.id, crypto.vector_decrypt(key_id=speaker.voiceprint_key_id,
-                                                ciphertext=speaker.voiceprint_ciphertext,
-                                                context=speaker.crypto_context())
+        try:
+            vector = crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
+                                           context=speaker.crypto_context())
+        except crypto.KeyNotConfigured:
+            missing_keys[speaker.voiceprint_key_id] = missing_keys.get(speaker.voiceprint_key_id, 0) + 1
+            continue
+        except crypto.CiphertextCorrupt as exc:
+            voiceprint_mark_unreadable(speaker_id=speaker.id, reason=str(exc))
+            continue
+        yield speaker.id, vector
+    for key_id, count in missing_keys.items():
+        logger.error("%d voiceprints are sealed with encryption key %s, which VOICEPRINT_ENCRYPTION_KEYS does not "
+                     "hold: they are left out of search", count, key_id)
 
 
 _index_lock = threading.Lock()

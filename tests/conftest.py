@@ -40,3 +40,13 @@ class Speech:
 @pytest.fixture(scope="session")
 def speech() -> Speech:
     return Speech()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters, lockouts and cached health figures never leak from one test into another."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -15,6 +15,9 @@ preload_app = False  # MindSpore must never be imported before the fork
 timeout = 120
 graceful_timeout = 30
 accesslog = "-"
+# gunicorn's largest request line; the app answers URLs beyond VOICEPRINT_MAX_URL_BYTES (4 KiB)
+# with a JSON 414 before this limit (and gunicorn's own plain 400) is reached.
+limit_request_line = 8190
 
 
 def post_worker_init(worker):

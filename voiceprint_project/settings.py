@@ -5,7 +5,9 @@ values at start-up (a typo in a threshold must not become a silent default). Sec
 also come from a file (``<NAME>_FILE``), which is how Docker/Kubernetes secrets arrive.
 
 ``VOICEPRINT_ENV=production`` turns on the production guard: the service refuses to start
-without an encryption key, with the development secret key, or with DEBUG on.
+without an encryption key, with the development secret key, or with DEBUG on. DEBUG is off
+unless ``DJANGO_DEBUG=true`` asks for it, in either mode, and even then no page shows a
+setting or the environment (``speakers.api.errors.NoSecretsReporterFilter``).
 """
 from __future__ import annotations
 
@@ -108,7 +110,9 @@ PRODUCTION = VOICEPRINT_ENV == "production"
 
 _DEVELOPMENT_SECRET_KEY = "django-insecure-voiceprint-development-only"
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEVELOPMENT_SECRET_KEY) or _DEVELOPMENT_SECRET_KEY
-DEBUG = env_bool("DJANGO_DEBUG", default=not PRODUCTION)
+# Off unless asked for: a debug page is a way to read the environment (a DATABASE_URL password).
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+DEFAULT_EXCEPTION_REPORTER_FILTER = "speakers.api.errors.NoSecretsReporterFilter"
 
 # Embedding encryption keys (AES-256-GCM), newest first: the first encrypts, all decrypt.
 VOICEPRINT_ENCRYPTION_KEYS = env_encryption_keys("VOICEPRINT_ENCRYPTION_KEYS")
@@ -154,6 +158,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a bad Host header or an overlong URL is answered in the API's error shape (and
+    # never with a debug page) before anything else looks at the request.
+    "speakers.api.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -227,10 +234,34 @@ except OSError:
     pass  # a read-only image with collected files already in place
 WHITENOISE_USE_FINDERS = True  # admin and Swagger UI assets also work without collectstatic
 
+SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:
+    # Behind TLS (directly or at a proxy): cookies only over HTTPS, and browsers told to stay on it.
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+    if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+        # The proxy terminates TLS and says so in X-Forwarded-Proto (set it only behind one).
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_FAILURE_VIEW = "speakers.api.errors.csrf_failure"
+# Longest request target (path + query) answered; longer ones get 414 in the API's error shape.
+# Kept under the servers' own line limits (gunicorn 8190 bytes, runserver 64 KiB), which answer first.
+VOICEPRINT_MAX_URL_BYTES = env_int("VOICEPRINT_MAX_URL_BYTES", 4096, minimum=256)
+
+# --- cache (throttles, lockouts, health): process memory by default, Redis for several workers --
+
+_CACHE_URL = env_str("VOICEPRINT_CACHE_URL")
+if _CACHE_URL:
+    if not _CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured("VOICEPRINT_CACHE_URL must be a redis:// (or rediss://, unix://) URL")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
+                          "KEY_PREFIX": "voiceprint"}}
+else:
+    # Per process: with several workers each counts its own share (documented in docs/api.md).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "voiceprint"}}
+del _CACHE_URL  # may hold a password
 
 LOGGING = {
     "version": 1,
@@ -263,6 +294,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = VOICEPRINT_MAX_FILES + 1
 VOICEPRINT_MODEL_DIR = Path(env_str("VOICEPRINT_MODEL_DIR", str(BASE_DIR / "var" / "model")))
 VOICEPRINT_MIN_AUDIO_S = env_float("VOICEPRINT_MIN_AUDIO_S", 0.5, minimum=0.1)
 VOICEPRINT_MAX_AUDIO_S = env_float("VOICEPRINT_MAX_AUDIO_S", 60.0, minimum=1.0)
+# Decoding cost: channels, and samples of all channels (rate x channels x duration, from the header).
+VOICEPRINT_MAX_CHANNELS = env_int("VOICEPRINT_MAX_CHANNELS", 8, minimum=1)
+VOICEPRINT_MAX_DECODED_VALUES = env_int("VOICEPRINT_MAX_DECODED_VALUES", 6_000_000, minimum=100_000)
 # Load the model in the background as soon as a server process starts (after the fork).
 VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
 
@@ -309,6 +343,29 @@ VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD = env_float("VOICEPRINT_ENROLL_CONSISTEN
 VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)
 
 
+# Speaker metadata (JSON object): encoded size and nesting depth.
+VOICEPRINT_MAX_METADATA_BYTES = env_int("VOICEPRINT_MAX_METADATA_BYTES", 16 * 1024, minimum=2)
+VOICEPRINT_MAX_METADATA_DEPTH = env_int("VOICEPRINT_MAX_METADATA_DEPTH", 8, minimum=1)
+# Any JSON request body nested deeper than this is refused before it is parsed.
+VOICEPRINT_MAX_JSON_DEPTH = env_int("VOICEPRINT_MAX_JSON_DEPTH", 32, minimum=2)
+
+
+# --- abuse: throttles and lockouts (429 with Retry-After) ------------------------------------------
+
+# Requests per API key, and per client address (every request, authenticated or not).
+VOICEPRINT_RATE_PER_KEY = env_str("VOICEPRINT_RATE_PER_KEY", "3000/min")
+VOICEPRINT_RATE_PER_CLIENT = env_str("VOICEPRINT_RATE_PER_CLIENT", "6000/min")
+# Failed authentications (missing, unknown or revoked key) per client address.
+VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min")
+# Rejected verifications of one speaker in a row (any key) before its verifications lock, and the
+# first lockout; each further lockout doubles, up to the maximum. An accepted one resets the count.
+VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
+VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
+VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)
+# Proxies in front of the service that append to X-Forwarded-For (0: use the peer address).
+VOICEPRINT_TRUSTED_PROXIES = env_int("VOICEPRINT_TRUSTED_PROXIES", 0, minimum=0)
+
+
 # --- REST API ---------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -316,9 +373,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["speakers.api.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "speakers.api.parsers.JsonParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "speakers.api.throttles.ClientRateThrottle",
+        "speakers.api.throttles.ApiKeyRateThrottle",
+    ],
+    "NUM_PROXIES": VOICEPRINT_TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "speakers.api.pagination.SpeakerPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "speakers.api.errors.api_exception_handler",

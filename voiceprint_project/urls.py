@@ -13,5 +13,7 @@ urlpatterns = [
     re_path(r"^(api|v1)/", not_found),
 ]
 
+handler400 = "speakers.api.errors.bad_request"
+handler403 = "speakers.api.errors.permission_denied"
 handler404 = "speakers.api.errors.not_found"
 handler500 = "speakers.api.errors.server_error"

@@ -4,10 +4,11 @@ from __future__ import annotations
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
-from ..exceptions import InsufficientScope, MissingApiKey
+from ..exceptions import InsufficientScope, InvalidApiKey, MissingApiKey, RevokedApiKey
 from ..models import ApiKey
 from ..selectors import api_key_authenticate
 from ..services import api_key_touch
+from .throttles import auth_failure_record, auth_failures_check
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -30,7 +31,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         plain = request.META.get("HTTP_X_API_KEY")
         if not plain:
             return None  # HasScope answers 401 missing_api_key
-        api_key = api_key_authenticate(plain=plain.strip())
+        auth_failures_check(request)
+        try:
+            api_key = api_key_authenticate(plain=plain.strip())
+        except (InvalidApiKey, RevokedApiKey):
+            auth_failure_record(request)
+            raise
         api_key_touch(api_key=api_key)
         return ApiKeyUser(api_key), api_key
 
@@ -44,6 +50,8 @@ class HasScope(BasePermission):
     def has_permission(self, request, view) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
+            auth_failures_check(request)
+            auth_failure_record(request)
             raise MissingApiKey()
         scopes_by_method = getattr(view, "required_scopes", None)
         if scopes_by_method is None:  # a view that forgot to declare its scopes is closed, not open

@@ -1,30 +1,40 @@
 """One error shape everywhere: ``{"error": {"code", "message", "detail"}}``.
 
 Maps the service's ApplicationError, the engine's InferenceError and DRF/Django exceptions
-to HTTP. The ``code`` strings are part of the public API (see docs/api.md).
+to HTTP, and records every refusal in the audit log (never audio, vectors or keys: a failed
+key is named by its public prefix only). The ``code`` strings are part of the public API
+(see docs/api.md). Django's own error pages answer in the same shape on API paths, and no
+page ever shows a setting or the environment (:class:`NoSecretsReporterFilter`).
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from django.views.debug import SafeExceptionReporterFilter
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from inference.errors import InferenceError, ModelError
 
+from .. import crypto
 from ..crypto import DecryptionError
 from ..exceptions import ApplicationError
-from .auth import ApiKeyAuthentication
+from ..models import ApiKey, AuditAction
+from .clients import client_address
 
 logger = logging.getLogger(__name__)
 
 # Engine error codes whose status is not 422 (unprocessable recording).
 INFERENCE_STATUS: dict[str, int] = {"audio_too_long": 413, "audio_too_complex": 413}
+_AUTH_FAILURES = {"missing_api_key", "invalid_api_key", "api_key_revoked"}
 
 
 def error_body(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -55,6 +65,9 @@ def _describe(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:
         return 413, "too_many_files", "Too many files in one request.", {}
     if isinstance(exc, TooManyFieldsSent):
         return 400, "too_many_fields", "Too many form fields in one request.", {}
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("the database cannot be reached: %s", exc)
+        return 503, "database_unavailable", "The database cannot be reached; try again shortly.", {}
     if isinstance(exc, DecryptionError):
         logger.error("stored embedding cannot be decrypted: %s", exc)
         return 500, "decryption_error", ("A stored voiceprint cannot be decrypted: the service's "
@@ -67,16 +80,61 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     status, code, message, detail = _describe(exc)
     response = Response(error_body(code, message, detail), status=status)
     if status == 401:
-        response["WWW-Authenticate"] = ApiKeyAuthentication().authenticate_header(None)
-    wait = getattr(exc, "wait", None)
+        response["WWW-Authenticate"] = 'ApiKey header="X-API-Key"'
+    wait = getattr(exc, "wait", None) or detail.get("retry_after_s")
     if wait:
-        response["Retry-After"] = str(int(wait))
+        response["Retry-After"] = str(max(1, int(wait + 0.999)))
+    request = context.get("request")
+    if request is not None and 400 <= status < 500:
+        _audit_refusal(request, status=status, code=code, detail=detail)
     return response
 
 
-_API_PREFIXES = ("/api/", "/v1/")
+def _audit_refusal(request, *, status: int, code: str, detail: dict[str, Any]) -> None:
+    """One audit row per refused request: who (key name or anonymous), from where, what was refused."""
+    from ..services import Actor, audit_record
+
+    address = client_address(request)
+    if status == 429 and not cache.add(f"audit_throttled_{address}", 1, 60):
+        return  # a throttled flood is recorded once a minute per client, not once a request
+    # what authentication stored, without authenticating again (a failed key would raise again)
+    api_key = request.__dict__.get("_auth")
+    actor = Actor.from_api_key(api_key, client_address=address) if isinstance(api_key, ApiKey) else \
+        Actor.anonymous(client_address=address)
+    if code in _AUTH_FAILURES:
+        action = AuditAction.AUTH_FAILURE
+        presented = request.META.get("HTTP_X_API_KEY", "")
+        extra = {"key_prefix": crypto.api_key_prefix(presented.strip()) if presented else None}
+    else:
+        action = AuditAction.THROTTLED if status == 429 else AuditAction.REFUSAL
+        extra = {key: detail[key] for key in ("field", "filename", "speaker_id") if key in detail}
+    speaker_id = detail.get("speaker_id") or (getattr(request, "parser_context", None) or {}).get(
+        "kwargs", {}).get("speaker_id")
+    try:
+        audit_record(actor=actor, action=action, decision=code,
+                     speaker_id=_uuid_or_none(speaker_id),
+                     detail={"status": status, "method": request.method, "path": request.path[:200], **extra})
+    except DatabaseError:
+        logger.exception("the refusal could not be audited")
 
 
+def _uuid_or_none(value: Any):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+_API_PREFIXES = ("/api/", "/v1/", "/ws/")
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(_API_PREFIXES)
+
+
+@csrf_exempt  # a POST to an unknown API path is a 404, not Django's CSRF page
 def not_found(request, exception=None):
     """handler404: JSON for API paths, Django's page elsewhere (admin)."""
     if request.path.startswith(_API_PREFIXES):
@@ -86,6 +144,43 @@ def not_found(request, exception=None):
 
 def server_error(request):
     """handler500: JSON for API paths, Django's page elsewhere."""
-    if request.path.startswith(_API_PREFIXES):
+    if _is_api(request):
         return JsonResponse(error_body("internal_error", "Internal server error."), status=500)
     return defaults.server_error(request)
+
+
+def bad_request(request, exception=None):
+    """handler400: JSON for API paths, Django's page elsewhere."""
+    if _is_api(request):
+        return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    """handler403: JSON for API paths, Django's page elsewhere."""
+    if _is_api(request):
+        return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: the API authenticates with keys, not cookies; only the admin's forms get here."""
+    if _is_api(request):
+        return JsonResponse(error_body("csrf_failed", "CSRF verification failed."), status=403)
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)
+
+
+class NoSecretsReporterFilter(SafeExceptionReporterFilter):
+    """Debug pages (only ever with DJANGO_DEBUG=true) show the traceback, never a value of the
+    settings, the request's environment (a DATABASE_URL password under runserver) or a frame's locals."""
+
+    def get_safe_settings(self) -> dict[str, Any]:
+        return {}
+
+    def get_safe_request_meta(self, request) -> dict[str, Any]:
+        return {}
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        return [(name, self.cleansed_substitute) for name in tb_frame.f_locals]

@@ -10,7 +10,7 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.fields import empty
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,14 +19,17 @@ from rest_framework.views import APIView
 from .. import score_normalisation, selectors, services
 from ..models import ApiKeyScope
 from ..services import Actor, Recording
+from .clients import client_address
 from .pagination import SpeakerPagination
+from .parsers import JsonParser
+from .validators import validate_metadata
 
 ENROLL, VERIFY, IDENTIFY, MANAGE = (ApiKeyScope.ENROLL, ApiKeyScope.VERIFY, ApiKeyScope.IDENTIFY,
                                     ApiKeyScope.MANAGE)
 
 
 def _actor(request: Request) -> Actor:
-    return Actor.from_api_key(request.auth)
+    return Actor.from_api_key(request.auth, client_address=client_address(request))
 
 
 def _recording(upload) -> Recording:
@@ -51,6 +54,19 @@ class AudioFileField(serializers.FileField):
     def __init__(self, **kwargs):
         kwargs.setdefault("allow_empty_file", True)
         super().__init__(**kwargs)
+
+
+class MultipartInput(serializers.Serializer):
+    """A form whose single-file fields refuse a second file (it used to be silently dropped)."""
+
+    def to_internal_value(self, data):
+        errors = {}
+        for name, field in self.fields.items():
+            if isinstance(field, AudioFileField) and hasattr(data, "getlist") and len(data.getlist(name)) > 1:
+                errors[name] = [f"Send one file in this field, not {len(data.getlist(name))}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
 
 
 # --- shared output shapes ------------------------------------------------------------------------
@@ -128,9 +144,7 @@ class SpeakerFields(serializers.Serializer):
     metadata = serializers.JSONField(required=False)
 
     def validate_metadata(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("metadata must be a JSON object.")
-        return value
+        return validate_metadata(value)
 
 
 # --- health ------------------------------------------------------------------------------------------
@@ -140,30 +154,45 @@ class HealthApi(APIView):
     permission_classes = [AllowAny]
 
     class HealthOutput(serializers.Serializer):
-        status = serializers.CharField()
+        status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"],
+                                         help_text="degraded: some voiceprints cannot be read (left out of search); "
+                                                   "unavailable: the database cannot be reached (HTTP 503).")
         model_version = serializers.CharField(allow_null=True)
         model_loaded = serializers.BooleanField()
         model_prepared = serializers.BooleanField()
-        enrolled_speakers = serializers.IntegerField()
+        database = serializers.ChoiceField(choices=["ok", "unreachable"])
+        enrolled_speakers = serializers.IntegerField(allow_null=True)
+        unreadable_voiceprints = serializers.IntegerField(allow_null=True,
+                                                          help_text="Damaged voiceprints (re-enroll those speakers).")
+        missing_key_ids = serializers.ListField(child=serializers.CharField(),
+                                                help_text="Key ids rows are sealed with that the configuration "
+                                                          "lacks.")
 
-    @extend_schema(responses=HealthOutput, tags=["health"], auth=[])
+    @extend_schema(responses={200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
     def get(self, request: Request) -> Response:
-        return Response(self.HealthOutput(selectors.health_status()).data)
+        health = selectors.health_status()
+        return Response(self.HealthOutput(health).data,
+                        status=503 if health["status"] == "unavailable" else 200)
 
 
 # --- speakers ------------------------------------------------------------------------------------------
 
 class SpeakerCollectionApi(APIView):
     required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL, MANAGE}}
-    parser_classes = [JSONParser]
+    parser_classes = [JsonParser]
 
     class SpeakerCreateInput(SpeakerFields):
         pass
 
+    class SpeakerListQuery(serializers.Serializer):
+        external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
     @extend_schema(operation_id="speakers_list", responses=SpeakerOutput(many=True), tags=["speakers"],
                    parameters=[OpenApiParameter("external_id", str, description="Exact external_id.")])
     def get(self, request: Request) -> Response:
-        speakers = selectors.speaker_list(external_id=request.query_params.get("external_id"))
+        query = self.SpeakerListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        speakers = selectors.speaker_list(external_id=query.validated_data.get("external_id"))
         paginator = SpeakerPagination()
         page = paginator.paginate_queryset(speakers, request, view=self)
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
@@ -179,7 +208,7 @@ class SpeakerCollectionApi(APIView):
 
 class SpeakerDetailApi(APIView):
     required_scopes = {"GET": {ENROLL, MANAGE}, "PATCH": {MANAGE}, "DELETE": {MANAGE}}
-    parser_classes = [JSONParser]
+    parser_classes = [JsonParser]
 
     class SpeakerUpdateInput(SpeakerFields):
         pass
@@ -212,7 +241,7 @@ class SpeakerEnrollApi(APIView):
     required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL}}
     parser_classes = [MultiPartParser]
 
-    class SpeakerEnrollInput(serializers.Serializer):
+    class SpeakerEnrollInput(MultipartInput):
         audio = serializers.ListField(child=AudioFileField(), min_length=1,
                                       help_text="One or more recordings (repeat the field).")
 
@@ -256,7 +285,7 @@ class VerifyApi(APIView):
     required_scopes = {"POST": {VERIFY}}
     parser_classes = [MultiPartParser]
 
-    class VerifyInput(serializers.Serializer):
+    class VerifyInput(MultipartInput):
         speaker_id = serializers.UUIDField()
         audio = AudioFileField()
         asnorm = ScoreNormalisationField()
@@ -294,7 +323,7 @@ class IdentifyApi(APIView):
     required_scopes = {"POST": {IDENTIFY}}
     parser_classes = [MultiPartParser]
 
-    class IdentifyInput(serializers.Serializer):
+    class IdentifyInput(MultipartInput):
         audio = AudioFileField()
         top_k = serializers.IntegerField(required=False, default=5, min_value=1)
         asnorm = ScoreNormalisationField()
@@ -331,7 +360,7 @@ class CompareApi(APIView):
     required_scopes = {"POST": {VERIFY}}
     parser_classes = [MultiPartParser]
 
-    class CompareInput(serializers.Serializer):
+    class CompareInput(MultipartInput):
         reference = AudioFileField()
         test = AudioFileField()
         asnorm = ScoreNormalisationField()
@@ -367,7 +396,7 @@ class ClassicVerifySpeakerApi(APIView):
     parser_classes = [MultiPartParser]
     ALIASES = {"reference": ("reference", "audio1", "file1"), "test": ("test", "audio2", "file2")}
 
-    class ClassicVerifySpeakerInput(serializers.Serializer):
+    class ClassicVerifySpeakerInput(MultipartInput):
         reference = AudioFileField(help_text="Also accepted as audio1 or file1.")
         test = AudioFileField(help_text="Also accepted as audio2 or file2.")
 
@@ -380,6 +409,12 @@ class ClassicVerifySpeakerApi(APIView):
     @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
                    tags=["decisions"])
     def post(self, request: Request) -> Response:
+        for aliases in self.ALIASES.values():
+            used = [a for a in aliases if request.data.getlist(a)]
+            sent = sum(len(request.data.getlist(a)) for a in used)
+            if sent > 1:
+                raise serializers.ValidationError({used[0]: [f"Send one file in one of the fields "
+                                                             f"{', '.join(aliases)}, not {sent}."]})
         files = {name: next((request.data[a] for a in aliases if a in request.data), None)
                  for name, aliases in self.ALIASES.items()}
         data = self.ClassicVerifySpeakerInput(data={k: v for k, v in files.items() if v is not None})
@@ -409,7 +444,7 @@ class BatchVerifyApi(APIView):
     required_scopes = {"POST": {VERIFY}}
     parser_classes = [MultiPartParser]
 
-    class BatchVerifyInput(serializers.Serializer):
+    class BatchVerifyInput(MultipartInput):
         reference = AudioFileField()
         tests = serializers.ListField(child=AudioFileField(), min_length=1,
                                       help_text="One or more recordings (repeat the field).")

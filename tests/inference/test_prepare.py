@@ -206,3 +206,16 @@ def test_a_manifest_made_for_another_front_end_is_refused(converted, tmp_path, p
     with pytest.raises(ModelIntegrityError) as caught:
         read_manifest(prepared_model_dir, frontend=FrontendConfig(n_mels=64))
     assert caught.value.detail == {"field": "frontend"}
+
+
+def test_a_manifest_whose_version_was_altered_is_refused(tmp_path, prepared_model_dir) -> None:
+    # an edited version used to load: every stored voiceprint then silently dropped out of search
+    import shutil
+
+    other = tmp_path / "model"
+    shutil.copytree(prepared_model_dir, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps(dict(manifest, version="spkrec-ecapa-voxceleb@edited")))
+    with pytest.raises(ModelIntegrityError) as caught:
+        read_manifest(other)
+    assert caught.value.detail == {"field": "version"}

@@ -5,10 +5,18 @@ The warm-up runs in the serving process (the autoreloader's child), never in the
 from __future__ import annotations
 
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
+from django.core.servers import basehttp
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 from speakers.engine import engine_warm_up_in_background, require_prepared_model
+
+
+# The development server's own refusals (a request line over 64 KiB, a malformed request) in the
+# API's error shape rather than an HTML page.
+basehttp.WSGIRequestHandler.error_content_type = "application/json"
+basehttp.WSGIRequestHandler.error_message_format = (
+    '{"error": {"code": "http_%(code)d", "message": "%(message)s", "detail": {}}}')
 
 
 class Command(StaticfilesRunserver):
