@@ -24,7 +24,7 @@ Shapes: ``B`` utterances, ``T`` frames (a bucket), ``F`` = 80 mel bins, ``C`` ch
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mindspore as ms
 import numpy as np

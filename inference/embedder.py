@@ -11,9 +11,9 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from inference.errors import InferenceError, ModelIntegrityError
 from inference.prepare import read_manifest
 from inference.scoring import average_embeddings, l2_normalise
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 
@@ -125,7 +125,7 @@ class Embedder:
         self.load_seconds = 0.0
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig()) -> "Embedder":
+    def load(cls, config: EngineConfig = EngineConfig()) -> Embedder:
         """Check the prepared model against ``config`` and load it (once per process, after any fork).
 
         Raises
@@ -164,7 +164,7 @@ class Embedder:
         network.set_train(False)
         embedder = cls(config, network, manifest)
         embedder.load_seconds = time.perf_counter() - started
-        log.info("loaded %s in %.2f s", embedder.model_version, embedder.load_seconds)
+        logger.info("loaded %s in %.2f s", embedder.model_version, embedder.load_seconds)
         return embedder
 
     # -- public API ---------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Embedder:
             inputs = [ms.Tensor(a) for a in frame_inputs([feats], frames, self.config.model)]
             with self._lock:
                 if frames not in self._compiled:
-                    log.info("compiling the network for %d frames", frames)
+                    logger.info("compiling the network for %d frames", frames)
                     self._compiled.add(frames)
                 raw = self._network(*inputs).asnumpy()
             out[i] = l2_normalise(raw[0])

@@ -15,7 +15,7 @@ import numpy as np
 from .scoring import l2_normalise
 
 
-class VoiceprintIndex:
+class VectorIndex:
     """A thread-safe map ``id -> unit vector`` with top-k cosine search.
 
     Parameters
@@ -102,6 +102,13 @@ class VoiceprintIndex:
             scores, ids = self._index.search(query, k)
         return [(int(i), float(np.clip(s, -1.0, 1.0)))
                 for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i != -1]
+
+    def vector(self, key: int) -> np.ndarray:
+        """The stored unit vector of ``key``: ``(dim,)`` float32. Raises KeyError if absent."""
+        with self._lock:
+            if key not in self._ids:
+                raise KeyError(key)
+            return self._index.reconstruct(int(key))
 
     def ids(self) -> frozenset[int]:
         with self._lock:

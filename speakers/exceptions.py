@@ -1,8 +1,8 @@
-"""Domain errors of the service. Each has a stable ``code`` and an HTTP ``status``.
+"""Domain errors of the service. Each has a stable ``code``; what HTTP makes of it is the API's business.
 
-One handler (speakers/api/errors.py) turns these, the engine's ``InferenceError`` and DRF's
-own exceptions into ``{"error": {"code", "message", "detail"}}``. Services raise these and
-never answer a failure with ``None`` or a score of 0.0.
+One handler (speakers/api/errors.py) maps these, the engine's ``InferenceError`` and DRF's own
+exceptions to a status and ``{"error": {"code", "message", "detail"}}``. Services raise these
+and never answer a failure with ``None`` or a score of 0.0.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 class ApplicationError(Exception):
     code: str = "application_error"
-    status: int = 400
     default_message: str = "The request cannot be processed."
 
     def __init__(self, message: str | None = None, **detail: Any) -> None:
@@ -23,79 +22,79 @@ class ApplicationError(Exception):
 # --- authentication and authorisation -------------------------------------------------------
 
 class MissingApiKey(ApplicationError):
-    code, status = "missing_api_key", 401
+    code = "missing_api_key"
     default_message = "Send your API key in the X-API-Key header."
 
 
 class InvalidApiKey(ApplicationError):
-    code, status = "invalid_api_key", 401
+    code = "invalid_api_key"
     default_message = "The API key is not valid."
 
 
 class RevokedApiKey(ApplicationError):
-    code, status = "api_key_revoked", 401
+    code = "api_key_revoked"
     default_message = "The API key has been revoked."
 
 
 class InsufficientScope(ApplicationError):
-    code, status = "insufficient_scope", 403
+    code = "insufficient_scope"
     default_message = "The API key does not have the scope this operation needs."
 
 
 # --- uploads ---------------------------------------------------------------------------------
 
 class UploadTooLarge(ApplicationError):
-    code, status = "upload_too_large", 413
+    code = "upload_too_large"
     default_message = "The upload is larger than allowed."
 
 
 class TooManyFiles(ApplicationError):
-    code, status = "too_many_files", 413
+    code = "too_many_files"
     default_message = "Too many files in one request."
 
 
 # --- speakers and enrollments -----------------------------------------------------------------
 
 class SpeakerNotFound(ApplicationError):
-    code, status = "speaker_not_found", 404
+    code = "speaker_not_found"
     default_message = "No speaker with this id."
 
 
 class EnrollmentNotFound(ApplicationError):
-    code, status = "enrollment_not_found", 404
+    code = "enrollment_not_found"
     default_message = "No enrollment with this id for this speaker."
 
 
 class ExternalIdTaken(ApplicationError):
-    code, status = "external_id_taken", 409
+    code = "external_id_taken"
     default_message = "Another speaker already has this external_id."
 
 
 class SpeakerNotEnrolled(ApplicationError):
-    code, status = "speaker_not_enrolled", 409
+    code = "speaker_not_enrolled"
     default_message = "The speaker has no voiceprint yet: enroll at least one recording first."
 
 
 class ModelVersionMismatch(ApplicationError):
-    code, status = "model_version_mismatch", 409
+    code = "model_version_mismatch"
     default_message = ("The speaker's voiceprint was made by another model version and cannot be "
                        "compared with this one: re-enroll the speaker.")
 
 
 class VoiceprintUnreadable(ApplicationError):
-    code, status = "voiceprint_unreadable", 409
+    code = "voiceprint_unreadable"
     default_message = ("The speaker's stored voiceprint is damaged and cannot be read; it is left out of "
                        "search. Enroll the speaker again (or restore the row from a backup).")
 
 
 class EnrollmentIncomplete(ApplicationError):
-    code, status = "enrollment_incomplete", 409
+    code = "enrollment_incomplete"
     default_message = ("The speaker's voiceprint holds too little speech to be compared yet: enroll more "
                        "recordings first.")
 
 
 class EnrollmentInconsistent(ApplicationError):
-    code, status = "enrollment_inconsistent", 422
+    code = "enrollment_inconsistent"
     default_message = ("The recording does not sound like the speaker's other recordings (probably another "
                        "person); it was not enrolled.")
 
@@ -103,45 +102,45 @@ class EnrollmentInconsistent(ApplicationError):
 # --- recording quality ------------------------------------------------------------------------
 
 class InsufficientSpeech(ApplicationError):
-    code, status = "insufficient_speech", 422
+    code = "insufficient_speech"
     default_message = "The recording holds too little speech."
 
 
 class AudioClipped(ApplicationError):
-    code, status = "audio_clipped", 422
+    code = "audio_clipped"
     default_message = "The recording is clipped (too loud); record again with a lower input level."
 
 
 class AudioTooQuiet(ApplicationError):
-    code, status = "audio_too_quiet", 422
+    code = "audio_too_quiet"
     default_message = "The speech in the recording is too quiet; speak closer to the microphone or raise its level."
 
 
 class AudioTooNoisy(ApplicationError):
-    code, status = "audio_too_noisy", 422
+    code = "audio_too_noisy"
     default_message = "The recording is too noisy for a reliable decision; record again somewhere quieter."
 
 
 class VerificationLocked(ApplicationError):
-    code, status = "verification_locked", 429
+    code = "verification_locked"
     default_message = ("Too many rejected verifications of this speaker in a row: verifications of this "
                        "speaker are paused; try again later.")
 
 
 class RecordingsRefused(ApplicationError):
-    code, status = "recordings_refused", 422
+    code = "recordings_refused"
     default_message = "Every recording was refused; nothing was stored."
 
 
 # --- engine -----------------------------------------------------------------------------------
 
 class EngineUnavailable(ApplicationError):
-    code, status = "model_not_prepared", 503
+    code = "model_not_prepared"
     default_message = "The speaker model is not prepared: run `python manage.py prepare_model`."
 
 
 class NormalisationUnavailable(ApplicationError):
-    code, status = "asnorm_unavailable", 503
+    code = "asnorm_unavailable"
     default_message = ("Score normalisation was asked for, but its cohort cannot be loaded: run "
                        "`python manage.py prepare_model` or set VOICEPRINT_ASNORM_COHORT.")
 
@@ -149,5 +148,5 @@ class NormalisationUnavailable(ApplicationError):
 # --- calibration --------------------------------------------------------------------------------
 
 class CalibrationRefused(ApplicationError):
-    code, status = "calibration_refused", 400
+    code = "calibration_refused"
     default_message = "The labelled recordings cannot support this calibration."

@@ -13,8 +13,8 @@ from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 
 from . import crypto
-from .engine import engine_status
 from .exceptions import EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
+from .inference_owner import owner_status
 from .models import ApiKey, Calibration, Enrollment, Speaker
 
 SETTINGS_SOURCE = "settings"
@@ -182,7 +182,7 @@ def quality_gates() -> dict[str, float]:
 
 def current_model_version() -> str | None:
     """The loaded model's version, or the prepared one's (never loads the model)."""
-    return engine_status()["model_version"]
+    return owner_status()["model_version"]
 
 
 def enrolled_speaker_count() -> int:
@@ -210,7 +210,7 @@ def health_status() -> dict[str, Any]:
     with a key that is not configured: they are left out of search); ``unavailable`` when the
     database cannot be reached.
     """
-    status: dict[str, Any] = {"status": "ok", **engine_status(), "database": "ok", "enrolled_speakers": None,
+    status: dict[str, Any] = {"status": "ok", **owner_status(), "database": "ok", "enrolled_speakers": None,
                               "unreadable_voiceprints": None, "missing_key_ids": []}
     try:
         with connection.cursor() as cursor:

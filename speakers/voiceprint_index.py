@@ -1,45 +1,76 @@
-"""The process's FAISS index of voiceprints (where a 1:N search happens), kept in step with the database.
+"""The index protocol: where a 1:N search happens, and how every process keeps its index in step.
 
-The database is the source of truth; this index is derived state, rebuilt from it after
-start (and after any fork) and never written to disk. Several server processes agree
-through a change log in the database rather than a message bus:
+The database is the source of truth; the search index is derived state, rebuilt from it after
+start (and after any fork) and never written to disk. Several server processes agree through
+a change log in the database rather than a message bus. Both sides of the protocol are here:
 
-* every service that changes a voiceprint bumps ``IndexState.generation`` (under a row
-  lock, so generations commit in order) and appends ``IndexChange(generation, speaker_id)``
-  in the same transaction as the change itself;
-* before each search a process reads the current generation (one small query); if it moved,
-  it re-reads the voiceprints of the speakers named in the log since the generation it
-  last saw, so an enrollment or delete made by any worker is seen by every other one;
-* if the log no longer continues from where the process stopped (pruned, restored backup,
-  tests rolling back), or the model version changed, the process rebuilds from scratch.
+* **writer** (:func:`index_change_record`): every service that changes a voiceprint bumps
+  ``IndexState.generation`` (under a row lock, so generations commit in order) and appends
+  ``IndexChange(generation, speaker_id)`` in the same transaction as the change itself; every
+  hundredth change prunes the log down to ``VOICEPRINT_INDEX_LOG_KEEP`` rows;
+* **reader** (:class:`VoiceprintIndex`): before each search a process reads the current
+  generation (one small query); if it moved, it re-reads the voiceprints of the speakers named in
+  the log since the generation it last saw, so an enrollment or delete made by any worker is seen
+  by every other one; if the log no longer continues from where the process stopped (pruned,
+  restored backup, tests rolling back), or the model version changed, it rebuilds from scratch.
 
-Only complete voiceprints (net speech >= VOICEPRINT_ENROLL_TARGET_SPEECH_S) of the loaded model
-version are indexed: an incomplete voiceprint is never a match, nor anyone's runner-up.
+Only complete, readable voiceprints (net speech >= VOICEPRINT_ENROLL_TARGET_SPEECH_S) of the
+loaded model version are indexed: an incomplete voiceprint is never a match, nor anyone's
+runner-up. Each entry may carry its AS-norm cohort statistics, computed at the first normalised
+search that needs them and dropped with the entry when the change log names its speaker.
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-
 from django.conf import settings
+from django.db import transaction
 
-from inference.index import VoiceprintIndex
+from inference.asnorm import ASNorm
+from inference.index import VectorIndex
 
-from . import crypto, engine
+from . import crypto, inference_owner
+from .integrity import voiceprint_mark_unreadable
 from .models import IndexChange, IndexState, Speaker
+from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
+Stats = tuple[float, float]
+# Changes between two prunings of the log.
+_PRUNE_EVERY = 100
 
-class SpeakerIndex:
+
+# --- writer -------------------------------------------------------------------------------------
+
+def index_change_record(*, speaker_id: uuid.UUID) -> None:
+    """Log a voiceprint change; call last in the writing transaction (it holds the state row lock)."""
+    state, _ = IndexState.objects.select_for_update().get_or_create(pk=1)
+    state.generation += 1
+    state.token = uuid.uuid4().hex
+    state.save(update_fields=["generation", "token"])
+    IndexChange.objects.create(generation=state.generation, token=state.token, speaker_id=speaker_id)
+    if state.generation % _PRUNE_EVERY == 0:
+        IndexChange.objects.filter(generation__lte=state.generation - settings.VOICEPRINT_INDEX_LOG_KEEP).delete()
+
+
+def index_update_after_commit() -> None:
+    """After the writing transaction commits, bring this process's index up to date (best effort)."""
+    transaction.on_commit(lambda: voiceprint_index().sync_if_built())
+
+
+# --- reader -------------------------------------------------------------------------------------
+
+class VoiceprintIndex:
+    """This process's search index of voiceprints, kept in step with the database."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._index: VoiceprintIndex | None = None
+        self._index: VectorIndex | None = None
         self._model_version: str | None = None
         self._required_s: float | None = None
         self._generation = -1
@@ -47,12 +78,14 @@ class SpeakerIndex:
         self._int_of: dict[uuid.UUID, int] = {}
         self._uuid_of: dict[int, uuid.UUID] = {}
         self._next_int = 1
+        self._stats: dict[uuid.UUID, Stats] = {}
+        self._stats_key = ""
 
     # --- public ---------------------------------------------------------------------------
 
     def sync(self) -> None:
         """Bring the index up to date with the database (loads the model if needed)."""
-        model_version = engine.model_version()
+        model_version = inference_owner.model_version()
         with self._lock:
             self._sync_locked(model_version)
 
@@ -74,6 +107,27 @@ class SpeakerIndex:
             self._sync_locked(model_version)
             hits = self._index.search(vector, k)
             return [(self._uuid_of[i], score) for i, score in hits]
+
+    def asnorm_stats(self, speaker_ids: Sequence[uuid.UUID], normaliser: ASNorm) -> list[Stats | None]:
+        """AS-norm cohort statistics of these indexed voiceprints (None for one no longer indexed).
+
+        Computed at the first use and kept beside the entry until the change log names its
+        speaker again (or another cohort is asked for).
+        """
+        with self._lock:
+            if self._stats_key != normaliser.key:
+                self._stats, self._stats_key = {}, normaliser.key
+            missing = [s for s in speaker_ids if s not in self._stats and s in self._int_of]
+            if missing and self._index is not None:
+                vectors = np.stack([self._index.vector(self._int_of[s]) for s in missing])
+                mu, sd = normaliser.stats_many(vectors)
+                self._stats.update({s: (float(m), float(d)) for s, m, d in zip(missing, mu, sd)})
+            return [self._stats.get(s) for s in speaker_ids]
+
+    def cached_asnorm_stats(self) -> int:
+        """How many voiceprints' AS-norm statistics this process holds (for tests and diagnostics)."""
+        with self._lock:
+            return len(self._stats)
 
     def __contains__(self, speaker_id: object) -> bool:
         with self._lock:
@@ -114,6 +168,8 @@ class SpeakerIndex:
     def _refresh(self, speaker_ids: Iterable[uuid.UUID]) -> None:
         wanted = set(speaker_ids)
         found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, self._required_s, wanted))
+        for speaker_id in wanted:
+            self._stats.pop(speaker_id, None)
         gone = [self._int_of.pop(s) for s in wanted - found.keys() if s in self._int_of]
         self._index.remove(np.asarray(gone, dtype=np.int64))
         for key in gone:
@@ -126,9 +182,10 @@ class SpeakerIndex:
         # Read the generation first: a change committed after this read has a higher
         # generation, so the next sync re-applies it even if the rows below include it.
         generation, token = _current_state()
-        self._index = VoiceprintIndex()
+        self._index = VectorIndex()
         self._int_of.clear()
         self._uuid_of.clear()
+        self._stats.clear()
         self._model_version = model_version
         self._required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
         rows = list(_voiceprints(model_version, self._required_s, None))
@@ -154,15 +211,14 @@ def _current_state() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, "")
 
 
-def _voiceprints(model_version: str, required_s: float, speaker_ids: set[uuid.UUID] | None):
+def _voiceprints(model_version: str, required_s: float,
+                 speaker_ids: set[uuid.UUID] | None) -> Iterator[tuple[uuid.UUID, np.ndarray]]:
     """Yield ``(speaker_id, vector)`` for readable voiceprints of ``model_version`` with ``required_s`` of speech.
 
     A row that cannot be read affects only its speaker: a damaged one is marked unreadable (and
     so logged, audited and counted by health), one sealed with a key that is not configured is
     skipped and logged; the others are indexed.
     """
-    from .services import voiceprint_mark_unreadable  # services imports this module
-
     rows = Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version,
                                   voiceprint_speech_s__gte=required_s - 1e-9, voiceprint_unreadable=False)
     if speaker_ids is not None:
@@ -185,23 +241,9 @@ def _voiceprints(model_version: str, required_s: float, speaker_ids: set[uuid.UU
                      "hold: they are left out of search", count, key_id)
 
 
-_index_lock = threading.Lock()
-_index: SpeakerIndex | None = None
+_index: ProcessLocal[VoiceprintIndex] = ProcessLocal(VoiceprintIndex)
 
 
-def _forget_index_after_fork() -> None:
-    global _index, _index_lock
-    _index = None
-    _index_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_index_after_fork)
-
-
-def speaker_index() -> SpeakerIndex:
+def voiceprint_index() -> VoiceprintIndex:
     """This process's index (built lazily at the first search or warm-up)."""
-    global _index
-    with _index_lock:
-        if _index is None:
-            _index = SpeakerIndex()
-        return _index
+    return _index.get()

@@ -8,7 +8,7 @@ from another speaker's voice) above the verify threshold.
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf

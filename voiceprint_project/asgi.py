@@ -7,6 +7,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
 
 application = get_asgi_application()
 
-from speakers.engine import require_prepared_model  # noqa: E402  (needs Django set up)
+from speakers.inference_owner import require_prepared_model  # noqa: E402  (needs Django set up)
 
 require_prepared_model()

@@ -1,7 +1,7 @@
 """gunicorn configuration: ``gunicorn -c voiceprint_project/gunicorn.conf.py voiceprint_project.wsgi``.
 
 Threaded workers (gthread): several requests run at once in one process, while one
-inference thread per process owns MindSpore (see speakers/engine.py). The app is not
+inference thread per process owns MindSpore (see speakers/inference_owner.py). The app is not
 preloaded: every worker imports Django and loads the model after the fork.
 Override any value on the command line or with GUNICORN_CMD_ARGS.
 """
@@ -22,6 +22,6 @@ limit_request_line = 8190
 
 def post_worker_init(worker):
     """In each worker, after the fork and once the app is loaded: warm the model and index in the background."""
-    from speakers.engine import engine_warm_up_in_background
+    from speakers.startup import warm_up_in_background
 
-    engine_warm_up_in_background()
+    warm_up_in_background()

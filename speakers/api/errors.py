@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from inference.errors import InferenceError, ModelError
 
 from .. import crypto
+from ..audit import Actor, audit_record
 from ..crypto import DecryptionError
 from ..exceptions import ApplicationError
 from ..models import ApiKey, AuditAction
@@ -32,8 +33,35 @@ from .clients import client_address
 
 logger = logging.getLogger(__name__)
 
-# Engine error codes whose status is not 422 (unprocessable recording).
-INFERENCE_STATUS: dict[str, int] = {"audio_too_long": 413, "audio_too_complex": 413}
+# The HTTP status of every domain and engine error code (an engine code not listed is an
+# unprocessable recording: 422; a domain code not listed is a bad request: 400).
+STATUS: dict[str, int] = {
+    "missing_api_key": 401,
+    "invalid_api_key": 401,
+    "api_key_revoked": 401,
+    "insufficient_scope": 403,
+    "upload_too_large": 413,
+    "too_many_files": 413,
+    "speaker_not_found": 404,
+    "enrollment_not_found": 404,
+    "external_id_taken": 409,
+    "speaker_not_enrolled": 409,
+    "model_version_mismatch": 409,
+    "voiceprint_unreadable": 409,
+    "enrollment_incomplete": 409,
+    "enrollment_inconsistent": 422,
+    "insufficient_speech": 422,
+    "audio_clipped": 422,
+    "audio_too_quiet": 422,
+    "audio_too_noisy": 422,
+    "verification_locked": 429,
+    "recordings_refused": 422,
+    "model_not_prepared": 503,
+    "asnorm_unavailable": 503,
+    "calibration_refused": 400,
+    "audio_too_long": 413,
+    "audio_too_complex": 413,
+}
 _AUTH_FAILURES = {"missing_api_key", "invalid_api_key", "api_key_revoked"}
 
 
@@ -43,11 +71,11 @@ def error_body(code: str, message: str, detail: dict[str, Any] | None = None) ->
 
 def _describe(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:
     if isinstance(exc, ApplicationError):
-        return exc.status, exc.code, exc.message, exc.detail
+        return STATUS.get(exc.code, 400), exc.code, exc.message, exc.detail
     if isinstance(exc, ModelError):
         return 503, exc.code, exc.message, exc.detail
     if isinstance(exc, InferenceError):
-        return INFERENCE_STATUS.get(exc.code, 422), exc.code, exc.message, exc.detail
+        return STATUS.get(exc.code, 422), exc.code, exc.message, exc.detail
     if isinstance(exc, drf.ValidationError):
         detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return 400, "validation_error", "The request is not valid.", detail
@@ -92,8 +120,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 def _audit_refusal(request, *, status: int, code: str, detail: dict[str, Any]) -> None:
     """One audit row per refused request: who (key name or anonymous), from where, what was refused."""
-    from ..services import Actor, audit_record
-
     address = client_address(request)
     if status == 429 and not cache.add(f"audit_throttled_{address}", 1, 60):
         return  # a throttled flood is recorded once a minute per client, not once a request

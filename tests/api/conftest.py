@@ -6,8 +6,8 @@ telling how to prepare it.
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from apitools import ENROLLED
+from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from speakers.models import ApiKeyScope
@@ -28,8 +28,8 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from speakers.engine import get_embedder
     from speakers.exceptions import EngineUnavailable
+    from speakers.inference_owner import get_embedder
 
     try:
         return get_embedder()

@@ -10,7 +10,7 @@ from apitools import assert_error
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from speakers import score_normalisation
+from speakers import asnorm as service_asnorm
 from speakers.models import AuditEvent, Calibration
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(t
     assert report["kind"] == "verification"
     assert report["counts"] == {"trials": 66, "scored": 66, "skipped": 0, "target": 30, "nontarget": 36,
                                 "files": 12, "failed_files": 0}
-    for scale in ("raw", "asnorm"):
+    for scale in ("cosine", "asnorm"):
         metrics = report[scale]
         assert metrics["eer"] == 0.0  # the two dev voices separate completely
         assert [d["p_target"] for d in metrics["min_dcf"]] == [0.01, 0.05]
@@ -44,9 +44,9 @@ def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(t
         assert metrics["far_target"] == 0.01
     assert report["asnorm"]["top_k"] == 200 and report["asnorm"]["cohort_size"] == 7205
     # the thresholds in force and what they do on these recordings
-    assert report["thresholds_in_force"]["raw"] == {"threshold": 0.45, "source": "settings", "far": 0.0, "frr": 0.0}
+    assert report["thresholds_in_force"]["cosine"] == {"threshold": 0.45, "source": "settings", "far": 0.0, "frr": 0.0}
     assert report["thresholds_in_force"]["asnorm"]["threshold"] == 7.5
-    assert report["raw"]["nontarget_mean"] < 0.1 < 0.45 < report["raw"]["target_mean"]
+    assert report["cosine"]["nontarget_mean"] < 0.1 < 0.45 < report["cosine"]["target_mean"]
 
     identification = json.loads((tmp_path / "identification.json").read_text())
     assert identification["speakers"] == {"known": ["a"], "unknown": ["b"], "skipped": []}
@@ -116,7 +116,7 @@ def test_calibrate_at_a_false_accept_rate_with_asnorm_sets_both_scales(client):
     run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--far", "0.05", "--asnorm")
     calibration = Calibration.objects.get()
     assert calibration.method == "far" and calibration.far_target == 0.05
-    assert calibration.asnorm_key == score_normalisation.asnorm_key()
+    assert calibration.asnorm_key == service_asnorm.asnorm_key()
     assert calibration.asnorm_verify_threshold > 2 and calibration.asnorm_eer == 0.0
     policy = client.get("/api/v1/policy").json()
     assert policy["asnorm"]["verify"] == pytest.approx(calibration.asnorm_verify_threshold)
@@ -173,7 +173,7 @@ def test_the_policy_shows_the_defaults_and_the_quality_gates_and_needs_the_manag
                                             "identify_margin": "settings"}}
     assert (policy["asnorm"]["verify"], policy["asnorm"]["identify"], policy["asnorm"]["identify_margin"]) == (
         7.5, 8.0, 1.0)
-    assert policy["asnorm_key"] == score_normalisation.asnorm_key() and policy["asnorm_key"].endswith("-m7205-k200")
+    assert policy["asnorm_key"] == service_asnorm.asnorm_key() and policy["asnorm_key"].endswith("-m7205-k200")
     assert policy["score_normalisation_default"] == "none" and policy["calibration"] is None
     assert policy["quality_gates"] == {
         "enroll_min_speech_s": 1.5, "enroll_target_speech_s": 6.0, "probe_min_speech_s": 1.0,
@@ -199,7 +199,7 @@ def test_calibrations_are_read_only_in_the_admin(admin_client, embedder):
 
 
 def test_a_calibrated_threshold_sits_in_the_middle_of_the_thresholds_that_decide_the_trials_alike():
-    from speakers.services import identify_threshold_within_target, threshold_within_target
+    from inference.calibration import identify_threshold_within_target, threshold_within_target
 
     scores, labels = [0.1, 0.2, 0.3, 0.6, 0.7], [0, 0, 0, 1, 1]
     # FAR 1/3 allows the 0.3 impostor in; anything in (0.2, 0.6] takes both targets and no more impostors

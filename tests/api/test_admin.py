@@ -8,7 +8,7 @@ import pytest
 
 from speakers.crypto import api_key_hash
 from speakers.models import ApiKey, AuditEvent, Enrollment, IndexChange, Speaker
-from speakers.voiceprint_index import speaker_index
+from speakers.voiceprint_index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,7 @@ def test_deleting_a_speaker_in_the_admin_goes_through_the_service(admin_client, 
     assert AuditEvent.objects.get(action="speaker_delete").actor == "admin:admin"
     assert IndexChange.objects.filter(speaker_id=a).count() == 2
     client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart")
-    assert uuid.UUID(a) not in speaker_index()
+    assert uuid.UUID(a) not in voiceprint_index()
 
 
 def test_bulk_deleting_speakers_in_the_admin_goes_through_the_service(admin_client, enrolled):

@@ -152,10 +152,10 @@ def _damage_voiceprint(speaker_id: str) -> None:
 
 
 def test_a_damaged_voiceprint_affects_only_its_speaker(client, anon_client, upload, enrolled, caplog):
-    from speakers.voiceprint_index import speaker_index
+    from speakers.voiceprint_index import voiceprint_index
 
     _damage_voiceprint(enrolled["a"])
-    speaker_index()._index = None  # as a freshly started worker: rebuilt from the database
+    voiceprint_index()._index = None  # as a freshly started worker: rebuilt from the database
     with caplog.at_level(logging.ERROR):
         response = client.post("/api/v1/identify", {"audio": upload("b_snt5")}, format="multipart")
     assert response.status_code == 200, response.json()

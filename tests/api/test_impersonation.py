@@ -7,8 +7,6 @@ enrolled from spiked recordings of several people verified spiked recordings of 
 from __future__ import annotations
 
 import pytest
-from apitools import ENROLLED
-from django.conf import settings
 
 from tests.adversarial import ADVERSARIAL
 

@@ -7,7 +7,7 @@ import pytest
 from apitools import assert_error
 
 from speakers.models import AuditEvent, Enrollment, IndexChange, Speaker
-from speakers.voiceprint_index import speaker_index
+from speakers.voiceprint_index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_deleting_a_speaker_removes_enrollments_voiceprint_and_index_entry(clien
     a = enrolled["a"]
     # the index holds both speakers before the delete
     client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart")
-    assert uuid.UUID(a) in speaker_index()
+    assert uuid.UUID(a) in voiceprint_index()
 
     assert client.delete(f"/api/v1/speakers/{a}").status_code == 204
 
@@ -95,7 +95,7 @@ def test_deleting_a_speaker_removes_enrollments_voiceprint_and_index_entry(clien
     assert not Enrollment.objects.filter(speaker_id=a).exists()
     assert IndexChange.objects.filter(speaker_id=a).count() == 2  # enrolled, then deleted
     identified = client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart").json()
-    assert uuid.UUID(a) not in speaker_index()
+    assert uuid.UUID(a) not in voiceprint_index()
     assert a not in [c["speaker_id"] for c in identified["candidates"]]
-    assert len(speaker_index()) == 1
+    assert len(voiceprint_index()) == 1
     assert AuditEvent.objects.filter(action="speaker_delete", speaker_id=a).exists()

@@ -24,7 +24,7 @@ def test_a_server_refuses_to_start_with_a_tampered_model_checkpoint(tmp_path, se
 
     from django.core.exceptions import ImproperlyConfigured
 
-    from speakers.engine import require_prepared_model
+    from speakers.inference_owner import require_prepared_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)

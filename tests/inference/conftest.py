@@ -11,8 +11,8 @@ import dataclasses
 import gc
 import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest

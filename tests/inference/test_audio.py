@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -154,7 +154,7 @@ def _with(value: float) -> Callable[[np.ndarray], bytes]:
 BAD_INPUTS: list[tuple[str, Callable[[np.ndarray], bytes], type[AudioError], str]] = [
     ("zero bytes", lambda w: b"", EmptyAudioError, "audio_empty"),
     ("a valid WAV with 0 frames", lambda w: _wav_with_zero_frames(), EmptyAudioError, "audio_empty"),
-    ("a text file", lambda w: "Bonjour, ceci n'est pas un fichier audio.\n".encode() * 40, NotAudioError, "audio_not_audio"),
+    ("a text file", lambda w: b"Bonjour, ceci n'est pas un fichier audio.\n" * 40, NotAudioError, "audio_not_audio"),
     ("a PDF", lambda w: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n" * 20, NotAudioError, "audio_not_audio"),
     ("random bytes", lambda w: np.random.default_rng(0).bytes(8_000), NotAudioError, "audio_not_audio"),
     ("a WAV cut in its data chunk", _cut("WAV", "PCM_16"), AudioDecodeError, "audio_decode_error"),

@@ -63,7 +63,7 @@ def test_a_recording_longer_than_the_largest_bucket_is_embedded_whole(embedder, 
 
 
 def test_embed_many_returns_results_and_errors_in_their_places(embedder, clips, dev_results) -> None:
-    text = "not a recording\n".encode() * 100
+    text = b"not a recording\n" * 100
     silence = clips.encode(np.zeros(32_000, dtype=np.float32))
     good, not_audio, no_speech = embedder.embed_many([clips.bytes("a_snt3"), text, silence])
     assert isinstance(good, EmbeddingResult)

@@ -21,9 +21,9 @@ from inference.evaluation import (
     identification_operating_point,
     npz_embed_fn,
     rates_at_threshold,
-    threshold_at_fir,
     read_trials,
     threshold_at_far,
+    threshold_at_fir,
     write_report,
 )
 
@@ -113,7 +113,7 @@ def test_eer_is_one_when_every_impostor_outscores_every_target() -> None:
 
 def test_eer_properties_on_random_scores() -> None:
     rng = np.random.default_rng(0)
-    for trial in range(20):
+    for _ in range(20):
         n_t, n_n = rng.integers(5, 200, size=2)
         scores = np.concatenate([rng.normal(1.0, 1.0, n_t), rng.normal(0.0, 1.0, n_n)]).round(2)  # with ties
         labels = np.concatenate([np.ones(n_t, int), np.zeros(n_n, int)])
@@ -220,7 +220,7 @@ def test_verification_on_the_dev_clips_separates_the_two_speakers_embedding_each
         "files": 12,
         "failed_files": 0,
     }
-    raw = report["raw"]
+    raw = report["cosine"]
     assert raw["eer"] == 0.0 and raw["eer_speechbrain"] == 0.0
     # README: same speaker min 0.490, different speaker max 0.098
     assert 0.098 < raw["eer_threshold"] < 0.490
@@ -228,7 +228,7 @@ def test_verification_on_the_dev_clips_separates_the_two_speakers_embedding_each
     assert [d["p_target"] for d in raw["min_dcf"]] == [0.01, 0.05]
     assert all(d["min_dcf"] == 0.0 for d in raw["min_dcf"])
     assert report["asnorm"]["eer"] == 0.0 and report["asnorm"]["top_k"] == 50
-    assert len(report["scores"]["raw"]) == len(report["scores"]["asnorm"]) == 66
+    assert len(report["scores"]["cosine"]) == len(report["scores"]["asnorm"]) == 66
 
 
 @needs_reference
@@ -241,8 +241,8 @@ def test_verification_skips_the_trials_of_a_file_the_embedder_refuses_and_report
     assert report["counts"]["scored"] == 55
     assert set(report["groups"]) == {"a", "b"}
     # group "b" has only same-speaker trials: counted, no metrics
-    assert report["groups"]["b"]["nontarget"] == 0 and report["groups"]["b"]["raw"] is None
-    assert report["groups"]["a"]["raw"]["eer"] == 0.0
+    assert report["groups"]["b"]["nontarget"] == 0 and report["groups"]["b"]["cosine"] is None
+    assert report["groups"]["a"]["cosine"]["eer"] == 0.0
 
 
 def test_identification_holds_out_every_third_speaker_and_enrolls_the_first_utterances() -> None:
@@ -360,9 +360,9 @@ def test_write_report_writes_json_with_the_expected_fields_and_png_figures(
     write_report(verification, tmp_path / "out" / "verification.json", tmp_path / "out" / "verification.png")
     loaded = json.loads((tmp_path / "out" / "verification.json").read_text())
     assert loaded["kind"] == "verification"
-    assert {"counts", "failed_files", "raw", "asnorm", "groups", "scores"} <= set(loaded)
+    assert {"counts", "failed_files", "cosine", "asnorm", "groups", "scores"} <= set(loaded)
     assert {"eer", "eer_threshold", "eer_speechbrain", "min_dcf", "threshold_at_far", "far_target"} <= set(
-        loaded["raw"]
+        loaded["cosine"]
     )
     assert (tmp_path / "out" / "verification.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

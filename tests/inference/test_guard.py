@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from inference import AudioError, EngineConfig
+from inference import AudioError, EngineConfig, features
 from inference.errors import AudioOutOfRangeError, DegenerateAudioError
 from inference.guard import impulse_dominance_db
-from inference import features
 from tests.adversarial import ADVERSARIAL
 
 VERIFY_THRESHOLD = 0.45  # the service's default verify threshold (raw cosine)

@@ -15,9 +15,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation
-from speakers import engine, score_normalisation, selectors, services
+from speakers import asnorm as service_asnorm
+from speakers import inference_owner, selectors
+from speakers.audit import Actor
 from speakers.exceptions import ApplicationError
 from speakers.models import CalibrationMethod
+from speakers.services import calibration as calibration_service
 
 
 def _rates(figures: dict[str, Any] | None, prefix: str = "") -> str:
@@ -74,8 +77,8 @@ class Command(BaseCommand):
             self._print_policy(self._policy())
             return
         if o["revert"]:
-            withdrawn = services.calibration_revert(model_version=engine.model_version(),
-                                                    actor=services.Actor.cli("calibrate"))
+            withdrawn = calibration_service.calibration_revert(model_version=inference_owner.model_version(),
+                                                       actor=Actor.cli("calibrate"))
             if withdrawn is None:
                 raise CommandError("No calibration to withdraw for the loaded model version.")
             self.stdout.write(f"Withdrew calibration {withdrawn.pk} ({withdrawn.created_at:%Y-%m-%d %H:%M}).")
@@ -91,7 +94,7 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         try:
-            proposal = services.calibration_measure(
+            proposal = calibration_service.calibration_measure(
                 trials=trials, audio_root=o["audio_root"],
                 method=CalibrationMethod.EER if o["at_eer"] else CalibrationMethod.FAR, far_target=o["far"],
                 utterances=utterances, fir_target=o["fir"], unknown_speakers=o["unknown"],
@@ -107,7 +110,7 @@ class Command(BaseCommand):
         if o["dry_run"]:
             self.stdout.write("\nDry run: nothing stored.")
             return
-        calibration = services.calibration_create(proposal=proposal, actor=services.Actor.cli("calibrate"),
+        calibration = calibration_service.calibration_create(proposal=proposal, actor=Actor.cli("calibrate"),
                                                   note=o["note"])
         self.stdout.write(f"\nStored as calibration {calibration.pk}: it decides from now on for "
                           f"{calibration.model_version}.")
@@ -116,8 +119,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _policy() -> selectors.DecisionPolicy:
-        return selectors.decision_policy(model_version=engine.model_version(),
-                                         asnorm_key=score_normalisation.asnorm_key())
+        return selectors.decision_policy(model_version=inference_owner.model_version(),
+                                         asnorm_key=service_asnorm.asnorm_key())
 
     def _print_policy(self, policy: selectors.DecisionPolicy) -> None:
         self.stdout.write(f"Thresholds in force for {policy.model_version}:")
@@ -128,7 +131,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  score normalisation by default: {'AS-norm' if policy.asnorm_default else 'none'}"
                           f"; AS-norm key {policy.asnorm_key}")
 
-    def _print_proposal(self, p: services.CalibrationProposal) -> None:
+    def _print_proposal(self, p: calibration_service.CalibrationProposal) -> None:
         before = p.policy_before
         v, i = p.figures["verification"], p.figures.get("identification", {})
         point = "at the EER" if p.method == CalibrationMethod.EER else f"at FAR {100 * p.far_target:g} %"

@@ -13,7 +13,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation
-from speakers import engine, score_normalisation, selectors, services
+from speakers import asnorm as service_asnorm
+from speakers import inference_owner, selectors
+from speakers.services import calibration as calibration_service
 
 
 def _pct(value: float | None) -> str:
@@ -55,9 +57,9 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
 
-        embed_fn = services.accuracy_embed_fn(quality_gates=not no_quality_gates)
-        norm = score_normalisation.asnorm() if asnorm else None
-        policy = selectors.decision_policy(model_version=engine.model_version(),
+        embed_fn = calibration_service.accuracy_embed_fn(quality_gates=not no_quality_gates)
+        norm = service_asnorm.asnorm() if asnorm else None
+        policy = selectors.decision_policy(model_version=inference_owner.model_version(),
                                            asnorm_key=norm.key if norm else None)
         progress = not no_progress
         self.stdout.write(f"Model {policy.model_version}; quality gates {'off' if no_quality_gates else 'on'}; "
@@ -83,10 +85,10 @@ class Command(BaseCommand):
                         unknown_speakers=set(unknown) if unknown else None, threshold=thresholds.identify,
                         margin=thresholds.identify_margin, asnorm=normaliser, progress=progress)
                     if rotate_unknown:
-                        pooled, _ = services.identification_probes_pooled(
-                            utterances=utterances, audio_root=audio_root, embed_fn=embed_fn,
-                            threshold=thresholds.identify, margin=thresholds.identify_margin,
-                            enroll_per_speaker=enroll_per_speaker, asnorm=normaliser, progress=progress)
+                        pooled, _ = evaluation.identification_pooled(
+                            utterances, audio_root, embed_fn, threshold=thresholds.identify,
+                            margin=thresholds.identify_margin, enroll_per_speaker=enroll_per_speaker,
+                            asnorm=normaliser, progress=progress)
                         report["pooled"] = {
                             "known_probes": sum(1 for p in pooled if p["known"]),
                             "unknown_probes": sum(1 for p in pooled if not p["known"]),
@@ -107,7 +109,7 @@ class Command(BaseCommand):
     def _thresholds_in_force(report: dict[str, Any], policy: selectors.DecisionPolicy) -> dict[str, Any]:
         labels = report["scores"]["labels"]
         out: dict[str, Any] = {}
-        for key, thresholds in (("raw", policy.cosine), ("asnorm", policy.asnorm)):
+        for key, thresholds in (("cosine", policy.cosine), ("asnorm", policy.asnorm)):
             if report.get(key) is None:
                 continue
             far, frr = evaluation.rates_at_threshold(report["scores"][key], labels, thresholds.verify)
@@ -116,7 +118,7 @@ class Command(BaseCommand):
 
     def _print_verification(self, report: dict[str, Any], trials: Path, paths: tuple[Path, Path]) -> None:
         c = report["counts"]
-        scales = [("raw", "cosine")] + ([("asnorm", f"AS-norm k={report['asnorm']['top_k']}")]
+        scales = [("cosine", "cosine")] + ([("asnorm", f"AS-norm k={report['asnorm']['top_k']}")]
                                         if report["asnorm"] else [])
         lines = [
             "",
@@ -134,11 +136,11 @@ class Command(BaseCommand):
         lines.append(row("EER", lambda k: _pct(report[k]["eer"])))
         lines.append(row("  threshold at EER", lambda k: f"{report[k]['eer_threshold']:.3f}"))
         lines.append(row("EER (SpeechBrain definition)", lambda k: _pct(report[k]["eer_speechbrain"])))
-        for i, dcf in enumerate(report["raw"]["min_dcf"]):
+        for i, dcf in enumerate(report["cosine"]["min_dcf"]):
             lines.append(row(f"minDCF p_target={dcf['p_target']:g}",
                              lambda k, i=i: f"{report[k]['min_dcf'][i]['min_dcf']:.3f}"))
             lines.append(row("  at threshold", lambda k, i=i: f"{report[k]['min_dcf'][i]['threshold']:.3f}"))
-        lines.append(row(f"threshold at FAR {100 * report['raw']['far_target']:g} %",
+        lines.append(row(f"threshold at FAR {100 * report['cosine']['far_target']:g} %",
                          lambda k: f"{report[k]['threshold_at_far']:.3f}"))
         lines.append(row("  FAR / FRR there (%)", lambda k: f"{100 * report[k]['far_at_threshold']:.2f} / "
                                                             f"{100 * report[k]['frr_at_threshold']:.2f}"))

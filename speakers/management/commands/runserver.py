@@ -5,12 +5,12 @@ The warm-up runs in the serving process (the autoreloader's child), never in the
 from __future__ import annotations
 
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
-from django.core.servers import basehttp
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
+from django.core.servers import basehttp
 
-from speakers.engine import engine_warm_up_in_background, require_prepared_model
-
+from speakers.inference_owner import require_prepared_model
+from speakers.startup import warm_up_in_background
 
 # The development server's own refusals (a request line over 64 KiB, a malformed request) in the
 # API's error shape rather than an HTML page.
@@ -28,5 +28,5 @@ class Command(StaticfilesRunserver):
         super().handle(*args, **options)
 
     def inner_run(self, *args, **options) -> None:
-        engine_warm_up_in_background()
+        warm_up_in_background()
         super().inner_run(*args, **options)

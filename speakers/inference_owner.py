@@ -1,4 +1,4 @@
-"""The one owner of the inference engine in this process.
+"""The one owner of the inference engine (``inference/``) in this process.
 
 MindSpore is neither fork-safe nor thread-safe, while the dev server and gunicorn's gthread
 workers run views in several threads. So each process gets one inference thread that
@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError, read_manifest
 
 from .exceptions import EngineUnavailable
+from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,24 +38,13 @@ class _Owner:
     """The inference thread of one process and the model it loaded."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprint-inference")
         self.load_lock = threading.Lock()
         self.embedder: Embedder | None = None
 
 
-_owner_lock = threading.Lock()
-_owner: _Owner | None = None
-
-
-def _forget_owner_after_fork() -> None:
-    # A forked child has none of the parent's threads: never reuse its executor or locks.
-    global _owner, _owner_lock
-    _owner = None
-    _owner_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_owner_after_fork)
+# A forked child has none of the parent's threads: it never reuses the parent's executor or locks.
+_owner: ProcessLocal[_Owner] = ProcessLocal(_Owner)
 
 
 def engine_config() -> EngineConfig:
@@ -93,14 +83,6 @@ def require_prepared_model() -> None:
         raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
 
 
-def _owner_for_this_process() -> _Owner:
-    global _owner
-    with _owner_lock:
-        if _owner is None or _owner.pid != os.getpid():
-            _owner = _Owner()
-        return _owner
-
-
 def _load(config: EngineConfig) -> Embedder:
     embedder = Embedder.load(config)
     logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
@@ -109,7 +91,7 @@ def _load(config: EngineConfig) -> Embedder:
 
 def get_embedder() -> Embedder:
     """The process's embedder, loaded on first use. Raises EngineUnavailable if it cannot load."""
-    owner = _owner_for_this_process()
+    owner = _owner.get()
     if owner.embedder is not None:
         return owner.embedder
     with owner.load_lock:
@@ -124,8 +106,14 @@ def get_embedder() -> Embedder:
     return owner.embedder
 
 
-def _in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
-    return _owner_for_this_process().executor.submit(fn, *args).result()
+def in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on this process's inference thread and wait for its result."""
+    return submit(fn, *args).result()
+
+
+def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """Queue ``fn(*args)`` on this process's inference thread without waiting."""
+    return _owner.get().executor.submit(fn, *args)
 
 
 def model_version() -> str:
@@ -136,7 +124,7 @@ def embed(data: bytes) -> EmbeddingResult:
     """Embed one recording. Raises the engine's AudioError subclasses for unusable audio."""
     embedder = get_embedder()
     try:
-        return _in_inference_thread(embedder.embed, data)
+        return in_inference_thread(embedder.embed, data)
     except ModelError as exc:
         raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
 
@@ -144,17 +132,17 @@ def embed(data: bytes) -> EmbeddingResult:
 def embed_many(items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
     """Embed several recordings in one batch; an unusable one yields its error in its place."""
     embedder = get_embedder()
-    results = _in_inference_thread(embedder.embed_many, list(items))
+    results = in_inference_thread(embedder.embed_many, list(items))
     for result in results:
         if isinstance(result, ModelError):
             raise EngineUnavailable(result.message, model_error=result.code, **result.detail)
     return results
 
 
-def engine_status() -> dict[str, Any]:
+def owner_status() -> dict[str, Any]:
     """For the health check: never loads the model."""
-    owner = _owner
-    if owner is not None and owner.pid == os.getpid() and owner.embedder is not None:
+    owner = _owner.peek()
+    if owner is not None and owner.embedder is not None:
         return {"model_version": owner.embedder.model_version, "model_loaded": True, "model_prepared": True}
     version = None
     try:
@@ -162,28 +150,3 @@ def engine_status() -> dict[str, Any]:
     except (OSError, ValueError, AttributeError):
         pass
     return {"model_version": version, "model_loaded": False, "model_prepared": manifest_path().is_file()}
-
-
-def engine_warm_up() -> None:
-    """Load the model and build the index now rather than at the first request."""
-    from django.db import connection
-
-    from .voiceprint_index import speaker_index
-
-    try:
-        embedder = get_embedder()
-        speaker_index().sync()
-        # Compile every length bucket (about 1.5 s each) in the inference thread, one task per
-        # bucket, so requests arriving meanwhile queue behind one compilation at most.
-        executor = _owner_for_this_process().executor
-        for frames in embedder.config.buckets:
-            executor.submit(embedder.warmup, [frames])
-    except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
-        logger.exception("warm-up failed; the model and index will load at the first request")
-    finally:
-        connection.close()
-
-
-def engine_warm_up_in_background() -> None:
-    if settings.VOICEPRINT_WARMUP:
-        threading.Thread(target=engine_warm_up, name="voiceprint-warm-up", daemon=True).start()

@@ -1,0 +1,146 @@
+"""Report files: the JSON of a report and its figure (DET curves and score histograms)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.evaluation.metrics import det_curve
+
+logger = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_report(report: Mapping[str, Any], json_path: Path | str, png_path: Path | str) -> None:
+    """Write a report as JSON and as a PNG figure (matplotlib, Agg canvas, no display needed).
+
+    A verification report is drawn as a DET curve (normal-deviate axes; raw and, when
+    present, AS-norm) beside target / non-target score histograms with the EER and
+    fixed-FAR thresholds marked. An identification report is drawn as histograms of the
+    best score of correctly identified, misidentified and unknown probes with the threshold.
+    """
+    json_path, png_path = Path(json_path), Path(png_path)
+    for path in (json_path, png_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if report.get("kind") == "verification":
+        fig = _verification_figure(report, Figure)
+    elif report.get("kind") == "identification":
+        fig = _identification_figure(report, Figure)
+    else:
+        raise ValueError(f"unknown report kind {report.get('kind')!r}")
+    FigureCanvasAgg(fig)
+    fig.savefig(png_path, dpi=110)
+    logger.info("wrote %s and %s", json_path, png_path)
+
+
+_DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+def _verification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
+    from scipy.stats import norm
+
+    scores = report.get("scores") or {}
+    if not scores.get("cosine"):
+        raise ValueError("the verification report has no scores to plot")
+    labels = np.asarray(scores["labels"])
+    scales = [("cosine", "cosine")] + ([("asnorm", "AS-norm")] if scores.get("asnorm") is not None else [])
+    fig = figure_cls(figsize=(5.0 * (1 + len(scales)), 4.5), layout="constrained")
+    axes = fig.subplots(1, 1 + len(scales))
+
+    det = axes[0]
+    lo, hi = norm.ppf(_DET_TICKS[0]), norm.ppf(_DET_TICKS[-1])
+    for key, title in scales:
+        fpr, fnr, _ = det_curve(scores[key], labels)
+        clip = lambda p: norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))  # noqa: E731
+        eer = report[key]["eer"]
+        det.plot(clip(fpr), clip(fnr), drawstyle="steps-post", label=f"{title} (EER {100 * eer:.2f}%)")
+        det.plot([clip(eer)], [clip(eer)], "o", color=det.lines[-1].get_color())
+    det.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
+    ticks = norm.ppf(_DET_TICKS)
+    tick_labels = [f"{100 * t:g}" for t in _DET_TICKS]
+    det.set_xticks(ticks, tick_labels)
+    det.set_yticks(ticks, tick_labels)
+    det.set_xlim(lo, hi)
+    det.set_ylim(lo, hi)
+    det.set_xlabel("false acceptance rate (%)")
+    det.set_ylabel("false rejection rate (%)")
+    counts = report["counts"]
+    det.set_title(f"DET, {counts['target']} target / {counts['nontarget']} non-target trials")
+    det.grid(True, linewidth=0.4)
+    det.legend(loc="upper right", fontsize=8)
+
+    for ax, (key, title) in zip(axes[1:], scales):
+        s = np.asarray(scores[key])
+        bins = np.linspace(s.min(), s.max(), 50)
+        ax.hist(s[labels == 0], bins=bins, density=True, alpha=0.55, label="non-target")
+        ax.hist(s[labels == 1], bins=bins, density=True, alpha=0.55, label="target")
+        metrics = report[key]
+        ax.axvline(
+            metrics["eer_threshold"],
+            color="black",
+            linestyle="--",
+            label=f"EER threshold {metrics['eer_threshold']:.3f}",
+        )
+        ax.axvline(
+            metrics["threshold_at_far"],
+            color="red",
+            linestyle=":",
+            label=f"FAR {100 * metrics['far_target']:g}% threshold {metrics['threshold_at_far']:.3f}",
+        )
+        ax.set_xlabel(f"{title} score")
+        ax.set_ylabel("density")
+        ax.set_title(f"{title} scores")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _identification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
+    probes = report["probes"]
+    groups = {
+        "known, identified": [p["best_score"] for p in probes if p["known"] and p["true_rank"] == 0],
+        "known, misidentified": [p["best_score"] for p in probes if p["known"] and p["true_rank"] != 0],
+        "unknown speaker": [p["best_score"] for p in probes if not p["known"]],
+    }
+    fig = figure_cls(figsize=(6.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    every = [s for v in groups.values() for s in v]
+    bins = np.linspace(min(every), max(every), 40) if every else 10
+    for name, values in groups.items():
+        if values:
+            ax.hist(values, bins=bins, alpha=0.55, label=f"{name} ({len(values)})")
+    ax.axvline(report["threshold"], color="black", linestyle="--", label=f"threshold {report['threshold']:.3f}")
+    ax.set_xlabel(f"best {report['scale']} score of each probe")
+    ax.set_ylabel("probes")
+    known = report.get("known") or {}
+    unknown = report.get("unknown") or {}
+    ax.set_title(
+        f"top-1 {100 * known.get('top1_accuracy', float('nan')):.1f}%, "
+        f"FIR {100 * unknown.get('false_identification_rate', float('nan')):.1f}%"
+    )
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,12 @@
+"""HTTP API, version 1. Views are thin: validate, call one selector or service, serialise.
+
+Authentication (X-API-Key) and scopes are checked before the body is read, so an
+unauthorised upload is refused without being parsed. Uploads arrive in memory
+(speakers/uploads.py) and are handed to the services as bytes. One module per resource.
+"""
+from .decisions import BatchVerifyApi, ClassicVerifySpeakerApi, CompareApi, IdentifyApi, VerifyApi
+from .policy import PolicyApi
+from .speakers import EnrollmentDetailApi, HealthApi, SpeakerCollectionApi, SpeakerDetailApi, SpeakerEnrollApi
+
+__all__ = ["BatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi", "VerifyApi", "PolicyApi",
+           "EnrollmentDetailApi", "HealthApi", "SpeakerCollectionApi", "SpeakerDetailApi", "SpeakerEnrollApi"]

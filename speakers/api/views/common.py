@@ -1,0 +1,138 @@
+"""What every view shares: the actor and recordings of a request, upload fields, the shared output shapes."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.request import Request
+
+from ... import selectors
+from ...models import ApiKeyScope
+from ...services import Actor, Recording
+from ..clients import client_address
+from ..validators import validate_metadata
+
+ENROLL, VERIFY, IDENTIFY, MANAGE = (ApiKeyScope.ENROLL, ApiKeyScope.VERIFY, ApiKeyScope.IDENTIFY,
+                                    ApiKeyScope.MANAGE)
+
+
+def request_actor(request: Request) -> Actor:
+    return Actor.from_api_key(request.auth, client_address=client_address(request))
+
+
+def request_recording(upload, field: str | None = None) -> Recording:
+    """An uploaded file as the services take it; ``field`` names the form field in errors about it."""
+    return Recording(filename=upload.name or "", data=upload.read(), field=field)
+
+
+class ScoreNormalisationField(serializers.BooleanField):
+    """``asnorm=true|false``; left out, the deployment's default (VOICEPRINT_ASNORM) applies."""
+
+    default_empty_html = empty  # a multipart form without the field means "not given", not false
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "Score with AS-norm (true) or raw cosine (false); default: the "
+                                       "deployment's setting. Normalised scores have their own thresholds.")
+        super().__init__(**kwargs)
+
+
+class AudioFileField(serializers.FileField):
+    """An uploaded recording; empty files go on to the engine, which names the problem (audio_empty)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_empty_file", True)
+        super().__init__(**kwargs)
+
+
+class MultipartInput(serializers.Serializer):
+    """A form whose single-file fields refuse a second file (it used to be silently dropped)."""
+
+    def to_internal_value(self, data):
+        errors = {}
+        for name, field in self.fields.items():
+            if isinstance(field, AudioFileField) and hasattr(data, "getlist") and len(data.getlist(name)) > 1:
+                errors[name] = [f"Send one file in this field, not {len(data.getlist(name))}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+# --- shared output shapes ------------------------------------------------------------------------
+
+class EnrollmentProgressOutput(serializers.Serializer):
+    speech_s = serializers.FloatField(help_text="Net speech of the voiceprint's enrollments, seconds.")
+    required_s = serializers.FloatField(help_text="Net speech a usable voiceprint needs.")
+    complete = serializers.BooleanField(help_text="True once the voiceprint can be verified and identified.")
+    text = serializers.CharField(help_text='e.g. "4.2 of 6 s"')
+
+
+class SpeakerOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    external_id = serializers.CharField(allow_null=True)
+    display_name = serializers.CharField()
+    metadata = serializers.JSONField()
+    enrollment_count = serializers.IntegerField()
+    enrolled = serializers.BooleanField(source="has_voiceprint",
+                                        help_text="True once the speaker has a voiceprint.")
+    model_version = serializers.SerializerMethodField(help_text="Model version of the voiceprint.")
+    enrollment_progress = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_verified_at = serializers.DateTimeField(allow_null=True)
+    last_identified_at = serializers.DateTimeField(allow_null=True)
+
+    def get_model_version(self, speaker) -> str | None:
+        return speaker.voiceprint_model_version or None
+
+    @extend_schema_field(EnrollmentProgressOutput)
+    def get_enrollment_progress(self, speaker):
+        return EnrollmentProgressOutput(selectors.enrollment_progress(speaker=speaker)).data
+
+
+class QualityOutput(serializers.Serializer):
+    clipping_ratio = serializers.FloatField()
+    snr_db = serializers.FloatField()
+    speech_ratio = serializers.FloatField()
+
+
+class EnrollmentOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    speaker_id = serializers.UUIDField()
+    filename = serializers.CharField()
+    model_version = serializers.CharField()
+    duration_s = serializers.FloatField()
+    speech_s = serializers.FloatField()
+    quality = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(QualityOutput)
+    def get_quality(self, enrollment):
+        return {"clipping_ratio": enrollment.clipping_ratio, "snr_db": enrollment.snr_db,
+                "speech_ratio": enrollment.speech_ratio}
+
+
+class ErrorOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    detail = serializers.JSONField()
+
+
+class RefusalOutput(serializers.Serializer):
+    filename = serializers.CharField()
+    error = serializers.SerializerMethodField()
+
+    @extend_schema_field(ErrorOutput)
+    def get_error(self, refusal):
+        return {"code": refusal.code, "message": refusal.message, "detail": refusal.detail}
+
+
+class SpeakerFields(serializers.Serializer):
+    external_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=255)
+    display_name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    metadata = serializers.JSONField(required=False)
+
+    def validate_metadata(self, value):
+        return validate_metadata(value)
+
+

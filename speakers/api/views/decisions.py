@@ -1,0 +1,212 @@
+"""Decisions: verify, identify, compare, batch-verify, and the classic verify-speaker endpoint."""
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ... import selectors, services
+from .common import (
+    IDENTIFY,
+    VERIFY,
+    AudioFileField,
+    ErrorOutput,
+    MultipartInput,
+    ScoreNormalisationField,
+    request_actor,
+    request_recording,
+)
+
+# --- decisions -------------------------------------------------------------------------------------------
+
+class VerifyApi(APIView):
+    required_scopes = {"POST": {VERIFY}}
+    parser_classes = [MultiPartParser]
+
+    class VerifyInput(MultipartInput):
+        speaker_id = serializers.UUIDField()
+        audio = AudioFileField()
+        asnorm = ScoreNormalisationField()
+
+    class VerifyOutput(serializers.Serializer):
+        speaker_id = serializers.UUIDField()
+        score = serializers.FloatField(help_text="The decision score: raw_score, or its AS-norm when "
+                                                 "score_normalisation is asnorm.")
+        raw_score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
+        threshold = serializers.FloatField(help_text="On the scale of score.")
+        accepted = serializers.BooleanField(help_text="score >= threshold")
+        model_version = serializers.CharField()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(request={"multipart/form-data": VerifyInput}, responses=VerifyOutput, tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        data = self.VerifyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        speaker = selectors.speaker_get(speaker_id=data.validated_data["speaker_id"])
+        decision = services.speaker_verify(speaker=speaker, actor=request_actor(request),
+                                           recording=request_recording(data.validated_data["audio"], "audio"),
+                                           asnorm=data.validated_data.get("asnorm"))
+        return Response(self.VerifyOutput(decision).data)
+
+
+class CandidateOutput(serializers.Serializer):
+    speaker_id = serializers.UUIDField()
+    external_id = serializers.CharField(allow_null=True)
+    display_name = serializers.CharField()
+    score = serializers.FloatField()
+    raw_score = serializers.FloatField()
+
+
+class IdentifyApi(APIView):
+    required_scopes = {"POST": {IDENTIFY}}
+    parser_classes = [MultiPartParser]
+
+    class IdentifyInput(MultipartInput):
+        audio = AudioFileField()
+        top_k = serializers.IntegerField(required=False, default=5, min_value=1)
+        asnorm = ScoreNormalisationField()
+
+        def validate_top_k(self, value: int) -> int:
+            if value > settings.VOICEPRINT_MAX_TOP_K:
+                raise serializers.ValidationError(f"top_k must be at most {settings.VOICEPRINT_MAX_TOP_K}.")
+            return value
+
+    class IdentifyOutput(serializers.Serializer):
+        candidates = CandidateOutput(many=True)
+        match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold and it "
+                                                           "leads the runner-up by >= margin.")
+        threshold = serializers.FloatField()
+        margin = serializers.FloatField(help_text="Lead over the runner-up a match needs.")
+        runner_up_score = serializers.FloatField(allow_null=True, help_text="Score of the second best voiceprint.")
+        no_match_reason = serializers.ChoiceField(
+            choices=["no_candidates", "below_threshold", "ambiguous"], allow_null=True)
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
+        model_version = serializers.CharField()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(request={"multipart/form-data": IdentifyInput}, responses=IdentifyOutput, tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        data = self.IdentifyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision = services.speaker_identify(recording=request_recording(data.validated_data["audio"], "audio"),
+                                             top_k=data.validated_data["top_k"], actor=request_actor(request),
+                                             asnorm=data.validated_data.get("asnorm"))
+        return Response(self.IdentifyOutput(decision).data)
+
+
+class CompareApi(APIView):
+    required_scopes = {"POST": {VERIFY}}
+    parser_classes = [MultiPartParser]
+
+    class CompareInput(MultipartInput):
+        reference = AudioFileField()
+        test = AudioFileField()
+        asnorm = ScoreNormalisationField()
+
+    class CompareOutput(serializers.Serializer):
+        similarity = serializers.FloatField(source="raw_score", help_text="Cosine similarity in [-1, 1] (= raw_score).")
+        score = serializers.FloatField(help_text="The decision score.")
+        raw_score = serializers.FloatField()
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
+        threshold = serializers.FloatField()
+        accepted = serializers.BooleanField()
+        model_version = serializers.CharField()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(request={"multipart/form-data": CompareInput}, responses=CompareOutput, tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        data = self.CompareInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision = services.recordings_compare(reference=request_recording(data.validated_data["reference"], "reference"),
+                                               test=request_recording(data.validated_data["test"], "test"),
+                                               actor=request_actor(request), asnorm=data.validated_data.get("asnorm"))
+        return Response(self.CompareOutput(decision).data)
+
+
+class ClassicVerifySpeakerApi(APIView):
+    """``POST /v1/verify-speaker``: compare two files, in the response shape of the classic ECAPA demo API.
+
+    Accepts the file fields ``reference``/``test`` or the aliases ``audio1``/``audio2`` and
+    ``file1``/``file2``.
+    """
+
+    required_scopes = {"POST": {VERIFY}}
+    parser_classes = [MultiPartParser]
+    ALIASES = {"reference": ("reference", "audio1", "file1"), "test": ("test", "audio2", "file2")}
+
+    class ClassicVerifySpeakerInput(MultipartInput):
+        reference = AudioFileField(help_text="Also accepted as audio1 or file1.")
+        test = AudioFileField(help_text="Also accepted as audio2 or file2.")
+
+    class ClassicVerifySpeakerOutput(serializers.Serializer):
+        similarity = serializers.FloatField(source="raw_score")
+        verification_result = serializers.BooleanField(source="accepted")
+        threshold = serializers.FloatField()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
+                   tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        for aliases in self.ALIASES.values():
+            used = [a for a in aliases if request.data.getlist(a)]
+            sent = sum(len(request.data.getlist(a)) for a in used)
+            if sent > 1:
+                raise serializers.ValidationError({used[0]: [f"Send one file in one of the fields "
+                                                             f"{', '.join(aliases)}, not {sent}."]})
+        files = {name: next((request.data[a] for a in aliases if a in request.data), None)
+                 for name, aliases in self.ALIASES.items()}
+        data = self.ClassicVerifySpeakerInput(data={k: v for k, v in files.items() if v is not None})
+        data.is_valid(raise_exception=True)
+        # Raw cosine always: this endpoint's clients read "similarity" as a cosine.
+        decision = services.recordings_compare(reference=request_recording(data.validated_data["reference"], "reference"),
+                                               test=request_recording(data.validated_data["test"], "test"),
+                                               actor=request_actor(request), asnorm=False)
+        return Response(self.ClassicVerifySpeakerOutput(decision).data)
+
+
+class BatchItemOutput(serializers.Serializer):
+    filename = serializers.CharField()
+    similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
+    score = serializers.FloatField(allow_null=True, help_text="The decision score.")
+    accepted = serializers.BooleanField(allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    @extend_schema_field(ErrorOutput(allow_null=True))
+    def get_error(self, item):
+        if item.refusal is None:
+            return None
+        return {"code": item.refusal.code, "message": item.refusal.message, "detail": item.refusal.detail}
+
+
+class BatchVerifyApi(APIView):
+    required_scopes = {"POST": {VERIFY}}
+    parser_classes = [MultiPartParser]
+
+    class BatchVerifyInput(MultipartInput):
+        reference = AudioFileField()
+        tests = serializers.ListField(child=AudioFileField(), min_length=1,
+                                      help_text="One or more recordings (repeat the field).")
+        asnorm = ScoreNormalisationField()
+
+    class BatchVerifyOutput(serializers.Serializer):
+        results = BatchItemOutput(many=True)
+        threshold = serializers.FloatField()
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
+        model_version = serializers.CharField()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(request={"multipart/form-data": BatchVerifyInput}, responses=BatchVerifyOutput, tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        data = self.BatchVerifyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision = services.recordings_batch_verify(
+            reference=request_recording(data.validated_data["reference"], "reference"), actor=request_actor(request),
+            tests=[request_recording(f) for f in data.validated_data["tests"]], asnorm=data.validated_data.get("asnorm"))
+        return Response(self.BatchVerifyOutput(decision).data)
+
+

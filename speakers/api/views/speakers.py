@@ -1,0 +1,160 @@
+"""Health, speakers and their enrollments."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ... import selectors, services
+from ..pagination import SpeakerPagination
+from ..parsers import JsonParser
+from .common import (
+    ENROLL,
+    MANAGE,
+    AudioFileField,
+    EnrollmentOutput,
+    EnrollmentProgressOutput,
+    MultipartInput,
+    RefusalOutput,
+    SpeakerFields,
+    SpeakerOutput,
+    request_actor,
+    request_recording,
+)
+
+# --- health ------------------------------------------------------------------------------------------
+
+class HealthApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class HealthOutput(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"],
+                                         help_text="degraded: some voiceprints cannot be read (left out of search); "
+                                                   "unavailable: the database cannot be reached (HTTP 503).")
+        model_version = serializers.CharField(allow_null=True)
+        model_loaded = serializers.BooleanField()
+        model_prepared = serializers.BooleanField()
+        database = serializers.ChoiceField(choices=["ok", "unreachable"])
+        enrolled_speakers = serializers.IntegerField(allow_null=True)
+        unreadable_voiceprints = serializers.IntegerField(allow_null=True,
+                                                          help_text="Damaged voiceprints (re-enroll those speakers).")
+        missing_key_ids = serializers.ListField(child=serializers.CharField(),
+                                                help_text="Key ids rows are sealed with that the configuration "
+                                                          "lacks.")
+
+    @extend_schema(responses={200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
+    def get(self, request: Request) -> Response:
+        health = selectors.health_status()
+        return Response(self.HealthOutput(health).data,
+                        status=503 if health["status"] == "unavailable" else 200)
+
+
+# --- speakers ------------------------------------------------------------------------------------------
+
+class SpeakerCollectionApi(APIView):
+    required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL, MANAGE}}
+    parser_classes = [JsonParser]
+
+    class SpeakerCreateInput(SpeakerFields):
+        pass
+
+    class SpeakerListQuery(serializers.Serializer):
+        external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+    @extend_schema(operation_id="speakers_list", responses=SpeakerOutput(many=True), tags=["speakers"],
+                   parameters=[OpenApiParameter("external_id", str, description="Exact external_id.")])
+    def get(self, request: Request) -> Response:
+        query = self.SpeakerListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        speakers = selectors.speaker_list(external_id=query.validated_data.get("external_id"))
+        paginator = SpeakerPagination()
+        page = paginator.paginate_queryset(speakers, request, view=self)
+        return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
+
+    @extend_schema(operation_id="speakers_create", request=SpeakerCreateInput, responses={201: SpeakerOutput},
+                   tags=["speakers"])
+    def post(self, request: Request) -> Response:
+        data = self.SpeakerCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        speaker = services.speaker_create(actor=request_actor(request), **data.validated_data)
+        return Response(SpeakerOutput(speaker).data, status=status.HTTP_201_CREATED)
+
+
+class SpeakerDetailApi(APIView):
+    required_scopes = {"GET": {ENROLL, MANAGE}, "PATCH": {MANAGE}, "DELETE": {MANAGE}}
+    parser_classes = [JsonParser]
+
+    class SpeakerUpdateInput(SpeakerFields):
+        pass
+
+    @extend_schema(operation_id="speakers_retrieve", responses=SpeakerOutput, tags=["speakers"])
+    def get(self, request: Request, speaker_id: str) -> Response:
+        return Response(SpeakerOutput(selectors.speaker_get(speaker_id=speaker_id)).data)
+
+    @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, responses=SpeakerOutput,
+                   tags=["speakers"])
+    def patch(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        data = self.SpeakerUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        speaker = services.speaker_update(speaker=speaker, actor=request_actor(request), **data.validated_data)
+        return Response(SpeakerOutput(speaker).data)
+
+    @extend_schema(operation_id="speakers_destroy", responses={204: None}, tags=["speakers"])
+    def delete(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        services.speaker_delete(speaker=speaker, actor=request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- enrollments ---------------------------------------------------------------------------------------
+
+class SpeakerEnrollApi(APIView):
+    """POST: enroll recordings. GET: the speaker's enrollments (metadata only)."""
+
+    required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL}}
+    parser_classes = [MultiPartParser]
+
+    class SpeakerEnrollInput(MultipartInput):
+        audio = serializers.ListField(child=AudioFileField(), min_length=1,
+                                      help_text="One or more recordings (repeat the field).")
+
+    class SpeakerEnrollOutput(serializers.Serializer):
+        speaker = SpeakerOutput()
+        accepted = EnrollmentOutput(many=True)
+        refused = RefusalOutput(many=True)
+        enrollment_progress = EnrollmentProgressOutput()
+        processing_time_ms = serializers.FloatField()
+
+    @extend_schema(operation_id="enrollments_list", responses=EnrollmentOutput(many=True), tags=["enrollments"])
+    def get(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        return Response(EnrollmentOutput(selectors.enrollment_list(speaker=speaker), many=True).data)
+
+    @extend_schema(operation_id="enrollments_create", request={"multipart/form-data": SpeakerEnrollInput},
+                   responses={201: SpeakerEnrollOutput}, tags=["enrollments"])
+    def post(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        data = self.SpeakerEnrollInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.speaker_enroll(speaker=speaker, actor=request_actor(request),
+                                          recordings=[request_recording(f) for f in data.validated_data["audio"]])
+        return Response(self.SpeakerEnrollOutput(outcome).data, status=status.HTTP_201_CREATED)
+
+
+class EnrollmentDetailApi(APIView):
+    required_scopes = {"DELETE": {MANAGE}}
+
+    @extend_schema(operation_id="enrollments_destroy", responses={204: None}, tags=["enrollments"])
+    def delete(self, request: Request, speaker_id: str, enrollment_id: str) -> Response:
+        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        enrollment = selectors.enrollment_get(speaker=speaker, enrollment_id=enrollment_id)
+        services.enrollment_delete(enrollment=enrollment, actor=request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+

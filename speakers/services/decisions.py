@@ -1,0 +1,294 @@
+"""Decisions: verify (1:1), identify (1:N, open set), compare and batch-verify.
+
+Each compares a score with a threshold of the decision policy in force (the newest calibration
+for the model version, else the settings; see selectors.decision_policy), on the cosine scale or,
+when asked, the AS-norm scale; every decision returns the score that decided, the raw cosine and
+the threshold. The rules themselves are :mod:`inference.decisions`, the ones evaluation and
+calibration measure.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inference import InferenceError, cosine
+from inference.asnorm import as_norm_scores
+from inference.decisions import accepts, identify_outcome
+
+from .. import asnorm as service_asnorm
+from .. import inference_owner
+from ..audit import Actor, audit_record
+from ..exceptions import (
+    ApplicationError,
+    EnrollmentIncomplete,
+    ModelVersionMismatch,
+    SpeakerNotEnrolled,
+    VoiceprintUnreadable,
+)
+from ..integrity import voiceprint_of
+from ..models import AuditAction, Speaker
+from ..selectors import DecisionPolicy, Thresholds, decision_policy, enrollment_progress
+from ..voiceprint_index import voiceprint_index
+from .lockout import verification_lock_check, verification_outcome_record
+from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed
+from .timing import elapsed_ms
+
+# Names of the score normalisation a decision used (the API's ``score_normalisation``).
+NO_NORMALISATION = "none"
+ASNORM = "asnorm"
+# With AS-norm, identify re-ranks this many cosine nearest voiceprints (the normalisation can
+# reorder candidates, never bring in one far down the cosine ranking).
+ASNORM_SHORTLIST = 50
+
+
+@dataclass(frozen=True)
+class VerifyDecision:
+    speaker_id: uuid.UUID
+    score: float
+    raw_score: float
+    score_normalisation: str
+    threshold: float
+    accepted: bool
+    model_version: str
+    processing_time_ms: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    speaker_id: uuid.UUID
+    external_id: str | None
+    display_name: str
+    score: float
+    raw_score: float
+
+
+@dataclass(frozen=True)
+class IdentifyDecision:
+    candidates: list[Candidate]
+    match: Candidate | None
+    threshold: float
+    margin: float
+    runner_up_score: float | None
+    no_match_reason: str | None
+    score_normalisation: str
+    model_version: str
+    processing_time_ms: float
+
+
+@dataclass(frozen=True)
+class CompareDecision:
+    score: float
+    raw_score: float
+    score_normalisation: str
+    threshold: float
+    accepted: bool
+    model_version: str
+    processing_time_ms: float
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    filename: str
+    raw_score: float | None = None
+    score: float | None = None
+    accepted: bool | None = None
+    refusal: Refusal | None = None
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    results: list[BatchItem]
+    threshold: float
+    score_normalisation: str
+    model_version: str
+    processing_time_ms: float
+
+
+# --- the scale a request decides on ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Scale:
+    """How one request scores: cosine, or AS-norm; and the policy's thresholds for that scale."""
+
+    normalised: bool
+    policy: DecisionPolicy
+
+    @property
+    def name(self) -> str:
+        return ASNORM if self.normalised else NO_NORMALISATION
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return self.policy.thresholds(normalised=self.normalised)
+
+    def score(self, raw: float, enroll_vector: np.ndarray, probe_vector: np.ndarray,
+              enroll_stats: tuple[float, float] | None = None) -> float:
+        """The score that decides: the raw cosine, or its AS-norm (``enroll_stats`` when already known)."""
+        if not self.normalised:
+            return float(raw)
+        stats = enroll_stats if enroll_stats is not None else service_asnorm.vector_stats(enroll_vector)
+        return float(service_asnorm.asnorm().normalise(
+            raw, enroll_stats=stats, test_stats=service_asnorm.vector_stats(probe_vector)))
+
+
+def _scale_for(*, asnorm: bool | None, model_version: str) -> _Scale:
+    """``asnorm``: the request's choice, or None for the deployment's default (VOICEPRINT_ASNORM)."""
+    normalised = settings.VOICEPRINT_ASNORM if asnorm is None else bool(asnorm)
+    key = service_asnorm.asnorm().key if normalised else None
+    return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version, asnorm_key=key))
+
+
+def _require_usable_voiceprint(speaker: Speaker) -> None:
+    """Refuse to compare with a missing, damaged, foreign-model or incomplete voiceprint (each its own 409)."""
+    if not speaker.has_voiceprint:
+        raise SpeakerNotEnrolled(speaker_id=str(speaker.id))
+    if speaker.voiceprint_unreadable:
+        raise VoiceprintUnreadable(speaker_id=str(speaker.id))
+    current_version = inference_owner.model_version()
+    if speaker.voiceprint_model_version != current_version:
+        raise ModelVersionMismatch(speaker_id=str(speaker.id),
+                                   voiceprint_model_version=speaker.voiceprint_model_version,
+                                   model_version=current_version)
+    progress = enrollment_progress(speaker=speaker)
+    if not progress.complete:
+        raise EnrollmentIncomplete(
+            f"The speaker's voiceprint holds {progress.text} of speech; enroll more recordings before "
+            "verifying against it.",
+            speaker_id=str(speaker.id), enrollment_progress={**asdict(progress), "text": progress.text})
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
+                   asnorm: bool | None = None) -> VerifyDecision:
+    """1:1: is this recording the speaker's voice? Scores the probe against the stored voiceprint.
+
+    Only a complete voiceprint of the loaded model version is compared (409 otherwise); the
+    speaker's verifications pause after repeated rejections (429 verification_locked).
+    """
+    started = time.perf_counter()
+    verification_lock_check(speaker_id=speaker.id)
+    _require_usable_voiceprint(speaker)
+    probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    voiceprint = voiceprint_of(speaker)
+    raw = cosine(voiceprint, probe.vector)
+    score = scale.score(raw, voiceprint, probe.vector)
+    threshold = scale.thresholds.verify
+    accepted = accepts(score, threshold)
+    with transaction.atomic():
+        Speaker.objects.filter(pk=speaker.pk).update(last_verified_at=timezone.now())
+        audit_record(actor=actor, action=AuditAction.VERIFY, speaker_id=speaker.id,
+                     decision="accepted" if accepted else "rejected", score=score, threshold=threshold,
+                     detail={"raw_score": raw, "score_normalisation": scale.name,
+                             "policy": scale.thresholds.sources["verify"]})
+    verification_outcome_record(speaker_id=speaker.id, accepted=accepted, actor=actor)
+    return VerifyDecision(speaker_id=speaker.id, score=score, raw_score=raw, score_normalisation=scale.name,
+                          threshold=threshold, accepted=accepted, model_version=probe.model_version,
+                          processing_time_ms=elapsed_ms(started))
+
+
+def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
+                     asnorm: bool | None = None) -> IdentifyDecision:
+    """1:N, open set: the best candidates, and a match only if the best is clearly the one.
+
+    A match needs the best score ``>= threshold`` and a lead over the runner-up ``>= margin``
+    (a lone candidate has no runner-up). Only complete voiceprints of the loaded model version
+    are searched. The runner-up is looked at even when ``top_k`` is 1.
+    """
+    started = time.perf_counter()
+    probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    wanted = max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0)
+    index = voiceprint_index()
+    hits = index.search(probe.vector, wanted, model_version=probe.model_version)
+    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
+            .only("id", "external_id", "display_name")}
+    found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]  # deleted meanwhile: gone
+    raws = np.asarray([raw for _, raw in found], dtype=np.float64)
+    scores = raws
+    if scale.normalised and found:
+        normaliser = service_asnorm.asnorm()
+        stats = index.asnorm_stats([speaker.id for speaker, _ in found], normaliser)
+        kept = [i for i, s in enumerate(stats) if s is not None]  # dropped from the index meanwhile: gone
+        found, raws = [found[i] for i in kept], raws[kept]
+        enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
+        mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
+        scores = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
+    order = np.argsort(-scores, kind="stable")
+    ranked = [Candidate(speaker_id=found[i][0].id, external_id=found[i][0].external_id,
+                        display_name=found[i][0].display_name, score=float(scores[i]), raw_score=float(raws[i]))
+              for i in order]
+
+    thresholds = scale.thresholds
+    runner_up_score = ranked[1].score if len(ranked) > 1 else None
+    no_match_reason = identify_outcome(ranked[0].score if ranked else None, runner_up_score,
+                                       threshold=thresholds.identify, margin=thresholds.identify_margin)
+    match = ranked[0] if ranked and no_match_reason is None else None
+    with transaction.atomic():
+        if match is not None:
+            Speaker.objects.filter(pk=match.speaker_id).update(last_identified_at=timezone.now())
+        audit_record(actor=actor, action=AuditAction.IDENTIFY,
+                     speaker_id=match.speaker_id if match else None,
+                     decision="match" if match else "no_match",
+                     score=ranked[0].score if ranked else None, threshold=thresholds.identify,
+                     detail={"top_k": top_k, "candidates": min(len(ranked), top_k),
+                             "runner_up_score": runner_up_score, "margin": thresholds.identify_margin,
+                             "no_match_reason": no_match_reason, "score_normalisation": scale.name,
+                             "policy": thresholds.sources["identify"]})
+    return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=thresholds.identify,
+                            margin=thresholds.identify_margin, runner_up_score=runner_up_score,
+                            no_match_reason=no_match_reason, score_normalisation=scale.name,
+                            model_version=probe.model_version, processing_time_ms=elapsed_ms(started))
+
+
+def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,
+                       asnorm: bool | None = None) -> CompareDecision:
+    """Score two recordings against each other; nothing about them is stored."""
+    started = time.perf_counter()
+    ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
+    probe = recording_embed(recording=test, purpose=Purpose.PROBE)
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    raw = cosine(ref.vector, probe.vector)
+    score = scale.score(raw, ref.vector, probe.vector)
+    threshold = scale.thresholds.verify
+    accepted = accepts(score, threshold)
+    audit_record(actor=actor, action=AuditAction.COMPARE, decision="accepted" if accepted else "rejected",
+                 score=score, threshold=threshold,
+                 detail={"raw_score": raw, "score_normalisation": scale.name,
+                         "policy": scale.thresholds.sources["verify"]})
+    return CompareDecision(score=score, raw_score=raw, score_normalisation=scale.name, threshold=threshold,
+                           accepted=accepted, model_version=probe.model_version,
+                           processing_time_ms=elapsed_ms(started))
+
+
+def recordings_batch_verify(*, reference: Recording, tests: Sequence[Recording], actor: Actor,
+                            asnorm: bool | None = None) -> BatchDecision:
+    """Score many recordings against one reference, embedded once; one result per test file."""
+    started = time.perf_counter()
+    ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
+    scale = _scale_for(asnorm=asnorm, model_version=ref.model_version)
+    ref_stats = service_asnorm.vector_stats(ref.vector) if scale.normalised else None
+    threshold = scale.thresholds.verify
+    items: list[BatchItem] = []
+    for recording, result in zip(tests, recordings_embed(recordings=list(tests), purpose=Purpose.PROBE)):
+        if isinstance(result, (InferenceError, ApplicationError)):
+            items.append(BatchItem(filename=recording.filename, refusal=Refusal.from_error(recording.filename, result)))
+            continue
+        raw = cosine(ref.vector, result.vector)
+        score = scale.score(raw, ref.vector, result.vector, enroll_stats=ref_stats)
+        items.append(BatchItem(filename=recording.filename, raw_score=raw, score=score,
+                               accepted=accepts(score, threshold)))
+    audit_record(actor=actor, action=AuditAction.BATCH_VERIFY, threshold=threshold,
+                 detail={"tests": len(items), "accepted": sum(bool(i.accepted) for i in items),
+                         "refused": sum(i.refusal is not None for i in items), "score_normalisation": scale.name,
+                         "policy": scale.thresholds.sources["verify"]})
+    return BatchDecision(results=items, threshold=threshold, score_normalisation=scale.name,
+                         model_version=ref.model_version, processing_time_ms=elapsed_ms(started))

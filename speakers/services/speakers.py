@@ -1,0 +1,72 @@
+"""Speakers: create, update, delete (the delete reaches every index through the change log)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from ..audit import Actor, audit_record
+from ..exceptions import ExternalIdTaken
+from ..models import AuditAction, Enrollment, Speaker
+from ..voiceprint_index import index_change_record, index_update_after_commit
+
+
+def _clean_external_id(external_id: str | None) -> str | None:
+    """Blank means none: the unique constraint ignores NULLs but not empty strings."""
+    if external_id is None:
+        return None
+    return external_id.strip() or None
+
+
+def speaker_create(*, actor: Actor, external_id: str | None = None, display_name: str = "",
+                   metadata: dict[str, Any] | None = None) -> Speaker:
+    external_id = _clean_external_id(external_id)
+    try:
+        with transaction.atomic():
+            speaker = Speaker.objects.create(external_id=external_id, display_name=display_name or "",
+                                             metadata=metadata or {})
+            audit_record(actor=actor, action=AuditAction.SPEAKER_CREATE, speaker_id=speaker.id)
+    except IntegrityError as exc:
+        if external_id is not None and Speaker.objects.filter(external_id=external_id).exists():
+            raise ExternalIdTaken(external_id=external_id) from exc
+        raise
+    return speaker
+
+
+_UNSET: Any = object()
+
+
+def speaker_update(*, speaker: Speaker, actor: Actor, external_id: str | None = _UNSET,
+                   display_name: str = _UNSET, metadata: dict[str, Any] = _UNSET) -> Speaker:
+    changed: list[str] = []
+    if external_id is not _UNSET:
+        speaker.external_id = _clean_external_id(external_id)
+        changed.append("external_id")
+    if display_name is not _UNSET:
+        speaker.display_name = display_name or ""
+        changed.append("display_name")
+    if metadata is not _UNSET:
+        speaker.metadata = metadata or {}
+        changed.append("metadata")
+    if not changed:
+        return speaker
+    try:
+        with transaction.atomic():
+            speaker.save(update_fields=[*changed, "updated_at"])
+            audit_record(actor=actor, action=AuditAction.SPEAKER_UPDATE, speaker_id=speaker.id,
+                         detail={"fields": changed})
+    except IntegrityError as exc:
+        raise ExternalIdTaken(external_id=speaker.external_id) from exc
+    return speaker
+
+
+def speaker_delete(*, speaker: Speaker, actor: Actor) -> None:
+    """Delete the speaker, every enrollment and the voiceprint, from the database and every index."""
+    speaker_id = speaker.id
+    with transaction.atomic():
+        enrollments = Enrollment.objects.filter(speaker_id=speaker_id).count()
+        Speaker.objects.filter(id=speaker_id).delete()  # cascades to the enrollments
+        audit_record(actor=actor, action=AuditAction.SPEAKER_DELETE, speaker_id=speaker_id,
+                     detail={"enrollments": enrollments})
+        index_change_record(speaker_id=speaker_id)
+    index_update_after_commit()
