@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres bench evaluate clean
+.PHONY: install model migrate serve serve-gunicorn test test-postgres lint bench evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -37,6 +37,11 @@ serve-gunicorn: install model migrate
 ## test: install, prepare the model and run the whole test suite (SQLite)
 test: install model
 	$(PY) -m pytest -q
+
+## lint: ruff (configured in pyproject.toml) and no import cycle between the project's modules
+lint: install
+	$(VENV)/bin/ruff check .
+	$(PY) tools/import_cycles.py
 
 ## test-postgres: the suite against PostgreSQL (DATABASE_URL, default the local server's `test` database)
 test-postgres: install model

