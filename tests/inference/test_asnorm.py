@@ -31,8 +31,6 @@ def cohort() -> np.ndarray:
     else random directions, which are enough for the properties tested here."""
     if PREPARED_COHORT.is_file():
         return load_cohort(PREPARED_COHORT)
-    if CLASSIFIER_CKPT.is_file():
-        return load_classifier_cohort(CLASSIFIER_CKPT)
     return l2_normalise(np.random.default_rng(7).standard_normal((2000, 192)))
 
 
