@@ -129,6 +129,15 @@ def embed(data: bytes) -> EmbeddingResult:
         raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
 
 
+def embed_waveform(samples: Any, sample_rate: int) -> EmbeddingResult:
+    """Embed already-decoded mono samples (a streamed window). Raises the engine's AudioError subclasses."""
+    embedder = get_embedder()
+    try:
+        return in_inference_thread(embedder.embed_waveform, samples, sample_rate)
+    except ModelError as exc:
+        raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+
 def embed_many(items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
     """Embed several recordings in one batch; an unusable one yields its error in its place."""
     embedder = get_embedder()

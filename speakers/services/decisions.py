@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inference import InferenceError, cosine
+from inference import EmbeddingResult, InferenceError, cosine
 from inference.asnorm import as_norm_scores
 from inference.decisions import accepts, identify_outcome
 
@@ -111,6 +111,26 @@ class BatchDecision:
     processing_time_ms: float
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The known side of a 1:1 decision: a speaker's voiceprint, or a reference recording's embedding."""
+
+    vector: np.ndarray
+    speech_s: float
+
+
+@dataclass(frozen=True)
+class PairDecision:
+    """One 1:1 decision: the score that decided, the raw cosine, the threshold and where it came from."""
+
+    score: float
+    raw_score: float
+    threshold: float
+    accepted: bool
+    score_normalisation: str
+    policy_source: str
+
+
 # --- the scale a request decides on ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -145,6 +165,32 @@ def _scale_for(*, asnorm: bool | None, model_version: str) -> _Scale:
     return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version, asnorm_key=key))
 
 
+def pair_decide(*, reference: Reference, probe: EmbeddingResult, asnorm: bool | None = None,
+                reference_stats: tuple[float, float] | None = None) -> PairDecision:
+    """Is ``probe`` the voice of ``reference``? The one 1:1 rule: verify, compare, batch-verify and streaming.
+
+    ``asnorm``: the request's choice of scale (None: the deployment's default);
+    ``reference_stats``: the reference's AS-norm statistics when already known.
+    """
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    raw = cosine(reference.vector, probe.vector)
+    score = scale.score(raw, reference.vector, probe.vector, enroll_stats=reference_stats)
+    threshold = scale.thresholds.verify
+    return PairDecision(score=score, raw_score=raw, threshold=threshold, accepted=accepts(score, threshold),
+                        score_normalisation=scale.name, policy_source=scale.thresholds.sources["verify"])
+
+
+def speaker_reference(speaker: Speaker) -> Reference:
+    """A speaker's usable voiceprint as the reference of a decision (409 when it cannot decide)."""
+    _require_usable_voiceprint(speaker)
+    return Reference(vector=voiceprint_of(speaker), speech_s=float(speaker.voiceprint_speech_s))
+
+
+def recording_reference(result: EmbeddingResult) -> Reference:
+    """A reference recording's embedding as the reference of a decision."""
+    return Reference(vector=result.vector, speech_s=float(result.speech_s))
+
+
 def _require_usable_voiceprint(speaker: Speaker) -> None:
     """Refuse to compare with a missing, damaged, foreign-model or incomplete voiceprint (each its own 409)."""
     if not speaker.has_voiceprint:
@@ -177,21 +223,18 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     verification_lock_check(speaker_id=speaker.id)
     _require_usable_voiceprint(speaker)
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
-    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
-    voiceprint = voiceprint_of(speaker)
-    raw = cosine(voiceprint, probe.vector)
-    score = scale.score(raw, voiceprint, probe.vector)
-    threshold = scale.thresholds.verify
-    accepted = accepts(score, threshold)
+    decision = pair_decide(reference=speaker_reference(speaker), probe=probe, asnorm=asnorm)
     with transaction.atomic():
         Speaker.objects.filter(pk=speaker.pk).update(last_verified_at=timezone.now())
         audit_record(actor=actor, action=AuditAction.VERIFY, speaker_id=speaker.id,
-                     decision="accepted" if accepted else "rejected", score=score, threshold=threshold,
-                     detail={"raw_score": raw, "score_normalisation": scale.name,
-                             "policy": scale.thresholds.sources["verify"]})
-    verification_outcome_record(speaker_id=speaker.id, accepted=accepted, actor=actor)
-    return VerifyDecision(speaker_id=speaker.id, score=score, raw_score=raw, score_normalisation=scale.name,
-                          threshold=threshold, accepted=accepted, model_version=probe.model_version,
+                     decision="accepted" if decision.accepted else "rejected", score=decision.score,
+                     threshold=decision.threshold,
+                     detail={"raw_score": decision.raw_score, "score_normalisation": decision.score_normalisation,
+                             "policy": decision.policy_source})
+    verification_outcome_record(speaker_id=speaker.id, accepted=decision.accepted, actor=actor)
+    return VerifyDecision(speaker_id=speaker.id, score=decision.score, raw_score=decision.raw_score,
+                          score_normalisation=decision.score_normalisation, threshold=decision.threshold,
+                          accepted=decision.accepted, model_version=probe.model_version,
                           processing_time_ms=elapsed_ms(started))
 
 
@@ -255,17 +298,14 @@ def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,
     started = time.perf_counter()
     ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
     probe = recording_embed(recording=test, purpose=Purpose.PROBE)
-    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
-    raw = cosine(ref.vector, probe.vector)
-    score = scale.score(raw, ref.vector, probe.vector)
-    threshold = scale.thresholds.verify
-    accepted = accepts(score, threshold)
-    audit_record(actor=actor, action=AuditAction.COMPARE, decision="accepted" if accepted else "rejected",
-                 score=score, threshold=threshold,
-                 detail={"raw_score": raw, "score_normalisation": scale.name,
-                         "policy": scale.thresholds.sources["verify"]})
-    return CompareDecision(score=score, raw_score=raw, score_normalisation=scale.name, threshold=threshold,
-                           accepted=accepted, model_version=probe.model_version,
+    decision = pair_decide(reference=recording_reference(ref), probe=probe, asnorm=asnorm)
+    audit_record(actor=actor, action=AuditAction.COMPARE, decision="accepted" if decision.accepted else "rejected",
+                 score=decision.score, threshold=decision.threshold,
+                 detail={"raw_score": decision.raw_score, "score_normalisation": decision.score_normalisation,
+                         "policy": decision.policy_source})
+    return CompareDecision(score=decision.score, raw_score=decision.raw_score,
+                           score_normalisation=decision.score_normalisation, threshold=decision.threshold,
+                           accepted=decision.accepted, model_version=probe.model_version,
                            processing_time_ms=elapsed_ms(started))
 
 
@@ -276,16 +316,16 @@ def recordings_batch_verify(*, reference: Recording, tests: Sequence[Recording],
     ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
     scale = _scale_for(asnorm=asnorm, model_version=ref.model_version)
     ref_stats = service_asnorm.vector_stats(ref.vector) if scale.normalised else None
-    threshold = scale.thresholds.verify
     items: list[BatchItem] = []
     for recording, result in zip(tests, recordings_embed(recordings=list(tests), purpose=Purpose.PROBE)):
         if isinstance(result, (InferenceError, ApplicationError)):
             items.append(BatchItem(filename=recording.filename, refusal=Refusal.from_error(recording.filename, result)))
             continue
-        raw = cosine(ref.vector, result.vector)
-        score = scale.score(raw, ref.vector, result.vector, enroll_stats=ref_stats)
-        items.append(BatchItem(filename=recording.filename, raw_score=raw, score=score,
-                               accepted=accepts(score, threshold)))
+        decision = pair_decide(reference=recording_reference(ref), probe=result, asnorm=scale.normalised,
+                               reference_stats=ref_stats)
+        items.append(BatchItem(filename=recording.filename, raw_score=decision.raw_score, score=decision.score,
+                               accepted=decision.accepted))
+    threshold = scale.thresholds.verify
     audit_record(actor=actor, action=AuditAction.BATCH_VERIFY, threshold=threshold,
                  detail={"tests": len(items), "accepted": sum(bool(i.accepted) for i in items),
                          "refused": sum(i.refusal is not None for i in items), "score_normalisation": scale.name,
