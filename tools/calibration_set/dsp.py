@@ -128,26 +128,23 @@ def trim_silence(x: np.ndarray, rate: int = RATE, pad_s: float = 0.15) -> np.nda
     return x[start:end]
 
 
-def pause_cut_points(x: np.ndarray, parts: int, rate: int = RATE) -> list[int]:
-    """Sample indices cutting ``x`` into ``parts`` pieces of about equal net speech, each
-    cut in the middle of the nearest pause (non-speech run) to the ideal point."""
+def quiet_cut(x: np.ndarray, lo_s: float, hi_s: float, rate: int = RATE) -> int:
+    """Sample index of the quietest 0.1 s (moving average of frame energy) between ``lo_s``
+    and ``hi_s``: a cut there falls between words, not through one."""
+    e = np.convolve(frame_energy_db(x, rate), np.ones(10) / 10, mode="same")
+    lo = max(0, int(lo_s / HOP_S))
+    hi = min(len(e), max(lo + 1, int(hi_s / HOP_S)))
+    return int((lo + int(np.argmin(e[lo:hi]))) * HOP_S * rate)
+
+
+def balanced_cut_points(x: np.ndarray, parts: int, rate: int = RATE, slack: float = 0.15) -> list[int]:
+    """Sample indices cutting ``x`` into ``parts`` pieces of about equal net speech: each cut
+    is the :func:`quiet_cut` within ``slack`` of the duration around the ideal point."""
     mask = speech_frames(x, rate)
-    hop = int(HOP_S * rate)
     cum = np.cumsum(mask)
-    total = cum[-1]
-    # Centres of the non-speech runs.
-    pauses: list[int] = []
-    i = 0
-    while i < len(mask):
-        j = i
-        while j < len(mask) and mask[j] == mask[i]:
-            j += 1
-        if not mask[i] and i > 0 and j < len(mask):
-            pauses.append((i + j) // 2)
-        i = j
-    cuts: list[int] = []
+    duration = x.size / rate
+    cuts = []
     for k in range(1, parts):
-        ideal = int(np.searchsorted(cum, total * k / parts))
-        frame = min(pauses, key=lambda p: abs(p - ideal)) if pauses else ideal
-        cuts.append(frame * hop)
+        ideal_s = int(np.searchsorted(cum, cum[-1] * k / parts)) * HOP_S
+        cuts.append(quiet_cut(x, ideal_s - slack * duration, ideal_s + slack * duration, rate))
     return sorted(set(cuts))

@@ -41,7 +41,7 @@ RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "
                     "06": "fearful", "07": "disgust", "08": "surprised"}
 EMODB_GENDER = {"03": "M", "08": "F", "09": "F", "10": "M", "11": "M", "12": "M", "13": "F", "14": "F",
                 "15": "M", "16": "F"}
-EMODB_NEUTRAL_MAX = 6
+EMODB_NEUTRAL_MAX = 10
 EMODB_PER_EMOTION = 2
 AISHELL_PER_SPEAKER = 30
 FSDD_RECORDINGS = 10
@@ -119,7 +119,7 @@ def select_ravdess(gdir: Path) -> Iterator[Row]:
 
 
 def select_emodb(gdir: Path) -> Iterator[Row]:
-    """Per speaker: up to six neutral files and two of each other emotion (sorted names)."""
+    """Per speaker: up to ten neutral files and two of each other emotion (sorted names)."""
     d = DATASETS["emodb"]
     by_speaker: dict[str, dict[str, list[str]]] = {}
     for path in snapshots.list_files(gdir, d.commit, "wav/"):
