@@ -135,13 +135,55 @@ def telephone(x: np.ndarray, rate: int = dsp.RATE) -> np.ndarray:
 # ----------------------------------------------------------------------------- codecs
 
 
-def encode(x: np.ndarray, codec: str, rate: int = dsp.RATE) -> bytes:
-    """``x`` encoded with one of :data:`CODECS` (the bytes of the compressed file)."""
+def encode(x: np.ndarray, codec: str, rate: int = dsp.RATE, *, ogg_serial: int = 0x5EED) -> bytes:
+    """``x`` encoded with one of :data:`CODECS` (the bytes of the compressed file).
+
+    libogg gives each stream a random serial number; it is replaced by ``ogg_serial`` (and
+    the page checksums recomputed) so that an Ogg file, too, is the same bytes on every run.
+    """
     spec = dict(CODECS[codec])
     spec.pop("ext")
     buf = io.BytesIO()
     sf.write(buf, np.clip(x, -1.0, 1.0), rate, **spec)
-    return buf.getvalue()
+    data = buf.getvalue()
+    return set_ogg_serial(data, ogg_serial) if spec["format"] == "OGG" else data
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC = _ogg_crc_table()
+
+
+def ogg_crc(page: bytes) -> int:
+    """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, not reflected, initial 0)."""
+    crc = 0
+    for byte in page:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC[((crc >> 24) & 0xFF) ^ byte]
+    return crc
+
+
+def set_ogg_serial(data: bytes, serial: int) -> bytes:
+    """``data`` (a single-stream Ogg file) with every page's serial number set to ``serial``."""
+    out = bytearray(data)
+    pos = 0
+    while pos < len(out):
+        if out[pos : pos + 4] != b"OggS":
+            raise DegradeError(f"not an Ogg page at byte {pos}")
+        nsegs = out[pos + 26]
+        size = 27 + nsegs + sum(out[pos + 27 : pos + 27 + nsegs])
+        out[pos + 14 : pos + 18] = serial.to_bytes(4, "little")
+        out[pos + 22 : pos + 26] = b"\0\0\0\0"
+        out[pos + 22 : pos + 26] = ogg_crc(bytes(out[pos : pos + size])).to_bytes(4, "little")
+        pos += size
+    return bytes(out)
 
 
 # ----------------------------------------------------------------------------- noise
@@ -252,7 +294,7 @@ def make(row: dict[str, str], corpus: Path) -> tuple[bytes | np.ndarray, int]:
     if kind == "telephone":
         return telephone(x), TELEPHONE_RATE
     if kind == "codec":
-        return encode(x, params["codec"]), dsp.RATE
+        return encode(x, params["codec"], ogg_serial=int(rng.integers(1, 2**31))), dsp.RATE
     if kind == "noise":
         noise_type = params["noise"]
         if noise_type == "white":
