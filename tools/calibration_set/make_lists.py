@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(("speaker", "split", "population", "dataset", "role", "known", "enroll_files", "usable"))
         for s in sorted(speakers.values(), key=lambda s: s.name):
+            if s.role == "babble":
+                w.writerow((s.name, s.split, s.population, s.dataset, s.role, "-", 0, "-"))
+                continue
             w.writerow((s.name, s.split, s.population, s.dataset, s.role, "yes" if s.known else "no",
                         len(s.enroll), "yes" if s.enroll and s.probes else "no"))
     balanced = build_lists(speakers, nontargets=1, net_s=net.__getitem__)
