@@ -47,7 +47,7 @@ DATASETS: dict[str, Dataset] = {
             shippable=True,
             language="en",
             style="read",
-            recording="LibriVox audiobook, home recording; one utterance per reader, cut in two at a pause",
+            recording="LibriVox audiobook, home recording; one utterance per reader, cut in two at a quiet point",
             licence_note="LibriSpeech licence (same LICENSE.TXT as test-other)",
         ),
         Dataset(

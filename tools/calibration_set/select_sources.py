@@ -11,7 +11,7 @@ The choice is a pure function of the snapshots at the pinned commits (random pic
 
 Each row is one original file: ``dataset, speaker, gender, item, recipe, part, repo, commit,
 original_path``. ``item`` is the recording it becomes (``<speaker>/<name>``); ``recipe`` is
-``copy`` (one file, one recording), ``split`` (one file cut in two recordings at a pause,
+``copy`` (one file, one recording), ``split`` (one file cut in two recordings at a quiet point,
 ``<name>_a`` and ``<name>_b``) or ``concat`` (several files joined, in ``part`` order).
 """
 from __future__ import annotations
