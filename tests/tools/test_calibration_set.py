@@ -298,3 +298,18 @@ def test_setting_the_ogg_serial_keeps_valid_checksums():
     sf.write(raw, bursts(seconds=2.0), RATE, format="OGG", subtype="VORBIS")
     original = raw.getvalue()
     assert degrade.set_ogg_serial(original, int.from_bytes(original[14:18], "little")) == original
+
+
+def test_only_the_phone_enrolled_condition_degrades_the_enrollment(lists):
+    _, out = lists
+    made = {row["path"] for row in out["degradations"]}
+    for (split, cond), sets in out["enrollments"].items():
+        paths = [p for _, ps in sets for p in ps]
+        if cond == "narrowband_8k_both":
+            assert all(p.startswith("degraded/narrowband_8k_both/") and p in made for p in paths)
+        else:
+            assert all(p.startswith("audio/") for p in paths)
+    for (split, cond), rows in out["ident"].items():
+        enrolled = {p for role, _, p in rows if role == "enroll"}
+        listed = {p for _, ps in out["enrollments"][(split, cond)] for p in ps}
+        assert enrolled <= listed

@@ -12,10 +12,13 @@ files :mod:`tools.calibration_set.degrade` makes):
     ``speaker, split, population, role``: ``train`` (fit the calibration) or ``heldout``
     (report); ``role`` is ``trials`` or ``babble`` (a talker of that split's babble noise,
     in no list).
-``enrollments/<split>.txt``
-    ``<enroll_id> <path> [<path> ...]``: one enrollment set per speaker, clean recordings.
+``enrollments/<split>/<condition>.txt``
+    ``<enroll_id> <path> [<path> ...]``: the enrollment set of each speaker of the condition
+    (``enroll_id`` = speaker). Clean recordings, except in conditions that put the enrollment
+    through the channel too (``narrowband_8k_both``: a caller enrolled by phone).
 ``trials/<split>/<condition>.txt``
-    ``<label> <enroll_id> <probe_path>``, label 1 = same speaker. Balanced: one non-target
+    ``<label> <enroll_id> <probe_path>``, label 1 = same speaker; ``enroll_id`` refers to
+    ``enrollments/<split>/<condition>.txt``. Balanced: one non-target
     per target (``--dense`` adds ``trials_dense/`` with ten).
 ``pairs/<split>/<condition>.txt``
     The same trials as ``<label> <enroll_path> <probe_path>`` with the first file of the
@@ -80,6 +83,7 @@ class Condition:
     kind: str = "clean"  # degradation kind
     params: dict[str, Any] = field(default_factory=dict)
     ext: str = "wav"
+    degrade_enrollment: bool = False  # the enrollment recordings go through the channel too
 
 
 def _conditions() -> list[Condition]:
@@ -87,6 +91,7 @@ def _conditions() -> list[Condition]:
     out = [Condition("clean", read, "probe")]
     out += [Condition(f"short_{s:.1f}s", read, "probe", "crop", {"seconds": s}) for s in (1.0, 1.5, 2.0, 3.0)]
     out.append(Condition("narrowband_8k", read, "probe", "telephone"))
+    out.append(Condition("narrowband_8k_both", read, "probe", "telephone", degrade_enrollment=True))
     out += [Condition(f"codec_{c}", read, "probe", "codec", {"codec": c}, CODECS[c]["ext"]) for c in CODECS]
     out += [Condition(f"noise_{n}_{snr}db", read, "probe", "noise", {"noise": n, "snr_db": snr})
             for n in ("white", "pink", "babble", "hum") for snr in (0, 5, 10, 20)]
@@ -199,9 +204,7 @@ def build_lists(speakers: dict[str, Speaker], *, nontargets: int, net_s: Callabl
     babble_pool = {split: sorted(r["path"] for s in speakers.values() if s.split == split and s.role == "babble"
                                  for r in s.recordings) for split in SPLITS}
     trial_speakers = [s for s in speakers.values() if s.role == "trials" and s.enroll and s.probes]
-    out: dict[str, Any] = {"trials": {}, "ident": {}, "degradations": [], "counts": []}
-    out["enrollments"] = {split: sorted((s.name, s.enroll) for s in trial_speakers if s.split == split)
-                          for split in SPLITS}
+    out: dict[str, Any] = {"trials": {}, "ident": {}, "degradations": [], "counts": [], "enrollments": {}}
     for split in SPLITS:
         for cond in CONDITIONS:
             members = sorted((s for s in trial_speakers if s.split == split and s.population in cond.populations),
@@ -226,6 +229,14 @@ def build_lists(speakers: dict[str, Speaker], *, nontargets: int, net_s: Callabl
                         probes.append((spk, clean, path, copy))
             if not probes:
                 continue
+            enrollments = {s.name: s.enroll for s in members}
+            if cond.degrade_enrollment:
+                for spk in members:
+                    enrollments[spk.name] = [degraded_path(cond, p) for p in spk.enroll]
+                    out["degradations"] += [{"path": degraded_path(cond, p), "condition": cond.name, "kind": cond.kind,
+                                             "source": p, "params": json.dumps(cond.params, sort_keys=True)}
+                                            for p in spk.enroll]
+            out["enrollments"][(split, cond.name)] = sorted(enrollments.items())
             by_population: dict[str, list[str]] = defaultdict(list)
             for s in members:
                 by_population[s.population].append(s.name)
@@ -237,7 +248,7 @@ def build_lists(speakers: dict[str, Speaker], *, nontargets: int, net_s: Callabl
                 for other in rng.permutation(others)[:nontargets]:
                     rows.append((0, str(other), path))
             out["trials"][(split, cond.name)] = rows
-            ident = [("enroll", s.name, p) for s in members if s.known for p in s.enroll]
+            ident = [("enroll", s.name, p) for s in members if s.known for p in enrollments[s.name]]
             ident += [("probe", spk.name, path) for spk, _, path, _ in probes]
             out["ident"][(split, cond.name)] = ident
             out["counts"].append({
@@ -287,14 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     balanced = build_lists(speakers, nontargets=1, net_s=net.__getitem__)
     dense = build_lists(speakers, nontargets=DENSE_NONTARGETS, net_s=net.__getitem__)
     enroll_first = {}
-    for split, sets in balanced["enrollments"].items():
-        _write(args.corpus / "enrollments" / f"{split}.txt", [" ".join([n, *paths]) for n, paths in sets])
-        enroll_first.update({(split, n): paths[0] for n, paths in sets})
+    for (split, cond), sets in balanced["enrollments"].items():
+        _write(args.corpus / "enrollments" / split / f"{cond}.txt", [" ".join([n, *paths]) for n, paths in sets])
+        enroll_first.update({(split, cond, n): paths[0] for n, paths in sets})
     for lists, trials_dir, pairs_dir in ((balanced, "trials", "pairs"), (dense, "trials_dense", "pairs_dense")):
         for (split, cond), rows in lists["trials"].items():
             _write(args.corpus / trials_dir / split / f"{cond}.txt", [f"{l} {e} {p}" for l, e, p in rows])
             _write(args.corpus / pairs_dir / split / f"{cond}.txt",
-                   [f"{l} {enroll_first[(split, e)]} {p}" for l, e, p in rows])
+                   [f"{l} {enroll_first[(split, cond, e)]} {p}" for l, e, p in rows])
     for (split, cond), rows in balanced["ident"].items():
         _write(args.corpus / "ident" / split / f"{cond}.txt", [" ".join(r) for r in rows])
     with open(args.corpus / "degradations.csv", "w", newline="") as f:
