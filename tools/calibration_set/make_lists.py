@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         for c in balanced["counts"]:
             w.writerow(dict(c, nontargets_dense=dense_nt[(c["split"], c["condition"])]))
-    logger.info("%d conditions x %d splits, %d degraded probes -> %s", len(CONDITIONS), len(SPLITS),
+    logger.info("%d conditions x %d splits, %d degraded files -> %s", len(CONDITIONS), len(SPLITS),
                 len(balanced["degradations"]), args.corpus)
     return 0
 
