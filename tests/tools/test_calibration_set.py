@@ -106,7 +106,7 @@ def test_pink_noise_falls_by_about_3_db_per_octave():
     n = degrade.pink_noise(1 << 18, dsp.rng_for("test"))
     power = np.abs(np.fft.rfft(n)) ** 2
     freqs = np.fft.rfftfreq(n.size, 1 / RATE)
-    band = lambda lo: power[(freqs >= lo) & (freqs < 2 * lo)].sum()  # noqa: E731
+    band = lambda lo: power[(freqs >= lo) & (freqs < 2 * lo)].sum()
     assert 10 * np.log10(band(250) / band(2000)) == pytest.approx(0.0, abs=1.0)  # equal energy per octave
     assert 10 * np.log10(power[(freqs > 240) & (freqs < 260)].mean() / power[(freqs > 480) & (freqs < 520)].mean()) \
         == pytest.approx(3.0, abs=1.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import logging
 import sys
 from collections import defaultdict
@@ -90,7 +91,7 @@ def build_item(rows: list[dict[str, str]], snaps: dict[str, Path]) -> list[tuple
         elif recipe == "split":
             cuts = dsp.balanced_cut_points(x, 2)
             bounds = [0, *cuts, x.size]
-            for suffix, (start, end) in zip("ab", zip(bounds[:-1], bounds[1:])):
+            for suffix, (start, end) in zip("ab", itertools.pairwise(bounds)):
                 part = cap_at_pause(dsp.trim_silence(x[start:end]), MAX_PART_S)
                 outputs.append((f"{first['item']}_{suffix}", part,
                                 f"{start / dsp.RATE:.2f}-{end / dsp.RATE:.2f}s (of the trimmed file)"))

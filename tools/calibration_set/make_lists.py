@@ -44,9 +44,10 @@ import json
 import logging
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tools.calibration_set import dsp
 from tools.calibration_set.degrade import CODECS
