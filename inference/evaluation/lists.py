@@ -75,3 +75,67 @@ def read_speaker_list(path: Path | str) -> list[tuple[str, str]]:
     if not utterances:
         raise ValueError(f"{path}: no utterances")
     return utterances
+
+
+class SetTrial(NamedTuple):
+    """A trial against an enrollment set: ``label enroll_id probe`` (1 = the probe is that speaker)."""
+
+    label: int
+    enroll_id: str
+    probe: str
+
+
+def read_enrollment_sets(path: Path | str) -> dict[str, list[str]]:
+    """Read enrollment sets: one ``<enroll_id> <path> [<path> ...]`` per line.
+
+    Raises
+    ------
+    ValueError
+        A line without a path, an id given twice, or no sets.
+    """
+    sets: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if len(fields) < 2:
+                raise ValueError(f"{path}, line {lineno}: expected '<enroll_id> <path> [<path> ...]'")
+            if fields[0] in sets:
+                raise ValueError(f"{path}, line {lineno}: enrollment id {fields[0]!r} given twice")
+            sets[fields[0]] = fields[1:]
+    if not sets:
+        raise ValueError(f"{path}: no enrollment sets")
+    return sets
+
+
+def read_set_trials(path: Path | str) -> list[SetTrial]:
+    """Read trials against enrollment sets: ``<0|1> <enroll_id> <probe_path>`` per line."""
+    trials = []
+    for lineno, fields in _read_rows(path, "<0|1> <enroll_id> <probe_path>"):
+        if fields[0] not in ("0", "1"):
+            raise ValueError(f"{path}, line {lineno}: label must be 0 or 1, got {fields[0]!r}")
+        trials.append(SetTrial(int(fields[0]), fields[1], fields[2]))
+    if not trials:
+        raise ValueError(f"{path}: no trials")
+    return trials
+
+
+def read_identification_list(path: Path | str) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """Read an identification list of ``enroll <speaker> <path>`` and ``probe <speaker> <path>`` lines.
+
+    Returns ``(enrolled, probes)``: each enrolled speaker's files in order, and ``(speaker, path)``
+    probes; a probe whose speaker has no ``enroll`` line is an unknown voice.
+    """
+    enrolled: dict[str, list[str]] = {}
+    probes: list[tuple[str, str]] = []
+    for lineno, fields in _read_rows(path, "<enroll|probe> <speaker> <path>"):
+        if fields[0] == "enroll":
+            enrolled.setdefault(fields[1], []).append(fields[2])
+        elif fields[0] == "probe":
+            probes.append((fields[1], fields[2]))
+        else:
+            raise ValueError(f"{path}, line {lineno}: the first field must be enroll or probe, got {fields[0]!r}")
+    if not enrolled or not probes:
+        raise ValueError(f"{path}: needs enroll and probe lines")
+    return enrolled, probes
