@@ -106,7 +106,8 @@ def test_pink_noise_falls_by_about_3_db_per_octave():
     n = degrade.pink_noise(1 << 18, dsp.rng_for("test"))
     power = np.abs(np.fft.rfft(n)) ** 2
     freqs = np.fft.rfftfreq(n.size, 1 / RATE)
-    band = lambda lo: power[(freqs >= lo) & (freqs < 2 * lo)].sum()
+    def band(lo):
+        return power[(freqs >= lo) & (freqs < 2 * lo)].sum()
     assert 10 * np.log10(band(250) / band(2000)) == pytest.approx(0.0, abs=1.0)  # equal energy per octave
     assert 10 * np.log10(power[(freqs > 240) & (freqs < 260)].mean() / power[(freqs > 480) & (freqs < 520)].mean()) \
         == pytest.approx(3.0, abs=1.0)
@@ -258,10 +259,10 @@ def test_unknown_speakers_are_never_enrolled_in_identification(lists):
 
 def test_emotional_probes_are_expressive_and_enrollment_is_not(lists):
     speakers, out = lists
-    for (split, cond), rows in out["trials"].items():
+    for (_split, cond), rows in out["trials"].items():
         if cond != "emotional":
             continue
-        for _, enroll_id, probe in rows:
+        for _, _enroll_id, probe in rows:
             stem = Path(probe).stem
             emotion = stem.split("-")[2] if stem.startswith("03-") else stem[5]
             assert emotion not in ("01", "02", "N")
@@ -303,7 +304,7 @@ def test_setting_the_ogg_serial_keeps_valid_checksums():
 def test_only_the_phone_enrolled_condition_degrades_the_enrollment(lists):
     _, out = lists
     made = {row["path"] for row in out["degradations"]}
-    for (split, cond), sets in out["enrollments"].items():
+    for (_split, cond), sets in out["enrollments"].items():
         paths = [p for _, ps in sets for p in ps]
         if cond == "narrowband_8k_both":
             assert all(p.startswith("degraded/narrowband_8k_both/") and p in made for p in paths)

@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         enroll_first.update({(split, cond, n): paths[0] for n, paths in sets})
     for lists, trials_dir, pairs_dir in ((balanced, "trials", "pairs"), (dense, "trials_dense", "pairs_dense")):
         for (split, cond), rows in lists["trials"].items():
-            _write(args.corpus / trials_dir / split / f"{cond}.txt", [f"{l} {e} {p}" for l, e, p in rows])
+            _write(args.corpus / trials_dir / split / f"{cond}.txt", [f"{label} {e} {p}" for label, e, p in rows])
             _write(args.corpus / pairs_dir / split / f"{cond}.txt",
-                   [f"{l} {enroll_first[(split, cond, e)]} {p}" for l, e, p in rows])
+                   [f"{label} {enroll_first[(split, cond, e)]} {p}" for label, e, p in rows])
     for (split, cond), rows in balanced["ident"].items():
         _write(args.corpus / "ident" / split / f"{cond}.txt", [" ".join(r) for r in rows])
     with open(args.corpus / "degradations.csv", "w", newline="") as f:
