@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import median_filter, minimum_filter1d
+from scipy.ndimage import minimum_filter1d
 
 from inference.config import VadConfig
 from inference.errors import NoSpeechError
@@ -83,7 +83,8 @@ class _Layout:
 
     frame: int
     nfft: int
-    bands: np.ndarray  # (nfft // 2 + 1, n_bands + 1): averaging weights; band 0 lies below low_hz
+    band_starts: np.ndarray  # (n_bands + 1,) first FFT bin of each band; band 0 lies below low_hz
+    band_stop: int  # one past the last FFT bin of the top band
     bins: np.ndarray  # (n_bands + 1,) FFT bins per band
     smooth: int
     noise_window: int
@@ -105,15 +106,17 @@ def _layout(sample_rate: int, config: VadConfig) -> _Layout:
     edges = 700.0 * (10.0 ** (np.linspace(mel_low, mel_high, config.bands + 1) / 2595.0) - 1.0)
     edges = np.concatenate(([0.0], edges))
     edges[-1] = np.nextafter(edges[-1], np.inf)  # the top edge belongs to the top band
-    member = (freqs[:, None] >= edges[None, :-1]) & (freqs[:, None] < edges[None, 1:])
-    bins = member.sum(axis=0)
-    if np.any(bins == 0):
+    starts = np.searchsorted(freqs, edges[:-1])
+    stop = int(np.searchsorted(freqs, edges[-1]))
+    bins = np.diff(np.append(starts, stop))
+    if np.any(bins <= 0):
         raise ValueError(f"{config.bands} bands between {config.low_hz} and {config.high_hz} Hz leave a band "
                          f"without FFT bins at {sample_rate} Hz with a {config.window_ms} ms window")
     return _Layout(
         frame=frame,
         nfft=nfft,
-        bands=member / bins,
+        band_starts=starts,
+        band_stop=stop,
         bins=bins,
         smooth=max(1, config.smooth_frames),
         noise_window=max(1, int(round(config.noise_window_s * 1000.0 / config.frame_ms))),
@@ -128,19 +131,19 @@ def band_powers(samples: np.ndarray, layout: _Layout) -> np.ndarray:
     ends, so a steady signal has no onset). Scaled so that white noise of power ``p`` reads ``p``.
     """
     count = samples.size // layout.frame
-    x = samples.astype(np.float32)
+    x = np.asarray(samples, dtype=np.float32)
     if x.size < layout.nfft:
         x = np.pad(x, (0, layout.nfft - x.size))
     window = np.hanning(layout.nfft + 1)[:-1].astype(np.float32)
     scale = 1.0 / float(np.sum(window.astype(np.float64) ** 2))
     starts = np.clip(np.arange(count) * layout.frame + (layout.frame - layout.nfft) // 2, 0, x.size - layout.nfft)
-    out = np.empty((count, layout.bands.shape[1]))
-    offsets = np.arange(layout.nfft)
+    windows = np.lib.stride_tricks.sliding_window_view(x, layout.nfft)
+    out = np.empty((count, layout.bins.size))
     for begin in range(0, count, _BLOCK_FRAMES):
-        block = x[starts[begin : begin + _BLOCK_FRAMES, None] + offsets] * window
-        spectrum = np.abs(scipy.fft.rfft(block, axis=1)) ** 2
-        out[begin : begin + block.shape[0]] = (spectrum @ layout.bands) * scale
-    return out
+        spectrum = scipy.fft.rfft(windows[starts[begin : begin + _BLOCK_FRAMES]] * window, axis=1)[:, : layout.band_stop]
+        power = spectrum.real**2 + spectrum.imag**2
+        out[begin : begin + power.shape[0]] = np.add.reduceat(power, layout.band_starts, axis=1)
+    return out * scale / layout.bins
 
 
 def _smoothed_levels(powers: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -150,9 +153,12 @@ def _smoothed_levels(powers: np.ndarray, layout: _Layout) -> np.ndarray:
     (a few frames) over ``smooth`` frames.
     """
     levels = 10.0 * np.log10(powers + _EPS)
-    if layout.smooth > 1 and powers.shape[0] > 1:
-        levels = median_filter(levels, size=(min(layout.smooth, powers.shape[0]), 1), mode="nearest")
-    return levels
+    width = min(layout.smooth, levels.shape[0])
+    if width <= 1:
+        return levels
+    padded = np.pad(levels, ((width // 2, (width - 1) // 2), (0, 0)), mode="edge")
+    stack = np.lib.stride_tricks.sliding_window_view(padded, width, axis=0)  # (T, B, width)
+    return np.partition(stack, width // 2, axis=2)[:, :, width // 2]
 
 
 def _floors(levels: np.ndarray, window: int, shortest: int) -> np.ndarray:
