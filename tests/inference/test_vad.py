@@ -50,7 +50,7 @@ def test_a_loud_50_hz_hum_is_no_speech() -> None:
     _no_speech(0.9 * np.sin(2 * np.pi * 50 * t))
 
 
-def test_a_long_pause_is_shortened_to_keep_silence_without_losing_speech(clips) -> None:
+def test_a_long_pause_is_kept_whole_and_its_speech_counted_once(clips) -> None:
     wave = clips.wave("a_snt1")
     original = prepare_waveform(wave, RATE, CONFIG)
     # put 3 s of silence into the clip's own short pause between its first two segments
@@ -59,9 +59,10 @@ def test_a_long_pause_is_shortened_to_keep_silence_without_losing_speech(clips) 
     paused = np.concatenate([wave[:at], np.zeros(3 * RATE, dtype=np.float32), wave[at:]])
     prepared = prepare_waveform(paused, RATE, CONFIG)
     assert prepared.duration_s == pytest.approx(wave.size / RATE + 3.0)
-    kept_s = prepared.speech.size / RATE
-    assert kept_s == pytest.approx(original.speech.size / RATE + CONFIG.vad.keep_silence_s, abs=0.1)
+    # the network sees the whole recording, as the model was trained (cutting did not help: notes/vad.md)
+    np.testing.assert_array_equal(prepared.speech, paused)
     assert prepared.speech_s == pytest.approx(original.speech_s, abs=0.1)
+    assert len(prepared.segments) == len(original.segments)
 
 
 def test_noise_lowers_the_snr(clips) -> None:
