@@ -5,8 +5,8 @@ voice, or when a recording has no pause to learn the noise from. So the detector
 spectrum instead:
 
 1. Each ``frame_ms`` frame gets a power spectrum over a longer Hann window (``window_ms``,
-   centred on it) and is summed into mel-spaced bands; levels are smoothed over
-   ``smooth_frames``.
+   centred on it) and is summed into mel-spaced bands; each band's level is the median over
+   ``smooth_frames`` frames (steadier for noise, and a click is not spread out).
 2. Each band's stationary background is tracked by minimum statistics: the lowest smoothed level
    in the ``noise_window_s`` up to the frame and in the ``noise_window_s`` from it, the higher
    of the two. A steady noise, hum or tone sits at its own floor in every band; a noise that
