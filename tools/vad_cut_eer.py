@@ -42,8 +42,9 @@ VERSIONS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
     "8 s before and after, then pink noise 10 dB": lambda name, x: vad_corpus.mix(
         _pad(x, 8.0, -60.0, vad_corpus.seed_for(name, "pad")), "pink", 10.0, vad_corpus.seed_for(name, "pad", "pink"))[0],
 }
-MODES: dict[str, tuple[float, float] | None] = {"whole": None, "cut > 0.6 s to 0.2 s": (0.6, 0.2),
-                                                "cut > 2 s to 0.4 s": (2.0, 0.4)}
+MODES: dict[str, tuple[float, float] | str | None] = {
+    "whole": None, "cut > 0.6 s to 0.2 s": (0.6, 0.2), "cut > 2 s to 0.4 s": (2.0, 0.4),
+    "trim the ends": "trim"}
 
 
 def _pad(x: np.ndarray, seconds: float, floor_dbfs: float, seed: int) -> np.ndarray:
@@ -79,10 +80,14 @@ def _frame(config: EngineConfig) -> int:
     return int(round(config.audio.sample_rate * config.vad.frame_ms / 1000.0))
 
 
-def _embed(embedder: Embedder, samples: np.ndarray, cut: tuple[float, float] | None) -> np.ndarray:
+def _embed(embedder: Embedder, samples: np.ndarray, cut: tuple[float, float] | str | None) -> np.ndarray:
     config = embedder.config
     mask, report = vad.detect_speech(samples, config.audio.sample_rate, config.vad)
-    speech = drop_long_silences(samples, mask, _frame(config), *cut) if cut else samples
+    if cut == "trim":  # from the first speech segment's start to the last one's end
+        rate = config.audio.sample_rate
+        speech = samples[int(report.segments[0][0] * rate) : int(report.segments[-1][1] * rate)]
+    else:
+        speech = drop_long_silences(samples, mask, _frame(config), *cut) if cut else samples
     quality = AudioQuality(clipping_ratio=0.0, snr_db=report.snr_db, speech_ratio=report.speech_ratio,
                            speech_level_dbfs=report.speech_level_dbfs)
     prepared = PreparedAudio(speech=speech, duration_s=samples.size / config.audio.sample_rate,
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speech", type=Path, required=True, help="the shared speech directory (holds multi/)")
     parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
     parser.add_argument("--versions", nargs="*", default=list(VERSIONS), help="which versions to run")
-    parser.add_argument("--modes", nargs="*", default=list(MODES), help="whole first, then cuts")
+    parser.add_argument("--modes", nargs="*", default=list(MODES)[:3], help="whole first, then cuts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
