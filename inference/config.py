@@ -32,21 +32,32 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class VadConfig:
-    """Energy-based speech activity detection.
+    """Speech activity detection (see :mod:`inference.vad`).
 
-    ``frame_ms``-long frames whose energy is within ``threshold_db`` of the loud end of
-    the recording (and above an absolute floor) are speech. Silences longer than
-    ``max_silence_s`` are cut down to ``keep_silence_s`` before the embedding; shorter
-    pauses are kept, since the model was trained on natural speech with pauses.
+    A ``frame_ms`` frame is speech when its ``top_bands`` highest mel bands stand, on average,
+    ``score_threshold`` steady-noise standard deviations above their own stationary floors (each
+    band's lowest level within ``noise_window_s``, at least ``shortest_noise_window_s`` at the ends), it is above ``floor_dbfs`` and within
+    ``threshold_db`` of the loud end of the recording. Spectra are taken over ``window_ms``
+    centred on each frame and smoothed over ``smooth_frames``. Pauses are not cut before the
+    embedding: it did not help (notes/vad.md).
     """
 
     frame_ms: float = 20.0
     threshold_db: float = 30.0
     floor_dbfs: float = -55.0
     min_speech_s: float = 0.3
-    max_silence_s: float = 0.6
-    keep_silence_s: float = 0.2
     hangover_frames: int = 5
+    window_ms: float = 64.0
+    smooth_frames: int = 5
+    noise_window_s: float = 1.5
+    shortest_noise_window_s: float = 0.5
+    low_hz: float = 150.0
+    high_hz: float = 8_000.0
+    bands: int = 18
+    top_bands: int = 8
+    z_cap: float = 6.0
+    score_threshold: float = 3.0
+    dynamic_range_db: float = 60.0
 
 
 @dataclass(frozen=True)

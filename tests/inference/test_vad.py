@@ -8,6 +8,7 @@ import pytest
 from inference.config import EngineConfig
 from inference.embedder import prepare_audio, prepare_waveform
 from inference.errors import NoSpeechError
+from tools import vad_corpus
 
 CONFIG = EngineConfig()
 RATE = 16_000
@@ -49,7 +50,7 @@ def test_a_loud_50_hz_hum_is_no_speech() -> None:
     _no_speech(0.9 * np.sin(2 * np.pi * 50 * t))
 
 
-def test_a_long_pause_is_shortened_to_keep_silence_without_losing_speech(clips) -> None:
+def test_a_long_pause_is_kept_whole_and_its_speech_counted_once(clips) -> None:
     wave = clips.wave("a_snt1")
     original = prepare_waveform(wave, RATE, CONFIG)
     # put 3 s of silence into the clip's own short pause between its first two segments
@@ -58,9 +59,10 @@ def test_a_long_pause_is_shortened_to_keep_silence_without_losing_speech(clips) 
     paused = np.concatenate([wave[:at], np.zeros(3 * RATE, dtype=np.float32), wave[at:]])
     prepared = prepare_waveform(paused, RATE, CONFIG)
     assert prepared.duration_s == pytest.approx(wave.size / RATE + 3.0)
-    kept_s = prepared.speech.size / RATE
-    assert kept_s == pytest.approx(original.speech.size / RATE + CONFIG.vad.keep_silence_s, abs=0.1)
+    # the network sees the whole recording, as the model was trained (cutting did not help: notes/vad.md)
+    np.testing.assert_array_equal(prepared.speech, paused)
     assert prepared.speech_s == pytest.approx(original.speech_s, abs=0.1)
+    assert len(prepared.segments) == len(original.segments)
 
 
 def test_noise_lowers_the_snr(clips) -> None:
@@ -81,3 +83,96 @@ def test_a_clipped_recording_reports_its_clipping(clips) -> None:
     # the decoder counts the same thing on an upload (16-bit full scale is 0.99997)
     assert prepare_audio(clips.encode(clipped), CONFIG).quality.clipping_ratio > 0.01
     assert prepare_audio(clips.bytes("a_snt1"), CONFIG).quality.clipping_ratio < 1e-4
+
+
+# --- issue 7: real speech under a steady noise floor, or with no pause, is speech; nothing else is ---------------
+
+STEADY_NOISES = sorted(vad_corpus.NOISES)
+
+
+def _refused(samples: np.ndarray) -> bool:
+    try:
+        prepare_waveform(samples, RATE, CONFIG)
+    except NoSpeechError:
+        return True
+    return False
+
+
+def _refused_mixtures(clips, names, kind: str, snr_db: float, *, cut: bool) -> list[str]:
+    refused = []
+    for name in names:
+        wave = clips.wave(name)
+        if cut:
+            wave = vad_corpus.cut_pauses(wave)
+        mixed, _ = vad_corpus.mix(wave, kind, snr_db, vad_corpus.seed_for(str(name), "cut" if cut else "", kind, snr_db))
+        if _refused(mixed):
+            refused.append(str(name))
+    return refused
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 3.0, 6.0])
+@pytest.mark.parametrize("kind", STEADY_NOISES)
+def test_real_speech_with_a_steady_noise_floor_a_few_db_under_it_is_speech(clips, kind, snr_db) -> None:
+    assert _refused_mixtures(clips, clips.dev_names, kind, snr_db, cut=False) == []
+
+
+def test_real_speech_with_its_pauses_cut_out_is_speech(clips) -> None:
+    cut = {name: vad_corpus.cut_pauses(clips.wave(name)) for name in clips.dev_names}
+    assert all(wave.size < clips.wave(name).size for name, wave in cut.items())
+    assert [name for name, wave in cut.items() if _refused(wave)] == []
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 3.0, 6.0])
+@pytest.mark.parametrize("kind", STEADY_NOISES)
+def test_real_speech_without_pauses_and_a_steady_noise_a_few_db_under_it_is_speech(clips, kind, snr_db) -> None:
+    assert _refused_mixtures(clips, clips.dev_names, kind, snr_db, cut=True) == []
+
+
+def test_every_shared_recording_is_speech_clean_without_pauses_and_3_db_over_steady_noise(clips) -> None:
+    if not clips.multi_dir.is_dir():
+        pytest.skip(f"{clips.multi_dir} is not there (CI keeps ../shared beside the clone)")
+    paths = sorted(clips.multi_dir.rglob("*.wav"))
+    assert len(paths) >= 90
+    refused = [p.name for p in paths if _refused(clips.wave(p)) or _refused(vad_corpus.cut_pauses(clips.wave(p)))]
+    for kind in STEADY_NOISES:
+        refused += [f"{kind}: {p}" for p in _refused_mixtures(clips, paths, kind, 3.0, cut=False)]
+    assert refused == []
+
+
+def test_under_a_steady_noise_most_of_the_speech_is_still_found(clips) -> None:
+    for name in clips.dev_names:
+        wave = clips.wave(name)
+        clean = prepare_waveform(wave, RATE, CONFIG).speech_s
+        for kind in ("white", "pink+hum50"):
+            mixed, _ = vad_corpus.mix(wave, kind, 6.0, vad_corpus.seed_for(name, kind, 6.0))
+            assert prepare_waveform(mixed, RATE, CONFIG).speech_s > 0.6 * clean, (name, kind)
+
+
+NON_SPEECH = dict(vad_corpus.non_speech(vad_corpus.read_wave(vad_corpus.FIXTURES_DIR / "a_snt1.wav")))
+
+
+@pytest.mark.parametrize("name", sorted(NON_SPEECH))
+def test_a_sound_without_speech_is_no_speech(name) -> None:
+    _no_speech(NON_SPEECH[name])
+
+
+@pytest.mark.parametrize("kind", STEADY_NOISES)
+def test_a_minute_of_steady_noise_is_no_speech(kind) -> None:
+    for level_dbfs in (-45.0, -15.0):
+        _no_speech(10 ** (level_dbfs / 20) * vad_corpus.noise(kind, 60 * RATE, vad_corpus.seed_for(kind, level_dbfs)))
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum50", "white+hum60"])
+def test_the_snr_estimate_tracks_the_true_snr(clips, kind) -> None:
+    errors = {}
+    for snr_db in (0.0, 5.0, 10.0, 20.0):
+        errors[snr_db] = []
+        for name in clips.dev_names:
+            mixed, _ = vad_corpus.mix(clips.wave(name), kind, snr_db, vad_corpus.seed_for(name, kind, snr_db))
+            errors[snr_db].append(prepare_waveform(mixed, RATE, CONFIG).quality.snr_db - snr_db)
+    for snr_db, error in errors.items():
+        # at 0 dB the speech frames found lean to the louder ones; at 20 dB a clip's own background
+        # (some lie only 20-30 dB under the voice) adds to the noise mixed in
+        assert abs(np.median(error)) <= (2.0 if snr_db == 0 else 1.5), (snr_db, np.round(error, 1))
+        if snr_db <= 10:
+            assert max(np.abs(error)) <= (4.5 if snr_db == 0 else 3.0), (snr_db, np.round(error, 1))
