@@ -84,6 +84,13 @@ class IVFIndex:
     def nprobe(self) -> int:
         return 0 if self._index is None else int(self._index.nprobe)
 
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        if self._index is None:
+            raise ValueError("the index has no cells yet")
+        with self._lock.write():
+            self._index.nprobe = max(1, min(int(value), self.nlist))
+
     @property
     def stale(self) -> bool:
         """True once the index holds over 4x the vectors its cells were learnt from."""
