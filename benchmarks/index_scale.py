@@ -306,7 +306,7 @@ def worker_faiss(args: argparse.Namespace) -> dict:
     ivf = built["ivf"]
     default_nprobe = ivf.nprobe
     sweep = []
-    for nprobe in sorted({4, 8, 16, 32, 64, 128, default_nprobe}):
+    for nprobe in sorted({8, 16, 32, 64, 128, 256, default_nprobe}):
         if nprobe > ivf.nlist:
             continue
         ivf.nprobe = nprobe
@@ -472,23 +472,22 @@ def mmap_experiment(args: argparse.Namespace, folder: Path) -> dict:
     return found
 
 
-def print_size(size: int, kind: str, data: dict, faiss_part: dict, milvus_part: dict | None) -> None:
+def print_size(size: int, kind: str, data: dict, faiss_part: dict, milvus_part: dict) -> None:
     print(f"\n=== {size:,} voiceprints, {kind} vectors ===")
     if data:
         lo, mid, hi = data["same_speaker_cos"]
         print(f"same-direction cosine p5/p50/p95 {lo:.2f}/{mid:.2f}/{hi:.2f}; "
               f"other-direction cosine p99 {data['other_cos_p99']:.2f}")
     rows = dict(faiss_part["backends"])
-    if milvus_part:
-        rows["milvus"] = milvus_part
+    rows.update(milvus_part or {})
     today = rows["today"]
-    print(f"{'backend':<8} {'p50 ms':>8} {'p95 ms':>8} {'x today':>8} {'rec@1':>6} {'rec@5':>6} "
+    print(f"{'backend':<12} {'p50 ms':>8} {'p95 ms':>8} {'x today':>8} {'rec@1':>6} {'rec@5':>6} "
           f"{'RSS MB':>8} {'build s':>8}  {'add p50/max ms':>15} {'upd p50/max':>13} {'del p50/max':>13}")
     for name, row in rows.items():
         changes = row.get("changes")
         change_text = "".join(f" {changes[c]['p50']:7.2f}/{changes[c]['max']:<7.1f}" for c in ("add", "update", "delete")) \
             if changes else "  (no delete)"
-        print(f"{name:<8} {row['p50']:8.2f} {row['p95']:8.2f} {today['p50'] / row['p50']:8.2f} "
+        print(f"{name:<12} {row['p50']:8.2f} {row['p95']:8.2f} {today['p50'] / row['p50']:8.2f} "
               f"{row['recall1']:6.3f} {row['recall5']:6.3f} {row['rss_mb']:8.0f} {row['build_s']:8.1f} {change_text}")
     ivf = faiss_part["backends"]["ivf"]
     print(f"IVF nlist {ivf['nlist']}, nprobe {ivf['nprobe']} (default); sweep: " + ", ".join(
@@ -496,9 +495,9 @@ def print_size(size: int, kind: str, data: dict, faiss_part: dict, milvus_part: 
     if "hnsw_sweep" in faiss_part:
         print("HNSW M 32, efConstruction 40; sweep: " + ", ".join(
             f"ef {s['efSearch']}: rec@1 {s['recall1']:.3f} p50 {s['p50']:.2f} ms" for s in faiss_part["hnsw_sweep"]))
-    if milvus_part:
-        print(f"Milvus: pymilvus {milvus_part['pymilvus']}, milvus-lite {milvus_part['milvus_lite']}, "
-              f"{milvus_part['index']} {milvus_part['params']}, recall over {milvus_part['recall_queries']} queries")
+    for part in (milvus_part or {}).values():
+        print(f"Milvus: pymilvus {part['pymilvus']}, milvus-lite {part['milvus_lite']}, {part['uri']}, "
+              f"{part['index']} {part['params']}, recall over {part['recall_queries']} queries")
     if "threads" in faiss_part:
         print(f"flat search, OpenMP threads (raw FAISS IndexFlatIP p50 {faiss_part['raw_faiss_flat_p50']:.2f} ms): " +
               ", ".join(f"{t['threads']} thread{'s' if t['threads'] > 1 else ''}"
@@ -516,10 +515,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=50, help="adds, updates and deletes timed each")
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size HNSW is built at (slow)")
     parser.add_argument("--milvus", action="store_true", help="also measure Milvus (pymilvus)")
-    parser.add_argument("--milvus-python", help="interpreter with pymilvus (+ milvus-lite) installed")
+    parser.add_argument("--milvus-python", nargs="+", default=[None],
+                        help="interpreters with pymilvus (+ milvus-lite) installed, one row each")
     parser.add_argument("--milvus-uri", help="a Milvus server; default: milvus-lite in a temporary .db")
     parser.add_argument("--milvus-index", default="FLAT")
     parser.add_argument("--milvus-params", default="{}", help='JSON {"index": {...}, "search": {...}}')
+    parser.add_argument("--milvus-data", nargs="+", default=["random", "real-like"], choices=["random", "real-like"],
+                        help="kinds of data Milvus is measured on (its FLAT index is exact on either)")
     parser.add_argument("--milvus-queries", type=int, default=50)
     parser.add_argument("--milvus-recall-queries", type=int, default=200)
     parser.add_argument("--mmap-workers", type=int, default=0, help="processes sharing the largest index")
@@ -556,7 +558,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n[{size:,} {kind}: data and exact top-{K} in {time.perf_counter() - start:.0f} s]", flush=True)
                 faiss_part = child(args, "faiss", dir=folder,
                                    threads_experiment=(size == max(args.sizes) and kind == args.data[0]))
-                milvus_part = child(args, "milvus", args.milvus_python, dir=folder) if args.milvus else None
+                milvus_part = {}
+                for interpreter in args.milvus_python if args.milvus and kind in args.milvus_data else []:
+                    found = child(args, "milvus", interpreter, dir=folder)
+                    milvus_part[f"milvus {found['milvus_lite'] or 'server'}"] = found
                 mmap_part = (mmap_experiment(args, folder) if args.mmap_workers and size == max(args.sizes)
                              and kind == args.data[0] else None)
                 print_size(size, kind, data, faiss_part, milvus_part)
