@@ -393,6 +393,7 @@ def worker_milvus(args: argparse.Namespace) -> dict:
         for s in range(0, len(keys), 50_000):  # as a rebuild streams rows from the database
             index.upsert(keys[s:s + 50_000], np.asarray(base[s:s + 50_000]))
         build_s = time.perf_counter() - start
+        index.flush_after_rows = 10_000  # single writes below are not flushed, as in service
         index.search(queries[0], K)  # loads/compiles whatever the engine builds lazily
         rss = _tree_rss_mb() - before
         times: list[float] = []

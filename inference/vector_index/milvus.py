@@ -62,7 +62,7 @@ class MilvusIndex:
         self._index_type = index_type
         self._index_params = dict(index_params or {})
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
-        self._flush_after_rows = flush_after_rows
+        self.flush_after_rows = flush_after_rows
         self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
         self._ensure_collection()
 
@@ -104,7 +104,7 @@ class MilvusIndex:
         for start in range(0, len(names), _BATCH):
             self._client.upsert(self.collection, [{_KEY: name, _VECTOR: row} for name, row in
                                                   zip(names[start:start + _BATCH], rows[start:start + _BATCH])])
-        if len(names) >= self._flush_after_rows:
+        if len(names) >= self.flush_after_rows:
             self.flush()
 
     def remove(self, ids: Iterable[uuid.UUID]) -> int:

@@ -298,3 +298,9 @@ def test_the_key_table_costs_tens_of_bytes_per_key():
     table = KeyTable()
     table.insert(as_keys(_keys(50_000)), np.arange(50_000))
     assert table.nbytes / 50_000 < 48  # two dicts of uuid.UUID cost ~258 bytes per key
+
+
+def test_open_index_sizes_the_ivf_cells_for_the_whole_load_not_its_first_batch():
+    index = open_index("ivf", size_hint=40_000)
+    index.upsert(_keys(8_000), _clustered(8_000))  # the first of several streamed batches
+    assert index.nlist == 200
