@@ -572,10 +572,10 @@ def main(argv: list[str] | None = None) -> int:
                                     f"USS {m['uss_mb']:.0f} MB, p50 {m['p50']:.1f} ms" for mode, m in mmap_part.items()))
                 report["results"].append({"size": size, "kind": kind, "data": data, "faiss": faiss_part,
                                           "milvus": milvus_part, "mmap": mmap_part})
+                if args.json:  # after every part: a long run stopped half-way keeps what it measured
+                    Path(args.json).write_text(json.dumps(report, indent=1, default=str))
                 sys.stdout.flush()
     print(f"\n[total {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.1f}]")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0
 
 
