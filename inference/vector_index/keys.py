@@ -28,7 +28,8 @@ class KeyTable:
     """Keys ``(N, 2) uint64`` <-> slots ``0..capacity-1``; slot numbers are chosen by the caller."""
 
     def __init__(self, capacity: int = 0) -> None:
-        self._keys = np.zeros((max(capacity, 16), 2), dtype=np.uint64)
+        # 1/8 headroom: the first adds after a bulk load of ``capacity`` keys copy nothing
+        self._keys = np.zeros((max(capacity + capacity // 8, 16), 2), dtype=np.uint64)
         self._table = np.full(_capacity_for(capacity + capacity // 2), _EMPTY, dtype=np.int32)
         self._live = 0
         self._deleted = 0
