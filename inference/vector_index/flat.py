@@ -162,7 +162,7 @@ class FlatIndex:
     def vectors(self) -> np.ndarray:
         """A copy of every vector, ``(len, dim)``, in the order of :meth:`ids`."""
         with self._lock.read():
-            return np.concatenate([c for c in self._chunks] or [np.empty((0, self.dim), np.float32)])[:self._count]
+            return np.concatenate(self._chunks or [np.empty((0, self.dim), np.float32)])[:self._count]
 
     def __len__(self) -> int:
         return self._count

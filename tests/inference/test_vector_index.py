@@ -304,3 +304,13 @@ def test_open_index_sizes_the_ivf_cells_for_the_whole_load_not_its_first_batch()
     index = open_index("ivf", size_hint=40_000)
     index.upsert(_keys(8_000), _clustered(8_000))  # the first of several streamed batches
     assert index.nlist == 200
+
+
+def test_the_flat_index_gives_back_its_vectors_in_the_order_of_its_ids():
+    keys, rows = _keys(30), _unit(30)
+    index = FlatIndex()
+    index.upsert(keys, rows)
+    index.remove(keys[3:9])
+    position = {key: i for i, key in enumerate(keys)}
+    expected = rows[[position[key] for key in index.ids()]]
+    assert np.allclose(index.vectors(), expected, atol=1e-6)
