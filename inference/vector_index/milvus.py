@@ -1,0 +1,162 @@
+"""A search tier on Milvus (pymilvus), shared by every worker on every machine.
+
+One collection holds ``key`` (the UUID as 32 hex characters, the primary key) and ``vector``
+(192 float32, inner product on unit vectors = cosine). Milvus stores the vectors **in the
+clear** (segments, write-ahead log, object storage): it is a derived, rebuildable tier, and
+its storage must be encrypted at rest by its own means (see notes/scaling.md).
+
+``uri`` is a server (``http://host:19530``) or, for tests and one-machine trials, a local
+``*.db`` path served by milvus-lite inside this process. pymilvus is an optional dependency:
+importing this module without it raises ``ImportError`` with the reason.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import DIM, Hit, as_key, as_keys, as_unit_vectors, check_k, to_uuids
+
+try:
+    from pymilvus import DataType, MilvusClient
+except ImportError as error:  # pragma: no cover - exercised only without pymilvus
+    raise ImportError("the Milvus backend needs pymilvus (and milvus-lite for a local .db uri)") from error
+
+_KEY = "key"
+_VECTOR = "vector"
+_BATCH = 5_000
+
+
+def _hex(keys: np.ndarray) -> list[str]:
+    return [u.hex for u in to_uuids(keys)]
+
+
+class MilvusIndex:
+    """Top-k cosine search in a Milvus collection keyed by UUID.
+
+    Parameters
+    ----------
+    uri : str
+        ``http://host:port`` of a Milvus server, or a local ``.db`` path (milvus-lite).
+    collection : str
+        Collection name; created if missing, refused if it exists with another dimension.
+    dim : int
+        Vector size.
+    token : str
+        ``user:password`` or an API token, for a server with authentication.
+    index_type, index_params, search_params :
+        Milvus index, e.g. ``"FLAT"`` (exact), ``"HNSW"`` with ``{"M": 16, "efConstruction": 200}``
+        and search ``{"ef": 64}``, ``"IVF_FLAT"`` with ``{"nlist": 1024}`` and ``{"nprobe": 32}``.
+    flush_after_rows : int
+        Seal (flush) the collection after an upsert at least this large, so a bulk load is
+        searched from indexed segments rather than from the growing buffer.
+    """
+
+    def __init__(self, uri: str, *, collection: str = "voiceprints", dim: int = DIM, token: str = "",
+                 index_type: str = "FLAT", index_params: dict[str, Any] | None = None,
+                 search_params: dict[str, Any] | None = None, flush_after_rows: int = 10_000) -> None:
+        self.dim = dim
+        self.collection = collection
+        self._index_type = index_type
+        self._index_params = dict(index_params or {})
+        self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
+        self.flush_after_rows = flush_after_rows
+        self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        self._ensure_collection()
+
+    # --- collection -----------------------------------------------------------------------------
+
+    def _ensure_collection(self) -> None:
+        client = self._client
+        if client.has_collection(self.collection):
+            fields = {f["name"]: f for f in client.describe_collection(self.collection)["fields"]}
+            found = int(fields.get(_VECTOR, {}).get("params", {}).get("dim", -1))
+            if found != self.dim or _KEY not in fields:
+                raise ValueError(f"collection {self.collection!r} exists with another layout "
+                                 f"(vector dim {found}, expected {self.dim})")
+            client.load_collection(self.collection)
+            return
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(_KEY, DataType.VARCHAR, is_primary=True, max_length=32)
+        schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=self.dim)
+        index = client.prepare_index_params()
+        index.add_index(field_name=_VECTOR, index_type=self._index_type, metric_type="IP",
+                        params=self._index_params)
+        # Strong: a search sees every write acknowledged before it, as the database does.
+        client.create_collection(self.collection, schema=schema, index_params=index,
+                                 consistency_level="Strong")
+
+    def flush(self) -> None:
+        """Seal buffered writes into indexed segments (after a bulk load)."""
+        self._client.flush(self.collection)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- changes ----------------------------------------------------------------------------
+
+    def upsert(self, ids: Sequence[uuid.UUID], vectors: np.ndarray) -> None:
+        keys = as_keys(ids)
+        rows = as_unit_vectors(vectors, len(keys), self.dim)
+        names = _hex(keys)
+        for start in range(0, len(names), _BATCH):
+            self._client.upsert(self.collection, [{_KEY: name, _VECTOR: row} for name, row in
+                                                  zip(names[start:start + _BATCH], rows[start:start + _BATCH])])
+        if len(names) >= self.flush_after_rows:
+            self.flush()
+
+    def remove(self, ids: Iterable[uuid.UUID]) -> int:
+        keys = as_keys(ids, unique=False)
+        names = sorted(set(_hex(keys)))
+        present = self._present(names)
+        if present:
+            self._client.delete(self.collection, ids=present)
+        return len(present)
+
+    def clear(self) -> None:
+        self._client.drop_collection(self.collection)
+        self._ensure_collection()
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        return self.search_many(as_unit_vectors(vector, 1, self.dim), k)[0]
+
+    def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        k = check_k(k)
+        queries = as_unit_vectors(vectors, None, self.dim)
+        results = self._client.search(self.collection, data=list(queries), limit=k, anns_field=_VECTOR,
+                                      search_params=self._search_params, output_fields=[_KEY])
+        return [[(uuid.UUID(hex=hit["entity"][_KEY]), float(np.clip(hit["distance"], -1.0, 1.0)))
+                 for hit in result] for result in results]
+
+    def _present(self, names: list[str]) -> list[str]:
+        found: list[str] = []
+        for start in range(0, len(names), _BATCH):
+            rows = self._client.get(self.collection, ids=names[start:start + _BATCH], output_fields=[_KEY])
+            found.extend(row[_KEY] for row in rows)
+        return found
+
+    def ids(self) -> list[uuid.UUID]:
+        iterator = self._client.query_iterator(self.collection, batch_size=10_000, filter="",
+                                               output_fields=[_KEY])
+        keys: list[uuid.UUID] = []
+        try:
+            while batch := iterator.next():
+                keys.extend(uuid.UUID(hex=row[_KEY]) for row in batch)
+        finally:
+            iterator.close()
+        return keys
+
+    def __len__(self) -> int:
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            name = uuid.UUID(bytes=as_key(key)).hex
+        except ValueError:
+            return False
+        return bool(self._present([name]))
