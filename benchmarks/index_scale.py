@@ -296,7 +296,7 @@ def worker_faiss(args: argparse.Namespace) -> dict:
         order = names[round_ % len(names):] + names[:round_ % len(names)]
         for name in order:
             index = built[name]
-            latency[name].extend(timed(lambda q=q: index.search(q, K)) for q in lat_queries)
+            latency[name].extend(timed(lambda q=q: index.search(q, K)) for q in lat_queries)  # noqa: B023 - called right here
     for name in names:
         result["backends"][name].update(p50=pct(latency[name], 50), p95=pct(latency[name], 95))
         result["backends"][name]["recall1"], result["backends"][name]["recall5"] = recall(built[name], queries,
@@ -339,7 +339,7 @@ def worker_faiss(args: argparse.Namespace) -> dict:
                 def compete(threads: int = threads) -> None:
                     set_search_threads(threads)
                     rows = random_unit(16, np.random.default_rng(9))
-                    while not stop.is_set():
+                    while not stop.is_set():  # noqa: B023 - the thread ends before stop changes
                         for row in rows:
                             flat._scan(row[None], K)  # the same scan a request runs
                 competitor = threading.Thread(target=compete, daemon=True) if load else None

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from inference.vector_index import APPROXIMATE_FROM, FlatIndex, IVFIndex, VectorIndex, open_index
-from inference.vector_index.keys import KeyTable
 from inference.vector_index.base import as_keys
+from inference.vector_index.keys import KeyTable
 
 
 def _unit(count: int, seed: int = 0) -> np.ndarray:
@@ -43,9 +43,9 @@ def _exact(keys: list[uuid.UUID], rows: np.ndarray, query: np.ndarray, k: int) -
 def _milvus(tmp_path, request):
     pytest.importorskip("pymilvus", reason="pymilvus is not installed (optional: the Milvus backend)")
     pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (it runs the Milvus tests without a server)")
-    from inference.vector_index.milvus import MilvusIndex
-
     from milvus_lite.server_manager import server_manager_instance
+
+    from inference.vector_index.milvus import MilvusIndex
 
     path = str(tmp_path / "milvus.db")
     index = MilvusIndex(path, collection=f"t_{uuid.uuid4().hex[:12]}")
