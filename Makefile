@@ -43,7 +43,7 @@ test-postgres: install model
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
 bench: install model
-	$(PY) -m inference.bench
+	$(PY) -m benchmarks.engine_speed
 
 clean:
 	rm -rf $(VENV) var/model var/downloads

@@ -30,7 +30,7 @@ BATCH_CLIPS = ["dev/a_snt1.wav", "dev/b_snt2.wav", "dev/a_snt4.wav"]
 def _load_reference_module():
     # Load the file directly so that a future inference/__init__.py importing
     # runtime-only packages (mindspore, django) cannot break this dev script.
-    path = REPO / "inference" / "reference_speechbrain.py"
+    path = REPO / "benchmarks" / "reference_speechbrain.py"
     spec = importlib.util.spec_from_file_location("reference_speechbrain", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod

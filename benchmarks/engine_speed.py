@@ -1,6 +1,6 @@
 """Speed benchmark: this engine against SpeechBrain's PyTorch reference, same weights, same run.
 
-``python -m inference.bench [--reference-python PY] [--rounds R] [--repeats N] [--json FILE]``
+``python -m benchmarks.engine_speed [--reference-python PY] [--rounds R] [--repeats N] [--json FILE]``
 
 For 3 s and 10 s of real speech (the repository's test recordings joined), at batch 1 and 8,
 it times the whole engine path (WAV bytes -> decode -> VAD -> fbank -> MindSpore network ->
@@ -13,8 +13,8 @@ Each side runs in a process of its own, one at a time, alternating for ``--round
 idle process of the other side would still hold thread pools that compete for the two cores
 (measured: +9 ms on the engine's 3 s case). Every figure is the median over the rounds of the
 median of ``--repeats`` calls after a warm-up call. The reference needs an interpreter with
-torch and speechbrain (``--reference-python``, default ``/work/refvenv/bin/python`` when it exists,
-else this interpreter if it can import them); without one, the engine's figures print alone.
+torch and speechbrain (``--reference-python``, or ``$REFERENCE_PYTHON``, else this interpreter if it
+can import them); without one, the engine's figures print alone.
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ class ReferenceSide:
     """SpeechBrain's modules on the same bytes (dev-only: needs torch and speechbrain)."""
 
     def __init__(self, model_source: Path) -> None:
-        from inference.reference_speechbrain import SpeechBrainReference, install_torchaudio_stub
+        from benchmarks.reference_speechbrain import SpeechBrainReference, install_torchaudio_stub
 
         install_torchaudio_stub()
         started = time.perf_counter()
@@ -145,7 +145,7 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
         reference = ReferenceSide(source)
         import torch
 
-        from inference.reference_speechbrain import set_threads
+        from benchmarks.reference_speechbrain import set_threads
 
         set_threads(os.cpu_count() or 1)  # torch's own default, stated in the output
         out = {"load_s": reference.load_s, "ms": {_case(*c): reference.time_case(*c, repeats) for c in CASES},
@@ -156,7 +156,7 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
 
 def _run_child(interpreter: str, side: str, source: Path, repeats: int) -> dict:
     child = subprocess.run(
-        [interpreter, "-m", "inference.bench", "--side", side, "--source", str(source), "--repeats", str(repeats)],
+        [interpreter, "-m", "benchmarks.engine_speed", "--side", side, "--source", str(source), "--repeats", str(repeats)],
         cwd=REPO, capture_output=True, text=True, env=_CLEAN_ENV,
     )
     if child.returncode != 0:
@@ -165,11 +165,8 @@ def _run_child(interpreter: str, side: str, source: Path, repeats: int) -> dict:
 
 
 def _reference_interpreter(requested: str | None) -> str | None:
-    if requested:
-        return requested
-    default = Path("/work/refvenv/bin/python")
-    if default.exists():
-        return str(default)
+    if requested or os.environ.get("REFERENCE_PYTHON"):
+        return requested or os.environ["REFERENCE_PYTHON"]
     try:
         import speechbrain  # noqa: F401
         import torch  # noqa: F401
@@ -190,7 +187,7 @@ def _reference_source(model_dir: Path, tmp: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inference.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine_speed", description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("VOICEPRINT_MODEL_DIR", REPO / "var" / "model")))
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case, after one warm-up call")
     parser.add_argument("--rounds", type=int, default=3, help="engine and reference processes alternate this many times")
