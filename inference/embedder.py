@@ -1,9 +1,12 @@
 """The engine's one orchestrator: bytes -> decode -> VAD -> features -> ECAPA-TDNN -> unit vector.
 
-:class:`Embedder` owns the MindSpore network. MindSpore is neither thread-safe nor fork-safe,
-so every forward pass runs behind one lock, and an Embedder must be created in the process
-that uses it (after any fork). Everything before the network (decoding, VAD, features) is
-plain numpy and runs outside the lock, so concurrent requests overlap their pre-processing.
+:class:`Embedder` owns the MindSpore network: the graph exported by ``prepare-model`` (MINDIR),
+compiled once at load for every length (a dynamic time axis). MindSpore is neither thread-safe
+nor fork-safe, so every forward pass runs behind one lock, and an Embedder must be created in
+the process that uses it (after any fork). Everything before the network (decoding, VAD,
+features) is plain numpy and thread-safe: :meth:`Embedder.prepare` and
+:meth:`Embedder.features` run in the caller's thread, and only :meth:`Embedder.forward` needs
+the network, so a server overlaps one request's pre-processing with another's forward pass.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -90,19 +93,28 @@ def prepare_audio(data: bytes, config: EngineConfig) -> PreparedAudio:
     return dataclasses.replace(prepared, duration_s=decoded.duration_s)
 
 
-def bucket_for(frames: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket holding ``frames`` (the caller splits anything longer than the largest)."""
-    for size in buckets:
-        if frames <= size:
-            return size
-    raise ValueError(f"{frames} frames exceed the largest bucket {buckets[-1]}")
-
-
 def split_windows(frames: int, longest: int) -> list[tuple[int, int]]:
     """Cut ``frames`` into the fewest equal windows of at most ``longest`` frames: ``[(start, end), ...]``."""
     count = -(-frames // longest)
     edges = np.linspace(0, frames, count + 1).round().astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+_threads_set: int | None = None
+
+
+def _set_threads(threads: int | None) -> None:
+    """MindSpore's CPU kernel threads; settable once per process."""
+    global _threads_set
+    if threads is None or threads == _threads_set:
+        return
+    if _threads_set is not None:
+        log.warning("MindSpore already runs %d threads in this process; %d ignored", _threads_set, threads)
+        return
+    import mindspore as ms
+
+    ms.device_context.cpu.op_tuning.threads_num(threads)
+    _threads_set = threads
 
 
 class Embedder:
@@ -117,80 +129,107 @@ class Embedder:
         self.model_version: str = manifest["version"]
         self._network = network
         self._lock = threading.Lock()
-        self._compiled: set[int] = set()
+        self._compiled = False
         self.load_seconds = 0.0
+        self.compile_seconds = 0.0
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig()) -> "Embedder":
-        """Check the prepared model against ``config`` and load it (once per process, after any fork).
+    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True) -> "Embedder":
+        """Check the prepared model against ``config`` and load its graph (once per process, after any fork).
+
+        With ``warm`` the graph is compiled now (under a second), so the first request does not wait for it.
 
         Raises
         ------
         ModelNotPreparedError
             No converted model in ``config.model_dir``.
         ModelIntegrityError
-            Hash, manifest or parameter mismatch.
+            Hash or manifest mismatch, or a graph MindSpore cannot load.
         """
         started = time.perf_counter()
-        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend)
+        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend, verify=("graph",))
         import mindspore as ms
         import threadpoolctl
+        from mindspore import nn
 
-        from inference.ecapa import EcapaTdnn
+        from inference.ecapa import dynamic_inputs
 
         ms.set_context(mode=ms.GRAPH_MODE)
         ms.set_device("CPU")
+        _set_threads(config.threads)
         # numpy's BLAS (OpenBLAS) would start its own threads for the small front-end products;
         # they spin after each call and take the cores from MindSpore's next forward pass
         # (measured: 12 ms of 55 for 3 s of speech). One BLAS thread is plenty for the front end.
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-        network = EcapaTdnn(config.model)
         try:
-            params = ms.load_checkpoint(str(Path(config.model_dir) / manifest["checkpoint"]))
-            not_loaded, unexpected = ms.load_param_into_net(network, params, strict_load=True)
+            network = nn.GraphCell(ms.load(str(Path(config.model_dir) / manifest["graph"])))
+            network.set_inputs(*dynamic_inputs(config.model))
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelIntegrityError(f"the converted checkpoint cannot be loaded ({exc}): prepare the model again") from exc
-        expected = {p.name for p in network.get_parameters()}
-        if not_loaded or unexpected or set(params) != expected:
-            raise ModelIntegrityError(
-                "the converted checkpoint does not fit the network: prepare the model again",
-                missing=sorted(not_loaded)[:10],
-                unexpected=sorted(unexpected)[:10],
-            )
-        network.set_train(False)
+            raise ModelIntegrityError(f"the model graph cannot be loaded ({exc}): prepare the model again") from exc
         embedder = cls(config, network, manifest)
         embedder.load_seconds = time.perf_counter() - started
         log.info("loaded %s in %.2f s", embedder.model_version, embedder.load_seconds)
+        if warm:
+            embedder.warmup()
         return embedder
 
     # -- public API ---------------------------------------------------------------------
 
     def embed(self, data: bytes) -> EmbeddingResult:
         """Embed one uploaded recording. Raises an :class:`~inference.errors.AudioError` subclass."""
-        return self._embed_prepared([prepare_audio(data, self.config)])[0]
+        prepared = self.prepare(data)
+        return self.finish(prepared, self.forward(self.features(prepared)))
 
     def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
         """Embed already-decoded mono samples at any rate."""
-        return self._embed_prepared([prepare_waveform(samples, sample_rate, self.config)])[0]
+        prepared = prepare_waveform(samples, sample_rate, self.config)
+        return self.finish(prepared, self.forward(self.features(prepared)))
 
     def embed_many(self, items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-        """Embed several recordings in batches; a bad item yields its error in its place."""
-        prepared: list[PreparedAudio | InferenceError] = []
+        """Embed several recordings (one by one); a bad item yields its error in its place."""
+        results: list[EmbeddingResult | InferenceError] = []
         for data in items:
             try:
-                prepared.append(prepare_audio(data, self.config))
+                results.append(self.embed(data))
             except InferenceError as exc:
-                prepared.append(exc)
-        good = [p for p in prepared if isinstance(p, PreparedAudio)]
-        results = iter(self._embed_prepared(good)) if good else iter(())
-        return [next(results) if isinstance(p, PreparedAudio) else p for p in prepared]
+                results.append(exc)
+        return results
+
+    def prepare(self, data: bytes) -> PreparedAudio:
+        """Decode an upload and find its speech (numpy only: any thread). Raises the audio errors."""
+        return prepare_audio(data, self.config)
+
+    def features(self, prepared: PreparedAudio) -> list[np.ndarray]:
+        """Normalised features of the speech, one ``(T, 80)`` array per window (numpy only: any thread).
+
+        Speech longer than ``config.window_frames`` is cut into equal windows (see ``EngineConfig``).
+        """
+        fbank = features.fbank(prepared.speech, self.config.frontend)
+        return [
+            features.normalise(fbank[start:end], self.config.frontend)
+            for start, end in split_windows(fbank.shape[0], self.config.window_frames)
+        ]
+
+    def forward(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """The network on one recording's windows -> ``(192,)`` unit vector (their average if several)."""
+        rows = self.embed_features(windows)
+        return rows[0] if len(rows) == 1 else average_embeddings(rows)
+
+    def finish(self, prepared: PreparedAudio, vector: np.ndarray) -> EmbeddingResult:
+        """The result record of a recording and its vector."""
+        return EmbeddingResult(
+            vector=vector,
+            model_version=self.model_version,
+            duration_s=prepared.duration_s,
+            speech_s=prepared.speech_s,
+            quality=prepared.quality,
+        )
 
     def embed_features(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
         """The network on normalised features ``[(T_i, 80)]`` -> ``(N, 192)`` unit rows.
 
-        Each ``T_i`` must fit the largest bucket (see :meth:`_embed_prepared` for longer input).
-        Utterances run one at a time: on CPU a batch is no faster per utterance, and every
-        batch shape would be one more compiled graph holding its own memory.
+        Each ``T_i`` must be at most ``config.window_frames`` (:meth:`features` cuts longer speech).
+        Utterances run one at a time: on CPU a batch is no faster per utterance (docs/serving.md).
         """
         import mindspore as ms
 
@@ -198,53 +237,31 @@ class Embedder:
 
         out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
         for i, feats in enumerate(utterances):
-            frames = bucket_for(feats.shape[0], self.config.buckets)
-            inputs = [ms.Tensor(a) for a in frame_inputs([feats], frames, self.config.model)]
+            if feats.shape[0] > self.config.window_frames:
+                raise ValueError(f"{feats.shape[0]} frames exceed the window of {self.config.window_frames}")
+            inputs = [ms.Tensor(a) for a in frame_inputs(feats, self.config.model)]
             with self._lock:
-                if frames not in self._compiled:
-                    log.info("compiling the network for %d frames", frames)
-                    self._compiled.add(frames)
+                started = time.perf_counter()
                 raw = self._network(*inputs).asnumpy()
+                if not self._compiled:
+                    self._compiled = True
+                    self.compile_seconds = time.perf_counter() - started
+                    log.info("compiled the network (every length) in %.2f s", self.compile_seconds)
             out[i] = l2_normalise(raw[0])
         return out
 
-    def warmup(self, buckets: Iterable[int] | None = None) -> None:
-        """Compile the network for these buckets (default: all) now, so no request waits for it."""
-        dim = self.config.model.input_size
-        rng = np.random.default_rng(0)
-        for frames in buckets or self.config.buckets:
-            self.embed_features([rng.standard_normal((frames, dim)).astype(np.float32)])
+    def warmup(self) -> None:
+        """Compile the network now (once: the time axis is dynamic), so no request waits for it."""
+        if not self._compiled:
+            rng = np.random.default_rng(0)
+            self.embed_features([rng.standard_normal((101, self.config.model.input_size)).astype(np.float32)])
 
     @property
-    def compiled_shapes(self) -> frozenset[int]:
-        """Buckets (frame counts) compiled so far in this process."""
-        return frozenset(self._compiled)
+    def ready(self) -> bool:
+        """The graph is compiled: a forward pass of any length runs at once."""
+        return self._compiled
 
-    # -- internals ----------------------------------------------------------------------
-
-    def _embed_prepared(self, prepared: Sequence[PreparedAudio]) -> list[EmbeddingResult]:
-        """Features per recording, windows for long ones, one batched network pass, window averaging."""
-        longest = self.config.buckets[-1]
-        windows: list[np.ndarray] = []
-        owner: list[int] = []
-        for i, item in enumerate(prepared):
-            fbank = features.fbank(item.speech, self.config.frontend)
-            for start, end in split_windows(fbank.shape[0], longest):
-                windows.append(features.normalise(fbank[start:end], self.config.frontend))
-                owner.append(i)
-        vectors = self.embed_features(windows)
-        owner_arr = np.array(owner)
-        results = []
-        for i, item in enumerate(prepared):
-            rows = vectors[owner_arr == i]
-            vector = rows[0] if len(rows) == 1 else average_embeddings(rows)
-            results.append(
-                EmbeddingResult(
-                    vector=vector,
-                    model_version=self.model_version,
-                    duration_s=item.duration_s,
-                    speech_s=item.speech_s,
-                    quality=item.quality,
-                )
-            )
-        return results
+    @property
+    def compiled_shapes(self) -> frozenset[int | None]:
+        """Time-axis lengths compiled so far: ``{None}`` (the dynamic axis, every length) once compiled."""
+        return frozenset({None}) if self._compiled else frozenset()
