@@ -74,7 +74,7 @@ os.register_at_fork(after_in_child=_forget_owner_after_fork)
 def engine_config() -> EngineConfig:
     return EngineConfig(
         model_dir=Path(settings.VOICEPRINT_MODEL_DIR),
-        threads=getattr(settings, "VOICEPRINT_ENGINE_THREADS", None),
+        threads=settings.VOICEPRINT_ENGINE_THREADS,
         audio=AudioConfig(
             min_duration_s=settings.VOICEPRINT_MIN_AUDIO_S,
             max_duration_s=settings.VOICEPRINT_MAX_AUDIO_S,

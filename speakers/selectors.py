@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from . import crypto
-from .engine import engine_status
+from .engine import engine_ready, engine_status
 from .exceptions import EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
 from .models import ApiKey, Calibration, Enrollment, Speaker
 
@@ -188,8 +188,21 @@ def enrolled_speaker_count() -> int:
 
 
 def health_status() -> dict[str, Any]:
-    """Status for the health check; never loads the model."""
-    return {"status": "ok", **engine_status(), "enrolled_speakers": enrolled_speaker_count()}
+    """Status for the health check; never loads the model.
+
+    ``status`` is the engine's: ``ready``, ``warming_up`` (loading and compiling, about a second
+    or two after start), ``cold`` (nothing loaded yet) or ``failed`` (the model did not load).
+    """
+    return {**engine_status(), "enrolled_speakers": enrolled_speaker_count()}
+
+
+def readiness_status() -> dict[str, Any]:
+    """For a load balancer: ``ready`` is true once a request is answered without waiting for the model.
+
+    Asking a cold process starts its warm-up (see :func:`speakers.engine.engine_ready`).
+    """
+    ready = engine_ready()
+    return {"ready": ready, "status": engine_status()["status"]}
 
 
 def api_key_authenticate(*, plain: str) -> ApiKey:

@@ -265,6 +265,8 @@ VOICEPRINT_MIN_AUDIO_S = env_float("VOICEPRINT_MIN_AUDIO_S", 0.5, minimum=0.1)
 VOICEPRINT_MAX_AUDIO_S = env_float("VOICEPRINT_MAX_AUDIO_S", 60.0, minimum=1.0)
 # Load the model in the background as soon as a server process starts (after the fork).
 VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
+# MindSpore's CPU threads per process (0: MindSpore's own default); gunicorn.conf.py sets it per host.
+VOICEPRINT_ENGINE_THREADS = env_int("VOICEPRINT_ENGINE_THREADS", 0, minimum=0) or None
 
 # Decisions. Defaults measured in docs/accuracy.md (how they were chosen is there); a deployment
 # replaces them with its own figures with `python manage.py calibrate`, whose newest row for the

@@ -151,6 +151,22 @@ class HealthApi(APIView):
         return Response(self.HealthOutput(selectors.health_status()).data)
 
 
+class ReadinessApi(APIView):
+    """200 once this process answers without waiting for the model, 503 before (for load balancers)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class ReadinessOutput(serializers.Serializer):
+        ready = serializers.BooleanField()
+        status = serializers.CharField()
+
+    @extend_schema(responses={200: ReadinessOutput, 503: ReadinessOutput}, tags=["health"], auth=[])
+    def get(self, request: Request) -> Response:
+        readiness = selectors.readiness_status()
+        return Response(self.ReadinessOutput(readiness).data, status=200 if readiness["ready"] else 503)
+
+
 # --- speakers ------------------------------------------------------------------------------------------
 
 class SpeakerCollectionApi(APIView):
