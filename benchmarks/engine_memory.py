@@ -1,10 +1,10 @@
 """Memory and compile stalls of the engine over every length, per window size.
 
-``python -m benchmarks.engine_memory [--windows 801 2001 ...] [--max-seconds 60]``
+``python -m benchmarks.engine_memory [--windows 801 2001 ...] [--lengths 1 2 ... 60]``
 
 For each window length (the longest stretch embedded in one forward pass, in frames), a fresh
 process loads the engine (its graph compiled at load), then embeds real speech of every whole
-length from 1 s to ``--max-seconds`` twice, and reports: resident memory after load and after
+length from 1 s to 60 s (``--lengths``) twice, and reports: resident memory after load and after
 the last length, the peak, and the largest "stall" (first call of a length minus its second
 call: the time a length's first request spends on anything the second does not, compilation
 included). The figures are the engine's alone; a server worker adds Django, FAISS and the index.
@@ -20,7 +20,7 @@ import time
 from benchmarks.common import REPO, machine_note, rss_mb, speech_of, wav_bytes
 
 
-def run_window(window: int, max_seconds: int, model_dir: str) -> dict:
+def run_window(window: int, lengths: list[int], model_dir: str) -> dict:
     """Child mode."""
     from inference import EngineConfig
     from inference.embedder import Embedder
@@ -30,7 +30,7 @@ def run_window(window: int, max_seconds: int, model_dir: str) -> dict:
     load_s = time.perf_counter() - started
     after_load = rss_mb()
     stalls = []
-    for seconds in range(1, max_seconds + 1):
+    for seconds in lengths:
         data = wav_bytes(speech_of(seconds))
         first = time.perf_counter()
         embedder.embed(data)
@@ -55,21 +55,22 @@ def run_window(window: int, max_seconds: int, model_dir: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.engine_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, nargs="+", default=[801, 1001, 1501, 2001, 3001])
-    parser.add_argument("--max-seconds", type=int, default=60)
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(range(1, 61)), help="seconds of speech")
     parser.add_argument("--model-dir", default=str(REPO / "var" / "model"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_window(args.child, args.max_seconds, args.model_dir)))
+        print(json.dumps(run_window(args.child, args.lengths, args.model_dir)))
         return 0
-    print(f"{machine_note()}; every length 1-{args.max_seconds} s of real speech, twice, one fresh process per window")
+    print(f"{machine_note()}; lengths {args.lengths[0]}-{args.lengths[-1]} s of real speech ({len(args.lengths)} lengths), "
+          "each twice, one fresh process per window")
     print(f"{'window':>8}{'load s':>8}{'compile s':>10}{'RSS load':>10}{'RSS after':>11}{'peak':>8}{'worst stall':>13}")
     results = []
     for window in args.windows:
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.engine_memory", "--child", str(window), "--max-seconds",
-             str(args.max_seconds), "--model-dir", args.model_dir],
+            [sys.executable, "-m", "benchmarks.engine_memory", "--child", str(window), "--lengths",
+             *map(str, args.lengths), "--model-dir", args.model_dir],
             cwd=REPO, capture_output=True, text=True,
         )
         if child.returncode != 0:

@@ -106,6 +106,11 @@ class EngineSide:
             return _median_ms(lambda: self.embedder.embed(data), repeats, 1)
         return _median_ms(lambda: self.embedder.embed_many([data] * batch), repeats, batch)
 
+    def frontend_ms(self, seconds: float, repeats: int) -> float:
+        """Decode + VAD + features alone (what a server runs in the request's thread)."""
+        data = self.data[seconds]
+        return _median_ms(lambda: self.embedder.features(self.embedder.prepare(data)), repeats, 1)
+
     def recompile_probe(self) -> dict:
         """Lengths never seen, whose buckets the timed cases compiled: no new graph may appear."""
         before = self.embedder.compiled_shapes
@@ -147,6 +152,7 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
         engine = EngineSide(source)
         out = {"load_s": engine.load_s, "ms": {_case(*c): engine.time_case(*c, repeats) for c in CASES}}
         out["recompile_probe"] = engine.recompile_probe()
+        out["frontend_ms"] = {f"{seconds:g}s": engine.frontend_ms(seconds, repeats) for seconds in DURATIONS}
         out["mindspore"] = mindspore.__version__
     else:
         reference = ReferenceSide(source)
@@ -252,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in others:
         print(f"{name}: load {statistics.median(r['load_s'] for r in runs[name]):.2f} s, peak RSS {runs[name][-1]['peak_rss_mb']:.0f} MB")
     print(f"peak RSS: engine {engine_last['peak_rss_mb']:.0f} MB" + (f", reference {reference_last['peak_rss_mb']:.0f} MB" if reference_last else ""))
+    frontend = {k: statistics.median(r["frontend_ms"][k] for r in runs["engine"]) for k in engine_last["frontend_ms"]}
+    print("engine front end alone (decode, VAD, features; a server runs it in the request's thread): "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in frontend.items()))
     probe = engine_last["recompile_probe"]
     calls = ", ".join(f"{c['seconds']} s first call {c['first_call_ms']:.1f} ms" for c in probe["calls"])
     print(f"unseen lengths: {calls}; new compiled shapes: {probe['new_shapes'] or 'none'}")

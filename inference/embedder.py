@@ -134,10 +134,11 @@ class Embedder:
         self.compile_seconds = 0.0
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True) -> "Embedder":
+    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True, verify_hash: bool = True) -> "Embedder":
         """Check the prepared model against ``config`` and load its graph (once per process, after any fork).
 
         With ``warm`` the graph is compiled now (under a second), so the first request does not wait for it.
+        ``verify_hash=False`` skips hashing the graph (0.2 s) for a caller that just checked it.
 
         Raises
         ------
@@ -147,7 +148,8 @@ class Embedder:
             Hash or manifest mismatch, or a graph MindSpore cannot load.
         """
         started = time.perf_counter()
-        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend, verify=("graph",))
+        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend,
+                                 verify=("graph",) if verify_hash else ())
         import mindspore as ms
         import threadpoolctl
         from mindspore import nn

@@ -98,13 +98,20 @@ def require_prepared_model() -> None:
     the graph the workers load (a fifth of a second); it does not load MindSpore, so it is safe
     before a fork.
     """
+    global _graph_checked_in
     if not manifest_path().is_file():
         raise ImproperlyConfigured(model_missing_message())
     config = engine_config()
     try:
-        read_manifest(config.model_dir, config.model, config.frontend, verify=("graph",))
+        manifest = read_manifest(config.model_dir, config.model, config.frontend, verify=("graph",))
     except ModelError as exc:
         raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
+    _graph_checked_in = (os.getpid(), manifest["graph_sha256"])
+
+
+# (process, graph hash) that require_prepared_model checked: a worker loading the same graph
+# right after need not hash its 83 MB again.
+_graph_checked_in: tuple[int, str] | None = None
 
 
 def _owner_for_this_process() -> _Owner:
@@ -116,7 +123,14 @@ def _owner_for_this_process() -> _Owner:
 
 
 def _load(config: EngineConfig) -> Embedder:
-    embedder = Embedder.load(config)
+    checked = _graph_checked_in
+    current = None
+    if checked is not None and checked[0] == os.getpid():
+        try:
+            current = json.loads(manifest_path().read_text(encoding="utf-8")).get("graph_sha256")
+        except (OSError, ValueError, AttributeError):
+            pass
+    embedder = Embedder.load(config, verify_hash=not (checked and current == checked[1]))
     logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
     return embedder
 
