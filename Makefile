@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres bench bench-startup bench-memory bench-windows bench-serving reference-venv evaluate clean
+.PHONY: install model migrate serve serve-gunicorn test test-postgres bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -61,6 +61,10 @@ bench-startup: install model migrate
 ## bench-memory: the engine's memory and compile stalls over every length 1-60 s, per window size
 bench-memory: install model
 	$(PY) -m benchmarks.engine_memory
+
+## bench-worker-memory: a served worker's RSS and first-call stalls after verifies of every length 1-60 s
+bench-worker-memory: install model
+	$(PY) -m benchmarks.worker_memory
 
 ## bench-windows: whole recording or windows, against SpeechBrain on 10-60 s of real speech
 bench-windows: install model reference-venv
