@@ -145,7 +145,7 @@ class ReferenceSide:
 
 
 def run_side(side: str, source: Path, repeats: int) -> dict:
-    """Child mode: time every case on one side and return the figures."""
+    """Child mode: time every case (of ``CASES``) on one side and return the figures."""
     if side == "engine":
         import mindspore
 
@@ -169,7 +169,8 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
 
 def _run_child(interpreter: str, side: str, source: Path, repeats: int) -> dict:
     child = subprocess.run(
-        [interpreter, "-m", "benchmarks.engine_speed", "--side", side, "--source", str(source), "--repeats", str(repeats)],
+        [interpreter, "-m", "benchmarks.engine_speed", "--side", side, "--source", str(source), "--repeats", str(repeats),
+         "--cases", *(_case(*c) for c in CASES)],
         cwd=REPO, capture_output=True, text=True, env=_CLEAN_ENV,
     )
     if child.returncode != 0:
@@ -209,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--also-engine", nargs=2, action="append", default=[], metavar=("PYTHON", "MODEL_DIR"),
                         help="another engine side: an interpreter and the model directory it prepared")
+    parser.add_argument("--cases", nargs="+", choices=[_case(*c) for c in CASES], help="only these cases (default: all)")
     parser.add_argument("--side", choices=["engine", "reference"], help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cases:
+        CASES[:] = [c for c in CASES if _case(*c) in args.cases]
 
     if args.side:
         print(json.dumps(run_side(args.side, args.source, args.repeats)))
