@@ -20,12 +20,6 @@ def test_health_needs_no_key_and_reports_the_model_and_enrolled_count(anon_clien
     assert body["enrolled_speakers"] == 0
 
 
-def test_readiness_needs_no_key_and_is_200_once_the_model_is_loaded(anon_client, embedder):
-    response = anon_client.get("/api/v1/ready")
-    assert response.status_code == 200
-    assert response.json() == {"ready": True, "status": "ready"}
-
-
 def test_it_rejects_a_request_without_a_key(anon_client):
     error = assert_error(anon_client.get("/api/v1/speakers"), 401, "missing_api_key")
     assert "X-API-Key" in error["message"]
