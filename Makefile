@@ -1,4 +1,4 @@
-# One-command set-up. Needs Python 3.11 (MindSpore 2.10 has no wheel for 3.12+).
+# One-command set-up. Needs Python 3.11 (the version the pinned dependencies are tested with).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
