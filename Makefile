@@ -55,7 +55,7 @@ bench: install model reference-venv
 	$(PY) -m benchmarks.engine_speed --reference-python $(REFVENV)/bin/python --rounds 5 --repeats 10
 
 ## bench-startup: process start -> first verify answered, health/readiness over time (gunicorn)
-bench-startup: install model migrate
+bench-startup: install model
 	$(PY) -m benchmarks.startup --rounds 5
 
 ## bench-memory: the engine's memory and compile stalls over every length 1-60 s, per window size
