@@ -19,4 +19,7 @@ RUN useradd --system --home /app voiceprint && chown -R voiceprint /app/var
 USER voiceprint
 EXPOSE 8000
 # Each worker loads MindSpore's model after the fork (no --preload: MindSpore is not fork-safe).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --threads 4 --timeout 120"]
+# Workers and threads follow the container's cores (gunicorn.conf.py; WEB_CONCURRENCY etc. override).
+# Load balancers: GET /api/v1/ready answers 503 until the worker can answer without waiting.
+ENV GUNICORN_BIND=0.0.0.0:8000
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py"]

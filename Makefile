@@ -1,4 +1,4 @@
-# One-command set-up. Needs Python 3.11 (MindSpore 2.10 has no wheel for 3.12+).
+# One-command set-up. Needs Python 3.11 (the version the pinned dependencies are tested with).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres lint bench evaluate clean
+.PHONY: install model migrate serve serve-gunicorn test test-postgres lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -29,10 +29,10 @@ migrate: $(STAMP)
 serve: install model migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## serve-gunicorn: the same behind gunicorn (2 workers; each loads the model after the fork)
+## serve-gunicorn: the same behind gunicorn (workers x threads follow the host's cores; each worker loads the model after the fork)
 serve-gunicorn: install model migrate
 	$(PY) manage.py collectstatic --noinput >/dev/null
-	$(VENV)/bin/gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120
+	$(VENV)/bin/gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind $(HOST):$(PORT)
 
 ## test: install, prepare the model and run the whole test suite (SQLite)
 test: install model
@@ -47,8 +47,38 @@ lint: install
 test-postgres: install model
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
 
-bench: install model
-	$(PY) -m benchmarks.engine_speed
+## reference-venv: SpeechBrain + torch (CPU) for the benchmarks' reference side, in $(REFVENV) (never the project venv)
+REFVENV ?= .refvenv
+reference-venv: $(REFVENV)/bin/python
+$(REFVENV)/bin/python: requirements-reference.txt
+	$(PYTHON) -m venv $(REFVENV)
+	$(REFVENV)/bin/pip install --quiet --no-deps -r requirements-reference.txt
+	touch $@
+
+## bench: engine speed against SpeechBrain on the same bytes (benchmarks/engine_speed.py)
+bench: install model reference-venv
+	$(PY) -m benchmarks.engine_speed --reference-python $(REFVENV)/bin/python --rounds 5 --repeats 10
+
+## bench-startup: process start -> first verify answered, health/readiness over time (gunicorn)
+bench-startup: install model
+	$(PY) -m benchmarks.startup --rounds 5
+
+## bench-memory: the engine's memory and compile stalls over every length 1-60 s, per window size
+bench-memory: install model
+	$(PY) -m benchmarks.engine_memory
+
+## bench-worker-memory: a served worker's RSS and first-call stalls after verifies of every length 1-60 s
+bench-worker-memory: install model
+	$(PY) -m benchmarks.worker_memory
+
+## bench-windows: whole recording or windows, against SpeechBrain on 10-60 s of real speech
+bench-windows: install model reference-venv
+	$(PY) -m benchmarks.window_parity --reference-python $(REFVENV)/bin/python
+
+## bench-serving: requests/s, p50, p95 with locust against gunicorn, 1/2/4/8 clients (LAYOUTS="2x1 1x2" to compare)
+LAYOUTS ?= auto
+bench-serving: install model
+	$(PY) -m benchmarks.serving --layouts $(LAYOUTS)
 
 clean:
 	rm -rf $(VENV) var/model var/downloads

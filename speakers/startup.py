@@ -1,37 +1,75 @@
-"""What a server process does when it starts (after any fork): load the model, build the index, compile.
+"""What a server process does when it starts (after any fork): load the model, build the index.
 
 Called by ``manage.py runserver``, gunicorn's ``post_worker_init`` and the ASGI application, in
-the background, so the process answers health checks at once. Failures are logged, never fatal:
-requests load what they need themselves.
+the background, so the process answers health checks at once (``warming_up`` until ready).
+The network is one graph for every length, so loading it compiles everything: no request ever
+waits for a compilation afterwards. Failures are logged, never fatal: requests load what they
+need themselves, and a readiness probe on a cold or failed process starts the warm-up again.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import connection
 
 from . import inference_owner
+from .process_local import ProcessLocal
 from .voiceprint_index import voiceprint_index
 
 logger = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Load the model and build the index now rather than at the first request, then compile."""
+    """Load the model and build the index now rather than at the first request."""
+    started = time.perf_counter()
     try:
+        logger.info("warm-up: loading the speaker model")
         embedder = inference_owner.get_embedder()
-        voiceprint_index().sync()
-        # One task per length bucket, so a request arriving meanwhile waits behind one at most.
-        for frames in embedder.config.buckets:
-            inference_owner.submit(embedder.warmup, [frames])
+        logger.info("warm-up: model %s ready (%.1f s); building the search index", embedder.model_version,
+                    time.perf_counter() - started)
+        index = voiceprint_index()
+        index.sync()
+        logger.info("ready: %d voiceprints searchable, %.1f s after start of warm-up", len(index),
+                    time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
         logger.exception("warm-up failed; the model and index will load at the first request")
     finally:
         connection.close()
 
 
+class _WarmUp:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+
+_warm_up: ProcessLocal[_WarmUp] = ProcessLocal(_WarmUp)
+
+
+def _start_warm_up() -> None:
+    state = _warm_up.get()
+    with state.lock:
+        if state.thread is not None and state.thread.is_alive():
+            return
+        state.thread = threading.Thread(target=warm_up, name="voiceprint-warm-up", daemon=True)
+        state.thread.start()
+
+
 def warm_up_in_background() -> None:
     if settings.VOICEPRINT_WARMUP:
-        threading.Thread(target=warm_up, name="voiceprint-warm-up", daemon=True).start()
+        _start_warm_up()
+
+
+def ready() -> bool:
+    """Whether a request is answered without waiting for the model; a cold process starts warming up.
+
+    For a load balancer's readiness probe: it only routes traffic to a ready process, so asking
+    is the signal to get ready even where the warm-up at start is switched off.
+    """
+    state = inference_owner.engine_state()
+    if state in (inference_owner.COLD, inference_owner.FAILED):
+        _start_warm_up()
+    return state == inference_owner.READY

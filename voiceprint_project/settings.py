@@ -299,6 +299,8 @@ VOICEPRINT_MAX_CHANNELS = env_int("VOICEPRINT_MAX_CHANNELS", 8, minimum=1)
 VOICEPRINT_MAX_DECODED_VALUES = env_int("VOICEPRINT_MAX_DECODED_VALUES", 6_000_000, minimum=100_000)
 # Load the model in the background as soon as a server process starts (after the fork).
 VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
+# MindSpore's CPU threads per process (0: MindSpore's own default); gunicorn.conf.py sets it per host.
+VOICEPRINT_ENGINE_THREADS = env_int("VOICEPRINT_ENGINE_THREADS", 0, minimum=0) or None
 
 # Decisions. Defaults measured in docs/accuracy.md (how they were chosen is there); a deployment
 # replaces them with its own figures with `python manage.py calibrate`, whose newest row for the

@@ -7,6 +7,7 @@ app_name = "api"
 
 urlpatterns = [
     path("health", views.HealthApi.as_view(), name="health"),
+    path("ready", views.ReadinessApi.as_view(), name="ready"),
     path("speakers", views.SpeakerCollectionApi.as_view(), name="speakers"),
     path("speakers/<str:speaker_id>", views.SpeakerDetailApi.as_view(), name="speaker"),
     path("speakers/<str:speaker_id>/enrollments", views.SpeakerEnrollApi.as_view(), name="enrollments"),

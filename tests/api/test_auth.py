@@ -15,7 +15,7 @@ def test_health_needs_no_key_and_reports_the_model_and_enrolled_count(anon_clien
     response = anon_client.get("/api/v1/health")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok"
+    assert body["status"] == "ready"
     assert body["model_version"] == embedder.model_version
     assert body["enrolled_speakers"] == 0
 

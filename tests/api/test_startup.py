@@ -19,7 +19,7 @@ def test_a_server_refuses_to_start_without_a_prepared_model(kind, tmp_path):
     assert "python manage.py prepare_model" in server.log_tail(20_000)
 
 
-def test_a_server_refuses_to_start_with_a_tampered_model_checkpoint(tmp_path, settings):
+def test_a_server_refuses_to_start_with_a_tampered_model_graph(tmp_path, settings):
     import shutil
 
     from django.core.exceptions import ImproperlyConfigured
@@ -28,11 +28,29 @@ def test_a_server_refuses_to_start_with_a_tampered_model_checkpoint(tmp_path, se
 
     model_dir = tmp_path / "model"
     shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)
-    checkpoint = model_dir / "ecapa.ckpt"
+    checkpoint = model_dir / "ecapa.mindir"  # what the workers load
     checkpoint.chmod(0o600)
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0x01
     checkpoint.write_bytes(bytes(data))
     settings.VOICEPRINT_MODEL_DIR = model_dir
     with pytest.raises(ImproperlyConfigured, match="sha256"):
+        require_prepared_model()
+
+
+def test_a_server_refuses_a_model_graph_exported_by_another_mindspore(tmp_path, settings):
+    import json
+    import shutil
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from speakers.engine import require_prepared_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    manifest["mindspore"] = "2.0.0"
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    settings.VOICEPRINT_MODEL_DIR = model_dir
+    with pytest.raises(ImproperlyConfigured, match="MindSpore 2.0.0"):
         require_prepared_model()

@@ -1,8 +1,7 @@
 """Fixtures of the inference tests: the prepared model, one Embedder per session, recordings and references.
 
-The model is loaded once per test session (about 2 s, then about 2 s of compilation and about
-1 MB of memory per frame for each new input shape), so tests keep to the production buckets and
-load a separate, short-lived network for anything else.
+The model is loaded once per test session (about 2 s, its one graph compiled for every length
+included); a test that needs another window length loads a separate, short-lived engine.
 A missing model is a failure, not a skip: CI runs ``python -m inference prepare-model`` first.
 """
 from __future__ import annotations
@@ -23,8 +22,9 @@ from inference.prepare import WHEEL_GLOB
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH_DIR = REPO / "tests" / "fixtures" / "speech"
-# The 90 extra recordings live beside the clone (CI keeps a copy of ../shared next to it).
-MULTI_DIR = REPO.parent / "shared" / "speech" / "multi"
+# The 90 extra recordings live beside the clone (CI keeps a copy of ../shared next to it);
+# VOICEPRINT_SHARED_DIR points elsewhere (a clone that is not beside shared/).
+MULTI_DIR = Path(os.environ.get("VOICEPRINT_SHARED_DIR", REPO.parent / "shared")) / "speech" / "multi"
 FIXTURES = REPO / "tests" / "fixtures"
 WHEEL = next(iter(sorted((REPO / "var" / "downloads").glob(WHEEL_GLOB))), REPO / "var" / "downloads" / WHEEL_GLOB)
 DEV_CLIPS = tuple(f"{s}_snt{i}" for s in "ab" for i in range(1, 7))
@@ -95,34 +95,35 @@ def embedder(prepared_model_dir: Path) -> Embedder:
 
 @pytest.fixture(scope="session")
 def network(embedder: Embedder):
-    """The loaded MindSpore ECAPA-TDNN, for tests that feed it inputs by hand (shares compiled graphs)."""
+    """The loaded MindSpore graph (compiled for every length), for tests that feed it inputs by hand."""
     return embedder._network
 
 
 @pytest.fixture(scope="session")
-def embedder_with(embedder: Embedder) -> Callable[[tuple[int, ...]], Embedder]:
-    """``embedder_with(buckets)``: the session's loaded network behind other buckets.
+def embedder_with(embedder: Embedder) -> Callable[[int], Embedder]:
+    """``embedder_with(window_frames)``: the session's loaded graph behind another window length.
 
-    Compiled graphs belong to the network and live as long as it does (about 1 MB of working
-    memory per frame of a compiled shape), so use it with the production bucket sizes, which
-    the session compiles anyway; for other shapes use ``separate_embedder``.
+    The graph keeps the working memory of the longest pass it ran (about 0.25 MB per frame), so
+    keep to windows up to the production one; for longer ones use ``separate_embedder``.
     """
 
-    def make(buckets: tuple[int, ...]) -> Embedder:
-        config = dataclasses.replace(embedder.config, buckets=tuple(buckets))
-        return Embedder(config, embedder._network, embedder.manifest)
+    def make(window_frames: int) -> Embedder:
+        config = dataclasses.replace(embedder.config, window_frames=window_frames)
+        made = Embedder(config, embedder._network, embedder.manifest)
+        made.warmup()
+        return made
 
     return make
 
 
 @pytest.fixture
 def separate_embedder(prepared_model_dir: Path) -> Iterator[Callable[[tuple[int, ...]], Embedder]]:
-    """``separate_embedder(buckets)``: a network of its own (about 0.5 s to load), freed after the test
-    together with the graphs compiled for it, so a test's unusual shapes do not stay in memory."""
+    """``separate_embedder((window_frames,))``: an engine of its own (about a second to load), freed
+    after the test together with its working memory, so a test's long windows do not stay in memory."""
     loaded: list[Embedder] = []
 
     def make(buckets: tuple[int, ...]) -> Embedder:
-        loaded.append(Embedder.load(EngineConfig(model_dir=prepared_model_dir, buckets=tuple(buckets))))
+        loaded.append(Embedder.load(EngineConfig(model_dir=prepared_model_dir, window_frames=buckets[-1])))
         return loaded[-1]
 
     yield make

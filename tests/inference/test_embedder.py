@@ -1,7 +1,8 @@
 """The Embedder end to end: unit vectors, determinism, invariance to the recording's format, long
-recordings embedded whole, errors in place, compiled shapes, the model version and a bad model dir."""
+recordings embedded whole, errors in place, one graph for every length, the model version and a bad model dir."""
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +11,7 @@ import pytest
 from scipy.signal import resample_poly
 
 from inference import Embedder, EmbeddingResult, EngineConfig
-from inference.embedder import bucket_for
+from inference.embedder import split_windows
 from inference.errors import ModelIntegrityError, ModelNotPreparedError, NoSpeechError, NotAudioError
 from inference.features import compute_features
 from inference.scoring import average_embeddings, cosine
@@ -44,19 +45,18 @@ def test_a_44k1_stereo_copy_embeds_like_the_16k_mono_original(embedder, clips, d
     assert cosine(from_waveform.vector, result.vector) > 0.9999
 
 
-def test_a_recording_longer_than_the_largest_bucket_is_embedded_whole(embedder, clips, dev_results) -> None:
+def test_a_recording_longer_than_the_window_is_embedded_whole(embedder, clips, dev_results) -> None:
     a_part = np.concatenate([clips.wave(f"a_snt{i}") for i in range(1, 7)])  # 16.2 s of speaker a
     b_part = np.concatenate([clips.wave(f"b_snt{i}") for i in range(1, 6)])  # then 9.7 s of speaker b
     recording = np.concatenate([a_part, b_part])
-    assert compute_features(recording).shape[0] > 2 * embedder.config.buckets[-1]
+    assert compute_features(recording).shape[0] > embedder.config.window_frames
     result = embedder.embed(clips.encode(recording))
     assert result.duration_s == pytest.approx(recording.size / 16_000)
     assert result.speech_s == pytest.approx(result.duration_s, rel=0.05)
     a_voice = average_embeddings([dev_results[f"a_snt{i}"].vector for i in range(1, 7)])
     b_voice = average_embeddings([dev_results[f"b_snt{i}"].vector for i in range(1, 7)])
-    # speaker b only speaks in the last 9.7 s: the recording cut to its first 16 s (or to one
-    # bucket) scores ~0.0 against b's voice (measured -0.0005); embedded whole it holds both
-    # voices clearly (measured 0.54 to b, 0.80 to a)
+    # speaker b only speaks in the last 9.7 s: the recording cut to its first 16 s scores ~0.0
+    # against b's voice (measured -0.0005); embedded whole (two windows) it holds both voices
     assert cosine(result.vector, b_voice) > 0.3
     assert cosine(result.vector, a_voice) > 0.3
     assert cosine(a_voice, b_voice) < 0.1
@@ -73,17 +73,30 @@ def test_embed_many_returns_results_and_errors_in_their_places(embedder, clips, 
     assert embedder.embed_many([]) == []
 
 
-def test_an_unseen_length_in_a_compiled_bucket_compiles_nothing_new(embedder, clips) -> None:
+def test_the_graph_is_compiled_at_load_and_serves_every_length_without_another(embedder, clips) -> None:
+    assert embedder.ready and embedder.compiled_shapes == {None}  # None: the dynamic time axis
     features = compute_features(clips.wave("a_snt2"))  # 315 frames
-    bucket = bucket_for(features.shape[0], embedder.config.buckets)
-    shorter = features[: features.shape[0] - 7]
-    assert bucket_for(shorter.shape[0], embedder.config.buckets) == bucket
-    embedder.embed_features([features])
-    compiled = embedder.compiled_shapes
-    assert bucket in compiled
-    embedder.embed_features([shorter])
-    assert embedder.compiled_shapes == compiled
-    assert compiled <= set(embedder.config.buckets)
+    for frames in (12, 101, 257, features.shape[0]):
+        row = embedder.embed_features([features[:frames]])[0]
+        assert np.linalg.norm(row) == pytest.approx(1.0, abs=1e-5)
+    assert embedder.compiled_shapes == {None}
+
+
+def test_features_longer_than_the_window_are_refused_by_the_network_and_cut_by_the_embedder(embedder, clips) -> None:
+    window = embedder.config.window_frames
+    with pytest.raises(ValueError):
+        embedder.embed_features([np.zeros((window + 1, 80), np.float32)])
+    for frames in (window, window + 1, 3 * window - 5):
+        edges = split_windows(frames, window)
+        sizes = [end - start for start, end in edges]
+        assert edges[0][0] == 0 and edges[-1][1] == frames and max(sizes) <= window
+        assert max(sizes) - min(sizes) <= 1 and len(edges) == -(-frames // window)
+
+
+def test_a_recording_shorter_than_the_window_does_not_depend_on_the_window(embedder_with, clips, dev_results) -> None:
+    short_window = embedder_with(401)
+    result = short_window.embed(clips.bytes("a_snt2"))  # 315 frames: one window either way
+    np.testing.assert_array_equal(result.vector, dev_results["a_snt2"].vector)
 
 
 def test_concurrent_requests_get_the_same_vectors_as_sequential_ones(embedder, clips, dev_results) -> None:
@@ -106,10 +119,10 @@ def test_loading_an_empty_model_dir_says_the_model_is_not_prepared(tmp_path) -> 
     assert "prepare-model" in caught.value.message or "prepare_model" in caught.value.message
 
 
-def test_loading_a_tampered_checkpoint_is_refused(tmp_path, prepared_model_dir) -> None:
+def test_loading_a_tampered_graph_is_refused(tmp_path, prepared_model_dir) -> None:
     copy = tmp_path / "model"
     shutil.copytree(prepared_model_dir, copy)
-    checkpoint = copy / "ecapa.ckpt"
+    checkpoint = copy / "ecapa.mindir"
     checkpoint.chmod(0o600)
     data = bytearray(checkpoint.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -118,3 +131,15 @@ def test_loading_a_tampered_checkpoint_is_refused(tmp_path, prepared_model_dir) 
         Embedder.load(EngineConfig(model_dir=copy))
     assert caught.value.code == "model_integrity_error"
     assert "sha256" in caught.value.message
+
+
+def test_a_graph_exported_by_another_mindspore_is_refused(tmp_path, prepared_model_dir) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(prepared_model_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["mindspore"] = "2.0.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError) as caught:
+        Embedder.load(EngineConfig(model_dir=copy))
+    assert caught.value.detail["field"] == "mindspore"
+    assert "prepare the model again" in caught.value.message

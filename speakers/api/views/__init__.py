@@ -6,7 +6,14 @@ unauthorised upload is refused without being parsed. Uploads arrive in memory
 """
 from .decisions import BatchVerifyApi, ClassicVerifySpeakerApi, CompareApi, IdentifyApi, VerifyApi
 from .policy import PolicyApi
-from .speakers import EnrollmentDetailApi, HealthApi, SpeakerCollectionApi, SpeakerDetailApi, SpeakerEnrollApi
+from .speakers import (
+    EnrollmentDetailApi,
+    HealthApi,
+    ReadinessApi,
+    SpeakerCollectionApi,
+    SpeakerDetailApi,
+    SpeakerEnrollApi,
+)
 
 __all__ = ["BatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi", "VerifyApi", "PolicyApi",
-           "EnrollmentDetailApi", "HealthApi", "SpeakerCollectionApi", "SpeakerDetailApi", "SpeakerEnrollApi"]
+           "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi", "SpeakerDetailApi", "SpeakerEnrollApi"]

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ... import selectors, services
+from ... import inference_owner, selectors, services, startup
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
 from .common import (
@@ -33,9 +33,13 @@ class HealthApi(APIView):
     permission_classes = [AllowAny]
 
     class HealthOutput(serializers.Serializer):
-        status = serializers.ChoiceField(choices=["ok", "degraded", "unavailable"],
-                                         help_text="degraded: some voiceprints cannot be read (left out of search); "
-                                                   "unavailable: the database cannot be reached (HTTP 503).")
+        status = serializers.ChoiceField(
+            choices=["ready", "warming_up", "failed", "degraded", "unavailable"],
+            help_text="ready; warming_up: the model is loading; failed: it could not load (requests retry); "
+                      "degraded: some voiceprints cannot be read (left out of search); unavailable: the "
+                      "database cannot be reached (HTTP 503).")
+        engine = serializers.ChoiceField(choices=["cold", "warming_up", "ready", "failed"],
+                                         help_text="This process's inference engine.")
         model_version = serializers.CharField(allow_null=True)
         model_loaded = serializers.BooleanField()
         model_prepared = serializers.BooleanField()
@@ -52,6 +56,23 @@ class HealthApi(APIView):
         health = selectors.health_status()
         return Response(self.HealthOutput(health).data,
                         status=503 if health["status"] == "unavailable" else 200)
+
+
+class ReadinessApi(APIView):
+    """200 once this process answers without waiting for the model, 503 before (for load balancers)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class ReadinessOutput(serializers.Serializer):
+        ready = serializers.BooleanField()
+        status = serializers.CharField()
+
+    @extend_schema(responses={200: ReadinessOutput, 503: ReadinessOutput}, tags=["health"], auth=[])
+    def get(self, request: Request) -> Response:
+        ready = startup.ready()
+        return Response(self.ReadinessOutput({"ready": ready, "status": inference_owner.engine_state()}).data,
+                        status=200 if ready else 503)
 
 
 # --- speakers ------------------------------------------------------------------------------------------
