@@ -61,7 +61,7 @@ class Deployment:
     speakers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, **env: str) -> "Deployment":
+    def create(cls, **env: str) -> Deployment:
         directory = Path(tempfile.mkdtemp(prefix="voiceprint-bench-"))
         environment = dict(os.environ)
         environment.update({
@@ -84,7 +84,7 @@ class Deployment:
         return done.stdout
 
     def start(self, *, workers: int | None = None, threads: int | None = None, engine_threads: int | None = None,
-              server: str = "gunicorn", **env: str) -> "Server":
+              server: str = "gunicorn", **env: str) -> Server:
         port = free_port()
         environment = dict(self.env, **env)
         if engine_threads:
@@ -103,7 +103,7 @@ class Deployment:
         process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
         return Server(self, process, port, started, Path(log.name))
 
-    def enroll(self, server: "Server") -> None:
+    def enroll(self, server: Server) -> None:
         """Alice and Bob with complete voiceprints (once per database)."""
         for name, clips in ENROLL.items():
             status, body = server.json("POST", "/api/v1/speakers", {"external_id": name})

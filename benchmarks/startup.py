@@ -21,8 +21,8 @@ import threading
 import time
 
 from benchmarks.common import children, machine_note, median, speech_of, wav_bytes
-from benchmarks.worker_memory import cpu_seconds
 from benchmarks.service import Deployment
+from benchmarks.worker_memory import cpu_seconds
 
 
 def one_round(deployment: Deployment, server_kind: str, workers: int | None, probe: bytes) -> dict:

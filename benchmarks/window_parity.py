@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.common import REPO, RATE, reference_interpreter, wav_bytes
+from benchmarks.common import RATE, REPO, reference_interpreter, wav_bytes
 
 REFERENCE_CODE = """
 import json, sys

@@ -14,9 +14,9 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class AudioQuality:
     snr_db: float
     speech_ratio: float
     speech_level_dbfs: float
+    bandwidth_hz: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def prepare_waveform(
             snr_db=report.snr_db,
             speech_ratio=report.speech_ratio,
             speech_level_dbfs=report.speech_level_dbfs,
+            bandwidth_hz=report.bandwidth_hz,
         ),
         segments=report.segments,
     )
@@ -137,7 +139,7 @@ class Embedder:
         self.compile_seconds = 0.0
 
     @classmethod
-    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True, verify_hash: bool = True) -> "Embedder":
+    def load(cls, config: EngineConfig = EngineConfig(), warm: bool = True, verify_hash: bool = True) -> Embedder:
         """Check the prepared model against ``config`` and load its graph (once per process, after any fork).
 
         With ``warm`` the graph is compiled now (under a second), so the first request does not wait for it.

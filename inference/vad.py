@@ -75,6 +75,7 @@ class SpeechReport:
     snr_db: float
     speech_level_dbfs: float
     speech_ratio: float
+    bandwidth_hz: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class _Layout:
     band_starts: np.ndarray  # (n_bands + 1,) first FFT bin of each band; band 0 lies below low_hz
     band_stop: int  # one past the last FFT bin of the top band
     bins: np.ndarray  # (n_bands + 1,) FFT bins per band
+    band_tops_hz: np.ndarray  # (n_bands + 1,) upper edge of each band
     smooth: int
     noise_window: int
     shortest_noise_window: int
@@ -118,6 +120,7 @@ def _layout(sample_rate: int, config: VadConfig) -> _Layout:
         band_starts=starts,
         band_stop=stop,
         bins=bins,
+        band_tops_hz=edges[1:],
         smooth=max(1, config.smooth_frames),
         noise_window=max(1, int(round(config.noise_window_s * 1000.0 / config.frame_ms))),
         shortest_noise_window=max(1, int(round(config.shortest_noise_window_s * 1000.0 / config.frame_ms))),
@@ -305,6 +308,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
     active_power = float(power[active].mean()) if active.any() else speech_power
     snr = 10.0 * np.log10(max(active_power - noise_power, _EPS) / max(noise_power, _EPS))
     segments = tuple((round(a * frame_s, 3), round(b * frame_s, 3)) for a, b in _runs(mask))
+    bandwidth = _bandwidth_hz(powers[active if active.any() else mask], layout)
     return mask, SpeechReport(
         speech_s=speech_s,
         duration_s=duration,
@@ -312,4 +316,17 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
         snr_db=float(min(snr, 100.0)),
         speech_level_dbfs=float(10.0 * np.log10(max(speech_power, _EPS))),
         speech_ratio=speech_s / duration if duration else 0.0,
+        bandwidth_hz=bandwidth,
     )
+
+
+# A band carries the signal when its mean power over the speech is within this of the loudest band.
+_BANDWIDTH_RANGE_DB = 50.0
+
+
+def _bandwidth_hz(speech_powers: np.ndarray, layout: _Layout) -> float:
+    """Upper edge (Hz) of the highest band the speech reaches: a telephone channel reads about 3.4-4 kHz,
+    wideband speech 7-8 kHz. ``speech_powers``: ``(T, B)`` band powers of the speech frames."""
+    levels = 10.0 * np.log10(speech_powers[:, 1:].mean(axis=0) + _EPS)  # band 0 (below low_hz) never counts
+    reached = np.flatnonzero(levels >= levels.max() - _BANDWIDTH_RANGE_DB)
+    return float(layout.band_tops_hz[1:][reached[-1]]) if reached.size else 0.0
