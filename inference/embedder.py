@@ -39,7 +39,7 @@ class AudioQuality:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """A recording ready for the network: the whole recording (pauses kept) and what we measured."""
+    """A recording ready for the network: its speech (long silences dropped) and what we measured."""
 
     speech: np.ndarray
     duration_s: float
@@ -65,11 +65,11 @@ def prepare_waveform(
     """VAD + quality on decoded mono samples (resampled here if needed). Raises :class:`NoSpeechError`."""
     samples = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, config.audio.sample_rate)
     rate = config.audio.sample_rate
-    _, report = vad.detect_speech(samples, rate, config.vad)
+    mask, report = vad.detect_speech(samples, rate, config.vad)
     if clipping_ratio is None:
         clipping_ratio = float(np.mean(np.abs(samples) >= 0.999))
     return PreparedAudio(
-        speech=samples,
+        speech=vad.drop_long_silences(samples, mask, rate, config.vad),
         duration_s=samples.size / rate,
         speech_s=report.speech_s,
         quality=AudioQuality(
