@@ -38,14 +38,18 @@ class VadConfig:
     ``score_threshold`` steady-noise standard deviations above their own stationary floors (each
     band's lowest level within ``noise_window_s``, at least ``shortest_noise_window_s`` at the ends), it is above ``floor_dbfs`` and within
     ``threshold_db`` of the loud end of the recording. Spectra are taken over ``window_ms``
-    centred on each frame and smoothed over ``smooth_frames``. Pauses are not cut before the
-    embedding: it did not help (notes/vad.md).
+    centred on each frame and smoothed over ``smooth_frames``. Stretches without speech longer
+    than ``max_silence_s`` are cut down to ``keep_silence_s`` before the embedding (leading and
+    trailing silence, a long wait); ordinary pauses stay, as in the training data: cutting them
+    cost accuracy in noise (notes/vad.md).
     """
 
     frame_ms: float = 20.0
     threshold_db: float = 30.0
     floor_dbfs: float = -55.0
     min_speech_s: float = 0.3
+    max_silence_s: float = 2.0
+    keep_silence_s: float = 0.4
     hangover_frames: int = 5
     window_ms: float = 64.0
     smooth_frames: int = 5

@@ -42,7 +42,7 @@ class AudioQuality:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """A recording ready for the network: its samples (the whole recording) and what we measured."""
+    """A recording ready for the network: its speech (long silences dropped) and what we measured."""
 
     speech: np.ndarray
     duration_s: float
@@ -71,11 +71,11 @@ def prepare_waveform(
     # DC offset was refused as "no speech"); real recordings have none worth a rounding error.
     samples = samples - np.float32(samples.mean()) if samples.size else samples
     rate = config.audio.sample_rate
-    _, report = vad.detect_speech(samples, rate, config.vad)
+    mask, report = vad.detect_speech(samples, rate, config.vad)
     if clipping_ratio is None:
         clipping_ratio = float(np.mean(np.abs(samples) >= 0.999))
     return PreparedAudio(
-        speech=samples,
+        speech=vad.drop_long_silences(samples, mask, rate, config.vad),
         duration_s=samples.size / rate,
         speech_s=report.speech_s,
         quality=AudioQuality(

@@ -330,3 +330,28 @@ def _bandwidth_hz(speech_powers: np.ndarray, layout: _Layout) -> float:
     levels = 10.0 * np.log10(speech_powers[:, 1:].mean(axis=0) + _EPS)  # band 0 (below low_hz) never counts
     reached = np.flatnonzero(levels >= levels.max() - _BANDWIDTH_RANGE_DB)
     return float(layout.band_tops_hz[1:][reached[-1]]) if reached.size else 0.0
+
+
+def drop_long_silences(samples: np.ndarray, mask: np.ndarray, sample_rate: int, config: VadConfig = VadConfig()) -> np.ndarray:
+    """Shorten every non-speech stretch longer than ``max_silence_s`` to ``keep_silence_s``.
+
+    Leading and trailing silences keep half of ``keep_silence_s``. Returns ``(m,)`` float32, ``m <= n``.
+    """
+    frame = int(round(sample_rate * config.frame_ms / 1000.0))
+    longest = int(round(config.max_silence_s * 1000.0 / config.frame_ms))
+    keep = max(1, int(round(config.keep_silence_s * 1000.0 / config.frame_ms)))
+    keep_frames = mask.copy()
+    for start, end in _runs(~mask):
+        if end - start <= longest:
+            keep_frames[start:end] = True
+            continue
+        if start == 0:
+            keep_frames[end - keep // 2 : end] = True
+        elif end == mask.size:
+            keep_frames[start : start + keep // 2] = True
+        else:
+            keep_frames[start : start + keep // 2] = True
+            keep_frames[end - (keep - keep // 2) : end] = True
+    sample_keep = np.repeat(keep_frames, frame)
+    tail = samples[sample_keep.size :] if keep_frames[-1] else samples[:0]
+    return np.concatenate([samples[: sample_keep.size][sample_keep], tail]).astype(np.float32)

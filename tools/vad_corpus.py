@@ -10,9 +10,9 @@ the loudest (the same definition the API tests use), so "6 dB SNR" means the ste
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -84,6 +84,7 @@ def _shaped(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     freqs = np.fft.rfftfreq(n, 1.0 / RATE)
     # below 20 Hz the slope stops, so brown noise does not wander off as a DC drift
     spectrum *= np.maximum(freqs, 20.0) ** (-exponent / 2.0)
+    spectrum[0] = 0.0  # no DC: a microphone chain is AC-coupled (and the engine removes any offset)
     return np.fft.irfft(spectrum, n)
 
 

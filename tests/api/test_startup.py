@@ -44,7 +44,7 @@ def test_a_server_refuses_a_model_graph_exported_by_another_mindspore(tmp_path, 
 
     from django.core.exceptions import ImproperlyConfigured
 
-    from speakers.engine import require_prepared_model
+    from speakers.inference_owner import require_prepared_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)

@@ -50,7 +50,7 @@ def test_a_loud_50_hz_hum_is_no_speech() -> None:
     _no_speech(0.9 * np.sin(2 * np.pi * 50 * t))
 
 
-def test_a_long_pause_is_kept_whole_and_its_speech_counted_once(clips) -> None:
+def test_a_long_pause_is_shortened_to_keep_silence_without_losing_speech(clips) -> None:
     wave = clips.wave("a_snt1")
     original = prepare_waveform(wave, RATE, CONFIG)
     # put 3 s of silence into the clip's own short pause between its first two segments
@@ -59,10 +59,33 @@ def test_a_long_pause_is_kept_whole_and_its_speech_counted_once(clips) -> None:
     paused = np.concatenate([wave[:at], np.zeros(3 * RATE, dtype=np.float32), wave[at:]])
     prepared = prepare_waveform(paused, RATE, CONFIG)
     assert prepared.duration_s == pytest.approx(wave.size / RATE + 3.0)
-    # the network sees the whole recording, as the model was trained (cutting did not help: notes/vad.md)
-    np.testing.assert_array_equal(prepared.speech, paused)
+    kept_s = prepared.speech.size / RATE
+    assert kept_s == pytest.approx(original.speech.size / RATE + CONFIG.vad.keep_silence_s, abs=0.1)
     assert prepared.speech_s == pytest.approx(original.speech_s, abs=0.1)
-    assert len(prepared.segments) == len(original.segments)
+
+
+def test_ordinary_pauses_are_kept_for_the_network(clips) -> None:
+    wave = clips.wave("a_snt1")
+    original = prepare_waveform(wave, RATE, CONFIG)
+    at = int((original.segments[0][1] + original.segments[1][0]) / 2 * RATE)
+    # 1.5 s of faint noise: a speaker thinking, which the model saw in training (cutting such
+    # pauses cost 0.7-3.2 EER points in noise: notes/vad.md)
+    pause = (1e-3 * np.random.default_rng(3).standard_normal(int(1.5 * RATE))).astype(np.float32)
+    paused = np.concatenate([wave[:at], pause, wave[at:]])
+    # every sample kept (only the recording's constant offset is removed, as for any recording)
+    np.testing.assert_allclose(prepare_waveform(paused, RATE, CONFIG).speech, paused - paused.mean(), atol=1e-7)
+
+
+def test_long_silence_around_the_speech_does_not_move_the_embedding(embedder, clips) -> None:
+    # 8 s of a faint noise floor before and after: embedded whole, the EER on shared multi/ went
+    # from 1.98% to 13.94% (median cosine to the cut version 0.43); cut, it stays at 1.98%
+    rng = np.random.default_rng(4)
+    for name in ("a_snt2", "b_snt3"):
+        wave = clips.wave(name)
+        pad = (1e-3 * rng.standard_normal((2, 8 * RATE))).astype(np.float32)
+        padded = np.concatenate([pad[0], wave, pad[1]])
+        alone = embedder.embed_waveform(wave, RATE).vector
+        assert float(embedder.embed_waveform(padded, RATE).vector @ alone) > 0.95
 
 
 def test_noise_lowers_the_snr(clips) -> None:
@@ -171,8 +194,9 @@ def test_the_snr_estimate_tracks_the_true_snr(clips, kind) -> None:
             mixed, _ = vad_corpus.mix(clips.wave(name), kind, snr_db, vad_corpus.seed_for(name, kind, snr_db))
             errors[snr_db].append(prepare_waveform(mixed, RATE, CONFIG).quality.snr_db - snr_db)
     for snr_db, error in errors.items():
-        # at 0 dB the speech frames found lean to the louder ones; at 20 dB a clip's own background
-        # (some lie only 20-30 dB under the voice) adds to the noise mixed in
-        assert abs(np.median(error)) <= (2.0 if snr_db == 0 else 1.5), (snr_db, np.round(error, 1))
+        # at 0 dB the speech frames found lean to the louder ones (brown noise, without the DC part the
+        # engine removes, reads 2.1 dB high); at 20 dB a clip's own background (some lie only 20-30 dB
+        # under the voice) adds to the noise mixed in
+        assert abs(np.median(error)) <= (2.5 if snr_db == 0 else 1.5), (snr_db, np.round(error, 1))
         if snr_db <= 10:
             assert max(np.abs(error)) <= (4.5 if snr_db == 0 else 3.0), (snr_db, np.round(error, 1))
