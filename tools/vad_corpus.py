@@ -10,9 +10,9 @@ the loudest (the same definition the API tests use), so "6 dB SNR" means the ste
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import soundfile as sf
