@@ -93,7 +93,7 @@ def enrollment_progress(*, speaker: Speaker) -> EnrollmentProgress:
                               complete=speaker.has_voiceprint and speech_s + 1e-9 >= required_s)
 
 
-class VoiceprintStatus(str, enum.Enum):
+class VoiceprintStatus(enum.StrEnum):
     """Whether a speaker's voiceprint can decide: only ``complete`` is enrolled (usable)."""
 
     NONE = "none"              # no voiceprint yet
