@@ -57,6 +57,10 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "model_integrity_error": ("Service not ready", "The speaker model's files are damaged."),
     "asnorm_unavailable": ("Score normalisation unavailable", "Try again without AS-norm."),
     "database_unavailable": ("Service unavailable", "The database cannot be reached."),
+    # the page itself
+    "network_error": ("No connection", "The server cannot be reached."),
+    "stream_unavailable": ("Streaming unavailable", "This server does not answer on the streaming route "
+                                                    "(it needs the ASGI server that `make serve` runs)."),
 }
 
 
