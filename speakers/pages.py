@@ -45,3 +45,11 @@ def app_page(request: HttpRequest) -> HttpResponse:
     response["Content-Security-Policy"] = _content_security_policy(request)
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """No icon, said once: browsers ask every page for one (the admin's too)."""
+    response = HttpResponse(status=204)
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
