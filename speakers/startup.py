@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import connection
@@ -18,20 +19,35 @@ from .voiceprint_index import voiceprint_index
 logger = logging.getLogger(__name__)
 
 
-def warm_up() -> None:
-    """Load the model and build the index now rather than at the first request, then compile."""
+def warm_up(*, ready_url: str | None = None) -> None:
+    """Load the model and build the index now rather than at the first request, then compile.
+
+    Each step is logged, and the last line says the service is ready (with ``ready_url`` when
+    the server knows its address), so a person starting it sees what it is doing.
+    """
+    started = time.monotonic()
     try:
+        logger.info("warm-up: loading the speaker model")
         embedder = inference_owner.get_embedder()
-        voiceprint_index().sync()
+        index = voiceprint_index()
+        index.sync()
+        logger.info("warm-up: search index built (%d voiceprints)", len(index))
         # One task per length bucket, so a request arriving meanwhile waits behind one at most.
-        for frames in embedder.config.buckets:
-            inference_owner.submit(embedder.warmup, [frames])
+        buckets = list(embedder.config.buckets)
+        tasks = [inference_owner.submit(embedder.warmup, [frames]) for frames in buckets]
+        for done, (frames, task) in enumerate(zip(buckets, tasks), start=1):
+            task.result()
+            logger.info("warm-up: compiled %d of %d speech lengths (up to %.0f s)", done, len(buckets),
+                        frames * embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate)
+        where = f" at {ready_url}" if ready_url else ""
+        logger.info("voiceprint is ready%s (warm-up took %.0f s)", where, time.monotonic() - started)
     except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
         logger.exception("warm-up failed; the model and index will load at the first request")
     finally:
         connection.close()
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background(*, ready_url: str | None = None) -> None:
     if settings.VOICEPRINT_WARMUP:
-        threading.Thread(target=warm_up, name="voiceprint-warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, kwargs={"ready_url": ready_url}, name="voiceprint-warm-up",
+                         daemon=True).start()
