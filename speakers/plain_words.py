@@ -57,6 +57,14 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "model_integrity_error": ("Service not ready", "The speaker model's files are damaged."),
     "asnorm_unavailable": ("Score normalisation unavailable", "Try again without AS-norm."),
     "database_unavailable": ("Service unavailable", "The database cannot be reached."),
+    # streaming verification (docs/streaming.md)
+    "idle_timeout": ("Stopped: nothing arrived", "The microphone sent nothing for a while; start again."),
+    "session_too_long": ("Session over", "A streaming session has a time limit; start a new one."),
+    "too_many_sessions": ("Too many live sessions", "Close another streaming session or try again later."),
+    "message_rate_exceeded": ("Too many messages", "The page sent audio in too many small pieces."),
+    "invalid_message": ("Streaming protocol error", "The page and the server disagree; reload the page."),
+    "invalid_audio_frame": ("Streaming protocol error", "The audio sent was not in the agreed format."),
+    "message_too_large": ("Streaming protocol error", "An audio message was too large."),
     # the page itself
     "network_error": ("No connection", "The server cannot be reached."),
     "stream_unavailable": ("Streaming unavailable", "This server does not answer on the streaming route "

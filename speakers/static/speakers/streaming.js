@@ -93,7 +93,7 @@ export function setupStreaming({ root, path, words, getKey, getSpeaker }) {
           const box = refusalElement(m.error, words, "Window skipped: ");
           note(box.textContent);
         } else {
-          const words_ = { silence: "silence", speech: "speech", clipping: "too loud (clipping)", too_quiet: "too quiet" };
+          const words_ = { silence: "silence", speech: "speech started", clipping: "too loud (clipping)", too_quiet: "too quiet" };
           note(`${words_[m.event] || m.event} at ${fmt(m.at_s, 1)} s`);
         }
       } else if (m.type === "summary") {
