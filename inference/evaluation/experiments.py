@@ -41,14 +41,20 @@ def _progress(iterable: Iterable[Any], *, enabled: bool, total: int, desc: str) 
     return _progress_lines(iterable, total=total, desc=desc)
 
 
+# A run faster than this (files already embedded, a small list) logs no progress at all.
+_PROGRESS_AFTER_S = 2.0
+
+
 def _progress_lines(iterable: Iterable[Any], *, total: int, desc: str) -> Iterator[Any]:
     started = time.monotonic()
     step = max(1, -(-total // 10))  # ceil(total / 10)
+    logged = False
     for done, item in enumerate(iterable, start=1):
         yield item
-        if done % step == 0 or done == total:
-            logger.info("%s: %d of %d files (%.0f%%), %.0f s", desc, done, total, 100 * done / total,
-                        time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if (done % step == 0 or done == total) and (logged or elapsed >= _PROGRESS_AFTER_S):
+            logger.info("%s: %d of %d files (%.0f%%), %.0f s", desc, done, total, 100 * done / total, elapsed)
+            logged = True
 
 
 def embed_files(
