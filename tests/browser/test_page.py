@@ -6,7 +6,7 @@ server and model. Screenshots of each step are written to reports/browser/.
 from __future__ import annotations
 
 import numpy as np
-from browsertools import SPEECH, joined, read_wav, write_wav
+from browsertools import SPEECH, enroll_speaker, joined, read_wav, write_wav
 
 RECORD_TIMEOUT_MS = 60_000
 
@@ -131,13 +131,38 @@ def test_refusals_are_shown_in_words_a_person_understands(launch, app_server, re
     assert "vp_0000" not in page.url
 
 
-def test_the_admin_lists_fit_a_1280_pixel_screen(launch, app_server, reports_dir):
-    page = launch(width=1280)
-    page.goto(f"{app_server.url}/admin/login/")
+def _admin_login(page, server) -> None:
+    page.goto(f"{server.url}/admin/login/")
     page.fill("#id_username", "admin")
-    page.fill("#id_password", app_server.admin_password)
+    page.fill("#id_password", server.admin_password)
     page.click("input[type=submit]")
     page.wait_for_url("**/admin/")
+
+
+def test_an_admin_verifies_and_identifies_a_recording_from_the_admin(launch, app_server, reports_dir):
+    speaker_id = enroll_speaker(app_server, "Admin Bob", "b_snt1", "b_snt2", "b_snt3", "b_snt4")
+    page = launch(width=1280)
+    _admin_login(page, app_server)
+    page.goto(f"{app_server.url}/admin/speakers/speaker/{speaker_id}/change/")
+    page.click("text=Verify a recording")
+    page.set_input_files("#id_audio", str(SPEECH / "b_snt5.wav"))
+    page.click("#vp-tool-form input[type=submit]")
+    page.wait_for_selector("#vp-result, #vp-error")
+    assert page.text_content("#vp-result strong").startswith("Accepted"), page.text_content("#content-main")
+    page.screenshot(path=reports_dir / "admin-verify.png", full_page=True)
+    page.goto(f"{app_server.url}/admin/speakers/speaker/")
+    page.click("text=Identify a recording")
+    page.set_input_files("#id_audio", str(SPEECH / "b_snt6.wav"))
+    page.click("#vp-tool-form input[type=submit]")
+    page.wait_for_selector("#vp-result, #vp-error")
+    assert page.text_content("#vp-result strong") == "Match: Admin Bob", page.text_content("#content-main")
+    page.screenshot(path=reports_dir / "admin-identify.png", full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_the_admin_lists_fit_a_1280_pixel_screen(launch, app_server, reports_dir):
+    page = launch(width=1280)
+    _admin_login(page, app_server)
     for name in ("speaker", "enrollment", "auditevent", "apikey"):
         page.goto(f"{app_server.url}/admin/speakers/{name}/")
         page.screenshot(path=reports_dir / f"admin-{name}.png", full_page=True)
