@@ -73,11 +73,14 @@ class EnrollmentProgress:
 
     @property
     def text(self) -> str:
-        return f"{_floor(self.speech_s, 1):.1f} of {self.required_s:g} s"
+        # Rounded half up (8.66 s reads 8.7), but never up to the target before the voiceprint is complete.
+        shown = math.floor(self.speech_s * 10 + 0.5 + 1e-9) / 10
+        if not self.complete and shown >= self.required_s:
+            shown = _floor(self.speech_s, 1)
+        return f"{shown:.1f} of {self.required_s:g} s"
 
 
 def _floor(value: float, decimals: int) -> float:
-    # Rounded down, so "6.0 of 6 s" is never shown for an incomplete voiceprint.
     scale = 10 ** decimals
     return math.floor(value * scale + 1e-9) / scale
 
