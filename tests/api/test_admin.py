@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 import uuid
 
+import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from speakers.crypto import api_key_hash
 from speakers.models import ApiKey, AuditEvent, Enrollment, IndexChange, Speaker
@@ -46,7 +48,7 @@ def test_the_speaker_list_searches_and_shows_enrollment_counts(admin_client, enr
     assert page.status_code == 200
     html = page.content.decode()
     assert "Alice" in html and "Bob" not in html
-    assert admin_client.get("/admin/speakers/speaker/", {"enrolled": "yes"}).status_code == 200
+    assert admin_client.get("/admin/speakers/speaker/", {"voiceprint": "complete"}).status_code == 200
 
 
 def test_deleting_a_speaker_in_the_admin_goes_through_the_service(admin_client, client, enrolled, upload):
@@ -91,3 +93,99 @@ def test_the_audit_log_is_read_only(admin_client, enrolled):
 
 def test_the_admin_needs_a_login(anon_client):
     assert anon_client.get("/admin/speakers/speaker/").status_code == 302
+
+
+# --- the admin as a working tool: recordings in, through the same services as the API ------------------
+
+LONG_DECIMAL = re.compile(r"\d\.\d{4,}")  # an unrounded float
+
+
+def _tool(admin_client, url: str, speech, *names: str, **fields):
+    files = [SimpleUploadedFile(f"{n}.wav", speech.bytes(n), content_type="audio/wav") for n in names]
+    return admin_client.post(url, {"audio": files if len(files) > 1 else files[0], **fields}, follow=True)
+
+
+def test_an_admin_adds_enrollment_recordings_to_a_speaker(admin_client, create_speaker, speech):
+    speaker = create_speaker(display_name="Carol")
+    page = admin_client.get(f"/admin/speakers/speaker/{speaker['id']}/change/").content.decode()
+    assert f"/admin/speakers/speaker/{speaker['id']}/enroll/" in page
+    response = _tool(admin_client, f"/admin/speakers/speaker/{speaker['id']}/enroll/", speech,
+                     "a_snt1", "a_snt2", "a_snt3")
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == f"/admin/speakers/speaker/{speaker['id']}/change/"
+    text = " ".join(str(m) for m in response.context["messages"])
+    assert "Added 3 recording(s)" in text and "complete" in text
+    row = Speaker.objects.get(pk=speaker["id"])
+    assert row.enrollment_count == 3 and row.has_voiceprint
+    event = AuditEvent.objects.get(action="enroll", speaker_id=speaker["id"])
+    assert event.actor == "admin:admin" and event.client_address == "127.0.0.1"
+    assert IndexChange.objects.filter(speaker_id=speaker["id"]).exists()
+
+
+def test_a_refused_recording_in_the_admin_is_explained_in_plain_words_and_changes_nothing(admin_client,
+                                                                                        create_speaker, speech):
+    speaker = create_speaker(display_name="Carol")
+    silence = SimpleUploadedFile("silence.wav", speech.wav(np.zeros(32_000, dtype=np.float32)))
+    response = admin_client.post(f"/admin/speakers/speaker/{speaker['id']}/enroll/", {"audio": silence})
+    assert response.status_code == 200
+    assert "No speech" in response.context["error"]
+    assert Enrollment.objects.filter(speaker_id=speaker["id"]).count() == 0
+
+
+def test_an_admin_verifies_a_recording_against_a_speaker(admin_client, enrolled, speech):
+    url = f"/admin/speakers/speaker/{enrolled['a']}/verify/"
+    assert url in admin_client.get(f"/admin/speakers/speaker/{enrolled['a']}/change/").content.decode()
+    same = _tool(admin_client, url, speech, "a_snt4")
+    assert same.context["result"]["accepted"] is True
+    html = same.content.decode()
+    assert "Accepted" in html and not LONG_DECIMAL.search(html)
+    other = _tool(admin_client, url, speech, "b_snt5")
+    assert other.context["result"]["accepted"] is False and "Rejected" in other.content.decode()
+    events = AuditEvent.objects.filter(action="verify", speaker_id=enrolled["a"], actor="admin:admin")
+    assert sorted(events.values_list("decision", flat=True)) == ["accepted", "rejected"]
+
+
+def test_verifying_against_an_incomplete_voiceprint_in_the_admin_says_so(admin_client, create_speaker, enroll,
+                                                                        speech):
+    speaker = create_speaker(display_name="Shorty")
+    enroll(speaker["id"], "a_snt1")
+    response = _tool(admin_client, f"/admin/speakers/speaker/{speaker['id']}/verify/", speech, "a_snt4")
+    assert "Enrollment not finished" in response.context["error"]
+
+
+def test_an_admin_identifies_a_recording_against_everyone(admin_client, enrolled, speech):
+    assert "/admin/speakers/speaker/identify/" in admin_client.get("/admin/speakers/speaker/").content.decode()
+    response = _tool(admin_client, "/admin/speakers/speaker/identify/", speech, "b_snt5", top_k="2")
+    result = response.context["result"]
+    assert result["match"] == "Bob"
+    assert [c["name"] for c in result["candidates"]] == ["Bob", "Alice"]
+    assert not LONG_DECIMAL.search(response.content.decode())
+    assert AuditEvent.objects.filter(action="identify", actor="admin:admin").exists()
+
+
+def test_an_admin_creates_a_speaker_through_the_service(admin_client):
+    response = admin_client.post("/admin/speakers/speaker/add/", {"external_id": "emp-7", "display_name": "Dora",
+                                                                  "metadata": "{}"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    speaker = Speaker.objects.get(external_id="emp-7")
+    assert AuditEvent.objects.get(action="speaker_create", speaker_id=speaker.pk).actor == "admin:admin"
+
+
+def test_admin_pages_show_numbers_rounded(admin_client, enrolled, client, upload):
+    client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")}, format="multipart")
+    enrollment = Enrollment.objects.filter(speaker_id=enrolled["a"]).first()
+    for url in ("/admin/speakers/speaker/", f"/admin/speakers/speaker/{enrolled['a']}/change/",
+                "/admin/speakers/enrollment/", f"/admin/speakers/enrollment/{enrollment.pk}/change/",
+                "/admin/speakers/auditevent/"):
+        html = admin_client.get(url).content.decode()
+        assert not LONG_DECIMAL.search(html), (url, LONG_DECIMAL.search(html))
+    listing = admin_client.get("/admin/speakers/speaker/").content.decode()
+    assert "8.7 of 6 s" in listing  # a_snt1..3: 8.66 s of speech
+
+
+def test_the_audit_log_names_speakers_and_says_when_one_was_deleted(admin_client, client, enrolled):
+    html = admin_client.get("/admin/speakers/auditevent/").content.decode()
+    assert re.search(rf'<a href="/admin/speakers/speaker/{enrolled["a"]}/change/"[^>]*>Alice</a>', html)
+    client.delete(f"/api/v1/speakers/{enrolled['b']}")
+    html = admin_client.get("/admin/speakers/auditevent/").content.decode()
+    assert f"deleted speaker {enrolled['b'][:8]}" in html

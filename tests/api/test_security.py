@@ -1,6 +1,7 @@
 """Secrets at rest: no plaintext embedding in the database, key rotation, API key issuance, production guard."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -166,3 +167,34 @@ def test_production_mode_starts_with_a_secret_and_a_key():
 def test_a_malformed_threshold_or_key_is_refused_at_start():
     assert "VOICEPRINT_VERIFY_THRESHOLD" in _settings_in_a_fresh_process(VOICEPRINT_VERIFY_THRESHOLD="high").stderr
     assert "expected 32" in _settings_in_a_fresh_process(VOICEPRINT_ENCRYPTION_KEYS="c2hvcnQ=").stderr
+
+
+def test_api_keys_are_listed_without_their_secrets_and_revoked_by_prefix(anon_client, capsys):
+    call_command("create_api_key", "kiosk", "--scopes", "verify")
+    plain = capsys.readouterr().out.strip()
+    call_command("create_api_key", "backup", "--scopes", "manage")
+    capsys.readouterr()
+    call_command("list_api_keys")
+    listing = capsys.readouterr().out
+    prefix = crypto.api_key_prefix(plain)
+    assert "kiosk" in listing and "backup" in listing and prefix in listing and plain not in listing
+    assert plain.split(".", 1)[1] not in listing
+    call_command("revoke_api_key", prefix)
+    assert "revoked" in capsys.readouterr().out
+    anon_client.credentials(HTTP_X_API_KEY=plain)
+    assert anon_client.post("/api/v1/verify", {}).json()["error"]["code"] == "api_key_revoked"
+    assert AuditEvent.objects.filter(action="api_key_revoke", actor="cli:revoke_api_key").count() == 1
+    call_command("list_api_keys", "--active", "--json")
+    active = json.loads(capsys.readouterr().out)
+    assert [k["name"] for k in active] == ["backup"] and active[0]["status"] == "active"
+
+
+def test_revoking_by_a_name_shared_by_several_keys_needs_all(capsys):
+    for _ in range(2):
+        call_command("create_api_key", "kiosk", "--scopes", "verify")
+    with pytest.raises(CommandError, match="2 active keys are named 'kiosk'"):
+        call_command("revoke_api_key", "kiosk")
+    call_command("revoke_api_key", "kiosk", "--all")
+    assert ApiKey.objects.filter(revoked=True).count() == 2
+    with pytest.raises(CommandError, match="no API key"):
+        call_command("revoke_api_key", "nobody")

@@ -1,5 +1,5 @@
-"""``python -m inference embed``: one unit row per file in argument order, a JSON report, and on any
-bad file a non-zero exit that names it, with nothing written."""
+"""``python -m inference embed``: one unit row per embedded file in argument order, a JSON report; a bad
+file is named and left out (non-zero exit), or with ``--strict`` nothing is written."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import numpy as np
 from inference.scoring import cosine
 
 
-def _run_embed(clips, model_dir: Path, files: list[Path], out: Path) -> subprocess.CompletedProcess:
+def _run_embed(clips, model_dir: Path, files: list[Path], out: Path, *options: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, VOICEPRINT_MODEL_DIR=str(model_dir))
-    command = [sys.executable, "-m", "inference", "embed", *map(str, files), "--out", str(out), "--json"]
+    command = [sys.executable, "-m", "inference", "embed", *map(str, files), "--out", str(out), "--json", *options]
     return subprocess.run(command, cwd=clips.repo, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -37,14 +37,38 @@ def test_embed_writes_one_unit_row_per_file_in_argument_order(clips, prepared_mo
         assert entry["model_version"] == "spkrec-ecapa-voxceleb@0575cb64"
 
 
-def test_embed_with_a_bad_file_fails_naming_it_and_writes_nothing(clips, prepared_model_dir, tmp_path) -> None:
+def test_embed_writes_what_succeeded_and_lists_what_failed(clips, prepared_model_dir, dev_results, tmp_path) -> None:
     bad = tmp_path / "notes.wav"
     bad.write_text("meeting notes, not a recording\n" * 20)
     out = tmp_path / "embeddings.npy"
     run = _run_embed(clips, prepared_model_dir, [clips.path("a_snt1"), bad, clips.path("b_snt1")], out)
+    assert run.returncode == 1  # not everything was embedded
+    assert f"{bad}: audio_not_audio" in run.stderr and "1 of 3 files failed" in run.stderr
+    rows = np.load(out)
+    assert rows.shape == (2, 192)
+    assert cosine(rows[0], dev_results["a_snt1"].vector) > 0.9999
+    assert cosine(rows[1], dev_results["b_snt1"].vector) > 0.9999
+    report = json.loads(run.stdout)
+    assert [entry.get("row") for entry in report] == [0, None, 1]
+    assert [entry.get("error", {}).get("code") for entry in report] == [None, "audio_not_audio", None]
+
+
+def test_embed_strict_with_a_bad_file_fails_naming_it_and_writes_nothing(clips, prepared_model_dir, tmp_path) -> None:
+    bad = tmp_path / "notes.wav"
+    bad.write_text("meeting notes, not a recording\n" * 20)
+    out = tmp_path / "embeddings.npy"
+    run = _run_embed(clips, prepared_model_dir, [clips.path("a_snt1"), bad, clips.path("b_snt1")], out, "--strict")
     assert run.returncode != 0
     assert f"{bad}: audio_not_audio" in run.stderr
     assert "a_snt1" not in run.stderr and "b_snt1" not in run.stderr
     assert not out.exists()
     report = json.loads(run.stdout)
     assert [entry.get("error", {}).get("code") for entry in report] == [None, "audio_not_audio", None]
+
+
+def test_embed_with_no_usable_file_writes_nothing(clips, prepared_model_dir, tmp_path) -> None:
+    bad = tmp_path / "notes.wav"
+    bad.write_text("meeting notes, not a recording\n" * 20)
+    out = tmp_path / "embeddings.npy"
+    run = _run_embed(clips, prepared_model_dir, [bad], out)
+    assert run.returncode == 1 and "1 of 1 files failed" in run.stderr and not out.exists()

@@ -26,6 +26,7 @@ from inference.evaluation import (
     threshold_at_fir,
     write_report,
 )
+from inference.evaluation.experiments import embed_files
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "tests" / "fixtures" / "speech"
@@ -435,3 +436,29 @@ def test_read_speaker_list_names_the_line_of_a_malformed_row(tmp_path) -> None:
     listing.write_text("alice a1.wav\nbob\n")
     with pytest.raises(ValueError, match="line 2"):
         read_speaker_list(listing)
+
+
+def test_embedding_progress_is_logged_when_the_output_is_not_a_terminal(caplog, monkeypatch) -> None:
+    # Under pytest stderr is captured, not a terminal: the log lines are what CI and `make evaluate | tee` see.
+    from inference.evaluation import experiments
+
+    clock = itertools.count()  # each file takes a second
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: float(next(clock)))
+    paths = [f"spk/{i:02d}.wav" for i in range(25)]
+    rng = np.random.default_rng(0)
+    with caplog.at_level("INFO", logger="inference.evaluation.experiments"):
+        vectors, failed = embed_files(paths, "/nowhere", lambda path: rng.standard_normal(8), progress=True)
+    assert len(vectors) == 25 and not failed
+    lines = [r.getMessage() for r in caplog.records if "files (" in r.getMessage()]
+    assert lines[0].startswith("embedding: 3 of 25 files (12%)") and lines[-1].startswith("embedding: 25 of 25 files (100%)")
+    assert len(lines) == 9  # every 3 files, and the last
+    caplog.clear()
+    embed_files(paths, "/nowhere", lambda path: rng.standard_normal(8), progress=False)
+    assert not [r for r in caplog.records if "files (" in r.getMessage()]
+
+
+def test_a_quick_run_logs_no_progress(caplog) -> None:
+    paths = [f"spk/{i:02d}.wav" for i in range(25)]  # embedded at once (cached files do this)
+    with caplog.at_level("INFO", logger="inference.evaluation.experiments"):
+        embed_files(paths, "/nowhere", lambda path: np.ones(8), progress=True)
+    assert not [r for r in caplog.records if "files (" in r.getMessage()]

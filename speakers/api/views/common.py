@@ -73,14 +73,31 @@ class SpeakerOutput(serializers.Serializer):
     display_name = serializers.CharField()
     metadata = serializers.JSONField()
     enrollment_count = serializers.IntegerField()
-    enrolled = serializers.BooleanField(source="has_voiceprint",
-                                        help_text="True once the speaker has a voiceprint.")
+    enrolled = serializers.SerializerMethodField(
+        help_text="True when the speaker can be verified and identified: voiceprint_status is complete.")
+    voiceprint_status = serializers.SerializerMethodField(
+        help_text="none (no recording yet), incomplete (less net speech than required), complete, outdated "
+                  "(made by another model version: re-enroll) or unreadable (damaged: re-enroll).")
     model_version = serializers.SerializerMethodField(help_text="Model version of the voiceprint.")
     enrollment_progress = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     last_verified_at = serializers.DateTimeField(allow_null=True)
     last_identified_at = serializers.DateTimeField(allow_null=True)
+
+    def _status(self, speaker) -> selectors.VoiceprintStatus:
+        # The loaded model's version, looked up once per response (a list shows many speakers).
+        context = self.context if isinstance(self.context, dict) else {}
+        if "model_version" not in context:
+            context["model_version"] = selectors.current_model_version()
+        return selectors.voiceprint_status(speaker=speaker, model_version=context["model_version"])
+
+    def get_enrolled(self, speaker) -> bool:
+        return self._status(speaker) is selectors.VoiceprintStatus.COMPLETE
+
+    @extend_schema_field(serializers.ChoiceField(choices=[s.value for s in selectors.VoiceprintStatus]))
+    def get_voiceprint_status(self, speaker) -> str:
+        return self._status(speaker).value
 
     def get_model_version(self, speaker) -> str | None:
         return speaker.voiceprint_model_version or None

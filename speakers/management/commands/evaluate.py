@@ -148,6 +148,19 @@ class Command(BaseCommand):
         lines.append(row("  FAR / FRR there (%)",
                          lambda k: f"{100 * in_force[k]['far']:.2f} / {100 * in_force[k]['frr']:.2f}"))
         lines.append(f"  Report: {paths[0]}, {paths[1]}")
+        # The README's accuracy table, row for row, so a run can be checked against it at a glance.
+        far = 100 * report["cosine"]["far_target"]
+        lines += ["", f"  | | EER | minDCF 0.01 | minDCF 0.05 | threshold at {far:g}% FAR (FRR) |",
+                  "  |---|---|---|---|---|"]
+        for key, title in (("cosine", "cosine"), ("asnorm", "AS-norm")):
+            if not report.get(key):
+                continue
+            r = report[key]
+            dcf = {round(d["p_target"], 4): d["min_dcf"] for d in r["min_dcf"]}
+            decimals = 3 if key == "cosine" else 2
+            lines.append(f"  | {title} | {100 * r['eer']:.2f}% | {dcf.get(0.01, float('nan')):.3f} | "
+                         f"{dcf.get(0.05, float('nan')):.3f} | {r['threshold_at_far']:.{decimals}f} "
+                         f"({100 * r['frr_at_threshold']:.1f}%) |")
         self.stdout.write("\n".join(lines))
 
     def _print_identification(self, report: dict[str, Any], scale: str, paths: tuple[Path, Path]) -> None:

@@ -28,5 +28,6 @@ class Command(StaticfilesRunserver):
         super().handle(*args, **options)
 
     def inner_run(self, *args, **options) -> None:
-        warm_up_in_background()
+        host = f"[{self.addr}]" if self._raw_ipv6 else self.addr
+        warm_up_in_background(ready_url=f"{self.protocol}://{host}:{self.port}/")
         super().inner_run(*args, **options)
