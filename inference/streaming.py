@@ -15,6 +15,7 @@ Plain numpy: nothing here knows about sockets, sessions or Django.
 """
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
@@ -98,7 +99,10 @@ class SpeechStream:
         self.frame = int(round(sample_rate * vad.frame_ms / 1000.0))
         self.frame_s = self.frame / sample_rate
         self._window_frames = max(1, int(round(window_speech_s / self.frame_s)))
-        self._energies: deque[float] = deque(maxlen=max(10, int(round(history_s / self.frame_s))))
+        # Frame energies of the last history_s, in arrival order and sorted (percentiles per frame stay cheap).
+        self._energies: deque[float] = deque()
+        self._sorted_energies: list[float] = []
+        self._history_frames = max(10, int(round(history_s / self.frame_s)))
         self._remainder = np.zeros(0, dtype=np.float32)
         # Frames waiting for the hangover's look-ahead: (samples, raw decision, power).
         self._pending: deque[tuple[np.ndarray, bool, float]] = deque()
@@ -187,15 +191,26 @@ class SpeechStream:
                 self._clip_samples = self._clip_count = 0
         return events
 
+    def _percentile(self, q: float) -> float:
+        """``np.percentile(history, q)`` (linear interpolation) on the sorted history."""
+        values = self._sorted_energies
+        position = q / 100.0 * (len(values) - 1)
+        low = int(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+
     def _threshold(self) -> float:
-        history = np.fromiter(self._energies, dtype=np.float64, count=len(self._energies))
-        loud, noise = np.percentile(history, [95, 10])
+        loud, noise = self._percentile(95.0), self._percentile(10.0)
         return max(loud - self.vad.threshold_db, self.vad.floor_dbfs, noise + _NOISE_MARGIN_DB)
 
     def _add_frame(self, frame: np.ndarray) -> list[StreamEvent]:
-        power = float(np.mean(frame.astype(np.float64) ** 2))
+        power = float(np.dot(frame, frame)) / frame.size
         energy = 10.0 * np.log10(power + _EPS)
         self._energies.append(energy)
+        bisect.insort(self._sorted_energies, energy)
+        if len(self._energies) > self._history_frames:
+            old = self._energies.popleft()
+            del self._sorted_energies[bisect.bisect_left(self._sorted_energies, old)]
         self._pending.append((frame, bool(energy > self._threshold()), power))
         self.frames_in += 1
         events: list[StreamEvent] = []
