@@ -141,16 +141,36 @@ class SpeechStream:
         """Net speech in the current window, seconds."""
         return self._kept_speech * self.frame_s
 
-    def window(self) -> np.ndarray:
-        """The newest kept audio holding up to ``window_speech_s`` of speech: ``(m,)`` float32 at ``sample_rate``."""
-        if not self._kept:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate([samples for samples, _, _ in self._kept])
+    def window(self, speech_s: float | None = None) -> np.ndarray:
+        """The newest kept audio holding up to ``speech_s`` (default and at most ``window_speech_s``) of speech.
+
+        ``(m,)`` float32 at ``sample_rate``; it starts with speech.
+        """
+        frames = self._window_frames if speech_s is None else max(1, int(round(speech_s / self.frame_s)))
+        taken: list[np.ndarray] = []
+        speech = 0
+        for samples, is_speech, _ in reversed(self._kept):
+            if is_speech and speech == frames:
+                break
+            speech += int(is_speech)
+            taken.append(samples)
+        while taken and not self._is_speech_frame(len(taken)):
+            taken.pop()  # no leading pause
+        return np.concatenate(taken[::-1]) if taken else np.zeros(0, dtype=np.float32)
 
     def window_level_dbfs(self) -> float:
         """Mean power of the window's speech frames, dB full scale (-100 without speech)."""
         powers = [power for _, speech, power in self._kept if speech]
         return float(10.0 * np.log10(max(float(np.mean(powers)), _EPS))) if powers else -100.0
+
+    def restart_window(self) -> None:
+        """Forget the kept audio: the next window holds only speech that arrives from now on."""
+        self._kept.clear()
+        self._kept_speech = 0
+        self._pause, self._pause_frames = [], 0
+
+    def _is_speech_frame(self, from_end: int) -> bool:
+        return self._kept[len(self._kept) - from_end][1]
 
     # -- input -----------------------------------------------------------------------------
 
