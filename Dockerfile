@@ -1,4 +1,4 @@
-# The voiceprint service behind gunicorn. Build: docker build -t voiceprint .
+# The voiceprint service behind gunicorn (uvicorn workers: HTTP and WebSockets). Build: docker build -t voiceprint .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -18,5 +18,6 @@ RUN python -m inference prepare-model && python manage.py collectstatic --noinpu
 RUN useradd --system --home /app voiceprint && chown -R voiceprint /app/var
 USER voiceprint
 EXPOSE 8000
-# Each worker loads MindSpore's model after the fork (no --preload: MindSpore is not fork-safe).
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --threads 4 --timeout 120"]
+# HTTP and the WebSocket routes (ASGI, uvicorn workers). Each worker loads MindSpore's model after the
+# fork (no --preload: MindSpore is not fork-safe).
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.asgi:application -c voiceprint_project/gunicorn.conf.py -k voiceprint_project.asgi_server.UvicornWorker --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --timeout 120"]

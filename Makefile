@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres lint bench evaluate clean
+.PHONY: install model migrate serve serve-gunicorn serve-wsgi test test-postgres lint bench evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -25,12 +25,19 @@ model: $(STAMP)
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
-## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ (SQLite by default)
+## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ and the
+## WebSocket routes on ws://$(HOST):$(PORT)/ws/... (ASGI, uvicorn; SQLite by default)
 serve: install model migrate
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## serve-gunicorn: the same behind gunicorn (2 workers; each loads the model after the fork)
+## serve-gunicorn: the same behind gunicorn with uvicorn workers (2; each loads the model after the fork)
 serve-gunicorn: install model migrate
+	$(PY) manage.py collectstatic --noinput >/dev/null
+	$(VENV)/bin/gunicorn voiceprint_project.asgi:application -c voiceprint_project/gunicorn.conf.py \
+		-k voiceprint_project.asgi_server.UvicornWorker --bind $(HOST):$(PORT) --workers 2 --timeout 120
+
+## serve-wsgi: HTTP only, behind gunicorn's threaded WSGI workers (no WebSocket routes)
+serve-wsgi: install model migrate
 	$(PY) manage.py collectstatic --noinput >/dev/null
 	$(VENV)/bin/gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind $(HOST):$(PORT) --workers 2 --threads 4 --timeout 120
 

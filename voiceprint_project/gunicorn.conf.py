@@ -1,5 +1,8 @@
 """gunicorn configuration: ``gunicorn -c voiceprint_project/gunicorn.conf.py voiceprint_project.wsgi``.
 
+(HTTP and WebSockets: the same with ``-k voiceprint_project.asgi_server.UvicornWorker
+voiceprint_project.asgi:application``, as ``make serve-gunicorn`` and the Dockerfile run it.)
+
 Threaded workers (gthread): several requests run at once in one process, while one
 inference thread per process owns MindSpore (see speakers/inference_owner.py). The app is not
 preloaded: every worker imports Django and loads the model after the fork.

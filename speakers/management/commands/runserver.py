@@ -18,16 +18,7 @@ from django.utils import autoreload
 
 from speakers.inference_owner import require_prepared_model
 from speakers.startup import warm_up_in_background
-
-
-def uvicorn_options() -> dict:
-    """What both servers (this command, gunicorn's uvicorn worker) set on uvicorn."""
-    return {
-        "lifespan": "off",  # the app has no lifespan handlers; start-up work is warm_up_in_background
-        "ws_max_size": settings.VOICEPRINT_WS_MAX_MESSAGE_BYTES,
-        # PCM barely compresses, and inflating every frame would cost the event loop time for nothing.
-        "ws_per_message_deflate": False,
-    }
+from voiceprint_project.asgi_server import uvicorn_options
 
 
 class Command(StaticfilesRunserver):
