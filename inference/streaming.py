@@ -85,6 +85,8 @@ class SpeechStream:
         The same thresholds as the batch VAD.
     window_speech_s
         Net speech the scoring window holds.
+    keep_speech_s
+        Net speech kept (the window's, by default; more lets a caller take the oldest part apart).
     history_s
         Audio over which the loud end and the noise floor are estimated.
     silence_event_s, clipping_block_s, max_clipping_ratio
@@ -92,6 +94,7 @@ class SpeechStream:
     """
 
     def __init__(self, sample_rate: int, vad: VadConfig = VadConfig(), *, window_speech_s: float = 3.0,
+                 keep_speech_s: float | None = None,
                  history_s: float = 10.0, silence_event_s: float = 1.0, clipping_block_s: float = 1.0,
                  max_clipping_ratio: float = 0.05) -> None:
         self.sample_rate = sample_rate
@@ -99,6 +102,7 @@ class SpeechStream:
         self.frame = int(round(sample_rate * vad.frame_ms / 1000.0))
         self.frame_s = self.frame / sample_rate
         self._window_frames = max(1, int(round(window_speech_s / self.frame_s)))
+        self._keep_frames = max(self._window_frames, int(round((keep_speech_s or 0.0) / self.frame_s)))
         # Frame energies of the last history_s, in arrival order and sorted (percentiles per frame stay cheap).
         self._energies: deque[float] = deque()
         self._sorted_energies: list[float] = []
@@ -139,38 +143,47 @@ class SpeechStream:
     @property
     def window_speech_s(self) -> float:
         """Net speech in the current window, seconds."""
+        return min(self._kept_speech, self._window_frames) * self.frame_s
+
+    @property
+    def kept_speech_s(self) -> float:
+        """Net speech kept, seconds."""
         return self._kept_speech * self.frame_s
 
-    def window(self, speech_s: float | None = None) -> np.ndarray:
-        """The newest kept audio holding up to ``speech_s`` (default and at most ``window_speech_s``) of speech.
+    def window(self, speech_s: float | None = None, *, oldest: bool = False) -> np.ndarray:
+        """Kept audio holding up to ``speech_s`` (default ``window_speech_s``) of speech: the newest, or the ``oldest``.
 
-        ``(m,)`` float32 at ``sample_rate``; it starts with speech.
+        ``(m,)`` float32 at ``sample_rate``; it starts and ends with speech.
         """
         frames = self._window_frames if speech_s is None else max(1, int(round(speech_s / self.frame_s)))
-        taken: list[np.ndarray] = []
+        taken: list[tuple[np.ndarray, bool]] = []
         speech = 0
-        for samples, is_speech, _ in reversed(self._kept):
+        for samples, is_speech, _ in (self._kept if oldest else reversed(self._kept)):
             if is_speech and speech == frames:
                 break
             speech += int(is_speech)
-            taken.append(samples)
-        while taken and not self._is_speech_frame(len(taken)):
-            taken.pop()  # no leading pause
-        return np.concatenate(taken[::-1]) if taken else np.zeros(0, dtype=np.float32)
+            taken.append((samples, is_speech))
+        while taken and not taken[-1][1]:
+            taken.pop()  # no pause at the far end
+        if not oldest:
+            taken.reverse()
+        return np.concatenate([samples for samples, _ in taken]) if taken else np.zeros(0, dtype=np.float32)
+
+    def drop_oldest(self, speech_s: float) -> None:
+        """Forget the oldest kept audio up to ``speech_s`` of speech (and the pause after it)."""
+        frames = max(1, int(round(speech_s / self.frame_s)))
+        dropped = 0
+        while self._kept and (dropped < frames or not self._kept[0][1]):
+            _, is_speech, _ = self._kept.popleft()
+            dropped += int(is_speech)
+            self._kept_speech -= int(is_speech)
+        if not self._kept:
+            self._pause, self._pause_frames = [], 0
 
     def window_level_dbfs(self) -> float:
         """Mean power of the window's speech frames, dB full scale (-100 without speech)."""
         powers = [power for _, speech, power in self._kept if speech]
         return float(10.0 * np.log10(max(float(np.mean(powers)), _EPS))) if powers else -100.0
-
-    def restart_window(self) -> None:
-        """Forget the kept audio: the next window holds only speech that arrives from now on."""
-        self._kept.clear()
-        self._kept_speech = 0
-        self._pause, self._pause_frames = [], 0
-
-    def _is_speech_frame(self, from_end: int) -> bool:
-        return self._kept[len(self._kept) - from_end][1]
 
     # -- input -----------------------------------------------------------------------------
 
@@ -270,6 +283,6 @@ class SpeechStream:
         return events
 
     def _trim(self) -> None:
-        while self._kept_speech > self._window_frames or (self._kept and not self._kept[0][1]):
+        while self._kept_speech > self._keep_frames or (self._kept and not self._kept[0][1]):
             _, speech, _ = self._kept.popleft()
             self._kept_speech -= int(speech)

@@ -196,8 +196,9 @@ class StreamSession:
         self.reference = reference
         self.started_at = time.monotonic() if now is None else now
         self.reference_speech_s = start.reference_speech_s or limits.reference_speech_s
-        capacity = max(limits.window_s, self.reference_speech_s)
-        self.stream = SpeechStream(start.sample_rate, VadConfig(), window_speech_s=capacity,
+        # Until the reference is taken, keep its speech and a window's more (a message may bring 2 s at once).
+        keep = limits.window_s + (0.0 if reference is not None else self.reference_speech_s + 2.0)
+        self.stream = SpeechStream(start.sample_rate, VadConfig(), window_speech_s=limits.window_s, keep_speech_s=keep,
                                    silence_event_s=limits.silence_event_s,
                                    max_clipping_ratio=limits.max_clipping_ratio)
         self._width = ENCODINGS[start.encoding][1]
@@ -274,8 +275,8 @@ class StreamSession:
             if stream.speech_s + 1e-9 < self.reference_speech_s:
                 return None
             self._reference_taken = True
-            window = self._take("reference", stream.window(self.reference_speech_s))
-            stream.restart_window()  # scores never include the reference's own speech
+            window = self._take("reference", stream.window(self.reference_speech_s, oldest=True))
+            stream.drop_oldest(self.reference_speech_s)  # scores never include the reference's own speech
             return window
         if self.reference is None:
             return None  # the reference is being embedded
