@@ -99,6 +99,12 @@ class _Consumer(AsyncWebsocketConsumer):
     """Authentication, limits that hold for every route, timers, the one error shape and coded closes."""
 
     required_scopes = {ApiKeyScope.VERIFY}
+    closed = False
+    busy = False
+    api_key: ApiKey | None = None
+    slot: str | None = None
+    address: str | None = None
+    _watchdog: asyncio.Task | None = None
 
     async def dispatch(self, message):
         # Channels closes stale database connections before every message; this consumer never touches the
@@ -375,9 +381,6 @@ class NotFoundConsumer(_Consumer):
     """Any other WebSocket path: 4404 not_found (after the handshake, so that browsers see the code)."""
 
     async def websocket_connect(self, message) -> None:
-        self.closed = False
-        self.api_key = None
-        self.address = None
         self._send_lock = asyncio.Lock()
         await self.accept()
         from django.http import Http404
