@@ -7,11 +7,16 @@ a scratch SQLite database, warms it up, then over real WebSocket connections:
    first-audio reference; the time from the last audio message (followed at once by
    ``{"type": "end"}``) to the final score, and the server's per-score ``latency_ms``;
 2. **capacity**: sessions stream as fast as the server reads (limits on speed and message rate
-   lifted) 20 ms messages: audio seconds, messages (frames) and scores per wall-clock second.
+   lifted) 20 ms messages: audio seconds, messages (frames) and scores per wall-clock second, and
+   the server process's CPU time per audio second;
+3. **framing**: the same with silence (no speech, so nothing for the network): messages per second
+   and the server's CPU time per message, i.e. what the event loop spends on a frame.
 
-Prints medians over the rounds; the machine may be shared, so compare runs made together.
+Prints medians over the rounds. Wall-clock rates depend on what else runs on the machine; the CPU
+time per audio second / per message (from /proc) does much less, so it is printed beside them.
 
     python -m benchmarks.streaming [--rounds 3] [--sessions 1 4 8] [--audio-dir tests/fixtures/speech]
+    python -m benchmarks.streaming --server daphne --only framing   # the same app under daphne (pip install daphne)
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ def _pcm(paths: list[Path]) -> bytes:
 class Service:
     """A runserver process on a scratch database with one API key."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, server: str = "uvicorn") -> None:
         self.port = _free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         env = dict(os.environ, DATABASE_URL=f"sqlite:///{work / 'bench.sqlite3'}", PYTHONUNBUFFERED="1",
@@ -68,8 +73,9 @@ class Service:
                              env=env, check=True, capture_output=True, text=True).stdout
         self.key = next(word for word in out.split() if word.startswith("vp_"))
         self.log = (work / "server.log").open("wb")
-        self.process = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload",
-                                         f"127.0.0.1:{self.port}"], cwd=REPO, env=env, stdout=self.log,
+        command = ["manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"] if server == "uvicorn" else \
+            ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "voiceprint_project.asgi:application"]
+        self.process = subprocess.Popen([sys.executable, *command], cwd=REPO, env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
 
     def wait_warm(self, sample: Path) -> None:
@@ -92,6 +98,11 @@ class Service:
                                          headers={"X-API-Key": self.key,
                                                   "Content-Type": f"multipart/form-data; boundary={boundary}"})
         urllib.request.urlopen(request, timeout=600).read()
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system, all threads) the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -148,6 +159,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--audio-dir", type=Path, default=REPO / "tests" / "fixtures" / "speech")
+    parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn",
+                        help="uvicorn: manage.py runserver (what make serve runs); daphne: for comparison")
+    parser.add_argument("--only", choices=["latency", "capacity", "framing"], nargs="+",
+                        default=["latency", "capacity", "framing"])
     args = parser.parse_args()
     clips = sorted(args.audio_dir.glob("*.wav"))
     # one session's audio: three recordings of one speaker (about 8 s, 6-7 s of speech)
@@ -157,15 +172,16 @@ def main() -> None:
     audios = [_pcm(paths[i:i + 3]) for paths in by_speaker.values() for i in (0, 3) if len(paths[i:i + 3]) == 3]
 
     with tempfile.TemporaryDirectory() as work:
-        service = Service(Path(work))
+        service = Service(Path(work), args.server)
         try:
             service.wait_warm(clips[0])
-            print(f"server: manage.py runserver (uvicorn, 1 process) on {os.cpu_count()} cores; "
+            print(f"server: {args.server} (1 process) on {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.1f} at the start; "
                   f"{len(audios)} streams of {statistics.mean(len(a) for a in audios) / 32000:.1f} s; "
                   f"{args.rounds} rounds; medians")
             print("\nlatency, sessions streaming in real time (20 ms messages):")
             print("sessions | end of speech -> final score (ms) | per-score latency_ms | scores/session")
-            for count in args.sessions:
+            for count in args.sessions if "latency" in args.only else []:
                 ends, per_score, counts = [], [], []
                 for _ in range(args.rounds):
                     results, _ = asyncio.run(_concurrent(service.url, service.key,
@@ -175,18 +191,34 @@ def main() -> None:
                     counts += [r["scores"] for r in results]
                 print(f"{count:8d} | {statistics.median(ends):33.0f} | {statistics.median(per_score):20.0f} | "
                       f"{statistics.median(counts):.0f}")
-            print("\ncapacity, sessions streaming as fast as the server reads (limits lifted):")
-            print("sessions | audio s per s | messages (20 ms frames) per s | scores per s")
-            for count in args.sessions:
+            print("\ncapacity, sessions streaming speech as fast as the server reads (limits lifted):")
+            print("sessions | audio s per s | messages (20 ms frames) per s | scores per s | server CPU ms per audio s")
+            for count in args.sessions if "capacity" in args.only else []:
                 rates = []
                 for _ in range(args.rounds):
+                    cpu = service.cpu_s()
                     results, wall = asyncio.run(_concurrent(service.url, service.key,
                                                             [audios[i % len(audios)] for i in range(count)],
                                                             realtime=False))
-                    rates.append((sum(r["audio_s"] for r in results) / wall, sum(r["messages"] for r in results) / wall,
-                                  sum(r["scores"] for r in results) / wall))
-                audio, frames, scores = (statistics.median(x) for x in zip(*rates))
-                print(f"{count:8d} | {audio:13.1f} | {frames:29.0f} | {scores:12.1f}")
+                    audio_s = sum(r["audio_s"] for r in results)
+                    rates.append((audio_s / wall, sum(r["messages"] for r in results) / wall,
+                                  sum(r["scores"] for r in results) / wall, (service.cpu_s() - cpu) * 1000 / audio_s))
+                audio, frames, scores, cpu_ms = (statistics.median(x) for x in zip(*rates))
+                print(f"{count:8d} | {audio:13.1f} | {frames:29.0f} | {scores:12.1f} | {cpu_ms:25.0f}")
+            print("\nframing, sessions streaming silence as fast as the server reads (no windows to score):")
+            print("sessions | messages per s | audio s per s | server CPU us per message")
+            silence = bytes(len(audios[0]))
+            for count in args.sessions if "framing" in args.only else []:
+                rates = []
+                for _ in range(args.rounds):
+                    cpu = service.cpu_s()
+                    results, wall = asyncio.run(_concurrent(service.url, service.key, [silence] * count,
+                                                            realtime=False))
+                    messages = sum(r["messages"] for r in results)
+                    rates.append((messages / wall, sum(r["audio_s"] for r in results) / wall,
+                                  (service.cpu_s() - cpu) * 1e6 / messages))
+                frames, audio, cpu_us = (statistics.median(x) for x in zip(*rates))
+                print(f"{count:8d} | {frames:14.0f} | {audio:13.1f} | {cpu_us:25.0f}")
         finally:
             service.stop()
 
