@@ -179,11 +179,6 @@ class StreamIdle(ApplicationError):
     default_message = "Nothing arrived for too long; the session is closed."
 
 
-class StreamMessageRate(ApplicationError):
-    code = "message_rate_exceeded"
-    default_message = "Too many messages per second; send larger chunks."
-
-
 class StreamSessionsExhausted(ApplicationError):
     code = "too_many_sessions"
     default_message = "Too many streaming sessions are open; close one or try again later."

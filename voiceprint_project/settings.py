@@ -355,8 +355,8 @@ VOICEPRINT_STREAM_REFERENCE_SPEECH_S = env_float("VOICEPRINT_STREAM_REFERENCE_SP
 # No speech for this long is announced as a "silence" event.
 VOICEPRINT_STREAM_SILENCE_EVENT_S = env_float("VOICEPRINT_STREAM_SILENCE_EVENT_S", 1.0, minimum=0.2)
 # Bounds of one session: bytes of one binary message (PCM), audio in all, wall-clock time, time without a
-# message, messages per second (a flood of tiny frames is closed), and how much faster than real time
-# audio is read (beyond STREAM_BURST_S ahead of real time x STREAM_MAX_SPEED the server reads more slowly).
+# message; and how fast the server reads (beyond these it reads more slowly, TCP back-pressure): messages
+# per second, and audio beyond STREAM_BURST_S ahead of real time x STREAM_MAX_SPEED.
 VOICEPRINT_STREAM_MAX_FRAME_BYTES = env_int("VOICEPRINT_STREAM_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
 VOICEPRINT_STREAM_MAX_AUDIO_S = env_float("VOICEPRINT_STREAM_MAX_AUDIO_S", 600.0, minimum=5.0)
 VOICEPRINT_STREAM_MAX_SESSION_S = env_float("VOICEPRINT_STREAM_MAX_SESSION_S", 900.0, minimum=5.0)

@@ -66,7 +66,6 @@ STATUS: dict[str, int] = {
     "message_too_large": 413,
     "session_too_long": 413,
     "idle_timeout": 408,
-    "message_rate_exceeded": 429,
     "too_many_sessions": 429,
 }
 _AUTH_FAILURES = {"missing_api_key", "invalid_api_key", "api_key_revoked"}

@@ -44,7 +44,7 @@ from ..services.streaming import (
     StreamLimits,
     StreamSession,
     StreamStart,
-    message_rate_check,
+    message_delay,
     recording_process,
     session_slots,
     stream_outcome_record,
@@ -149,14 +149,15 @@ class _Consumer(AsyncWebsocketConsumer):
         self.last_message = time.monotonic()
         try:
             self.messages += 1
-            message_rate_check(messages=self.messages, elapsed_s=self.last_message - self.opened_at,
-                               limits=self.limits)
             if message.get("bytes") is not None:
                 await self.on_bytes(message["bytes"])
             else:
                 await self.on_text(message.get("text") or "")
         except Exception as exc:  # noqa: BLE001
             await self.refuse(exc)
+            return
+        await self.read_slowly(message_delay(messages=self.messages, elapsed_s=time.monotonic() - self.opened_at,
+                                             limits=self.limits))
 
     async def websocket_disconnect(self, message) -> None:
         self.closed = True
@@ -185,6 +186,14 @@ class _Consumer(AsyncWebsocketConsumer):
         raise StreamMessageInvalid("This route takes no text messages.")
 
     # -- shared -------------------------------------------------------------------------------
+
+    async def read_slowly(self, delay: float) -> None:
+        """Back-pressure: read the next message ``delay`` seconds later (the idle timer waits too)."""
+        if delay > 0 and not self.closed:
+            self.busy = True
+            await asyncio.sleep(delay)
+            self.busy = False
+            self.last_message = time.monotonic()
 
     async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
         """Send one JSON message; a client that stops reading is dropped after SEND_TIMEOUT_S."""
@@ -275,12 +284,8 @@ class StreamVerifyConsumer(_Consumer):
         for event in session.feed(data):
             await self.send_json(event)
         self._kick()
-        delay = session.read_delay(time.monotonic())
-        if delay > 0:  # faster than max_speed x real time: read more slowly (back-pressure, not an error)
-            self.busy = True
-            await asyncio.sleep(delay)
-            self.busy = False
-            self.last_message = time.monotonic()
+        # faster than max_speed x real time: read more slowly (back-pressure, not an error)
+        await self.read_slowly(session.read_delay(time.monotonic()))
 
     async def _start(self, start: StreamStart) -> None:
         reference = None

@@ -41,7 +41,6 @@ from ..exceptions import (
     ApplicationError,
     StreamFrameInvalid,
     StreamMessageInvalid,
-    StreamMessageRate,
     StreamMessageTooLarge,
     StreamSessionsExhausted,
     StreamTooLong,
@@ -159,10 +158,11 @@ def stream_start_parse(message: Any, limits: StreamLimits) -> StreamStart:
                        reference_speech_s=reference_speech_s)
 
 
-def message_rate_check(*, messages: int, elapsed_s: float, limits: StreamLimits) -> None:
-    """Refuse a flood: ``max_messages_per_s`` on average since the session opened, with one second's worth as burst."""
-    if messages > limits.max_messages_per_s * (1.0 + max(0.0, elapsed_s)):
-        raise StreamMessageRate(max_messages_per_s=limits.max_messages_per_s)
+def message_delay(*, messages: int, elapsed_s: float, limits: StreamLimits) -> float:
+    """Seconds to wait before reading the next message: at most ``max_messages_per_s`` on average since the
+    session opened, with one second's worth as burst. A flood of tiny frames is read this slowly (the client's
+    sends block: TCP back-pressure), so it costs the event loop a bounded share whatever the client does."""
+    return max(0.0, messages / limits.max_messages_per_s - 1.0 - max(0.0, elapsed_s))
 
 
 # --- one PCM session ------------------------------------------------------------------------------------
