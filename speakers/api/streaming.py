@@ -116,15 +116,10 @@ class _Consumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def websocket_connect(self, message) -> None:
-        self.closed = False
-        self.busy = False
-        self.api_key: ApiKey | None = None
-        self.slot: str | None = None
         self.limits = StreamLimits.from_settings()
         self.opened_at = self.last_message = time.monotonic()
         self.messages = 0
         self._send_lock = asyncio.Lock()
-        self._watchdog: asyncio.Task | None = None
         headers = handshake_headers(self.scope)
         client = self.scope.get("client") or ("", 0)
         self.address = address_of(client[0] or "", headers.get("x-forwarded-for", ""))
@@ -224,7 +219,9 @@ class _Consumer(AsyncWebsocketConsumer):
         except Exception:  # noqa: BLE001 - already gone
             pass
         if 400 <= status < 500 and code not in {"idle_timeout"}:
-            await in_worker(self._audit_refusal, status=status, code=code, detail=detail, presented_key=presented_key)
+            # shielded: the disconnect that this close causes cancels the task that may be running here
+            await asyncio.shield(in_worker(self._audit_refusal, status=status, code=code, detail=detail,
+                                           presented_key=presented_key))
 
     def _audit_refusal(self, *, status: int, code: str, detail: dict[str, Any], presented_key: str | None) -> None:
         actor = Actor.from_api_key(self.api_key, client_address=self.address) if self.api_key else \
