@@ -49,9 +49,6 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory, speech):
         yield running
     finally:
         running.stop()
-        import shutil
-
-        shutil.copy(running.log_path, "/tmp/stream_server_last.log")
 
 
 @dataclass
