@@ -1,4 +1,4 @@
-# The voiceprint service behind gunicorn. Build: docker build -t voiceprint .
+# The voiceprint service behind gunicorn (uvicorn workers: HTTP and WebSockets). Build: docker build -t voiceprint .
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
@@ -18,8 +18,9 @@ RUN python -m inference prepare-model && python manage.py collectstatic --noinpu
 RUN useradd --system --home /app voiceprint && chown -R voiceprint /app/var
 USER voiceprint
 EXPOSE 8000
-# Each worker loads MindSpore's model after the fork (no --preload: MindSpore is not fork-safe).
-# Workers and threads follow the container's cores (gunicorn.conf.py; WEB_CONCURRENCY etc. override).
-# Load balancers: GET /api/v1/ready answers 503 until the worker can answer without waiting.
+# HTTP and the WebSocket routes (ASGI, uvicorn workers). Each worker loads MindSpore's model after the
+# fork (no --preload: MindSpore is not fork-safe). Workers and MindSpore threads follow the container's
+# cores (gunicorn.conf.py; WEB_CONCURRENCY etc. override). Load balancers: GET /api/v1/ready answers 503
+# until the worker can answer without waiting.
 ENV GUNICORN_BIND=0.0.0.0:8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn voiceprint_project.asgi:application -c voiceprint_project/gunicorn.conf.py -k voiceprint_project.asgi_server.UvicornWorker"]

@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
+.PHONY: install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -27,14 +27,22 @@ model: $(STAMP)
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
-## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ (SQLite by default)
+## serve: install, migrate, prepare the model and serve the API on http://$(HOST):$(PORT)/ and the
+## WebSocket routes on ws://$(HOST):$(PORT)/ws/... (ASGI, uvicorn; SQLite by default)
 serve: install model migrate
 	@echo "==> serving on http://$(HOST):$(PORT)/ (PORT=... to change); the model loads and compiles in the background:"
 	@echo "    wait for the line 'voiceprint is ready'. Ctrl-C stops it."
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## serve-gunicorn: the same behind gunicorn (workers x threads follow the host's cores; each worker loads the model after the fork)
+## serve-gunicorn: the same behind gunicorn with uvicorn workers (HTTP and WebSockets; workers x MindSpore
+## threads follow the host's cores; each worker loads the model after the fork)
 serve-gunicorn: install model migrate
+	$(PY) manage.py collectstatic --noinput >/dev/null
+	$(VENV)/bin/gunicorn voiceprint_project.asgi:application -c voiceprint_project/gunicorn.conf.py \
+		-k voiceprint_project.asgi_server.UvicornWorker --bind $(HOST):$(PORT)
+
+## serve-wsgi: HTTP only, behind gunicorn's threaded WSGI workers (no WebSocket routes)
+serve-wsgi: install model migrate
 	$(PY) manage.py collectstatic --noinput >/dev/null
 	$(VENV)/bin/gunicorn voiceprint_project.wsgi -c voiceprint_project/gunicorn.conf.py --bind $(HOST):$(PORT)
 

@@ -150,3 +150,35 @@ class NormalisationUnavailable(ApplicationError):
 class CalibrationRefused(ApplicationError):
     code = "calibration_refused"
     default_message = "The labelled recordings cannot support this calibration."
+
+
+# --- streaming sessions (WebSocket; see docs/streaming.md) --------------------------------------
+
+class StreamMessageInvalid(ApplicationError):
+    code = "invalid_message"
+    default_message = "The message does not follow the streaming protocol."
+
+
+class StreamFrameInvalid(ApplicationError):
+    code = "invalid_audio_frame"
+    default_message = "The binary message is not raw PCM in the session's encoding."
+
+
+class StreamMessageTooLarge(ApplicationError):
+    code = "message_too_large"
+    default_message = "The message is larger than allowed."
+
+
+class StreamTooLong(ApplicationError):
+    code = "session_too_long"
+    default_message = "The session reached its limit; open a new one."
+
+
+class StreamIdle(ApplicationError):
+    code = "idle_timeout"
+    default_message = "Nothing arrived for too long; the session is closed."
+
+
+class StreamSessionsExhausted(ApplicationError):
+    code = "too_many_sessions"
+    default_message = "Too many streaming sessions are open; close one or try again later."

@@ -10,6 +10,9 @@ Threaded workers (gthread): several requests run at once in one process; decodin
 features run in the request threads and only the forward pass on the one inference thread per
 process (see speakers/inference_owner.py). The app is not preloaded: every worker imports Django and
 loads the model after the fork (MindSpore is not fork-safe).
+
+(HTTP and WebSockets: the same with ``-k voiceprint_project.asgi_server.UvicornWorker
+voiceprint_project.asgi:application``, as ``make serve-gunicorn`` and the Dockerfile run it.)
 """
 import math
 import os

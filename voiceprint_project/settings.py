@@ -173,6 +173,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "voiceprint_project.urls"
 WSGI_APPLICATION = "voiceprint_project.wsgi.application"
+# HTTP and the WebSocket routes (speakers/api/routing.py); `manage.py runserver` serves it with uvicorn.
+ASGI_APPLICATION = "voiceprint_project.asgi.application"
 
 TEMPLATES = [
     {
@@ -340,6 +342,37 @@ VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 5.0)
 # the other recordings) is below this is refused as probably another person.
 VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD = env_float("VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD", 0.30,
                                                     minimum=-1.0, maximum=1.0)
+
+# --- streaming verification over WebSocket (docs/streaming.md) -----------------------------------
+
+# A rolling score is computed over the newest STREAM_WINDOW_S of net speech, each time STREAM_HOP_S of
+# new speech has arrived, once the window holds STREAM_MIN_SPEECH_S. Without an enrolled speaker, the
+# first STREAM_REFERENCE_SPEECH_S of speech (the client may ask for 1-8 s) is the reference.
+VOICEPRINT_STREAM_WINDOW_S = env_float("VOICEPRINT_STREAM_WINDOW_S", 3.0, minimum=1.0, maximum=8.0)
+VOICEPRINT_STREAM_HOP_S = env_float("VOICEPRINT_STREAM_HOP_S", 0.5, minimum=0.1, maximum=10.0)
+VOICEPRINT_STREAM_MIN_SPEECH_S = env_float("VOICEPRINT_STREAM_MIN_SPEECH_S", VOICEPRINT_PROBE_MIN_SPEECH_S,
+                                           minimum=0.5, maximum=8.0)
+VOICEPRINT_STREAM_REFERENCE_SPEECH_S = env_float("VOICEPRINT_STREAM_REFERENCE_SPEECH_S", 3.0, minimum=1.0,
+                                                 maximum=8.0)
+# No speech for this long is announced as a "silence" event.
+VOICEPRINT_STREAM_SILENCE_EVENT_S = env_float("VOICEPRINT_STREAM_SILENCE_EVENT_S", 1.0, minimum=0.2)
+# Bounds of one session: bytes of one binary message (PCM), audio in all, wall-clock time, time without a
+# message; and how fast the server reads (beyond these it reads more slowly, TCP back-pressure): messages
+# per second, and audio beyond STREAM_BURST_S ahead of real time x STREAM_MAX_SPEED.
+VOICEPRINT_STREAM_MAX_FRAME_BYTES = env_int("VOICEPRINT_STREAM_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
+VOICEPRINT_STREAM_MAX_AUDIO_S = env_float("VOICEPRINT_STREAM_MAX_AUDIO_S", 600.0, minimum=5.0)
+VOICEPRINT_STREAM_MAX_SESSION_S = env_float("VOICEPRINT_STREAM_MAX_SESSION_S", 900.0, minimum=5.0)
+VOICEPRINT_STREAM_IDLE_TIMEOUT_S = env_float("VOICEPRINT_STREAM_IDLE_TIMEOUT_S", 10.0, minimum=0.5)
+VOICEPRINT_STREAM_MAX_MESSAGES_PER_S = env_int("VOICEPRINT_STREAM_MAX_MESSAGES_PER_S", 200, minimum=10)
+VOICEPRINT_STREAM_MAX_SPEED = env_float("VOICEPRINT_STREAM_MAX_SPEED", 20.0, minimum=1.0)
+VOICEPRINT_STREAM_BURST_S = env_float("VOICEPRINT_STREAM_BURST_S", 10.0, minimum=0.0)
+# Recordings per session on the original protocol (/ws/stream-verify; each up to VOICEPRINT_MAX_UPLOAD_BYTES).
+VOICEPRINT_STREAM_MAX_RECORDINGS = env_int("VOICEPRINT_STREAM_MAX_RECORDINGS", 100, minimum=2)
+# Open sessions per worker process, and per API key in one worker process.
+VOICEPRINT_STREAM_MAX_SESSIONS = env_int("VOICEPRINT_STREAM_MAX_SESSIONS", 32, minimum=1)
+VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY = env_int("VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY", 4, minimum=1)
+# The ASGI server refuses (close 1009) any WebSocket message larger than this, before the app sees it.
+VOICEPRINT_WS_MAX_MESSAGE_BYTES = VOICEPRINT_MAX_UPLOAD_BYTES + 64 * 1024
 
 # Index change log rows kept; a process further behind than this rebuilds its index.
 VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)

@@ -8,7 +8,7 @@ from ..exceptions import InsufficientScope, InvalidApiKey, MissingApiKey, Revoke
 from ..models import ApiKey
 from ..selectors import api_key_authenticate
 from ..services import api_key_touch
-from .throttles import auth_failure_record, auth_failures_check
+from .throttles import auth_failure_record, auth_failure_record_for, auth_failures_check, auth_failures_check_for
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -65,3 +65,26 @@ class HasScope(BasePermission):
                 f"This operation needs an API key with one of the scopes: {', '.join(sorted(required))}.",
                 required_scopes=sorted(required), granted_scopes=sorted(api_key.scopes))
         return True
+
+
+def api_key_for_handshake(*, plain: str | None, address: str | None, scopes: set[str]) -> ApiKey:
+    """The same checks for a WebSocket handshake (no DRF request): key, failures per address, scopes (any of).
+
+    Raises MissingApiKey, InvalidApiKey, RevokedApiKey, InsufficientScope, or DRF's Throttled.
+    """
+    auth_failures_check_for(address)
+    if not plain:
+        auth_failure_record_for(address)
+        raise MissingApiKey("Send your API key in the X-API-Key header of the handshake (or, from a browser, "
+                            "as the voiceprint.key.<KEY> subprotocol).")
+    try:
+        api_key = api_key_authenticate(plain=plain.strip())
+    except (InvalidApiKey, RevokedApiKey):
+        auth_failure_record_for(address)
+        raise
+    if not any(api_key.has_scope(scope) for scope in scopes):
+        raise InsufficientScope(
+            f"This operation needs an API key with one of the scopes: {', '.join(sorted(scopes))}.",
+            required_scopes=sorted(scopes), granted_scopes=sorted(api_key.scopes))
+    api_key_touch(api_key=api_key)
+    return api_key

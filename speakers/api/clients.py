@@ -14,9 +14,13 @@ from django.conf import settings
 def client_address(request) -> str | None:
     """The client's IP address, or None when it is not a valid address."""
     meta = getattr(request, "META", {})
-    address = meta.get("REMOTE_ADDR", "")
+    return address_of(meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def address_of(peer: str, forwarded: str) -> str | None:
+    """The client's address from the peer's address and the ``X-Forwarded-For`` header (any protocol)."""
+    address = peer
     proxies = settings.VOICEPRINT_TRUSTED_PROXIES
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
     if proxies and forwarded:
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         if hops:

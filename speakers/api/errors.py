@@ -61,12 +61,23 @@ STATUS: dict[str, int] = {
     "calibration_refused": 400,
     "audio_too_long": 413,
     "audio_too_complex": 413,
+    "invalid_message": 400,
+    "invalid_audio_frame": 400,
+    "message_too_large": 413,
+    "session_too_long": 413,
+    "idle_timeout": 408,
+    "too_many_sessions": 429,
 }
 _AUTH_FAILURES = {"missing_api_key", "invalid_api_key", "api_key_revoked"}
 
 
 def error_body(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "detail": detail or {}}}
+
+
+def describe_error(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:
+    """``(HTTP status, code, message, detail)`` of any exception: the one mapping (WebSocket close codes use it too)."""
+    return _describe(exc)
 
 
 def _describe(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:

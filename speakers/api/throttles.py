@@ -50,8 +50,7 @@ def _auth_window() -> tuple[int, int]:
     return count, seconds
 
 
-def _auth_key(request) -> tuple[str, int] | None:
-    address = client_address(request)
+def _auth_key(address: str | None) -> tuple[str, int] | None:
     if address is None:
         return None
     _, seconds = _auth_window()
@@ -61,7 +60,12 @@ def _auth_key(request) -> tuple[str, int] | None:
 
 def auth_failure_record(request) -> None:
     """Count one failed authentication of this client in the current window."""
-    key = _auth_key(request)
+    auth_failure_record_for(client_address(request))
+
+
+def auth_failure_record_for(address: str | None) -> None:
+    """Count one failed authentication from ``address`` (a WebSocket handshake has no DRF request)."""
+    key = _auth_key(address)
     if key is None:
         return
     name, ends = key
@@ -76,7 +80,12 @@ def auth_failure_record(request) -> None:
 
 def auth_failures_check(request) -> None:
     """Refuse a client that failed to authenticate too often in this window (429 throttled)."""
-    key = _auth_key(request)
+    auth_failures_check_for(client_address(request))
+
+
+def auth_failures_check_for(address: str | None) -> None:
+    """Refuse ``address`` while it has failed to authenticate too often in this window (429 throttled)."""
+    key = _auth_key(address)
     if key is None:
         return
     name, ends = key

@@ -142,13 +142,15 @@ def start_runserver(name: str, database: str, log_dir: Path, **env: str) -> Serv
 
 
 def start_gunicorn(name: str, database: str, log_dir: Path, *, workers: int = 1, threads: int = 4,
-                   **env: str) -> Server:
+                   asgi: bool = False, **env: str) -> Server:
+    """gunicorn with threaded WSGI workers, or (``asgi``) with uvicorn workers as `make serve-gunicorn` runs it."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
+    app = ["-k", "voiceprint_project.asgi_server.UvicornWorker", "voiceprint_project.asgi:application"] if asgi else \
+        ["--threads", str(threads), "voiceprint_project.wsgi:application"]
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "voiceprint_project/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-         "voiceprint_project.wsgi:application"],
+         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *app],
         cwd=REPO, env=server_env(database, **env), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
 

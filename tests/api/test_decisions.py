@@ -241,3 +241,32 @@ def test_batch_verify_fails_as_a_whole_when_the_reference_is_bad(client, upload)
                                                      "tests": [upload("a_snt2")]}, format="multipart")
     assert response.status_code == 422
     assert response.json()["error"]["detail"]["field"] == "reference"
+
+
+def test_the_original_batch_verify_route_answers_in_its_own_shape(client, upload, speech):
+    silence = speech.wav(np.zeros(2 * speech.sample_rate, dtype=np.float32))
+    response = client.post("/v1/batch-verify", {
+        "reference": upload("a_snt1"),
+        "tests": [upload("a_snt2"), upload("b_snt2"), upload(silence, "silence.wav")],
+    }, format="multipart")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"batch_results", "total_count", "threshold"}
+    assert body["total_count"] == 3
+    results = body["batch_results"]
+    assert [r["filename"] for r in results] == ["a_snt2.wav", "b_snt2.wav", "silence.wav"]
+    assert [r["result"] for r in results] == [True, False, None]
+    assert results[0]["similarity"] >= body["threshold"] > results[1]["similarity"]
+    # the cosine scale always, as for /v1/verify-speaker
+    assert body["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
+    assert results[2]["similarity"] is None and results[2]["error"]["code"] == "no_speech"
+    assert results[0]["error"] is None
+
+
+def test_the_original_batch_verify_route_needs_the_verify_scope(make_key, upload):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=make_key("enroll"))
+    assert_error(api.post("/v1/batch-verify", {"reference": upload("a_snt1"), "tests": [upload("a_snt2")]},
+                          format="multipart"), 403, "insufficient_scope")

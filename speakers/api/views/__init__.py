@@ -4,7 +4,14 @@ Authentication (X-API-Key) and scopes are checked before the body is read, so an
 unauthorised upload is refused without being parsed. Uploads arrive in memory
 (speakers/uploads.py) and are handed to the services as bytes. One module per resource.
 """
-from .decisions import BatchVerifyApi, ClassicVerifySpeakerApi, CompareApi, IdentifyApi, VerifyApi
+from .decisions import (
+           BatchVerifyApi,
+           ClassicBatchVerifyApi,
+           ClassicVerifySpeakerApi,
+           CompareApi,
+           IdentifyApi,
+           VerifyApi,
+)
 from .policy import PolicyApi
 from .speakers import (
     EnrollmentDetailApi,
@@ -15,5 +22,6 @@ from .speakers import (
     SpeakerEnrollApi,
 )
 
-__all__ = ["BatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi", "VerifyApi", "PolicyApi",
-           "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi", "SpeakerDetailApi", "SpeakerEnrollApi"]
+__all__ = ["BatchVerifyApi", "ClassicBatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi",
+           "VerifyApi", "PolicyApi", "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi",
+           "SpeakerDetailApi", "SpeakerEnrollApi"]

@@ -1,4 +1,4 @@
-"""Decisions: verify, identify, compare, batch-verify, and the classic verify-speaker endpoint."""
+"""Decisions: verify, identify, compare, batch-verify, and the classic verify-speaker and batch-verify endpoints."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -178,9 +178,13 @@ class BatchItemOutput(serializers.Serializer):
 
     @extend_schema_field(ErrorOutput(allow_null=True))
     def get_error(self, item):
-        if item.refusal is None:
-            return None
-        return {"code": item.refusal.code, "message": item.refusal.message, "detail": item.refusal.detail}
+        return _refusal_error(item)
+
+
+def _refusal_error(item) -> dict | None:
+    if item.refusal is None:
+        return None
+    return {"code": item.refusal.code, "message": item.refusal.message, "detail": item.refusal.detail}
 
 
 class BatchVerifyApi(APIView):
@@ -210,3 +214,48 @@ class BatchVerifyApi(APIView):
         return Response(self.BatchVerifyOutput(decision).data)
 
 
+
+
+class ClassicBatchItemOutput(serializers.Serializer):
+    filename = serializers.CharField()
+    similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
+    result = serializers.BooleanField(source="accepted", allow_null=True,
+                                      help_text="similarity >= threshold; null when the file was refused.")
+    error = serializers.SerializerMethodField(help_text="Why the file was refused; null when it was scored.")
+
+    @extend_schema_field(ErrorOutput(allow_null=True))
+    def get_error(self, item):
+        return _refusal_error(item)
+
+
+class ClassicBatchVerifyApi(APIView):
+    """``POST /v1/batch-verify``: batch-verify in the response shape of the classic ECAPA demo API.
+
+    Always on the cosine scale (its clients read ``similarity`` as a cosine), like ``/v1/verify-speaker``.
+    """
+
+    required_scopes = {"POST": {VERIFY}}
+    parser_classes = [MultiPartParser]
+
+    class ClassicBatchVerifyInput(MultipartInput):
+        reference = AudioFileField()
+        tests = serializers.ListField(child=AudioFileField(), min_length=1,
+                                      help_text="One or more recordings (repeat the field).")
+
+    class ClassicBatchVerifyOutput(serializers.Serializer):
+        batch_results = ClassicBatchItemOutput(many=True, source="results")
+        total_count = serializers.SerializerMethodField()
+        threshold = serializers.FloatField()
+
+        def get_total_count(self, decision) -> int:
+            return len(decision.results)
+
+    @extend_schema(request={"multipart/form-data": ClassicBatchVerifyInput}, responses=ClassicBatchVerifyOutput,
+                   tags=["decisions"])
+    def post(self, request: Request) -> Response:
+        data = self.ClassicBatchVerifyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        decision = services.recordings_batch_verify(
+            reference=request_recording(data.validated_data["reference"], "reference"), actor=request_actor(request),
+            tests=[request_recording(f) for f in data.validated_data["tests"]], asnorm=False)
+        return Response(self.ClassicBatchVerifyOutput(decision).data)

@@ -1,25 +1,29 @@
-"""``runserver`` that refuses to start without a prepared model, then warms the model in the background.
+"""``runserver`` on ASGI (uvicorn): HTTP and the WebSocket routes, with the model check and the warm-up.
 
-The warm-up runs in the serving process (the autoreloader's child), never in the watcher.
+Refuses to start without a prepared model, then serves ``voiceprint_project.asgi.application``
+with uvicorn in the serving process (the autoreloader's child, which restarts on code changes as
+Django's own runserver does; ``--noreload`` serves from the command's process). The warm-up runs
+there too, never in the watcher.
 """
 from __future__ import annotations
 
+import os
+
+from django.conf import settings
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
-from django.core.servers import basehttp
+from django.db import connections
+from django.utils import autoreload
 
 from speakers.inference_owner import require_prepared_model
 from speakers.startup import warm_up_in_background
-
-# The development server's own refusals (a request line over 64 KiB, a malformed request) in the
-# API's error shape rather than an HTML page.
-basehttp.WSGIRequestHandler.error_content_type = "application/json"
-basehttp.WSGIRequestHandler.error_message_format = (
-    '{"error": {"code": "http_%(code)d", "message": "%(message)s", "detail": {}}}')
+from voiceprint_project.asgi_server import uvicorn_options
 
 
 class Command(StaticfilesRunserver):
+    help = "Serve HTTP and the WebSocket routes (ASGI, uvicorn) for development."
+
     def handle(self, *args, **options) -> None:
         try:
             require_prepared_model()
@@ -28,6 +32,25 @@ class Command(StaticfilesRunserver):
         super().handle(*args, **options)
 
     def inner_run(self, *args, **options) -> None:
-        host = f"[{self.addr}]" if self._raw_ipv6 else self.addr
-        warm_up_in_background(ready_url=f"{self.protocol}://{host}:{self.port}/")
-        super().inner_run(*args, **options)
+        import uvicorn
+
+        autoreload.raise_last_exception()
+        if not options["skip_checks"]:
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+        self.check_migrations()
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+        host = self.addr if not self._raw_ipv6 else self.addr.strip("[]")
+        host = "0.0.0.0" if host == "0" else host
+        shown = f"[{host}]" if self._raw_ipv6 else host
+        warm_up_in_background(ready_url=f"http://{shown}:{self.port}/")
+        self.stdout.write(
+            f"Serving HTTP on http://{shown}:{self.port}/ and WebSockets on ws://{shown}:{self.port}/ws/v1/stream-verify "
+            f"(ASGI, uvicorn; settings {settings.SETTINGS_MODULE}).\nQuit the server with CONTROL-C.\n")
+        server = uvicorn.Server(uvicorn.Config("voiceprint_project.asgi:application", host=host, port=int(self.port),
+                                               log_level="info", **uvicorn_options()))
+        server.run()
+        if not server.started:
+            self.stderr.write(f"Error: cannot serve on {shown}:{self.port} (see above).")
+            os._exit(1)  # sys.exit would end only this thread under the autoreloader
