@@ -37,6 +37,9 @@ class Speaker(models.Model):
     # Set when the stored voiceprint failed to authenticate (corrupt bytes): the speaker is left
     # out of search and their verifications answer voiceprint_unreadable until it is rewritten.
     voiceprint_unreadable = models.BooleanField(default=False, db_index=True, editable=False)
+    # Quality of the enrollments the voiceprint averages (their means): inputs of the calibration.
+    voiceprint_snr_db = models.FloatField(default=30.0, editable=False)
+    voiceprint_bandwidth_hz = models.FloatField(default=8000.0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "id"]
@@ -67,6 +70,7 @@ class Enrollment(models.Model):
     clipping_ratio = models.FloatField()
     snr_db = models.FloatField()
     speech_ratio = models.FloatField()
+    bandwidth_hz = models.FloatField(default=8000.0, help_text="Upper edge of the speech's spectrum (Hz).")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -149,35 +153,25 @@ class AuditEvent(models.Model):
 
 
 class CalibrationMethod(models.TextChoices):
-    FAR = "far", "at a target false-accept rate"
-    EER = "eer", "at the equal error rate"
+    QUALITY = "quality", "quality-aware: impostor normalisation and log-likelihood ratio"
 
 
 class Calibration(models.Model):
-    """Decision thresholds measured on a deployment's own labelled recordings (``manage.py calibrate``).
+    """A deployment's own calibration, fitted on its labelled recordings (``manage.py calibrate``).
 
-    The newest row for the loaded model version is in force; a field left empty falls back to
-    the settings. AS-norm thresholds hold only for the normalisation named by ``asnorm_key``
-    (cohort and top-k). Rows are never edited: a new calibration is a new row.
+    The newest row for the loaded model version is in force; without one, the calibration shipped
+    with the service decides (inference/calibrations/). ``parameters`` is an
+    :class:`inference.quality_calibration.Calibration`. Rows are never edited: a new calibration
+    is a new row.
     """
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     created_by = models.CharField(max_length=150)
     model_version = models.CharField(max_length=128, db_index=True)
-    method = models.CharField(max_length=8, choices=CalibrationMethod.choices)
-    far_target = models.FloatField(null=True, blank=True, help_text="Target false-accept rate (method far).")
-    fir_target = models.FloatField(null=True, blank=True, help_text="Target false-identification rate.")
-    # Raw cosine thresholds.
-    verify_threshold = models.FloatField()
-    identify_threshold = models.FloatField(null=True, blank=True)
-    identify_margin = models.FloatField(null=True, blank=True)
-    # AS-norm thresholds, valid for asnorm_key only.
-    asnorm_key = models.CharField(max_length=64, blank=True, default="")
-    asnorm_verify_threshold = models.FloatField(null=True, blank=True)
-    asnorm_identify_threshold = models.FloatField(null=True, blank=True)
-    asnorm_identify_margin = models.FloatField(null=True, blank=True)
-    # What the thresholds were measured on.
-    eer = models.FloatField(help_text="Equal error rate of the raw cosine, as a fraction.")
+    method = models.CharField(max_length=8, choices=CalibrationMethod.choices, default=CalibrationMethod.QUALITY)
+    parameters = models.JSONField(default=dict, help_text="The fitted calibration (impostor models, llr weights, thresholds).")
+    # What it was measured on.
+    eer = models.FloatField(help_text="Equal error rate of the raw cosine on the site's trials, as a fraction.")
     asnorm_eer = models.FloatField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     figures = models.JSONField(default=dict, blank=True)

@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import enum
+import functools
+import json
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
-from . import crypto
-from .exceptions import EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
-from .inference_owner import owner_status
-from .models import ApiKey, Calibration, Enrollment, Speaker
+from inference.quality_calibration import Calibration as QualityCalibration
+from inference.quality_calibration import shipped_calibration, shipped_calibration_path
 
-SETTINGS_SOURCE = "settings"
+from . import crypto
+from .exceptions import EngineUnavailable, EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
+from .inference_owner import owner_status
+from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -146,75 +149,51 @@ def speakers_with_voiceprint_status(*, speakers: QuerySet[Speaker], status: Voic
 # --- the decision policy: thresholds in force and where they come from ----------------------------
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Thresholds on one score scale; ``sources`` names where each came from."""
-
-    verify: float
-    identify: float
-    identify_margin: float
-    sources: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class DecisionPolicy:
-    """What decides: thresholds on the cosine and the AS-norm scale, and the default scale.
+    """What decides: the calibration in force for the model version, the operating points and the default scale.
 
-    Each threshold is the newest calibration's for the model version when it has one (AS-norm
-    ones only when measured with the same normalisation, ``asnorm_key``), else the setting.
+    The calibration is the newest site calibration of the model version (``manage.py
+    calibrate``) when there is one, else the one shipped with the service for that version.
+    ``far_target`` and ``fir_target`` (settings) say how many impostors a decision may let through.
     """
 
     model_version: str | None
-    cosine: Thresholds
-    asnorm: Thresholds
+    calibration: QualityCalibration
+    source: str  # "shipped:<file>" or "calibration:<id>"
+    far_target: float
+    fir_target: float
     asnorm_default: bool
-    asnorm_key: str | None
-    calibration: Calibration | None
-
-    def thresholds(self, *, normalised: bool) -> Thresholds:
-        return self.asnorm if normalised else self.cosine
+    site_calibration: Calibration | None
 
 
 def calibration_current(*, model_version: str | None) -> Calibration | None:
-    """The newest calibration for ``model_version``, if any."""
+    """The newest site calibration for ``model_version``, if any."""
     if not model_version:
         return None
     return Calibration.objects.filter(model_version=model_version).order_by("-created_at", "-id").first()
 
 
-def _pick(calibrated: float | None, setting: float, source: str) -> tuple[float, str]:
-    return (float(calibrated), source) if calibrated is not None else (float(setting), SETTINGS_SOURCE)
+@functools.lru_cache(maxsize=16)
+def _site_calibration(pk: int, parameters: str) -> QualityCalibration:
+    return QualityCalibration.from_dict(json.loads(parameters))
 
 
-def decision_policy(*, model_version: str | None, asnorm_key: str | None = None) -> DecisionPolicy:
-    """The policy in force for ``model_version``.
-
-    ``asnorm_key`` is the key of the loaded normalisation: a calibration's AS-norm thresholds are
-    used only if it matches (None: they are not used, the settings are).
-    """
-    calibration = calibration_current(model_version=model_version)
-    source = calibration.source if calibration else SETTINGS_SOURCE
-    c = calibration
-    cosine_values = {
-        "verify": _pick(c.verify_threshold if c else None, settings.VOICEPRINT_VERIFY_THRESHOLD, source),
-        "identify": _pick(c.identify_threshold if c else None, settings.VOICEPRINT_IDENTIFY_THRESHOLD, source),
-        "identify_margin": _pick(c.identify_margin if c else None, settings.VOICEPRINT_IDENTIFY_MARGIN, source),
-    }
-    same_norm = c is not None and asnorm_key is not None and c.asnorm_key == asnorm_key
-    asnorm_values = {
-        "verify": _pick(c.asnorm_verify_threshold if same_norm else None,
-                        settings.VOICEPRINT_ASNORM_VERIFY_THRESHOLD, source),
-        "identify": _pick(c.asnorm_identify_threshold if same_norm else None,
-                          settings.VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD, source),
-        "identify_margin": _pick(c.asnorm_identify_margin if same_norm else None,
-                                 settings.VOICEPRINT_ASNORM_IDENTIFY_MARGIN, source),
-    }
-
-    def thresholds(values: dict[str, tuple[float, str]]) -> Thresholds:
-        return Thresholds(**{k: v for k, (v, _) in values.items()}, sources={k: s for k, (_, s) in values.items()})
-
-    return DecisionPolicy(model_version=model_version, cosine=thresholds(cosine_values),
-                          asnorm=thresholds(asnorm_values), asnorm_default=settings.VOICEPRINT_ASNORM,
-                          asnorm_key=asnorm_key, calibration=calibration)
+def decision_policy(*, model_version: str | None) -> DecisionPolicy:
+    """The policy in force for ``model_version``. Raises EngineUnavailable when no calibration exists for it."""
+    row = calibration_current(model_version=model_version)
+    if row is not None:
+        calibration = _site_calibration(row.pk, json.dumps(row.parameters, sort_keys=True))
+        source = row.source
+    else:
+        calibration = shipped_calibration(model_version)
+        if calibration is None:
+            raise EngineUnavailable(f"No calibration is shipped for model {model_version}: run `python manage.py "
+                                    "calibrate` on labelled recordings, or use a supported model.",
+                                    model_version=model_version)
+        source = f"shipped:{shipped_calibration_path(model_version).name}"
+    return DecisionPolicy(model_version=model_version, calibration=calibration, source=source,
+                          far_target=settings.VOICEPRINT_FAR_TARGET, fir_target=settings.VOICEPRINT_FIR_TARGET,
+                          asnorm_default=settings.VOICEPRINT_ASNORM, site_calibration=row)
 
 
 def quality_gates() -> dict[str, float]:
@@ -240,7 +219,7 @@ def enrolled_speaker_count() -> int:
     return Speaker.objects.filter(voiceprint_ciphertext__isnull=False).count()
 
 
-# Health counts rows; load balancers call it often, so the counts are reused for this long.
+# Health counts rows; load balancers call it often, so the counts are reused (at most this long).
 HEALTH_FIGURES_S = 10
 
 
@@ -267,12 +246,15 @@ def health_status() -> dict[str, Any]:
     status: dict[str, Any] = {"status": "ready", **owner, "database": "ok", "enrolled_speakers": None,
                               "unreadable_voiceprints": None, "missing_key_ids": []}
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        figures = cache.get("health_figures")
-        if figures is None:
+        # The counts are reused until the voiceprint change log moves (a one-row read), so an
+        # enrollment or deletion made through any process shows at once.
+        head = IndexState.objects.filter(pk=1).values_list("generation", "token").first()
+        cached = cache.get("health_figures")
+        if cached is not None and cached[0] == head:
+            figures = cached[1]
+        else:
             figures = _health_figures()
-            cache.set("health_figures", figures, HEALTH_FIGURES_S)
+            cache.set("health_figures", (head, figures), HEALTH_FIGURES_S)
     except DatabaseError:
         return {**status, "status": "unavailable", "database": "unreachable"}
     status.update(figures)

@@ -304,25 +304,19 @@ VOICEPRINT_WARMUP = env_bool("VOICEPRINT_WARMUP", True)
 # MindSpore's CPU threads per process (0: MindSpore's own default); gunicorn.conf.py sets it per host.
 VOICEPRINT_ENGINE_THREADS = env_int("VOICEPRINT_ENGINE_THREADS", 0, minimum=0) or None
 
-# Decisions. Defaults measured in docs/accuracy.md (how they were chosen is there); a deployment
-# replaces them with its own figures with `python manage.py calibrate`, whose newest row for the
-# loaded model version wins over these. Raw cosine of L2-normalised embeddings, in [-1, 1];
-# accepted / a match when score >= threshold.
-VOICEPRINT_VERIFY_THRESHOLD = env_float("VOICEPRINT_VERIFY_THRESHOLD", 0.45, minimum=-1.0, maximum=1.0)
-VOICEPRINT_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_IDENTIFY_THRESHOLD", 0.50, minimum=-1.0, maximum=1.0)
-# An identification match also needs this lead of the best candidate over the runner-up.
-VOICEPRINT_IDENTIFY_MARGIN = env_float("VOICEPRINT_IDENTIFY_MARGIN", 0.05, minimum=0.0, maximum=2.0)
+# Decisions. Scores are calibrated for the quality of both recordings (the calibration shipped in
+# inference/calibrations/, or a site's own from `python manage.py calibrate`; docs/accuracy.md),
+# so one operating point holds in every condition: the share of impostors a verification may
+# accept, and of unknown voices an identification may match to someone.
+VOICEPRINT_FAR_TARGET = env_float("VOICEPRINT_FAR_TARGET", 0.01, minimum=0.0005, maximum=0.1)
+VOICEPRINT_FIR_TARGET = env_float("VOICEPRINT_FIR_TARGET", 0.01, minimum=0.0005, maximum=0.1)
 VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
 
-# Score normalisation (AS-norm) against a cohort of impostor voiceprints: the default for
-# requests that do not say (each request may ask with asnorm=true/false). Normalised scores are
-# not cosines and have their own thresholds, valid for this cohort and top-k only.
+# Score normalisation (AS-norm) against a cohort of impostor voiceprints as the calibration's
+# input: the default for requests that do not say (each request may ask with asnorm=true/false).
 VOICEPRINT_ASNORM = env_bool("VOICEPRINT_ASNORM", False)
 VOICEPRINT_ASNORM_COHORT = Path(env_str("VOICEPRINT_ASNORM_COHORT", str(VOICEPRINT_MODEL_DIR / "cohort.npy")))
 VOICEPRINT_ASNORM_TOP_K = env_int("VOICEPRINT_ASNORM_TOP_K", 200, minimum=2)
-VOICEPRINT_ASNORM_VERIFY_THRESHOLD = env_float("VOICEPRINT_ASNORM_VERIFY_THRESHOLD", 7.5)
-VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD = env_float("VOICEPRINT_ASNORM_IDENTIFY_THRESHOLD", 8.0)
-VOICEPRINT_ASNORM_IDENTIFY_MARGIN = env_float("VOICEPRINT_ASNORM_IDENTIFY_MARGIN", 1.0, minimum=0.0)
 
 # Quality gates, measured in docs/accuracy.md. Net speech is what the VAD finds, in seconds.
 # Per enrollment recording, and in total for a usable (complete) voiceprint:

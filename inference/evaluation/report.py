@@ -144,3 +144,45 @@ def _identification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
     )
     ax.legend(fontsize=8)
     return fig
+
+
+def write_condition_figure(table: Any, decide: Any, png_path: Path | str, *, max_groups: int = 12) -> None:
+    """DET curves of every condition of a :class:`~inference.evaluation.calibrated.TrialTable` in one figure,
+    each with the operating point its ``decide`` reaches (a dot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scipy.stats import norm
+
+    scores, accepted = decide(table)
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    lo, hi = norm.ppf(_DET_TICKS[0]), norm.ppf(_DET_TICKS[-1])
+
+    def clip(p: np.ndarray) -> np.ndarray:
+        return norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))
+
+    groups = [g for g in sorted(set(table.groups.tolist()))
+              if 0 < table.labels[table.groups == g].sum() < (table.groups == g).sum()][:max_groups]
+    for group in groups:
+        mask = table.groups == group
+        y = table.labels[mask].astype(bool)
+        fpr, fnr, _ = det_curve(scores[mask], y)
+        line = ax.plot(clip(fpr), clip(fnr), drawstyle="steps-post", linewidth=1.0,
+                       label=f"{group} ({int(y.sum())} / {int((~y).sum())})")[0]
+        far, frr = accepted[mask][~y].mean(), 1.0 - accepted[mask][y].mean()
+        ax.plot([clip(np.array([far]))[0]], [clip(np.array([frr]))[0]], "o", color=line.get_color())
+    ticks = norm.ppf(_DET_TICKS)
+    labels = [f"{100 * t:g}" for t in _DET_TICKS]
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
+    ax.set_xlabel("false acceptance rate (%)")
+    ax.set_ylabel("false rejection rate (%)")
+    ax.set_title("DET per condition; dots: the calibrated decision")
+    ax.grid(True, linewidth=0.4)
+    ax.legend(fontsize=6, loc="upper right")
+    FigureCanvasAgg(fig)
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=110)

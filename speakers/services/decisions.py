@@ -21,6 +21,7 @@ from django.utils import timezone
 from inference import EmbeddingResult, InferenceError, cosine
 from inference.asnorm import as_norm_scores
 from inference.decisions import accepts, identify_outcome
+from inference.quality_calibration import SideQuality
 
 from .. import asnorm as service_asnorm
 from .. import inference_owner
@@ -34,7 +35,7 @@ from ..exceptions import (
 )
 from ..integrity import voiceprint_of
 from ..models import AuditAction, Speaker
-from ..selectors import DecisionPolicy, Thresholds, decision_policy, enrollment_progress
+from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
 from ..voiceprint_index import voiceprint_index
 from .lockout import verification_lock_check, verification_outcome_record
 from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed
@@ -73,7 +74,7 @@ class Candidate:
 class IdentifyDecision:
     candidates: list[Candidate]
     match: Candidate | None
-    threshold: float
+    threshold: float | None
     margin: float
     runner_up_score: float | None
     no_match_reason: str | None
@@ -98,6 +99,7 @@ class BatchItem:
     filename: str
     raw_score: float | None = None
     score: float | None = None
+    threshold: float | None = None
     accepted: bool | None = None
     refusal: Refusal | None = None
 
@@ -105,7 +107,6 @@ class BatchItem:
 @dataclass(frozen=True)
 class BatchDecision:
     results: list[BatchItem]
-    threshold: float
     score_normalisation: str
     model_version: str
     processing_time_ms: float
@@ -116,12 +117,17 @@ class Reference:
     """The known side of a 1:1 decision: a speaker's voiceprint, or a reference recording's embedding."""
 
     vector: np.ndarray
-    speech_s: float
+    quality: SideQuality
+
+    @property
+    def speech_s(self) -> float:
+        return self.quality.speech_s
 
 
 @dataclass(frozen=True)
 class PairDecision:
-    """One 1:1 decision: the score that decided, the raw cosine, the threshold and where it came from."""
+    """One 1:1 decision: the calibrated score (a log-likelihood ratio), the raw cosine, the threshold for
+    this pair's quality and where the calibration came from."""
 
     score: float
     raw_score: float
@@ -131,26 +137,39 @@ class PairDecision:
     policy_source: str
 
 
+def side_quality(result: EmbeddingResult) -> SideQuality:
+    """The quality measures of one recording, as the calibration takes them."""
+    return SideQuality(speech_s=float(result.speech_s), snr_db=float(result.quality.snr_db),
+                       bandwidth_hz=float(result.quality.bandwidth_hz))
+
+
+def voiceprint_quality(speaker: Speaker) -> SideQuality:
+    """The quality measures of a voiceprint: its net speech, and its enrollments' mean SNR and bandwidth."""
+    return SideQuality(speech_s=float(speaker.voiceprint_speech_s), snr_db=float(speaker.voiceprint_snr_db),
+                       bandwidth_hz=float(speaker.voiceprint_bandwidth_hz))
+
+
 # --- the scale a request decides on ------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Scale:
-    """How one request scores: cosine, or AS-norm; and the policy's thresholds for that scale."""
+    """How one request scores: the cosine, or its AS-norm, as the calibration's input; and the policy."""
 
     normalised: bool
     policy: DecisionPolicy
 
     @property
     def name(self) -> str:
+        """The API's ``score_normalisation``."""
         return ASNORM if self.normalised else NO_NORMALISATION
 
     @property
-    def thresholds(self) -> Thresholds:
-        return self.policy.thresholds(normalised=self.normalised)
+    def calibration_scale(self) -> str:
+        return "asnorm" if self.normalised else "cosine"
 
-    def score(self, raw: float, enroll_vector: np.ndarray, probe_vector: np.ndarray,
-              enroll_stats: tuple[float, float] | None = None) -> float:
-        """The score that decides: the raw cosine, or its AS-norm (``enroll_stats`` when already known)."""
+    def input_score(self, raw: float, enroll_vector: np.ndarray, probe_vector: np.ndarray,
+                    enroll_stats: tuple[float, float] | None = None) -> float:
+        """What the calibration reads: the raw cosine, or its AS-norm (``enroll_stats`` when already known)."""
         if not self.normalised:
             return float(raw)
         stats = enroll_stats if enroll_stats is not None else service_asnorm.vector_stats(enroll_vector)
@@ -161,34 +180,37 @@ class _Scale:
 def _scale_for(*, asnorm: bool | None, model_version: str) -> _Scale:
     """``asnorm``: the request's choice, or None for the deployment's default (VOICEPRINT_ASNORM)."""
     normalised = settings.VOICEPRINT_ASNORM if asnorm is None else bool(asnorm)
-    key = service_asnorm.asnorm().key if normalised else None
-    return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version, asnorm_key=key))
+    return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version))
 
 
 def pair_decide(*, reference: Reference, probe: EmbeddingResult, asnorm: bool | None = None,
                 reference_stats: tuple[float, float] | None = None) -> PairDecision:
     """Is ``probe`` the voice of ``reference``? The one 1:1 rule: verify, compare, batch-verify and streaming.
 
+    The raw cosine (or its AS-norm) and the quality of both sides go through the calibration in
+    force: the decision holds the deployment's false-accept target whatever the recordings.
     ``asnorm``: the request's choice of scale (None: the deployment's default);
     ``reference_stats``: the reference's AS-norm statistics when already known.
     """
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
     raw = cosine(reference.vector, probe.vector)
-    score = scale.score(raw, reference.vector, probe.vector, enroll_stats=reference_stats)
-    threshold = scale.thresholds.verify
-    return PairDecision(score=score, raw_score=raw, threshold=threshold, accepted=accepts(score, threshold),
-                        score_normalisation=scale.name, policy_source=scale.thresholds.sources["verify"])
+    verdict = scale.policy.calibration.verify(
+        scale=scale.calibration_scale, score=scale.input_score(raw, reference.vector, probe.vector, reference_stats),
+        enroll=reference.quality, probe=side_quality(probe), far=scale.policy.far_target)
+    return PairDecision(score=verdict.llr, raw_score=raw, threshold=verdict.threshold,
+                        accepted=accepts(verdict.llr, verdict.threshold), score_normalisation=scale.name,
+                        policy_source=scale.policy.source)
 
 
 def speaker_reference(speaker: Speaker) -> Reference:
     """A speaker's usable voiceprint as the reference of a decision (409 when it cannot decide)."""
     _require_usable_voiceprint(speaker)
-    return Reference(vector=voiceprint_of(speaker), speech_s=float(speaker.voiceprint_speech_s))
+    return Reference(vector=voiceprint_of(speaker), quality=voiceprint_quality(speaker))
 
 
 def recording_reference(result: EmbeddingResult) -> Reference:
     """A reference recording's embedding as the reference of a decision."""
-    return Reference(vector=result.vector, speech_s=float(result.speech_s))
+    return Reference(vector=result.vector, quality=side_quality(result))
 
 
 def _require_usable_voiceprint(speaker: Speaker) -> None:
@@ -253,10 +275,11 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     index = voiceprint_index()
     hits = index.search(probe.vector, wanted, model_version=probe.model_version)
     rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
-            .only("id", "external_id", "display_name")}
+            .only("id", "external_id", "display_name", "voiceprint_speech_s", "voiceprint_snr_db",
+                  "voiceprint_bandwidth_hz")}
     found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]  # deleted meanwhile: gone
     raws = np.asarray([raw for _, raw in found], dtype=np.float64)
-    scores = raws
+    inputs = raws
     if scale.normalised and found:
         normaliser = service_asnorm.asnorm()
         stats = index.asnorm_stats([speaker.id for speaker, _ in found], normaliser)
@@ -264,16 +287,27 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
         found, raws = [found[i] for i in kept], raws[kept]
         enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
         mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
-        scores = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
-    order = np.argsort(-scores, kind="stable")
+        inputs = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
+    calibration = scale.policy.calibration.scale(scale.calibration_scale)
+    probe_quality = side_quality(probe)
+    features = [calibration.features_of(voiceprint_quality(speaker), probe_quality) for speaker, _ in found]
+    llrs = np.asarray([calibration.llr_of(calibration.normalised(score, x), x) for score, x in zip(inputs, features)],
+                      dtype=np.float64)
+    order = np.argsort(-llrs, kind="stable")
     ranked = [Candidate(speaker_id=found[i][0].id, external_id=found[i][0].external_id,
-                        display_name=found[i][0].display_name, score=float(scores[i]), raw_score=float(raws[i]))
+                        display_name=found[i][0].display_name, score=float(llrs[i]), raw_score=float(raws[i]))
               for i in order]
 
-    thresholds = scale.thresholds
+    # The best candidate must pass the threshold for the false-identification target among every
+    # voice searched (more voices, more chances for an impostor: a higher threshold), on the llr
+    # scale of its own pair, and lead the runner-up by the calibrated margin.
+    gallery = len(index)
+    threshold = float(calibration.llr_of(calibration.identify_t(scale.policy.fir_target, gallery),
+                                         features[order[0]])) if ranked else float("nan")
+    margin = calibration.identify_margin
     runner_up_score = ranked[1].score if len(ranked) > 1 else None
     no_match_reason = identify_outcome(ranked[0].score if ranked else None, runner_up_score,
-                                       threshold=thresholds.identify, margin=thresholds.identify_margin)
+                                       threshold=threshold, margin=margin)
     match = ranked[0] if ranked and no_match_reason is None else None
     with transaction.atomic():
         if match is not None:
@@ -281,13 +315,13 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
         audit_record(actor=actor, action=AuditAction.IDENTIFY,
                      speaker_id=match.speaker_id if match else None,
                      decision="match" if match else "no_match",
-                     score=ranked[0].score if ranked else None, threshold=thresholds.identify,
-                     detail={"top_k": top_k, "candidates": min(len(ranked), top_k),
-                             "runner_up_score": runner_up_score, "margin": thresholds.identify_margin,
+                     score=ranked[0].score if ranked else None, threshold=threshold if ranked else None,
+                     detail={"top_k": top_k, "candidates": min(len(ranked), top_k), "gallery": gallery,
+                             "runner_up_score": runner_up_score, "margin": margin,
                              "no_match_reason": no_match_reason, "score_normalisation": scale.name,
-                             "policy": thresholds.sources["identify"]})
-    return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=thresholds.identify,
-                            margin=thresholds.identify_margin, runner_up_score=runner_up_score,
+                             "policy": scale.policy.source})
+    return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=threshold if ranked else None,
+                            margin=margin, runner_up_score=runner_up_score,
                             no_match_reason=no_match_reason, score_normalisation=scale.name,
                             model_version=probe.model_version, processing_time_ms=elapsed_ms(started))
 
@@ -324,11 +358,10 @@ def recordings_batch_verify(*, reference: Recording, tests: Sequence[Recording],
         decision = pair_decide(reference=recording_reference(ref), probe=result, asnorm=scale.normalised,
                                reference_stats=ref_stats)
         items.append(BatchItem(filename=recording.filename, raw_score=decision.raw_score, score=decision.score,
-                               accepted=decision.accepted))
-    threshold = scale.thresholds.verify
-    audit_record(actor=actor, action=AuditAction.BATCH_VERIFY, threshold=threshold,
+                               threshold=decision.threshold, accepted=decision.accepted))
+    audit_record(actor=actor, action=AuditAction.BATCH_VERIFY,
                  detail={"tests": len(items), "accepted": sum(bool(i.accepted) for i in items),
                          "refused": sum(i.refusal is not None for i in items), "score_normalisation": scale.name,
-                         "policy": scale.thresholds.sources["verify"]})
-    return BatchDecision(results=items, threshold=threshold, score_normalisation=scale.name,
-                         model_version=ref.model_version, processing_time_ms=elapsed_ms(started))
+                         "policy": scale.policy.source})
+    return BatchDecision(results=items, score_normalisation=scale.name, model_version=ref.model_version,
+                         processing_time_ms=elapsed_ms(started))

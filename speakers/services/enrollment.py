@@ -57,7 +57,7 @@ def _speaker_lock(*, speaker_id: uuid.UUID) -> Speaker:
 
 def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
     """Recompute the speaker's voiceprint from their enrollments of ``model_version`` (in a transaction)."""
-    vectors, speech_s = [], 0.0
+    vectors, speech_s, snrs, bandwidths = [], 0.0, [], []
     for e in Enrollment.objects.filter(speaker=speaker, model_version=model_version):
         try:
             vectors.append(crypto.vector_decrypt(key_id=e.key_id, ciphertext=e.embedding_ciphertext,
@@ -66,6 +66,8 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
             enrollment_unreadable_record(speaker_id=speaker.pk, enrollment_id=e.pk, reason=str(exc))
             continue
         speech_s += e.speech_s
+        snrs.append(e.snr_db)
+        bandwidths.append(e.bandwidth_hz)
     speaker.enrollment_count = Enrollment.objects.filter(speaker=speaker).count()
     if vectors:
         speaker.voiceprint_model_version = model_version
@@ -73,6 +75,8 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
         speaker.voiceprint_ciphertext = sealed.ciphertext
         speaker.voiceprint_key_id = sealed.key_id
         speaker.voiceprint_speech_s = speech_s
+        speaker.voiceprint_snr_db = float(np.mean(snrs))
+        speaker.voiceprint_bandwidth_hz = float(np.mean(bandwidths))
     else:
         speaker.voiceprint_ciphertext = None
         speaker.voiceprint_key_id = ""
@@ -80,8 +84,8 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
         speaker.voiceprint_speech_s = 0.0
     speaker.voiceprint_unreadable = False
     speaker.save(update_fields=["enrollment_count", "voiceprint_ciphertext", "voiceprint_key_id",
-                                "voiceprint_model_version", "voiceprint_speech_s", "voiceprint_unreadable",
-                                "updated_at"])
+                                "voiceprint_model_version", "voiceprint_speech_s", "voiceprint_snr_db",
+                                "voiceprint_bandwidth_hz", "voiceprint_unreadable", "updated_at"])
 
 
 def _enrollment_inconsistencies(*, speaker: Speaker, model_version: str,
@@ -173,7 +177,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
                 speaker=speaker, model_version=result.model_version, filename=recording.filename[:255],
                 duration_s=float(result.duration_s), speech_s=float(result.speech_s),
                 clipping_ratio=float(result.quality.clipping_ratio), snr_db=float(result.quality.snr_db),
-                speech_ratio=float(result.quality.speech_ratio))
+                speech_ratio=float(result.quality.speech_ratio), bandwidth_hz=float(result.quality.bandwidth_hz))
             sealed = crypto.vector_encrypt(result.vector, context=enrollment.crypto_context())
             enrollment.embedding_ciphertext, enrollment.key_id = sealed.ciphertext, sealed.key_id
             enrollments.append(enrollment)

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from inference import EmbeddingResult, InferenceError
+from inference.gates import GateLimits, gate_refusal
 
 from .. import inference_owner
 from ..exceptions import ApplicationError, AudioClipped, AudioTooNoisy, AudioTooQuiet, InsufficientSpeech
@@ -52,33 +53,40 @@ class Refusal:
         return cls(filename=filename, code=error.code, message=error.message, detail=dict(error.detail))
 
 
+def gate_limits(purpose: Purpose) -> GateLimits:
+    """The quality gates in force for ``purpose`` (settings; docs/accuracy.md says how they were measured)."""
+    enrollment = purpose is Purpose.ENROLLMENT
+    return GateLimits(
+        max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
+        min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
+        min_snr_db=settings.VOICEPRINT_ENROLL_MIN_SNR_DB if enrollment else settings.VOICEPRINT_PROBE_MIN_SNR_DB,
+        min_speech_s=settings.VOICEPRINT_ENROLL_MIN_SPEECH_S if enrollment else settings.VOICEPRINT_PROBE_MIN_SPEECH_S,
+    )
+
+
 def recording_check_quality(*, result: EmbeddingResult, purpose: Purpose) -> None:
     """Refuse a recording the engine could embed but that is not good enough for ``purpose``.
 
-    In order, so the cause is named before its symptom (a quiet recording also holds little
-    detectable speech): clipping (``audio_clipped``), speech level (``audio_too_quiet``),
-    signal-to-noise ratio (``audio_too_noisy``) and net speech (``insufficient_speech``).
-    Recordings without any speech never get here: the engine refuses them (``no_speech``).
+    The rule is :func:`inference.gates.gate_refusal` (clipping, speech level, SNR, net speech, in
+    that order); recordings without any speech never get here: the engine refuses them
+    (``no_speech``).
     """
-    enrollment = purpose is Purpose.ENROLLMENT
-    clipping = float(result.quality.clipping_ratio)
-    if clipping > settings.VOICEPRINT_MAX_CLIPPING_RATIO:
-        raise AudioClipped(clipping_ratio=round(clipping, 4),
-                           max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO)
-    level = float(result.quality.speech_level_dbfs)
-    if level < settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS:
-        raise AudioTooQuiet(speech_level_dbfs=round(level, 1),
-                            min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS)
-    min_snr_db = settings.VOICEPRINT_ENROLL_MIN_SNR_DB if enrollment else settings.VOICEPRINT_PROBE_MIN_SNR_DB
-    snr_db = float(result.quality.snr_db)
-    if snr_db < min_snr_db:
-        raise AudioTooNoisy(snr_db=round(snr_db, 1), min_snr_db=min_snr_db)
-    min_speech_s = settings.VOICEPRINT_ENROLL_MIN_SPEECH_S if enrollment else settings.VOICEPRINT_PROBE_MIN_SPEECH_S
-    if result.speech_s < min_speech_s:
-        raise InsufficientSpeech(
-            f"The recording holds {result.speech_s:.2f} s of speech; at least {min_speech_s:.2f} s "
-            f"is needed to {'enroll' if enrollment else 'verify or identify'}.",
-            speech_s=round(float(result.speech_s), 3), min_speech_s=min_speech_s)
+    refusal = gate_refusal(clipping_ratio=float(result.quality.clipping_ratio),
+                           speech_level_dbfs=float(result.quality.speech_level_dbfs),
+                           snr_db=float(result.quality.snr_db), speech_s=float(result.speech_s),
+                           limits=gate_limits(purpose))
+    if refusal is None:
+        return
+    if refusal.code == "audio_clipped":
+        raise AudioClipped(clipping_ratio=round(refusal.value, 4), max_clipping_ratio=refusal.limit)
+    if refusal.code == "audio_too_quiet":
+        raise AudioTooQuiet(speech_level_dbfs=round(refusal.value, 1), min_speech_level_dbfs=refusal.limit)
+    if refusal.code == "audio_too_noisy":
+        raise AudioTooNoisy(snr_db=round(refusal.value, 1), min_snr_db=refusal.limit)
+    raise InsufficientSpeech(
+        f"The recording holds {refusal.value:.2f} s of speech; at least {refusal.limit:.2f} s is needed to "
+        f"{'enroll' if purpose is Purpose.ENROLLMENT else 'verify or identify'}.",
+        speech_s=round(refusal.value, 3), min_speech_s=refusal.limit)
 
 
 def recording_embed(*, recording: Recording, purpose: Purpose) -> EmbeddingResult:

@@ -168,3 +168,31 @@ def wait_until_healthy(server: Server, timeout: float = 90.0) -> dict[str, Any]:
             pass
         time.sleep(0.25)
     raise AssertionError(f"{server.name} did not answer /api/v1/health within {timeout} s:\n{server.log_tail()}")
+
+
+# --- the calibrated decision, computed independently of the service ------------------------------
+
+def calibrated_verdict(*, enroll_vector, enroll_quality, probe, scale: str = "cosine", asnorm=None):
+    """What the shipped calibration makes of a pair: ``probe`` an EmbeddingResult, the enrollment side given."""
+    from inference.quality_calibration import SideQuality
+    from speakers.selectors import decision_policy
+
+    policy = decision_policy(model_version=probe.model_version)
+    score = float(enroll_vector @ probe.vector)
+    if scale == "asnorm":
+        score = asnorm.normalise(score, enroll_vector, probe.vector)
+    probe_quality = SideQuality(probe.speech_s, probe.quality.snr_db, probe.quality.bandwidth_hz)
+    return policy.calibration.verify(scale=scale, score=score, enroll=enroll_quality, probe=probe_quality,
+                                     far=policy.far_target)
+
+
+def voiceprint_side(speaker_id):
+    """A stored speaker's decrypted voiceprint and its quality, as the service reads them."""
+    from inference.quality_calibration import SideQuality
+    from speakers import crypto
+    from speakers.models import Speaker
+
+    speaker = Speaker.objects.get(pk=speaker_id)
+    vector = crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
+                                   context=speaker.crypto_context())
+    return vector, SideQuality(speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from apitools import assert_error
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from speakers import asnorm as service_asnorm
+from inference.quality_calibration import Calibration as QualityCalibration
+from inference.quality_calibration import shipped_calibration_path
 from speakers.models import AuditEvent, Calibration
+from speakers.selectors import decision_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def run(command: str, *args: str) -> str:
 
 # --- evaluate -------------------------------------------------------------------------------------
 
-def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(tmp_path):
+def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(tmp_path, embedder):
     out = run("evaluate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--identify", str(IDENTIFY),
               "--unknown", "b", "--enroll-per-speaker", "3", "--asnorm", "--out-dir", str(tmp_path))
 
@@ -39,25 +40,23 @@ def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(t
         metrics = report[scale]
         assert metrics["eer"] == 0.0  # the two dev voices separate completely
         assert [d["p_target"] for d in metrics["min_dcf"]] == [0.01, 0.05]
-        assert {"eer_threshold", "eer_speechbrain", "threshold_at_far", "far_at_threshold", "frr_at_threshold",
-                "target_mean", "nontarget_mean"} <= set(metrics)
-        assert metrics["far_target"] == 0.01
-    assert report["asnorm"]["top_k"] == 200 and report["asnorm"]["cohort_size"] == 7205
-    # the thresholds in force and what they do on these recordings
-    assert report["thresholds_in_force"]["cosine"] == {"threshold": 0.45, "source": "settings", "far": 0.0, "frr": 0.0}
-    assert report["thresholds_in_force"]["asnorm"]["threshold"] == 7.5
-    assert report["cosine"]["nontarget_mean"] < 0.1 < 0.45 < report["cosine"]["target_mean"]
+        # the calibrated decision in force, per probe condition, beside each condition's own threshold
+        everything = report["conditions"][scale]["all"]
+        assert (everything["targets"], everything["impostors"]) == (30, 36)
+        assert everything["far"] == 0.0 and everything["frr"] == 0.0 and everything["eer"] == 0.0
+        assert sum(g["targets"] for name, g in report["conditions"][scale].items() if name != "all") == 30
+    assert report["calibration"] == {"source": "shipped:" + shipped_calibration_path(
+        embedder.model_version).name, "far_target": 0.01}
 
     identification = json.loads((tmp_path / "identification.json").read_text())
-    assert identification["speakers"] == {"known": ["a"], "unknown": ["b"], "skipped": []}
-    assert identification["counts"]["known_probes"] == 3 and identification["counts"]["unknown_probes"] == 6
-    assert identification["known"]["top1_accuracy"] == 1.0
-    assert identification["unknown"]["false_identification_rate"] == 0.0
-    assert identification["threshold"] == 0.5 and identification["margin"] == 0.05
-    assert json.loads((tmp_path / "identification_asnorm.json").read_text())["scale"] == "asnorm"
-    for name in ("verification", "identification", "identification_asnorm"):
+    assert identification["speakers"] == 2 and identification["runs"] == 1
+    for scale in ("cosine", "asnorm"):
+        assert identification[scale]["top1_accuracy"] == 1.0 and identification[scale]["correct_match"] == 1.0
+        assert identification[scale]["false_identification"] == 0.0
+        assert (identification[scale]["known_probes"], identification[scale]["unknown_probes"]) == (3, 6)
+    for name in ("verification", "verification_conditions"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "EER" in out and "minDCF p_target=0.01" in out and "top-1 100.00 %" in out
+    assert "EER" in out and "calibrated decision (cosine)" in out and "top-1 100.00 %" in out
 
 
 def test_evaluate_records_the_files_the_service_would_refuse(tmp_path, speech):
@@ -82,51 +81,35 @@ def test_evaluate_needs_a_list(tmp_path):
 
 # --- calibrate ------------------------------------------------------------------------------------
 
-def test_calibrate_stores_the_measured_thresholds_and_from_then_on_they_decide(client, upload, enrolled):
-    out = run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--at-eer",
-              "--identify", str(IDENTIFY), "--note", "kiosk microphones")
+def test_calibrate_stores_a_site_calibration_and_from_then_on_it_decides(client, upload, enrolled):
+    out = run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--note", "kiosk microphones")
     calibration = Calibration.objects.get()
-    assert calibration.method == "eer" and calibration.note == "kiosk microphones"
-    assert calibration.created_by == "cli:calibrate"
-    assert calibration.counts["verification"]["target"] == 30 and calibration.counts["verification"]["nontarget"] == 36
-    assert calibration.eer == 0.0
-    # on these two well-separated voices the EER point lies between the impostors and the targets
-    assert 0.1 < calibration.verify_threshold <= 0.49
-    assert calibration.identify_threshold is not None and calibration.identify_margin == 0.05
-    assert calibration.counts["identification_cosine"]["unknown_probes"] == 12  # each speaker a stranger once
-    assert "before" in out and "after" in out and f"calibration {calibration.pk}" in out
+    assert calibration.method == "quality" and calibration.note == "kiosk microphones"
+    assert calibration.created_by == "cli:calibrate" and calibration.eer == 0.0
+    assert calibration.counts["target"] == 30 and calibration.counts["impostor"] == 36
+    assert set(calibration.figures) == {"cosine", "asnorm"}
+    assert set(calibration.figures["cosine"]["before"]) == set(calibration.figures["cosine"]["after"])
+    assert "before -> after" in out and f"calibration {calibration.pk}" in out
     assert AuditEvent.objects.filter(action="calibrate", detail__calibration_id=calibration.pk).exists()
 
     policy = client.get("/api/v1/policy").json()
-    assert policy["cosine"]["verify"] == pytest.approx(calibration.verify_threshold)
-    assert policy["cosine"]["sources"] == {"verify": calibration.source, "identify": calibration.source,
-                                           "identify_margin": calibration.source}
-    assert policy["calibration"]["id"] == calibration.pk
-    assert policy["asnorm"]["sources"]["verify"] == "settings"  # not calibrated with --asnorm
+    assert policy["calibration_source"] == calibration.source == f"calibration:{calibration.pk}"
+    assert policy["site_calibration"]["id"] == calibration.pk
+    assert policy["calibration"] == calibration.parameters
+    assert policy["calibration"]["trained_on"]["base"].startswith("shipped:")
 
     verified = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
                            format="multipart").json()
-    assert verified["threshold"] == pytest.approx(calibration.verify_threshold)
-    identified = client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart").json()
-    assert identified["threshold"] == pytest.approx(calibration.identify_threshold)
+    site = QualityCalibration.from_dict(calibration.parameters)
+    shipped = decision_policy(model_version=calibration.model_version)
+    assert shipped.calibration.to_dict() == site.to_dict()  # the site calibration is the one in force
+    assert verified["accepted"] is True and verified["score"] >= verified["threshold"]
     assert AuditEvent.objects.get(action="verify").detail["policy"] == calibration.source
 
 
-def test_calibrate_at_a_false_accept_rate_with_asnorm_sets_both_scales(client):
-    run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--far", "0.05", "--asnorm")
-    calibration = Calibration.objects.get()
-    assert calibration.method == "far" and calibration.far_target == 0.05
-    assert calibration.asnorm_key == service_asnorm.asnorm_key()
-    assert calibration.asnorm_verify_threshold > 2 and calibration.asnorm_eer == 0.0
-    policy = client.get("/api/v1/policy").json()
-    assert policy["asnorm"]["verify"] == pytest.approx(calibration.asnorm_verify_threshold)
-    assert policy["asnorm"]["sources"]["verify"] == calibration.source
-    assert policy["asnorm"]["sources"]["identify"] == "settings"  # identification was not calibrated
-
-
 def test_a_dry_run_measures_but_stores_nothing():
-    out = run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--at-eer", "--dry-run")
-    assert "Dry run: nothing stored." in out and "verify (cosine)" in out
+    out = run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--dry-run")
+    assert "Dry run: nothing stored." in out and "cosine:" in out
     assert not Calibration.objects.exists()
 
 
@@ -138,76 +121,55 @@ def test_calibration_refuses_a_handful_of_trials(tmp_path):
     assert not Calibration.objects.exists()
 
 
-def test_a_calibration_holds_only_for_its_model_version_and_asnorm_thresholds_for_their_normalisation(
-        client, embedder):
-    Calibration.objects.create(created_by="tests", model_version="older-model@00000000", method="far",
-                               far_target=0.01, verify_threshold=0.1, eer=0.05)
-    assert client.get("/api/v1/policy").json()["cosine"]["sources"]["verify"] == "settings"
-    mine = Calibration.objects.create(created_by="tests", model_version=embedder.model_version, method="far",
-                                      far_target=0.01, verify_threshold=0.4, eer=0.05, asnorm_key="another-cohort",
-                                      asnorm_verify_threshold=3.0)
-    policy = client.get("/api/v1/policy").json()
-    assert policy["cosine"]["verify"] == 0.4 and policy["cosine"]["sources"]["verify"] == mine.source
-    assert policy["cosine"]["identify"] == settings.VOICEPRINT_IDENTIFY_THRESHOLD  # not calibrated: the setting
-    assert policy["cosine"]["sources"]["identify"] == "settings"
-    assert policy["asnorm"]["verify"] == settings.VOICEPRINT_ASNORM_VERIFY_THRESHOLD
+def test_a_site_calibration_holds_only_for_its_model_version(client, embedder):
+    shipped = client.get("/api/v1/policy").json()
+    other = decision_policy(model_version=embedder.model_version).calibration.to_dict()
+    Calibration.objects.create(created_by="tests", model_version="older-model@00000000", method="quality",
+                               parameters={**other, "model_version": "older-model@00000000"}, eer=0.05)
+    assert client.get("/api/v1/policy").json()["calibration_source"] == shipped["calibration_source"]
+    mine = Calibration.objects.create(created_by="tests", model_version=embedder.model_version, method="quality",
+                                      parameters=other, eer=0.05)
+    assert client.get("/api/v1/policy").json()["calibration_source"] == mine.source
 
 
 def test_revert_withdraws_the_newest_calibration(client):
-    run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH), "--at-eer")
+    run("calibrate", "--trials", str(TRIALS), "--audio-root", str(SPEECH))
     out = run("calibrate", "--revert")
-    assert "Withdrew calibration" in out and "(settings)" in out
+    assert "Withdrew calibration" in out and "calibration shipped:" in out
     assert not Calibration.objects.exists()
-    assert client.get("/api/v1/policy").json()["calibration"] is None
+    assert client.get("/api/v1/policy").json()["site_calibration"] is None
     assert AuditEvent.objects.filter(action="calibration_revert").exists()
-    with pytest.raises(CommandError, match="No calibration"):
+    with pytest.raises(CommandError, match="No site calibration"):
         run("calibrate", "--revert")
 
 
-def test_the_policy_shows_the_defaults_and_the_quality_gates_and_needs_the_manage_scope(client, anon_client,
-                                                                                       make_key, embedder):
+def test_the_policy_shows_the_shipped_calibration_and_the_quality_gates_and_needs_the_manage_scope(
+        client, anon_client, make_key, embedder):
     policy = client.get("/api/v1/policy").json()
     assert policy["model_version"] == embedder.model_version
-    assert policy["cosine"] == {"verify": 0.45, "identify": 0.5, "identify_margin": 0.05,
-                                "sources": {"verify": "settings", "identify": "settings",
-                                            "identify_margin": "settings"}}
-    assert (policy["asnorm"]["verify"], policy["asnorm"]["identify"], policy["asnorm"]["identify_margin"]) == (
-        7.5, 8.0, 1.0)
-    assert policy["asnorm_key"] == service_asnorm.asnorm_key() and policy["asnorm_key"].endswith("-m7205-k200")
-    assert policy["score_normalisation_default"] == "none" and policy["calibration"] is None
-    assert policy["quality_gates"] == {
-        "enroll_min_speech_s": 1.5, "enroll_target_speech_s": 6.0, "probe_min_speech_s": 1.0,
-        "max_clipping_ratio": 0.05, "min_speech_level_dbfs": -48.0, "enroll_min_snr_db": 8.0,
-        "probe_min_snr_db": 5.0, "enroll_consistency_threshold": 0.3}
+    assert policy["calibration_source"] == "shipped:" + shipped_calibration_path(embedder.model_version).name
+    assert policy["far_target"] == 0.01 and policy["fir_target"] == 0.01
+    assert set(policy["calibration"]["scales"]) == {"cosine", "asnorm"}
+    assert policy["score_normalisation_default"] == "none" and policy["site_calibration"] is None
+    assert set(policy["quality_gates"]) == {
+        "enroll_min_speech_s", "enroll_target_speech_s", "probe_min_speech_s", "max_clipping_ratio",
+        "min_speech_level_dbfs", "enroll_min_snr_db", "probe_min_snr_db", "enroll_consistency_threshold"}
     anon_client.credentials(HTTP_X_API_KEY=make_key("verify", "identify", "enroll"))
     assert_error(anon_client.get("/api/v1/policy"), 403, "insufficient_scope")
 
 
 def test_calibrations_are_read_only_in_the_admin(admin_client, embedder):
+    parameters = decision_policy(model_version=embedder.model_version).calibration.to_dict()
     calibration = Calibration.objects.create(created_by="tests", model_version=embedder.model_version,
-                                             method="eer", verify_threshold=0.42, eer=0.02)
+                                             method="quality", parameters=parameters, eer=0.0242,
+                                             note="front desk")
     assert admin_client.get("/admin/speakers/calibration/").status_code == 200
     page = admin_client.get(f"/admin/speakers/calibration/{calibration.pk}/change/")
-    assert page.status_code == 200 and "0.42" in page.content.decode()
+    assert page.status_code == 200 and "front desk" in page.content.decode()
     assert admin_client.get("/admin/speakers/calibration/add/").status_code == 403
     assert admin_client.post(f"/admin/speakers/calibration/{calibration.pk}/change/",
-                             {"verify_threshold": "0.1"}).status_code == 403
+                             {"note": "changed"}).status_code == 403
     assert admin_client.post(f"/admin/speakers/calibration/{calibration.pk}/delete/",
                              {"post": "yes"}).status_code == 403
     calibration.refresh_from_db()
-    assert calibration.verify_threshold == 0.42
-
-
-def test_a_calibrated_threshold_sits_in_the_middle_of_the_thresholds_that_decide_the_trials_alike():
-    from inference.calibration import identify_threshold_within_target, threshold_within_target
-
-    scores, labels = [0.1, 0.2, 0.3, 0.6, 0.7], [0, 0, 0, 1, 1]
-    # FAR 1/3 allows the 0.3 impostor in; anything in (0.2, 0.6] takes both targets and no more impostors
-    assert threshold_within_target(scores, labels, 1 / 3) == pytest.approx(0.4)
-    assert threshold_within_target(scores, labels, 0.0) == pytest.approx(0.45)  # the gap between the classes
-    dense = [0.40, 0.44, 0.443, 0.45, 0.46]
-    assert threshold_within_target(dense, [0, 0, 1, 0, 1], 0.34) == pytest.approx(0.4415)
-    probes = [{"known": False, "best_score": 0.3, "second_score": 0.1, "true_rank": None},
-              {"known": True, "best_score": 0.7, "second_score": 0.2, "true_rank": 0},
-              {"known": True, "best_score": 0.8, "second_score": 0.1, "true_rank": 0}]
-    assert identify_threshold_within_target(probes, 0.0, margin=0.05) == pytest.approx(0.5)
+    assert calibration.note == "front desk"

@@ -6,8 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
-from apitools import assert_error
-from django.conf import settings
+from apitools import assert_error, calibrated_verdict, voiceprint_side
 from django.test import override_settings
 
 from speakers import crypto
@@ -27,7 +26,8 @@ def identify(client, upload, name: str, **fields):
 # --- verify --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("probe", ["a_snt4", "a_snt5", "a_snt6"])
-def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upload, enrolled, embedder, probe):
+def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upload, enrolled, embedder, speech,
+                                                                     probe):
     response = verify(client, upload, enrolled["a"], probe)
     assert response.status_code == 200
     body = response.json()
@@ -35,8 +35,15 @@ def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upl
                          "model_version", "processing_time_ms"}
     assert body["speaker_id"] == enrolled["a"]
     assert body["accepted"] is True
-    assert body["score_normalisation"] == "none" and body["score"] == body["raw_score"]
-    assert body["score"] >= body["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
+    # the score is the calibrated log-likelihood ratio of the raw cosine, for the quality of both sides
+    vector, quality = voiceprint_side(enrolled["a"])
+    result = embedder.embed(speech.bytes(probe))
+    expected = calibrated_verdict(enroll_vector=vector, enroll_quality=quality, probe=result)
+    assert body["score_normalisation"] == "none"
+    assert body["raw_score"] == pytest.approx(float(vector @ result.vector), abs=1e-5)
+    assert body["score"] == pytest.approx(expected.llr, abs=1e-4)
+    assert body["threshold"] == pytest.approx(expected.threshold, abs=1e-4)
+    assert body["score"] >= body["threshold"]
     assert body["model_version"] == embedder.model_version
 
 
@@ -44,7 +51,7 @@ def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upl
 def test_another_voice_is_rejected(client, upload, enrolled, probe):
     body = verify(client, upload, enrolled["a"], probe).json()
     assert body["accepted"] is False
-    assert -1.0 <= body["score"] < body["threshold"]
+    assert body["score"] < body["threshold"] and -1.0 <= body["raw_score"] < 0.3
 
 
 def test_a_verification_is_audited_with_its_decision_and_score_and_updates_last_verified(client, upload, enrolled):
@@ -125,7 +132,8 @@ def test_identify_names_the_right_speaker(client, upload, enrolled, label):
                          "score_normalisation", "model_version", "processing_time_ms"}
     assert body["match"]["speaker_id"] == enrolled[label]
     assert body["no_match_reason"] is None
-    assert body["match"]["score"] - body["runner_up_score"] >= body["margin"] == settings.VOICEPRINT_IDENTIFY_MARGIN
+    assert body["match"]["score"] >= body["threshold"]
+    assert body["match"]["score"] - body["runner_up_score"] >= body["margin"] >= 0.0
     assert body["match"]["external_id"] == f"ext-{label}"
     assert body["match"]["display_name"] == {"a": "Alice", "b": "Bob"}[label]
     assert body["candidates"][0] == body["match"]
@@ -186,8 +194,8 @@ def test_compare_accepts_two_recordings_of_one_voice_and_stores_nothing(client, 
     body = response.json()
     assert set(body) == {"similarity", "score", "raw_score", "score_normalisation", "threshold", "accepted",
                          "model_version", "processing_time_ms"}
-    assert body["similarity"] == body["score"] == body["raw_score"] and body["score_normalisation"] == "none"
-    assert body["accepted"] is True and body["similarity"] >= body["threshold"]
+    assert body["similarity"] == body["raw_score"] and body["score_normalisation"] == "none"
+    assert body["accepted"] is True and body["score"] >= body["threshold"]
     assert Speaker.objects.count() == 0
 
 
@@ -211,8 +219,9 @@ def test_the_classic_verify_speaker_endpoint_answers_in_its_own_shape(client, up
                            format="multipart")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"similarity", "verification_result", "threshold", "processing_time_ms"}
+    assert set(body) == {"similarity", "verification_result", "score", "threshold", "processing_time_ms"}
     assert body["verification_result"] is True and body["processing_time_ms"] > 0
+    assert body["score"] >= body["threshold"] and 0.3 < body["similarity"] <= 1.0
 
 
 def test_the_classic_endpoint_needs_a_key_too(anon_client, upload):
@@ -233,7 +242,10 @@ def test_batch_verify_scores_each_file_against_one_reference(client, upload, spe
     assert [r["accepted"] for r in results] == [True, False, None, True]
     assert results[2]["error"]["code"] == "no_speech" and results[2]["similarity"] is None
     assert results[0]["error"] is None
-    assert body["processing_time_ms"] > 0 and body["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
+    assert body["processing_time_ms"] > 0
+    for result in (results[0], results[1], results[3]):  # each file has its own threshold (its quality)
+        assert result["accepted"] == (result["score"] >= result["threshold"])
+    assert results[2]["threshold"] is None
 
 
 def test_batch_verify_fails_as_a_whole_when_the_reference_is_bad(client, upload):
@@ -251,14 +263,14 @@ def test_the_original_batch_verify_route_answers_in_its_own_shape(client, upload
     }, format="multipart")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"batch_results", "total_count", "threshold"}
+    assert set(body) == {"batch_results", "total_count"}
     assert body["total_count"] == 3
     results = body["batch_results"]
     assert [r["filename"] for r in results] == ["a_snt2.wav", "b_snt2.wav", "silence.wav"]
     assert [r["result"] for r in results] == [True, False, None]
-    assert results[0]["similarity"] >= body["threshold"] > results[1]["similarity"]
-    # the cosine scale always, as for /v1/verify-speaker
-    assert body["threshold"] == settings.VOICEPRINT_VERIFY_THRESHOLD
+    # similarity is the cosine its clients read; result the calibrated decision (score against threshold)
+    assert results[0]["similarity"] > results[1]["similarity"]
+    assert results[0]["score"] >= results[0]["threshold"] and results[1]["score"] < results[1]["threshold"]
     assert results[2]["similarity"] is None and results[2]["error"]["code"] == "no_speech"
     assert results[0]["error"] is None
 

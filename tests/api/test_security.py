@@ -165,7 +165,8 @@ def test_production_mode_starts_with_a_secret_and_a_key():
 
 
 def test_a_malformed_threshold_or_key_is_refused_at_start():
-    assert "VOICEPRINT_VERIFY_THRESHOLD" in _settings_in_a_fresh_process(VOICEPRINT_VERIFY_THRESHOLD="high").stderr
+    assert "VOICEPRINT_FAR_TARGET" in _settings_in_a_fresh_process(VOICEPRINT_FAR_TARGET="high").stderr
+    assert "VOICEPRINT_FIR_TARGET" in _settings_in_a_fresh_process(VOICEPRINT_FIR_TARGET="0.5").stderr
     assert "expected 32" in _settings_in_a_fresh_process(VOICEPRINT_ENCRYPTION_KEYS="c2hvcnQ=").stderr
 
 

@@ -7,8 +7,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from apitools import calibrated_verdict
 
 from inference import AudioQuality, EmbeddingResult
+from inference.prepare import model_version
+from inference.quality_calibration import SideQuality
 from speakers.exceptions import (
     StreamFrameInvalid,
     StreamMessageInvalid,
@@ -50,7 +53,7 @@ def _feed(session: StreamSession, samples: np.ndarray, chunk_s: float = 0.1) -> 
 
 def _result(vector: np.ndarray | None = None, speech_s: float = 3.0) -> EmbeddingResult:
     vector = np.ones(192, dtype=np.float32) / np.sqrt(192) if vector is None else vector
-    return EmbeddingResult(vector=vector, model_version="test", duration_s=speech_s, speech_s=speech_s,
+    return EmbeddingResult(vector=vector, model_version=model_version(), duration_s=speech_s, speech_s=speech_s,
                            quality=AudioQuality(clipping_ratio=0.0, snr_db=30.0, speech_ratio=1.0,
                                                 speech_level_dbfs=-20.0))
 
@@ -150,7 +153,7 @@ def test_the_first_speech_becomes_the_reference_and_scores_never_include_it(spee
 
 
 def test_scores_start_at_min_speech_and_follow_each_hop_and_coalesce(speech):
-    reference = Reference(vector=np.ones(192, dtype=np.float32) / np.sqrt(192), speech_s=8.0)
+    reference = Reference(vector=np.ones(192, dtype=np.float32) / np.sqrt(192), quality=SideQuality(speech_s=8.0))
     session = StreamSession(start=StreamStart(speaker_id="0b6f8a5e-54f5-4b34-9d1e-6a8f1a3c2b10"), limits=LIMITS,
                             reference=reference)
     samples = _speech(speech, "a_snt4", "a_snt5", "a_snt6")
@@ -178,7 +181,7 @@ def test_scores_start_at_min_speech_and_follow_each_hop_and_coalesce(speech):
 
 
 def test_after_the_end_message_the_speech_not_scored_yet_is_scored_once(speech):
-    reference = Reference(vector=np.ones(192, dtype=np.float32) / np.sqrt(192), speech_s=8.0)
+    reference = Reference(vector=np.ones(192, dtype=np.float32) / np.sqrt(192), quality=SideQuality(speech_s=8.0))
     session = StreamSession(start=StreamStart(speaker_id="0b6f8a5e-54f5-4b34-9d1e-6a8f1a3c2b10"), limits=LIMITS,
                             reference=reference)
     _feed(session, _speech(speech, "a_snt4"))
@@ -231,5 +234,7 @@ def test_the_worker_embeds_the_window_and_decides_it_with_the_one_rule(speech, s
     decision = stream_window_process(session_reference=session.reference, window=session.due(), asnorm=False,
                                      embed=embed)
     assert decision.raw_score == pytest.approx(1.0) and decision.accepted is True
-    assert decision.threshold == settings.VOICEPRINT_VERIFY_THRESHOLD
+    side = SideQuality(speech_s=3.0, snr_db=30.0, bandwidth_hz=_result().quality.bandwidth_hz)
+    expected = calibrated_verdict(enroll_vector=_result().vector, enroll_quality=side, probe=_result())
+    assert decision.threshold == pytest.approx(expected.threshold) and decision.score == pytest.approx(expected.llr)
     assert [rate for _, rate in calls] == [16000, 16000]

@@ -21,6 +21,16 @@ from .common import (
     request_recording,
 )
 
+SCORE_HELP = ("The calibrated score: the natural log of how many times more likely the two recordings are "
+              "of the same person than of two people, for recordings of this quality (0: as likely either "
+              "way; 2.3: ten times more likely).")
+RAW_SCORE_HELP = "Cosine similarity of the two embeddings, in [-1, 1], before calibration."
+THRESHOLD_HELP = ("The score this pair needs, on the scale of score: it follows the quality of both "
+                  "recordings so that the deployment's false-accept target (VOICEPRINT_FAR_TARGET, 1%) holds "
+                  "in every condition.")
+NORMALISATION_HELP = "Whether AS-norm of the cosine was the calibration's input (asnorm) or the cosine (none)."
+
+
 # --- decisions -------------------------------------------------------------------------------------------
 
 class VerifyApi(APIView):
@@ -34,11 +44,10 @@ class VerifyApi(APIView):
 
     class VerifyOutput(serializers.Serializer):
         speaker_id = serializers.UUIDField()
-        score = serializers.FloatField(help_text="The decision score: raw_score, or its AS-norm when "
-                                                 "score_normalisation is asnorm.")
-        raw_score = serializers.FloatField(help_text="Cosine similarity in [-1, 1].")
-        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
-        threshold = serializers.FloatField(help_text="On the scale of score.")
+        score = serializers.FloatField(help_text=SCORE_HELP)
+        raw_score = serializers.FloatField(help_text=RAW_SCORE_HELP)
+        score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"], help_text=NORMALISATION_HELP)
+        threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
         accepted = serializers.BooleanField(help_text="score >= threshold")
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
@@ -80,8 +89,10 @@ class IdentifyApi(APIView):
         candidates = CandidateOutput(many=True)
         match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold and it "
                                                            "leads the runner-up by >= margin.")
-        threshold = serializers.FloatField()
-        margin = serializers.FloatField(help_text="Lead over the runner-up a match needs.")
+        threshold = serializers.FloatField(allow_null=True, help_text=(
+            "The best candidate's threshold (log-likelihood ratio) for the false-identification target among "
+            "every voice searched; null when nobody was searched."))
+        margin = serializers.FloatField(help_text="Lead over the runner-up a match needs (log-likelihood ratio).")
         runner_up_score = serializers.FloatField(allow_null=True, help_text="Score of the second best voiceprint.")
         no_match_reason = serializers.ChoiceField(
             choices=["no_candidates", "below_threshold", "ambiguous"], allow_null=True)
@@ -110,7 +121,7 @@ class CompareApi(APIView):
 
     class CompareOutput(serializers.Serializer):
         similarity = serializers.FloatField(source="raw_score", help_text="Cosine similarity in [-1, 1] (= raw_score).")
-        score = serializers.FloatField(help_text="The decision score.")
+        score = serializers.FloatField(help_text=SCORE_HELP)
         raw_score = serializers.FloatField()
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         threshold = serializers.FloatField()
@@ -144,9 +155,10 @@ class ClassicVerifySpeakerApi(APIView):
         test = AudioFileField(help_text="Also accepted as audio2 or file2.")
 
     class ClassicVerifySpeakerOutput(serializers.Serializer):
-        similarity = serializers.FloatField(source="raw_score")
-        verification_result = serializers.BooleanField(source="accepted")
-        threshold = serializers.FloatField()
+        similarity = serializers.FloatField(source="raw_score", help_text=RAW_SCORE_HELP)
+        verification_result = serializers.BooleanField(source="accepted", help_text="The calibrated decision.")
+        score = serializers.FloatField(help_text=SCORE_HELP)
+        threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
         processing_time_ms = serializers.FloatField()
 
     @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
@@ -172,7 +184,8 @@ class ClassicVerifySpeakerApi(APIView):
 class BatchItemOutput(serializers.Serializer):
     filename = serializers.CharField()
     similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
-    score = serializers.FloatField(allow_null=True, help_text="The decision score.")
+    score = serializers.FloatField(allow_null=True, help_text=SCORE_HELP)
+    threshold = serializers.FloatField(allow_null=True, help_text=THRESHOLD_HELP)
     accepted = serializers.BooleanField(allow_null=True)
     error = serializers.SerializerMethodField()
 
@@ -198,8 +211,7 @@ class BatchVerifyApi(APIView):
         asnorm = ScoreNormalisationField()
 
     class BatchVerifyOutput(serializers.Serializer):
-        results = BatchItemOutput(many=True)
-        threshold = serializers.FloatField()
+        results = BatchItemOutput(many=True, help_text="One per test file; each has its own threshold (its quality).")
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
@@ -220,7 +232,10 @@ class ClassicBatchItemOutput(serializers.Serializer):
     filename = serializers.CharField()
     similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
     result = serializers.BooleanField(source="accepted", allow_null=True,
-                                      help_text="similarity >= threshold; null when the file was refused.")
+                                      help_text="The calibrated decision (score >= threshold); null when the file "
+                                                "was refused.")
+    score = serializers.FloatField(allow_null=True, help_text=SCORE_HELP)
+    threshold = serializers.FloatField(allow_null=True, help_text=THRESHOLD_HELP)
     error = serializers.SerializerMethodField(help_text="Why the file was refused; null when it was scored.")
 
     @extend_schema_field(ErrorOutput(allow_null=True))
@@ -231,7 +246,7 @@ class ClassicBatchItemOutput(serializers.Serializer):
 class ClassicBatchVerifyApi(APIView):
     """``POST /v1/batch-verify``: batch-verify in the response shape of the classic ECAPA demo API.
 
-    Always on the cosine scale (its clients read ``similarity`` as a cosine), like ``/v1/verify-speaker``.
+    ``similarity`` is the cosine its clients read; ``result`` is the calibrated decision, as everywhere.
     """
 
     required_scopes = {"POST": {VERIFY}}
@@ -245,7 +260,6 @@ class ClassicBatchVerifyApi(APIView):
     class ClassicBatchVerifyOutput(serializers.Serializer):
         batch_results = ClassicBatchItemOutput(many=True, source="results")
         total_count = serializers.SerializerMethodField()
-        threshold = serializers.FloatField()
 
         def get_total_count(self, decision) -> int:
             return len(decision.results)

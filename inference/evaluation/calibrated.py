@@ -1,0 +1,254 @@
+"""Trials through a quality-aware calibration: the table of scores and qualities, fitting, per-condition reports.
+
+Used by the one command that fits and reports the shipped calibration
+(``tools/calibration_report.py``) and by the service's ``manage.py calibrate`` / ``evaluate``:
+the same code measures exactly the rule that decides (:class:`inference.quality_calibration.Calibration`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inference.asnorm import ASNorm
+from inference.decisions import is_match
+from inference.evaluation.metrics import compute_eer, compute_min_dcf, rates_at_threshold, threshold_at_far
+from inference.quality_calibration import (
+    Calibration,
+    ScaleCalibration,
+    SideQuality,
+    feature_vector,
+    fit_identify_offset,
+    fit_scale,
+)
+from inference.scoring import average_embeddings
+
+SCALES = ("cosine", "asnorm")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a trial: its vector and quality."""
+
+    vector: np.ndarray
+    quality: SideQuality
+
+
+def enrollment_side(vectors: Sequence[np.ndarray], qualities: Sequence[SideQuality]) -> Side:
+    """A voiceprint as the service builds it: the mean of its recordings' vectors, their total speech and
+    mean SNR and bandwidth."""
+    return Side(average_embeddings(list(vectors)),
+                SideQuality(speech_s=float(sum(q.speech_s for q in qualities)),
+                            snr_db=float(np.mean([q.snr_db for q in qualities])),
+                            bandwidth_hz=float(np.mean([q.bandwidth_hz for q in qualities]))))
+
+
+@dataclass
+class TrialTable:
+    """Scored trials: ``(N,)`` arrays, and the qualities of both sides."""
+
+    labels: np.ndarray
+    cosine: np.ndarray
+    asnorm: np.ndarray | None
+    enroll: list[SideQuality]
+    probe: list[SideQuality]
+    groups: np.ndarray  # a condition name per trial
+
+    def scores(self, scale: str) -> np.ndarray:
+        if scale == "asnorm":
+            if self.asnorm is None:
+                raise ValueError("the table was scored without AS-norm")
+            return self.asnorm
+        return self.cosine
+
+    def features(self, names: Sequence[str]) -> np.ndarray:
+        return np.stack([feature_vector(e, p, names) for e, p in zip(self.enroll, self.probe)])
+
+    def subset(self, mask: np.ndarray) -> TrialTable:
+        keep = np.flatnonzero(mask)
+        return TrialTable(self.labels[keep], self.cosine[keep], None if self.asnorm is None else self.asnorm[keep],
+                          [self.enroll[i] for i in keep], [self.probe[i] for i in keep], self.groups[keep])
+
+
+def score_trials(pairs: Sequence[tuple[int, Side, Side, str]], asnorm: ASNorm | None) -> TrialTable:
+    """``pairs``: ``(label, enrollment side, probe side, group)`` -> a :class:`TrialTable`."""
+    if not pairs:
+        raise ValueError("no trials to score")
+    enroll = np.stack([p[1].vector for p in pairs]).astype(np.float32)
+    probe = np.stack([p[2].vector for p in pairs]).astype(np.float32)
+    cosine = np.clip(np.einsum("ij,ij->i", enroll, probe).astype(np.float64), -1.0, 1.0)
+    normed = None
+    if asnorm is not None:
+        mu_e, sd_e = asnorm.stats_many(enroll)
+        mu_p, sd_p = asnorm.stats_many(probe)
+        normed = asnorm.normalise_many(cosine, enroll_stats=(mu_e, sd_e), test_stats=(mu_p, sd_p))
+    return TrialTable(labels=np.array([p[0] for p in pairs], dtype=np.int8), cosine=cosine, asnorm=normed,
+                      enroll=[p[1].quality for p in pairs], probe=[p[2].quality for p in pairs],
+                      groups=np.array([p[3] for p in pairs], dtype=object))
+
+
+def fit(table: TrialTable, *, model_version: str, scales: Sequence[str] = SCALES,
+        trained_on: Mapping[str, Any] | None = None) -> Calibration:
+    """Fit every scale of a calibration on a table of labelled trials."""
+    from inference.quality_calibration import FEATURES
+
+    fitted = {}
+    for scale in scales:
+        if scale == "asnorm" and table.asnorm is None:
+            continue
+        fitted[scale] = fit_scale(table.scores(scale), table.features(FEATURES), table.labels, FEATURES)
+    return Calibration(model_version=model_version, scales=fitted, trained_on=dict(trained_on or {}))
+
+
+def with_identification(calibration: Calibration, offsets: Mapping[str, tuple[float, float]]) -> Calibration:
+    """The calibration with each scale's identification ``(offset, margin)``."""
+    scales = {name: dataclasses.replace(cal, identify_offset=float(offsets[name][0]),
+                                        identify_margin=float(offsets[name][1]))
+              if name in offsets else cal for name, cal in calibration.scales.items()}
+    return dataclasses.replace(calibration, scales=scales)
+
+
+# --- decisions on a table --------------------------------------------------------------------------
+
+Decide = Callable[[TrialTable], tuple[np.ndarray, np.ndarray]]  # -> (decision scores, accepted)
+
+
+def calibrated_decisions(calibration: Calibration, scale: str, far: float) -> Decide:
+    """Decisions of a calibration on a table: its normalised scores ``t`` and ``t >= threshold``."""
+    cal = calibration.scale(scale)
+
+    def decide(table: TrialTable) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(cal.normalised(table.scores(scale), table.features(cal.features)), dtype=np.float64)
+        return t, t >= cal.verify_t(far)
+
+    return decide
+
+
+def fixed_threshold_decisions(scale: str, threshold: float) -> Decide:
+    """The decisions of one fixed threshold on a raw scale (how the service decided before calibration)."""
+
+    def decide(table: TrialTable) -> tuple[np.ndarray, np.ndarray]:
+        scores = table.scores(scale)
+        return scores, scores >= threshold
+
+    return decide
+
+
+def condition_report(table: TrialTable, decide: Decide, *, far: float = 0.01) -> dict[str, dict[str, Any]]:
+    """Per group (and ``all``): counts, EER, minDCF, FAR/FRR of the decisions, and the FRR the group would
+    have at its own ``far`` threshold (the oracle the decision is measured against)."""
+    scores, accepted = decide(table)
+    out: dict[str, dict[str, Any]] = {}
+    for group in ["all", *sorted(set(table.groups.tolist()))]:
+        mask = np.ones(len(table.labels), bool) if group == "all" else table.groups == group
+        y = table.labels[mask].astype(bool)
+        entry: dict[str, Any] = {"targets": int(y.sum()), "impostors": int((~y).sum())}
+        if y.any() and (~y).any():
+            s, a = scores[mask], accepted[mask]
+            entry["eer"] = compute_eer(s, y)[0]
+            entry["min_dcf_0.01"] = compute_min_dcf(s, y, 0.01)[0]
+            entry["far"] = float(a[~y].mean())
+            entry["frr"] = float(1.0 - a[y].mean())
+            entry["oracle_frr"] = rates_at_threshold(s, y, threshold_at_far(s, y, far))[1]
+        out[group] = entry
+    return out
+
+
+def holds(entry: Mapping[str, Any], *, far: float = 0.01, far_band: tuple[float, float] = (0.5, 2.0),
+          frr_ratio: float = 1.25) -> bool:
+    """The operating point holds in a group: FAR within ``far_band`` x the target and FRR within
+    ``frr_ratio`` x the group's own-threshold FRR."""
+    if "far" not in entry:
+        return True
+    far_ok = far_band[0] * far <= entry["far"] <= far_band[1] * far
+    return far_ok and entry["frr"] <= frr_ratio * entry["oracle_frr"] + 1e-9
+
+
+def identification_scores(calibration: Calibration, scale: str, gallery: Sequence[Side],
+                          probes: Sequence[Side], asnorm: ASNorm | None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised ``t`` and llr of every probe against every enrolled side: two ``(P, K)`` arrays."""
+    cal = calibration.scale(scale)
+    g = np.stack([s.vector for s in gallery]).astype(np.float32)
+    p = np.stack([s.vector for s in probes]).astype(np.float32)
+    raw = np.clip(p @ g.T, -1.0, 1.0).astype(np.float64)
+    if scale == "asnorm":
+        if asnorm is None:
+            raise ValueError("AS-norm scores need the cohort")
+        mu_g, sd_g = asnorm.stats_many(g)
+        mu_p, sd_p = asnorm.stats_many(p)
+        raw = 0.5 * ((raw - mu_g[None, :]) / sd_g[None, :] + (raw - mu_p[:, None]) / sd_p[:, None])
+    t = np.empty_like(raw)
+    llr = np.empty_like(raw)
+    for i, probe in enumerate(probes):
+        x = np.stack([feature_vector(side.quality, probe.quality, cal.features) for side in gallery])
+        t[i] = cal.normalised(raw[i], x)
+        llr[i] = cal.llr_of(t[i], x)
+    return t, llr
+
+
+def fit_identification(calibration: Calibration, scale: str, t: np.ndarray, llr: np.ndarray, known: np.ndarray,
+                       true_index: np.ndarray, fir: float) -> tuple[float, float]:
+    """``(offset, margin)`` for one scale from training identification scores.
+
+    ``t``, ``llr``: ``(P, K)`` probe x gallery; ``known``: ``(P,)`` whether the probe's speaker is enrolled;
+    ``true_index``: its gallery column (-1 for unknown). The offset makes the best ``t`` of unknown probes
+    pass at ``fir``; the margin (llr) is the smallest lead that keeps every known probe's correct match
+    whose runner-up is another enrolled speaker, capped so that it refuses no more than 1% of them.
+    """
+    cal = calibration.scale(scale)
+    gallery = t.shape[1]
+    unknown_best = t[~known].max(axis=1) if (~known).any() else np.array([0.0])
+    offset = fit_identify_offset(cal, unknown_best, gallery, fir)
+    order = np.argsort(-llr, axis=1)
+    if gallery < 2:
+        return offset, 0.0
+    leads = llr[np.arange(len(llr)), order[:, 0]] - llr[np.arange(len(llr)), order[:, 1]]
+    correct = known & (order[:, 0] == true_index)
+    # the margin turns away ambiguous unknowns without costing correct matches: the 1st percentile of
+    # the correct matches' leads, never negative
+    margin = float(max(0.0, np.quantile(leads[correct], 0.01))) if correct.any() else 0.0
+    return offset, margin
+
+
+def _runner_up(scores: np.ndarray, order: np.ndarray) -> list[float | None]:
+    """Each probe's second-best score (None with a one-voice gallery: a lone candidate has no runner-up)."""
+    if scores.shape[1] < 2:
+        return [None] * len(scores)
+    return [float(v) for v in scores[np.arange(len(scores)), order[:, 1]]]
+
+
+def identification_rates_fixed(scores: np.ndarray, known: np.ndarray, truth: np.ndarray, threshold: float,
+                               margin: float) -> dict[str, Any]:
+    """Correct-match and false-identification rates of a fixed threshold and margin on ``(P, K)`` scores."""
+    order = np.argsort(-scores, axis=1)
+    best = scores[np.arange(len(scores)), order[:, 0]]
+    matched = np.array([is_match(float(b), s, threshold=threshold, margin=margin)
+                        for b, s in zip(best, _runner_up(scores, order))], dtype=bool)
+    return _rates(matched, order[:, 0], known, truth)
+
+
+def identification_rates(cal: ScaleCalibration, t: np.ndarray, llr: np.ndarray, known: np.ndarray,
+                         truth: np.ndarray, fir: float) -> dict[str, Any]:
+    """Correct-match and false-identification rates of the calibrated rule (the service's) on ``(P, K)`` scores.
+
+    As the service: candidates ranked by llr; the best must reach the llr of its own pair at the
+    identification threshold on ``t`` and lead the runner-up by the calibrated margin.
+    """
+    order = np.argsort(-llr, axis=1)
+    rows = np.arange(len(llr))
+    best_llr, best_t = llr[rows, order[:, 0]], t[rows, order[:, 0]]
+    # llr is linear in t with slope a for a given pair: its value at t = threshold
+    thresholds = best_llr - cal.llr[0] * (best_t - cal.identify_t(fir, t.shape[1]))
+    matched = np.array([is_match(float(b), s, threshold=float(th), margin=cal.identify_margin)
+                        for b, s, th in zip(best_llr, _runner_up(llr, order), thresholds)], dtype=bool)
+    return _rates(matched, order[:, 0], known, truth)
+
+
+def _rates(matched: np.ndarray, best_index: np.ndarray, known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    correct = matched & known & (best_index == truth)
+    return {"known_probes": int(known.sum()), "unknown_probes": int((~known).sum()),
+            "correct_match": float(correct[known].mean()) if known.any() else None,
+            "false_identification": float(matched[~known].mean()) if (~known).any() else None}

@@ -1,0 +1,321 @@
+"""Quality-aware calibration: from a raw score and the quality of both recordings to a decision that holds.
+
+A cosine (or its AS-norm) means different things for different recordings: two 1 s clips of
+strangers score higher than two 10 s clips of strangers, two telephone recordings higher than
+two studio ones, and an emotional voice scores lower against its own calm enrollment. One fixed
+threshold therefore accepts too many impostors in some conditions and rejects too many genuine
+speakers in others. This module fixes that in two steps, both fitted on labelled trials:
+
+1. **Impostor normalisation.** For trials between *different* speakers, the score's mean and
+   spread are modelled as linear functions of quality measures of the two recordings (net speech
+   of enrollment and probe, probe SNR, narrowband channel on either side): a Gaussian whose mean
+   and log standard deviation are linear in the features, fitted by maximum likelihood. A trial's
+   normalised score ``t = (score - mean(q)) / sd(q)`` says how far it stands above the impostors
+   of recordings like these. One threshold on ``t``, the ``1 - FAR`` quantile of the training
+   impostors' ``t``, then gives about the same false-accept rate in every condition.
+2. **Log-likelihood ratio.** ``llr = a * t + b . features`` by logistic regression (the NIST SRE /
+   VoxSRC quality-measure-function calibration), with the classes weighted to equal priors: the
+   natural log of how much more likely the two recordings are of one speaker than of two.
+   Every decision reports it, and its threshold for that trial is the llr at ``t = threshold``:
+   accepting ``llr >= threshold`` is accepting ``t >= threshold on t`` (``a > 0``).
+
+Identification (1:N): an unknown voice is falsely identified when the best of ``N`` impostor
+scores passes; with ``t`` close to a standard normal for impostors, the threshold for a
+false-identification rate ``fir`` among ``N`` enrolled voices is ``Phi^-1((1 - fir)^(1/N))`` plus an
+offset measured on training identification lists.
+
+Nothing here knows where the trials come from; :func:`fit_scale` takes arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# A recording is narrowband (a telephone channel) below this bandwidth.
+NARROWBAND_HZ = 5000.0
+FEATURES: tuple[str, ...] = ("log_probe_speech", "log_enroll_speech", "probe_snr", "probe_narrowband",
+                             "enroll_narrowband", "both_narrowband")
+# The false-accept rates whose thresholds a calibration keeps (any other target interpolates).
+FAR_GRID: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+@dataclass(frozen=True)
+class SideQuality:
+    """Quality measures of one side of a trial (a recording, or the enrollments of a voiceprint)."""
+
+    speech_s: float
+    snr_db: float = 30.0
+    bandwidth_hz: float = 8000.0
+
+
+def feature_vector(enroll: SideQuality, probe: SideQuality, names: Sequence[str] = FEATURES) -> np.ndarray:
+    """``[1, features...]`` of one trial: ``(1 + len(names),)`` float64."""
+    narrow_probe = float(probe.bandwidth_hz < NARROWBAND_HZ)
+    narrow_enroll = float(enroll.bandwidth_hz < NARROWBAND_HZ)
+    values = {
+        "log_probe_speech": math.log(min(max(probe.speech_s, 0.3), 30.0)),
+        "log_enroll_speech": math.log(min(max(enroll.speech_s, 1.0), 120.0)),
+        "probe_snr": min(max(probe.snr_db, 0.0), 40.0) / 10.0,
+        "enroll_snr": min(max(enroll.snr_db, 0.0), 40.0) / 10.0,
+        "probe_narrowband": narrow_probe,
+        "enroll_narrowband": narrow_enroll,
+        "both_narrowband": narrow_probe * narrow_enroll,
+    }
+    return np.array([1.0] + [values[name] for name in names], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ScaleCalibration:
+    """The calibration of one score scale (``cosine`` or ``asnorm``)."""
+
+    features: tuple[str, ...]
+    impostor_mean: tuple[float, ...]
+    impostor_log_sd: tuple[float, ...]
+    llr: tuple[float, ...]  # (a, b_bias, b_feature...)
+    # Threshold on the normalised score t at each FAR of FAR_GRID (training impostors' quantiles).
+    t_at_far: tuple[float, ...]
+    # Identification: offset added to the Gaussian threshold, and the llr lead over the runner-up.
+    identify_offset: float = 0.0
+    identify_margin: float = 0.0
+
+    def features_of(self, enroll: SideQuality, probe: SideQuality) -> np.ndarray:
+        return feature_vector(enroll, probe, self.features)
+
+    def normalised(self, score: float | np.ndarray, x: np.ndarray) -> float | np.ndarray:
+        """``t``: the score in standard deviations above the impostors of such recordings."""
+        mean = x @ np.asarray(self.impostor_mean)
+        sd = np.exp(x @ np.asarray(self.impostor_log_sd))
+        return (score - mean) / sd
+
+    def llr_of(self, t: float | np.ndarray, x: np.ndarray) -> float | np.ndarray:
+        weights = np.asarray(self.llr)
+        return weights[0] * t + x @ weights[1:]
+
+    def verify_t(self, far: float) -> float:
+        """Threshold on ``t`` for a false-accept rate (log-interpolated on the fitted grid)."""
+        grid = np.log(np.asarray(FAR_GRID))
+        return float(np.interp(math.log(min(max(far, FAR_GRID[0]), FAR_GRID[-1])), grid, np.asarray(self.t_at_far)))
+
+    def identify_t(self, fir: float, gallery: int) -> float:
+        """Threshold on the best candidate's ``t`` for a false-identification rate among ``gallery`` voices."""
+        per_impostor = 1.0 - (1.0 - fir) ** (1.0 / max(gallery, 1))
+        return _normal_upper_quantile(per_impostor) + self.identify_offset
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A calibrated 1:1 decision."""
+
+    llr: float
+    threshold: float  # on the llr scale, for this trial's quality
+    accepted: bool
+    normalised: float  # t
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a model version's scores become decisions: per scale, for any recording quality."""
+
+    model_version: str
+    scales: dict[str, ScaleCalibration]
+    trained_on: dict[str, Any] = field(default_factory=dict)
+
+    def scale(self, name: str) -> ScaleCalibration:
+        try:
+            return self.scales[name]
+        except KeyError as exc:
+            raise ValueError(f"this calibration has no {name!r} scale (it has {sorted(self.scales)})") from exc
+
+    def verify(self, *, scale: str, score: float, enroll: SideQuality, probe: SideQuality, far: float) -> Verdict:
+        """Accept when the normalised score passes the threshold for ``far``; report the llr and its threshold."""
+        cal = self.scale(scale)
+        x = cal.features_of(enroll, probe)
+        t = float(cal.normalised(score, x))
+        tau = cal.verify_t(far)
+        return Verdict(llr=float(cal.llr_of(t, x)), threshold=float(cal.llr_of(tau, x)), accepted=t >= tau,
+                       normalised=t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_version": self.model_version, "far_grid": list(FAR_GRID), "trained_on": self.trained_on,
+                "scales": {name: asdict(cal) for name, cal in self.scales.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        if list(data.get("far_grid", FAR_GRID)) != list(FAR_GRID):
+            raise ValueError("the calibration was fitted on another FAR grid")
+        scales = {}
+        for name, raw in data["scales"].items():
+            values = dict(raw)
+            for key in ("features", "impostor_mean", "impostor_log_sd", "llr", "t_at_far"):
+                values[key] = tuple(values[key])
+            scales[name] = ScaleCalibration(**values)
+            if len(scales[name].impostor_mean) != 1 + len(scales[name].features):
+                raise ValueError(f"scale {name!r}: the weights do not match the features")
+            unknown = set(scales[name].features) - set(_KNOWN_FEATURES)
+            if unknown:
+                raise ValueError(f"scale {name!r}: unknown features {sorted(unknown)}")
+            if scales[name].llr[0] <= 0:
+                raise ValueError(f"scale {name!r}: the llr must grow with the score")
+        return cls(model_version=str(data["model_version"]), scales=scales, trained_on=dict(data.get("trained_on", {})))
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path | str) -> Calibration:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+_KNOWN_FEATURES = ("log_probe_speech", "log_enroll_speech", "probe_snr", "enroll_snr", "probe_narrowband",
+                   "enroll_narrowband", "both_narrowband")
+
+
+# --- the calibrations shipped with the service ----------------------------------------------------
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
+
+
+def shipped_calibration_path(model_version: str | None) -> Path:
+    """Where the calibration shipped for ``model_version`` lives (``inference/calibrations/<version>.json``)."""
+    return SHIPPED_DIR / f"{model_version}.json"
+
+
+@functools.lru_cache(maxsize=4)
+def shipped_calibration(model_version: str | None) -> Calibration | None:
+    """The calibration shipped for ``model_version``, or None when there is none."""
+    path = shipped_calibration_path(model_version)
+    if not model_version or not path.is_file():
+        return None
+    calibration = Calibration.load(path)
+    if calibration.model_version != model_version:
+        raise ValueError(f"{path} calibrates {calibration.model_version}, not {model_version}")
+    return calibration
+
+
+# --- fitting -------------------------------------------------------------------------------------
+
+def fit_impostors(scores: np.ndarray, x: np.ndarray, *, ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian impostor model, mean and log standard deviation linear in ``x`` (maximum likelihood).
+
+    ``scores``: ``(N,)`` impostor scores; ``x``: ``(N, 1 + F)`` feature rows. Returns the two weight vectors.
+    """
+    from scipy.optimize import minimize
+
+    k = x.shape[1]
+    mean0, *_ = np.linalg.lstsq(x, scores, rcond=None)
+    log_sd0 = np.zeros(k)
+    log_sd0[0] = math.log(float(np.std(scores - x @ mean0)) + 1e-9)
+
+    def negative_log_likelihood(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, v = theta[:k], theta[k:]
+        log_sd = x @ v
+        z = (scores - x @ w) * np.exp(-log_sd)
+        value = float(np.sum(0.5 * z * z + log_sd)) + ridge * float(v[1:] @ v[1:])
+        grad_w = -(x.T @ (z * np.exp(-log_sd)))
+        grad_v = x.T @ (1.0 - z * z)
+        grad_v[1:] += 2 * ridge * v[1:]
+        return value, np.concatenate([grad_w, grad_v])
+
+    result = minimize(negative_log_likelihood, np.concatenate([mean0, log_sd0]), jac=True, method="L-BFGS-B")
+    return result.x[:k], result.x[k:]
+
+
+def fit_llr(t: np.ndarray, x: np.ndarray, labels: np.ndarray, *, ridge: float = 1e-4) -> np.ndarray:
+    """Logistic regression ``llr = a t + b . x`` with target and impostor trials weighted equally (prior 0.5)."""
+    from scipy.optimize import minimize
+
+    features = np.column_stack([t, x])
+    y = np.asarray(labels).astype(bool)
+    weights = np.where(y, 0.5 / max(int(y.sum()), 1), 0.5 / max(int((~y).sum()), 1))
+    sign = np.where(y, -1.0, 1.0)
+
+    def cross_entropy(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        s = features @ theta
+        value = float(np.sum(weights * np.logaddexp(0.0, sign * s))) + ridge * float(theta[2:] @ theta[2:])
+        grad = features.T @ (weights * sign / (1.0 + np.exp(-sign * s)))
+        grad[2:] += 2 * ridge * theta[2:]
+        return value, grad
+
+    start = np.zeros(features.shape[1])
+    start[0] = 1.0
+    return minimize(cross_entropy, start, jac=True, method="L-BFGS-B").x
+
+
+def fit_scale(scores: np.ndarray, x: np.ndarray, labels: np.ndarray,
+              features: Sequence[str] = FEATURES) -> ScaleCalibration:
+    """Fit one scale on labelled trials: ``scores (N,)``, feature rows ``x (N, 1 + F)``, ``labels (N,)`` 1/0."""
+    y = np.asarray(labels).astype(bool)
+    if y.all() or not y.any():
+        raise ValueError("calibration needs target and impostor trials")
+    mean_w, log_sd_w = fit_impostors(np.asarray(scores[~y], dtype=np.float64), x[~y])
+    partial = ScaleCalibration(tuple(features), tuple(mean_w), tuple(log_sd_w), (1.0,) + (0.0,) * x.shape[1],
+                               (0.0,) * len(FAR_GRID))
+    t = np.asarray(partial.normalised(np.asarray(scores, dtype=np.float64), x))
+    llr = fit_llr(t, x, y)
+    if llr[0] <= 0:
+        raise ValueError("the scores do not separate targets from impostors: no calibration can be fitted")
+    quantiles = tuple(float(np.quantile(t[~y], 1.0 - far)) for far in FAR_GRID)
+    return ScaleCalibration(tuple(features), tuple(mean_w), tuple(log_sd_w), tuple(float(v) for v in llr), quantiles)
+
+
+def adapt_scale(base: ScaleCalibration, scores: np.ndarray, x: np.ndarray, labels: np.ndarray) -> ScaleCalibration:
+    """A site's calibration on top of ``base``: the same quality dependence, re-levelled on the site's trials.
+
+    Few trials cannot support every weight, so only four numbers move: the impostors' mean and
+    log spread by a constant (maximum likelihood on the site's impostor trials), and the llr's
+    slope and offset (logistic regression on all of them). The thresholds on ``t`` and the
+    identification offset and margin stay the base's: after re-levelling, ``t`` again reads in
+    standard deviations above this site's impostors.
+    """
+    from scipy.optimize import minimize
+
+    y = np.asarray(labels).astype(bool)
+    if y.all() or not y.any():
+        raise ValueError("calibration needs target and impostor trials")
+    scores = np.asarray(scores, dtype=np.float64)
+    mean = x[~y] @ np.asarray(base.impostor_mean)
+    log_sd = x[~y] @ np.asarray(base.impostor_log_sd)
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        z = (scores[~y] - mean - theta[0]) * np.exp(-(log_sd + theta[1]))
+        return float(np.sum(0.5 * z * z + log_sd + theta[1]))
+
+    shift, spread = minimize(negative_log_likelihood, np.zeros(2), method="Nelder-Mead").x
+    impostor_mean = (base.impostor_mean[0] + shift, *base.impostor_mean[1:])
+    impostor_log_sd = (base.impostor_log_sd[0] + spread, *base.impostor_log_sd[1:])
+    relevelled = dataclasses.replace(base, impostor_mean=tuple(float(v) for v in impostor_mean),
+                                     impostor_log_sd=tuple(float(v) for v in impostor_log_sd))
+    t = np.asarray(relevelled.normalised(scores, x))
+    base_llr = np.asarray(relevelled.llr_of(t, x))
+    slope_offset = fit_llr(base_llr, np.ones((len(scores), 1)), y)  # llr' = alpha * llr + beta
+    alpha, beta = float(slope_offset[0]), float(slope_offset[1])
+    if alpha <= 0:
+        raise ValueError("the site's scores do not separate its targets from its impostors")
+    weights = np.asarray(relevelled.llr) * alpha
+    weights[1] += beta
+    return dataclasses.replace(relevelled, llr=tuple(float(v) for v in weights))
+
+
+def fit_identify_offset(cal: ScaleCalibration, unknown_best: np.ndarray, gallery: int, fir: float) -> float:
+    """The offset making the Gaussian identification threshold give ``fir`` on training unknown probes.
+
+    ``unknown_best``: the best ``t`` of each unknown probe against a gallery of ``gallery`` voices.
+    """
+    gaussian = cal.identify_t(fir, gallery) - cal.identify_offset
+    empirical = float(np.quantile(unknown_best, 1.0 - fir))
+    return max(0.0, empirical - gaussian)
+
+
+def _normal_upper_quantile(p: float) -> float:
+    """``x`` with ``P(Z >= x) = p`` for a standard normal ``Z``."""
+    from scipy.stats import norm
+
+    return float(norm.isf(min(max(p, 1e-12), 0.5)))

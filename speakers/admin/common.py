@@ -1,0 +1,32 @@
+"""What the admin pages share: numbers as a person reads them, the acting user, an uploaded recording."""
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from ..api.clients import client_address
+from ..services import Actor, Recording
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def decibels(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} dB"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def score(value: float | None) -> str:
+    # Three decimals tell every threshold in use apart (0.45, 7.5, calibrated ones).
+    return "-" if value is None else f"{value:.3f}"
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    return Actor.from_admin(request.user, client_address=client_address(request))
+
+
+def recording(upload) -> Recording:
+    return Recording(filename=upload.name or "", data=upload.read())

@@ -1,0 +1,141 @@
+"""The quality-aware calibration (inference.quality_calibration) on synthetic trials whose impostor
+scores move with the recordings' quality, as real ones do, and the calibration shipped for the model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.prepare import model_version
+from inference.quality_calibration import (
+    FEATURES,
+    Calibration,
+    SideQuality,
+    adapt_scale,
+    feature_vector,
+    fit_identify_offset,
+    fit_scale,
+    shipped_calibration,
+    shipped_calibration_path,
+)
+
+SHORT, LONG, PHONE = SideQuality(1.0), SideQuality(8.0), SideQuality(8.0, bandwidth_hz=3400.0)
+ENROLL = SideQuality(12.0)
+
+
+def _trials(rng: np.random.Generator, n: int = 3000):
+    """Three conditions: impostors of short probes score higher and spread wider, phone pairs higher still."""
+    conditions = {"short": (SHORT, 0.10, 0.09, 0.55), "long": (LONG, 0.02, 0.05, 0.70),
+                  "phone": (PHONE, 0.12, 0.06, 0.72)}
+    scores, x, labels, names = [], [], [], []
+    for name, (probe, mean, sd, target_mean) in conditions.items():
+        row = feature_vector(ENROLL, probe)
+        for label, values in ((0, rng.normal(mean, sd, n)), (1, rng.normal(target_mean, 0.1, n // 5))):
+            scores.append(values)
+            x.append(np.repeat(row[None, :], values.size, axis=0))
+            labels.append(np.full(values.size, label))
+            names += [name] * values.size
+    return np.concatenate(scores), np.concatenate(x), np.concatenate(labels), np.array(names)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    scores, x, labels, names = _trials(np.random.default_rng(1))
+    return fit_scale(scores, x, labels), (scores, x, labels, names)
+
+
+def _far(cal, scores, x, labels, names, far):
+    tau = cal.verify_t(far)
+    t = cal.normalised(scores, x)
+    return {name: float(np.mean(t[(names == name) & (labels == 0)] >= tau)) for name in np.unique(names)}
+
+
+def test_one_threshold_on_the_normalised_score_holds_the_false_accept_rate_in_every_condition(fitted):
+    cal, _ = fitted
+    scores, x, labels, names = _trials(np.random.default_rng(2))  # fresh trials: held out
+    for condition, rate in _far(cal, scores, x, labels, names, 0.01).items():
+        assert 0.005 <= rate <= 0.02, (condition, rate)
+    # while one cosine threshold cannot: the one right for long probes lets short-probe impostors in
+    cosine_tau = np.quantile(scores[(names == "long") & (labels == 0)], 0.99)
+    assert np.mean(scores[(names == "short") & (labels == 0)] >= cosine_tau) > 0.1
+
+
+def test_the_llr_grows_with_the_score_and_its_threshold_is_where_the_decision_flips(fitted):
+    cal, _ = fitted
+    calibration = Calibration(model_version="m", scales={"cosine": cal})
+    low, high = (calibration.verify(scale="cosine", score=s, enroll=ENROLL, probe=SHORT, far=0.01) for s in (0.2, 0.6))
+    assert high.llr > low.llr and low.threshold == pytest.approx(high.threshold)
+    for verdict in (low, high):
+        assert verdict.accepted == (verdict.llr >= verdict.threshold)
+    # a short probe needs a higher cosine than a long one for the same evidence
+    assert (calibration.verify(scale="cosine", score=0.3, enroll=ENROLL, probe=SHORT, far=0.01).llr
+            < calibration.verify(scale="cosine", score=0.3, enroll=ENROLL, probe=LONG, far=0.01).llr)
+
+
+def test_the_llr_is_calibrated_targets_well_above_zero_impostors_well_below(fitted):
+    cal, (scores, x, labels, _) = fitted
+    llr = cal.llr_of(cal.normalised(scores, x), x)
+    assert np.median(llr[labels == 1]) > 2 and np.median(llr[labels == 0]) < -2
+    # at equal priors, llr 0 splits the two kinds' errors about evenly
+    assert abs(np.mean(llr[labels == 1] < 0) - np.mean(llr[labels == 0] >= 0)) < 0.05
+
+
+def test_a_site_with_higher_scoring_impostors_gets_a_stricter_calibration(fitted):
+    cal, _ = fitted
+    scores, x, labels, names = _trials(np.random.default_rng(3), n=400)
+    site = scores + np.where(labels == 0, 0.08, 0.0)  # this site's impostors score higher (one room, one microphone)
+    assert max(_far(cal, site, x, labels, names, 0.01).values()) > 0.05
+    relevelled = adapt_scale(cal, site, x, labels)
+    assert relevelled.features == cal.features and relevelled.t_at_far == cal.t_at_far
+    for condition, rate in _far(relevelled, site, x, labels, names, 0.01).items():
+        assert rate <= 0.03, (condition, rate)
+    with pytest.raises(ValueError, match="target and impostor"):
+        adapt_scale(cal, site[labels == 0], x[labels == 0], labels[labels == 0])
+
+
+def test_identification_needs_more_evidence_among_more_voices_and_learns_its_offset(fitted):
+    cal, _ = fitted
+    assert cal.identify_t(0.01, 1) < cal.identify_t(0.01, 100) < cal.identify_t(0.01, 100_000)
+    rng = np.random.default_rng(4)
+    best_of_100 = rng.standard_normal((2000, 100)).max(axis=1) + 0.3  # impostors slightly off the Gaussian
+    offset = fit_identify_offset(cal, best_of_100, 100, 0.01)
+    assert offset > 0
+    shifted = type(cal)(**{**cal.__dict__, "identify_offset": offset})
+    assert np.mean(best_of_100 >= shifted.identify_t(0.01, 100)) == pytest.approx(0.01, abs=0.004)
+
+
+def test_a_calibration_survives_its_file_and_a_broken_one_is_refused(fitted, tmp_path):
+    cal, _ = fitted
+    calibration = Calibration(model_version="m", scales={"cosine": cal}, trained_on={"trials": 1})
+    path = tmp_path / "m.json"
+    calibration.save(path)
+    assert Calibration.load(path) == calibration
+    data = json.loads(path.read_text())
+    data["scales"]["cosine"]["llr"][0] = -1.0
+    with pytest.raises(ValueError, match="grow with the score"):
+        Calibration.from_dict(data)
+    data = json.loads(path.read_text())
+    data["scales"]["cosine"]["features"] = ["loudness", *FEATURES[1:]]
+    with pytest.raises(ValueError, match="unknown features"):
+        Calibration.from_dict(data)
+    data = json.loads(path.read_text())
+    data["far_grid"] = [0.5]
+    with pytest.raises(ValueError, match="FAR grid"):
+        Calibration.from_dict(data)
+
+
+def test_fitting_needs_both_kinds_of_trial():
+    with pytest.raises(ValueError, match="target and impostor"):
+        fit_scale(np.zeros(10), np.ones((10, 1 + len(FEATURES))), np.zeros(10))
+
+
+def test_the_model_ships_with_a_calibration_for_both_scales():
+    shipped = shipped_calibration(model_version())
+    assert shipped is not None and shipped_calibration_path(model_version()).is_file()
+    assert set(shipped.scales) == {"cosine", "asnorm"} and shipped.model_version == model_version()
+    assert shipped.trained_on["targets"] > 1_000 and shipped.trained_on["impostors"] > 10_000
+    assert shipped_calibration("another-model@00000000") is None
+    for scale in shipped.scales.values():
+        thresholds = np.asarray(scale.t_at_far)
+        assert np.all(np.diff(thresholds) < 0)  # a higher false-accept target, a lower threshold

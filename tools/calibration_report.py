@@ -1,0 +1,347 @@
+"""Fit the shipped calibration on the calibration set's train part and report the held-out part, per condition.
+
+    python -m tools.calibration_report --lists ../shared/speech/calibration --audio-root var/calibration \\
+        [--write-calibration] [--markdown docs/accuracy-conditions.md] [--plot docs/det-conditions.png]
+
+``--lists`` holds the calibration set's lists and ``audio/`` (see tools/calibration_set/); the degraded
+probes are made under ``--audio-root`` by ``python -m tools.calibration_set.degrade``. Every file is
+embedded once with the engine (cached in ``--cache``, keyed by the model and engine configuration).
+The calibration is fitted on the train speakers of the sources that may be shipped, then every
+figure is measured on the held-out speakers: before (the fixed cosine threshold 0.45 the service used)
+and after (the calibrated decision at the FAR target), per condition; identification likewise; the
+quality gates' refusals per condition; and the enrollment strategies (averaged voiceprint, mean or
+max of per-recording scores).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from inference import Embedder, EngineConfig, InferenceError
+from inference.asnorm import ASNorm
+from inference.cohort import load_cohort
+from inference.evaluation import calibrated
+from inference.evaluation.calibrated import Side, enrollment_side
+from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials
+from inference.gates import GateLimits, gate_refusal
+from inference.quality_calibration import SideQuality, shipped_calibration_path
+
+logger = logging.getLogger("calibration_report")
+
+SHIPPABLE = ("ls", "aishell", "fsdd")  # sources whose licence allows shipping what is fitted on them
+BEFORE_THRESHOLD = 0.45  # the fixed cosine threshold the service decided with before calibration
+BEFORE_IDENTIFY = (0.50, 0.05)  # and its identification threshold and margin
+QUALITY_FIELDS = ("duration_s", "speech_s", "snr_db", "speech_level_dbfs", "clipping_ratio", "bandwidth_hz")
+
+
+# --- embedding, cached ---------------------------------------------------------------------------
+
+def _config_key(embedder: Embedder) -> str:
+    config = dataclasses.asdict(embedder.config)
+    config.pop("model_dir", None)
+    return hashlib.sha256(json.dumps([embedder.model_version, config], sort_keys=True, default=str)
+                          .encode()).hexdigest()[:16]
+
+
+def embed_all(paths: list[str], roots: list[Path], embedder: Embedder, cache: Path) -> tuple[dict, dict, dict]:
+    """``{path: vector}``, ``{path: quality dict}``, ``{path: refusal code}`` for every path (cached)."""
+    key = _config_key(embedder)
+    vectors: dict[str, np.ndarray] = {}
+    qualities: dict[str, dict] = {}
+    refused: dict[str, str] = {}
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                names = [str(n) for n in data["names"]]
+                vectors = dict(zip(names, data["vectors"]))
+                qualities = {n: dict(zip(QUALITY_FIELDS, row.tolist())) for n, row in zip(names, data["quality"])}
+                refused = dict(zip([str(n) for n in data["refused_names"]], [str(c) for c in data["refused_codes"]]))
+    todo = [p for p in paths if p not in vectors and p not in refused]
+    started = time.monotonic()
+    for done, path in enumerate(todo, start=1):
+        source = next((root / path for root in roots if (root / path).is_file()), None)
+        try:
+            if source is None:
+                raise FileNotFoundError(path)
+            result = embedder.embed(source.read_bytes())
+        except (InferenceError, FileNotFoundError) as exc:
+            refused[path] = getattr(exc, "code", "file_not_found")
+            continue
+        vectors[path] = result.vector
+        qualities[path] = {"duration_s": result.duration_s, "speech_s": result.speech_s,
+                           "snr_db": result.quality.snr_db, "speech_level_dbfs": result.quality.speech_level_dbfs,
+                           "clipping_ratio": result.quality.clipping_ratio,
+                           "bandwidth_hz": result.quality.bandwidth_hz}
+        if done % 250 == 0 or done == len(todo):
+            logger.info("embedded %d of %d new files (%.0f s)", done, len(todo), time.monotonic() - started)
+            _save_cache(cache, key, vectors, qualities, refused)
+    return vectors, qualities, refused
+
+
+def _save_cache(cache: Path, key: str, vectors: dict, qualities: dict, refused: dict) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    names = sorted(vectors)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, key=key, names=np.array(names), vectors=np.stack([vectors[n] for n in names]),
+             quality=np.array([[qualities[n][f] for f in QUALITY_FIELDS] for n in names], dtype=np.float64),
+             refused_names=np.array(sorted(refused)), refused_codes=np.array([refused[n] for n in sorted(refused)]))
+    tmp.replace(cache)
+
+
+def _shard_cache(cache: Path, k: int) -> Path:
+    return cache.with_name(f"{cache.stem}.shard{k}.npz")
+
+
+# --- the lists -------------------------------------------------------------------------------------
+
+def _side(paths: list[str], vectors: dict, qualities: dict) -> Side | None:
+    usable = [p for p in paths if p in vectors]
+    if not usable:
+        return None
+    return enrollment_side([vectors[p] for p in usable], [_quality(qualities[p]) for p in usable])
+
+
+def _quality(q: dict) -> SideQuality:
+    return SideQuality(speech_s=q["speech_s"], snr_db=q["snr_db"], bandwidth_hz=q["bandwidth_hz"])
+
+
+def _source(speaker: str) -> str:
+    return speaker.split("-", 1)[0]
+
+
+def trial_pairs(lists: Path, split: str, vectors: dict, qualities: dict, sources=None):
+    """``(label, enrollment side, probe side, condition)`` of every dense trial of a split, and the refusals."""
+    pairs, missing = [], defaultdict(int)
+    for path in sorted((lists / "trials_dense" / split).glob("*.txt")):
+        condition = path.stem
+        sets = read_enrollment_sets(lists / "enrollments" / split / f"{condition}.txt")
+        sides: dict[str, Side | None] = {}
+        for trial in read_set_trials(path):
+            if sources and _source(trial.enroll_id) not in sources:
+                continue
+            if trial.enroll_id not in sides:
+                sides[trial.enroll_id] = _side(sets[trial.enroll_id], vectors, qualities)
+            enroll = sides[trial.enroll_id]
+            if enroll is None or trial.probe not in vectors:
+                missing[condition] += 1
+                continue
+            pairs.append((trial.label, enroll, Side(vectors[trial.probe], _quality(qualities[trial.probe])),
+                          condition))
+    return pairs, dict(missing)
+
+
+def identification_runs(lists: Path, split: str, vectors: dict, qualities: dict, sources=None):
+    """Per condition: ``(gallery sides, gallery speakers, probe sides, probe speakers)``."""
+    runs = {}
+    for path in sorted((lists / "ident" / split).glob("*.txt")):
+        enrolled, probes = read_identification_list(path)
+        names, gallery = [], []
+        for speaker, files in sorted(enrolled.items()):
+            if sources and _source(speaker) not in sources:
+                continue
+            side = _side(files, vectors, qualities)
+            if side is not None:
+                names.append(speaker)
+                gallery.append(side)
+        kept = [(s, p) for s, p in probes if p in vectors and (not sources or _source(s) in sources)]
+        if len(gallery) >= 2 and kept:
+            runs[path.stem] = (gallery, names, [Side(vectors[p], _quality(qualities[p])) for _, p in kept],
+                               [s for s, _ in kept])
+    return runs
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lists", type=Path, required=True)
+    parser.add_argument("--audio-root", type=Path, required=True, help="where degraded/ was made")
+    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
+    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
+    parser.add_argument("--shard", metavar="K/N",
+                        help="only embed every N-th file from the K-th (0-based) into its own cache, then stop; "
+                             "run N of these side by side, then once without --shard")
+    parser.add_argument("--far", type=float, default=0.01)
+    parser.add_argument("--fir", type=float, default=0.01)
+    parser.add_argument("--write-calibration", action="store_true",
+                        help="write the fitted calibration to inference/calibrations/<model version>.json")
+    parser.add_argument("--markdown", type=Path, help="write the report's tables here")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
+    asnorm = ASNorm(load_cohort(args.model_dir / "cohort.npy"), top_k=200)
+    paths = set()
+    for f in (args.lists / "enrollments").glob("*/*.txt"):
+        for files in read_enrollment_sets(f).values():
+            paths.update(files)
+    for f in (args.lists / "trials_dense").glob("*/*.txt"):
+        paths.update(t.probe for t in read_set_trials(f))
+    for f in (args.lists / "ident").glob("*/*.txt"):
+        enrolled, probes = read_identification_list(f)
+        paths.update(p for files in enrolled.values() for p in files)
+        paths.update(p for _, p in probes)
+    if args.shard:  # embed one share of the files into its own cache, and stop
+        k, n = (int(v) for v in args.shard.split("/"))
+        share = sorted(paths)[k::n]
+        embed_all(share, [args.lists, args.audio_root], embedder, _shard_cache(args.cache, k))
+        return 0
+    vectors, qualities, refused = {}, {}, {}
+    for shard_cache in sorted(args.cache.parent.glob(args.cache.stem + ".shard*.npz")):
+        found = embed_all([], [], embedder, shard_cache)
+        for mine, theirs in zip((vectors, qualities, refused), found):
+            mine.update(theirs)
+    todo = sorted(p for p in paths if p not in vectors and p not in refused)
+    if todo:
+        for mine, theirs in zip((vectors, qualities, refused),
+                                embed_all(todo, [args.lists, args.audio_root], embedder, args.cache)):
+            mine.update(theirs)
+    logger.info("%d files embedded, %d refused by the engine", len(vectors), len(refused))
+
+    train_pairs, _ = trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)
+    train = calibrated.score_trials(train_pairs, asnorm)
+    calibration = calibrated.fit(train, model_version=embedder.model_version, trained_on={
+        "set": "calibration set (tools/calibration_set), train speakers", "sources": list(SHIPPABLE),
+        "targets": int(train.labels.sum()), "impostors": int((train.labels == 0).sum())})
+    offsets = {}
+    train_ident = identification_runs(args.lists, "train", vectors, qualities, SHIPPABLE)
+    for scale in calibration.scales:
+        rows_t, rows_llr, known, truth = [], [], [], []
+        for gallery, names, probes, probe_speakers in train_ident.values():
+            t, llr = calibrated.identification_scores(calibration, scale, gallery, probes, asnorm)
+            rows_t.append(t)
+            rows_llr.append(llr)
+            known += [s in names for s in probe_speakers]
+            truth += [names.index(s) if s in names else -1 for s in probe_speakers]
+        # galleries differ per condition: fit on each and keep the largest offset (the strictest)
+        per = [calibrated.fit_identification(calibration, scale, t, llr, np.array([s in n for s in ps]),
+                                             np.array([n.index(s) if s in n else -1 for s in ps]), args.fir)
+               for (g, n, p, ps), t, llr in zip(train_ident.values(), rows_t, rows_llr)]
+        offsets[scale] = (max(o for o, _ in per), float(np.median([m for _, m in per])))
+    calibration = calibrated.with_identification(calibration, offsets)
+    if args.write_calibration:
+        target = shipped_calibration_path(embedder.model_version)
+        calibration.save(target)
+        logger.info("wrote %s", target)
+
+    figures = report(args, calibration, vectors, qualities, refused, asnorm)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
+    text = markdown(figures, args.far)
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
+    heldout_pairs, missing = trial_pairs(args.lists, "heldout", vectors, qualities)
+    heldout = calibrated.score_trials(heldout_pairs, asnorm)
+    figures: dict = {"far_target": args.far, "fir_target": args.fir, "refused_trials": missing,
+                     "verification": {}, "identification": {}}
+    decisions = {"before (cosine >= 0.45)": calibrated.fixed_threshold_decisions("cosine", BEFORE_THRESHOLD)}
+    for scale in calibration.scales:
+        decisions[f"calibrated ({scale})"] = calibrated.calibrated_decisions(calibration, scale, args.far)
+    for name, decide in decisions.items():
+        figures["verification"][name] = calibrated.condition_report(heldout, decide, far=args.far)
+
+    for condition, (gallery, names, probes, speakers) in identification_runs(args.lists, "heldout", vectors,
+                                                                             qualities).items():
+        known = np.array([s in names for s in speakers])
+        truth = np.array([names.index(s) if s in names else -1 for s in speakers])
+        entry = {}
+        raw = np.clip(np.stack([p.vector for p in probes]) @ np.stack([g.vector for g in gallery]).T, -1, 1)
+        entry["before"] = calibrated.identification_rates_fixed(raw, known, truth, *BEFORE_IDENTIFY)
+        for scale, cal in calibration.scales.items():
+            t, llr = calibrated.identification_scores(calibration, scale, gallery, probes, asnorm)
+            entry[scale] = calibrated.identification_rates(cal, t, llr, known, truth, args.fir)
+        entry["gallery"] = len(gallery)
+        figures["identification"][condition] = entry
+    figures["gates"] = gate_refusals(args.lists, qualities, refused)
+    return figures
+
+
+def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
+    """How many probes of each held-out condition the engine and each probe gate refuse."""
+    import django
+    from django.conf import settings
+
+    django.setup()
+    limits = GateLimits(max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
+                        min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
+                        min_snr_db=settings.VOICEPRINT_PROBE_MIN_SNR_DB,
+                        min_speech_s=settings.VOICEPRINT_PROBE_MIN_SPEECH_S)
+    out = {}
+    for path in sorted((lists / "trials_dense" / "heldout").glob("*.txt")):
+        probes = sorted({t.probe for t in read_set_trials(path)})
+        counts: dict[str, int] = defaultdict(int)
+        for probe in probes:
+            if probe in refused:
+                counts[refused[probe]] += 1
+                continue
+            q = qualities[probe]
+            gate = gate_refusal(clipping_ratio=q["clipping_ratio"], speech_level_dbfs=q["speech_level_dbfs"],
+                                snr_db=q["snr_db"], speech_s=q["speech_s"], limits=limits)
+            if gate is not None:
+                counts[gate.code] += 1
+        out[path.stem] = {"probes": len(probes), **counts}
+    return out
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def markdown(figures: dict, far: float) -> str:
+    lines = [f"Held-out speakers of the calibration set; operating point: FAR {100 * far:g}% "
+             "(calibrated); `ok` = FAR within 0.5-2% and FRR within 1.25x the condition's own 1%-FAR FRR.", ""]
+    names = list(figures["verification"])
+    header = "| condition | trials (targets) | " + " | ".join(
+        f"{n}: EER / minDCF / FAR / FRR (own-threshold FRR)" for n in names) + " |"
+    lines += [header, "|---|---|" + "---|" * len(names)]
+    conditions = list(figures["verification"][names[0]])
+    for condition in conditions:
+        first = figures["verification"][names[0]][condition]
+        cells = []
+        for n in names:
+            e = figures["verification"][n][condition]
+            if "far" not in e:
+                cells.append("-")
+                continue
+            mark = " ok" if calibrated.holds(e, far=far) else ""
+            cells.append(f"{_pct(e['eer'])} / {e['min_dcf_0.01']:.3f} / {_pct(e['far'])} / {_pct(e['frr'])} "
+                         f"({_pct(e['oracle_frr'])}){mark}")
+        lines.append(f"| {condition} | {first['targets'] + first['impostors']} ({first['targets']}) | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Identification (held-out): correct match / false identification of unknown voices, %", "",
+              "| condition | gallery | known / unknown probes | before (cosine 0.50, margin 0.05) | "
+              + " | ".join(f"calibrated ({s})" for s in next(iter(figures["identification"].values()))
+                           if s not in ("before", "gallery")) + " |"]
+    lines.append("|---|---|---|---|" + "---|" * (len(lines[-1].split("|")) - 6))
+    for condition, entry in figures["identification"].items():
+        before = entry["before"]
+        cells = [f"{_pct(entry[s]['correct_match'])} / {_pct(entry[s]['false_identification'])}"
+                 for s in entry if s not in ("before", "gallery")]
+        lines.append(f"| {condition} | {entry['gallery']} | {before['known_probes']} / {before['unknown_probes']} | "
+                     f"{_pct(before['correct_match'])} / {_pct(before['false_identification'])} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "Quality gates on the held-out probes (refusals per condition)", "",
+              "| condition | probes | refused (code: count) |", "|---|---|---|"]
+    for condition, counts in figures["gates"].items():
+        refused = ", ".join(f"{k}: {v}" for k, v in counts.items() if k != "probes") or "none"
+        lines.append(f"| {condition} | {counts['probes']} | {refused} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
