@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
+.PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -119,4 +119,19 @@ evaluate: install model migrate
 	@cd $(AUDIO_ROOT) && for f in */*.wav */*.flac; do [ -f "$$f" ] && echo "$${f%%/*} $$f"; done \
 		> $(abspath $(EVAL_DIR))/identify.txt; true
 	$(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) \
-		--identify $(EVAL_DIR)/identify.txt --rotate-unknown --asnorm --out-dir $(EVAL_DIR)
+		--identify $(EVAL_DIR)/identify.txt --asnorm --out-dir $(EVAL_DIR)
+
+## calibration-report: the per-condition tables of docs/accuracy-conditions.md, before and after calibration,
+## on the calibration set's held-out speakers (build the set first: docs/calibration-set.md). FIT=1 also
+## refits the shipped calibration (inference/calibrations/) on its train speakers. Embedding ~10,000 files
+## takes ~45 min on one core; SHARDS=2 embeds on two.
+CALIBRATION_CORPUS ?= var/calibration-corpus
+CALIBRATION_AUDIO ?= var/calibration
+SHARDS ?= 1
+calibration-report: install model
+	@for k in $$(seq 0 $$(($(SHARDS) - 1))); do \
+		$(PY) -m tools.calibration_report --lists $(CALIBRATION_CORPUS) --audio-root $(CALIBRATION_AUDIO) \
+			--shard $$k/$(SHARDS) & done; wait
+	@mkdir -p reports
+	$(PY) -m tools.calibration_report --lists $(CALIBRATION_CORPUS) --audio-root $(CALIBRATION_AUDIO) \
+		$(if $(FIT),--write-calibration) --markdown docs/accuracy-conditions.md --json reports/calibration.json

@@ -18,6 +18,11 @@ Only complete, readable voiceprints (net speech >= VOICEPRINT_ENROLL_TARGET_SPEE
 loaded model version are indexed: an incomplete voiceprint is never a match, nor anyone's
 runner-up. Each entry may carry its AS-norm cohort statistics, computed at the first normalised
 search that needs them and dropped with the entry when the change log names its speaker.
+
+The index itself is :mod:`inference.vector_index`, keyed by the speaker's UUID, chosen by
+``VOICEPRINT_INDEX_BACKEND``: ``auto`` (exact flat search below
+:data:`inference.vector_index.APPROXIMATE_FROM` voiceprints, IVF from there), ``flat`` or ``ivf``.
+An update or delete touches one row whatever the size (docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ from django.conf import settings
 from django.db import transaction
 
 from inference.asnorm import ASNorm
-from inference.index import VectorIndex
+from inference.vector_index import VectorIndex, open_index
 
 from . import crypto, inference_owner
 from .integrity import voiceprint_mark_unreadable
@@ -73,11 +78,9 @@ class VoiceprintIndex:
         self._index: VectorIndex | None = None
         self._model_version: str | None = None
         self._required_s: float | None = None
+        self._backend = ""
         self._generation = -1
         self._token = ""
-        self._int_of: dict[uuid.UUID, int] = {}
-        self._uuid_of: dict[int, uuid.UUID] = {}
-        self._next_int = 1
         self._stats: dict[uuid.UUID, Stats] = {}
         self._stats_key = ""
 
@@ -105,8 +108,7 @@ class VoiceprintIndex:
         """Top-k speakers by cosine, best first, after catching up with the database."""
         with self._lock:
             self._sync_locked(model_version)
-            hits = self._index.search(vector, k)
-            return [(self._uuid_of[i], score) for i, score in hits]
+            return self._index.search(vector, k) if len(self._index) else []
 
     def asnorm_stats(self, speaker_ids: Sequence[uuid.UUID], normaliser: ASNorm) -> list[Stats | None]:
         """AS-norm cohort statistics of these indexed voiceprints (None for one no longer indexed).
@@ -117,12 +119,18 @@ class VoiceprintIndex:
         with self._lock:
             if self._stats_key != normaliser.key:
                 self._stats, self._stats_key = {}, normaliser.key
-            missing = [s for s in speaker_ids if s not in self._stats and s in self._int_of]
-            if missing and self._index is not None:
-                vectors = np.stack([self._index.vector(self._int_of[s]) for s in missing])
-                mu, sd = normaliser.stats_many(vectors)
-                self._stats.update({s: (float(m), float(d)) for s, m, d in zip(missing, mu, sd)})
+            missing = {s for s in speaker_ids if s not in self._stats and self._index is not None and s in self._index}
+            if missing:  # the index keeps no copy to read back: the rows are decrypted again (a shortlist)
+                found = dict(_voiceprints(self._model_version, self._required_s, missing))
+                if found:
+                    mu, sd = normaliser.stats_many(np.stack(list(found.values())))
+                    self._stats.update({s: (float(m), float(d)) for s, m, d in zip(found, mu, sd)})
             return [self._stats.get(s) for s in speaker_ids]
+
+    @property
+    def structure(self) -> str:
+        """The index structure in use (``FlatIndex``, ``IVFIndex``), or "" before the first build."""
+        return "" if self._index is None else type(self._index).__name__
 
     def cached_asnorm_stats(self) -> int:
         """How many voiceprints' AS-norm statistics this process holds (for tests and diagnostics)."""
@@ -131,8 +139,7 @@ class VoiceprintIndex:
 
     def __contains__(self, speaker_id: object) -> bool:
         with self._lock:
-            key = self._int_of.get(speaker_id)  # type: ignore[arg-type]
-            return self._index is not None and key is not None and key in self._index
+            return self._index is not None and speaker_id in self._index
 
     def __len__(self) -> int:
         with self._lock:
@@ -142,7 +149,8 @@ class VoiceprintIndex:
 
     def _sync_locked(self, model_version: str) -> None:
         if (self._index is None or model_version != self._model_version
-                or settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S != self._required_s):
+                or settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S != self._required_s
+                or settings.VOICEPRINT_INDEX_BACKEND != self._backend):
             self._rebuild(model_version)
             return
         generation, token = _current_state()
@@ -170,40 +178,29 @@ class VoiceprintIndex:
         found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, self._required_s, wanted))
         for speaker_id in wanted:
             self._stats.pop(speaker_id, None)
-        gone = [self._int_of.pop(s) for s in wanted - found.keys() if s in self._int_of]
-        self._index.remove(np.asarray(gone, dtype=np.int64))
-        for key in gone:
-            del self._uuid_of[key]
+        self._index.remove(wanted - found.keys())
         if found:
-            ids = np.asarray([self._int_for(s) for s in found], dtype=np.int64)
-            self._index.upsert(ids, np.stack(list(found.values())))
+            self._index.upsert(list(found), np.stack(list(found.values())))
 
     def _rebuild(self, model_version: str) -> None:
         # Read the generation first: a change committed after this read has a higher
         # generation, so the next sync re-applies it even if the rows below include it.
         generation, token = _current_state()
-        self._index = VectorIndex()
-        self._int_of.clear()
-        self._uuid_of.clear()
         self._stats.clear()
         self._model_version = model_version
         self._required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
+        self._backend = settings.VOICEPRINT_INDEX_BACKEND
         rows = list(_voiceprints(model_version, self._required_s, None))
+        self._index = _new_index(size_hint=len(rows))
         if rows:
-            ids = np.asarray([self._int_for(s) for s, _ in rows], dtype=np.int64)
-            self._index.add(ids, np.stack([v for _, v in rows]))
+            self._index.upsert([s for s, _ in rows], np.stack([v for _, v in rows]))
         self._generation, self._token = generation, token
-        logger.info("voiceprint index rebuilt: %d speakers, model %s, generation %d",
-                    len(rows), model_version, generation)
+        logger.info("voiceprint index rebuilt: %d speakers, model %s, generation %d, %s",
+                    len(rows), model_version, generation, type(self._index).__name__)
 
-    def _int_for(self, speaker_id: uuid.UUID) -> int:
-        key = self._int_of.get(speaker_id)
-        if key is None:
-            key = self._next_int
-            self._next_int += 1
-            self._int_of[speaker_id] = key
-            self._uuid_of[key] = speaker_id
-        return key
+
+def _new_index(*, size_hint: int) -> VectorIndex:
+    return open_index(settings.VOICEPRINT_INDEX_BACKEND, size_hint=size_hint)
 
 
 def _current_state() -> tuple[int, str]:

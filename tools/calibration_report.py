@@ -32,6 +32,7 @@ from inference.cohort import load_cohort
 from inference.evaluation import calibrated
 from inference.evaluation.calibrated import Side, enrollment_side
 from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials
+from inference.evaluation.metrics import compute_eer
 from inference.gates import GateLimits, gate_refusal
 from inference.quality_calibration import SideQuality, shipped_calibration_path
 
@@ -119,8 +120,9 @@ def _source(speaker: str) -> str:
 
 
 def trial_pairs(lists: Path, split: str, vectors: dict, qualities: dict, sources=None):
-    """``(label, enrollment side, probe side, condition)`` of every dense trial of a split, and the refusals."""
-    pairs, missing = [], defaultdict(int)
+    """``(label, enrollment side, probe side, condition)`` of every dense trial of a split, the refused
+    trials per condition, and each trial's probe path."""
+    pairs, missing, probes = [], defaultdict(int), []
     for path in sorted((lists / "trials_dense" / split).glob("*.txt")):
         condition = path.stem
         sets = read_enrollment_sets(lists / "enrollments" / split / f"{condition}.txt")
@@ -136,7 +138,8 @@ def trial_pairs(lists: Path, split: str, vectors: dict, qualities: dict, sources
                 continue
             pairs.append((trial.label, enroll, Side(vectors[trial.probe], _quality(qualities[trial.probe])),
                           condition))
-    return pairs, dict(missing)
+            probes.append(trial.probe)
+    return pairs, dict(missing), probes
 
 
 def identification_runs(lists: Path, split: str, vectors: dict, qualities: dict, sources=None):
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             mine.update(theirs)
     logger.info("%d files embedded, %d refused by the engine", len(vectors), len(refused))
 
-    train_pairs, _ = trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)
+    train_pairs, _, _ = trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)
     train = calibrated.score_trials(train_pairs, asnorm)
     calibration = calibrated.fit(train, model_version=embedder.model_version, trained_on={
         "set": "calibration set (tools/calibration_set), train speakers", "sources": list(SHIPPABLE),
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
-    heldout_pairs, missing = trial_pairs(args.lists, "heldout", vectors, qualities)
+    heldout_pairs, missing, probe_paths = trial_pairs(args.lists, "heldout", vectors, qualities)
     heldout = calibrated.score_trials(heldout_pairs, asnorm)
     figures: dict = {"far_target": args.far, "fir_target": args.fir, "refused_trials": missing,
                      "verification": {}, "identification": {}}
@@ -268,19 +271,69 @@ def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
         entry["gallery"] = len(gallery)
         figures["identification"][condition] = entry
     figures["gates"] = gate_refusals(args.lists, qualities, refused)
+    # How the calibrated decision does on the trials whose probe a gate refuses: a gate earns its
+    # refusals only where the decision fails there.
+    limits = _gate_limits()
+    by_gate = dataclasses.replace(heldout, groups=np.array([_gate_code(qualities[p], limits) for p in probe_paths],
+                                                           dtype=object))
+    figures["decision_under_gates"] = {
+        scale: calibrated.condition_report(by_gate, calibrated.calibrated_decisions(calibration, scale, args.far),
+                                           far=args.far)
+        for scale in calibration.scales}
+    figures["enrollment"] = enrollment_strategies(args.lists, vectors)
     return figures
 
 
-def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
-    """How many probes of each held-out condition the engine and each probe gate refuse."""
+STRATEGIES = ("averaged voiceprint", "mean of scores", "max of scores", "first recording only",
+              "first two recordings averaged")
+
+
+def enrollment_strategies(lists: Path, vectors: dict) -> dict:
+    """EER (cosine) per held-out condition of each way to use an enrollment set of several recordings."""
+    out = {}
+    for path in sorted((lists / "trials_dense" / "heldout").glob("*.txt")):
+        sets = read_enrollment_sets(lists / "enrollments" / "heldout" / f"{path.stem}.txt")
+        scores: dict[str, list[float]] = {name: [] for name in STRATEGIES}
+        labels = []
+        for trial in read_set_trials(path):
+            files = [vectors[f] for f in sets[trial.enroll_id] if f in vectors]
+            if len(files) < 2 or trial.probe not in vectors:
+                continue
+            probe = vectors[trial.probe]
+            each = np.array([float(v @ probe) for v in files])
+            for name, value in zip(STRATEGIES, (
+                    float(enrollment_side(files, [SideQuality(1.0)] * len(files)).vector @ probe),
+                    float(each.mean()), float(each.max()), float(each[0]),
+                    float(enrollment_side(files[:2], [SideQuality(1.0)] * 2).vector @ probe))):
+                scores[name].append(value)
+            labels.append(trial.label)
+        if sum(labels) and len(labels) > sum(labels):
+            out[path.stem] = {"trials": len(labels),
+                              **{name: compute_eer(np.array(v), np.array(labels))[0] for name, v in scores.items()}}
+    return out
+
+
+def _gate_limits() -> GateLimits:
+    """The service's probe gates, from its settings."""
     import django
     from django.conf import settings
 
     django.setup()
-    limits = GateLimits(max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
-                        min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
-                        min_snr_db=settings.VOICEPRINT_PROBE_MIN_SNR_DB,
-                        min_speech_s=settings.VOICEPRINT_PROBE_MIN_SPEECH_S)
+    return GateLimits(max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
+                      min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
+                      min_snr_db=settings.VOICEPRINT_PROBE_MIN_SNR_DB,
+                      min_speech_s=settings.VOICEPRINT_PROBE_MIN_SPEECH_S)
+
+
+def _gate_code(q: dict, limits: GateLimits) -> str:
+    gate = gate_refusal(clipping_ratio=q["clipping_ratio"], speech_level_dbfs=q["speech_level_dbfs"],
+                        snr_db=q["snr_db"], speech_s=q["speech_s"], limits=limits)
+    return "passes" if gate is None else gate.code
+
+
+def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
+    """How many probes of each held-out condition the engine and each probe gate refuse."""
+    limits = _gate_limits()
     out = {}
     for path in sorted((lists / "trials_dense" / "heldout").glob("*.txt")):
         probes = sorted({t.probe for t in read_set_trials(path)})
@@ -289,11 +342,9 @@ def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
             if probe in refused:
                 counts[refused[probe]] += 1
                 continue
-            q = qualities[probe]
-            gate = gate_refusal(clipping_ratio=q["clipping_ratio"], speech_level_dbfs=q["speech_level_dbfs"],
-                                snr_db=q["snr_db"], speech_s=q["speech_s"], limits=limits)
-            if gate is not None:
-                counts[gate.code] += 1
+            code = _gate_code(qualities[probe], limits)
+            if code != "passes":
+                counts[code] += 1
         out[path.stem] = {"probes": len(probes), **counts}
     return out
 
@@ -340,6 +391,22 @@ def markdown(figures: dict, far: float) -> str:
     for condition, counts in figures["gates"].items():
         refused = ", ".join(f"{k}: {v}" for k, v in counts.items() if k != "probes") or "none"
         lines.append(f"| {condition} | {counts['probes']} | {refused} |")
+    lines += ["", "The calibrated decision on the held-out trials each probe gate refuses (and on those it lets "
+              "through): FAR / FRR (own-threshold FRR), %", "",
+              "| probes | " + " | ".join(f"calibrated ({s})" for s in figures["decision_under_gates"]) + " |",
+              "|---|" + "---|" * len(figures["decision_under_gates"])]
+    first = next(iter(figures["decision_under_gates"].values()))
+    for group in first:
+        cells = []
+        for entries in figures["decision_under_gates"].values():
+            e = entries[group]
+            cells.append("-" if "far" not in e else f"{_pct(e['far'])} / {_pct(e['frr'])} ({_pct(e['oracle_frr'])}) "
+                         f"[{e['targets']} targets, {e['impostors']} impostors]")
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    lines += ["", "Enrollment strategies, held out (EER %, cosine; the enrollment sets of two or more recordings)", "",
+              "| condition | trials | " + " | ".join(STRATEGIES) + " |", "|---|---|" + "---|" * len(STRATEGIES)]
+    for condition, entry in figures["enrollment"].items():
+        lines.append(f"| {condition} | {entry['trials']} | " + " | ".join(_pct(entry[n]) for n in STRATEGIES) + " |")
     return "\n".join(lines)
 
 

@@ -79,6 +79,13 @@ def env_float(name: str, default: float, *, minimum: float | None = None,
     return number
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = env_str(name)
     if value is None:
@@ -370,6 +377,8 @@ VOICEPRINT_WS_MAX_MESSAGE_BYTES = VOICEPRINT_MAX_UPLOAD_BYTES + 64 * 1024
 
 # Index change log rows kept; a process further behind than this rebuilds its index.
 VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)
+# The 1:N search index of each process: "auto" (exact below 300k voiceprints, IVF above), "flat", "ivf".
+VOICEPRINT_INDEX_BACKEND = env_choice("VOICEPRINT_INDEX_BACKEND", "auto", ("auto", "flat", "ivf"))
 
 
 # Speaker metadata (JSON object): encoded size and nesting depth.

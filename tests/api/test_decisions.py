@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from speakers import crypto
 from speakers.models import AuditEvent, Speaker
+from speakers.voiceprint_index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 
@@ -173,6 +174,19 @@ def test_identify_refuses_silence(client, upload, speech):
     silence = speech.wav(np.zeros(2 * speech.sample_rate, dtype=np.float32))
     assert_error(client.post("/api/v1/identify", {"audio": upload(silence, "silence.wav")}, format="multipart"),
                  422, "no_speech")
+
+
+@pytest.mark.parametrize("backend", ["flat", "ivf"])
+def test_identify_gives_the_same_answer_through_every_index_backend(client, upload, enrolled, settings, backend):
+    settings.VOICEPRINT_INDEX_BACKEND = backend
+    for label in ("a", "b"):
+        body = client.post("/api/v1/identify", {"audio": upload(f"{label}_snt5")}, format="multipart").json()
+        assert body["match"]["speaker_id"] == enrolled[label], body
+        assert [c["speaker_id"] for c in body["candidates"]] == [enrolled[label], enrolled["ab".replace(label, "")]]
+    assert voiceprint_index().structure == {"flat": "FlatIndex", "ivf": "IVFIndex"}[backend]
+    client.delete(f"/api/v1/speakers/{enrolled['a']}")
+    body = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
+    assert body["match"] is None and [c["speaker_id"] for c in body["candidates"]] == [enrolled["b"]]
 
 
 def test_identify_sees_a_speaker_enrolled_after_the_index_was_built(client, upload, enrolled, create_speaker,

@@ -3,8 +3,8 @@
 ::
 
     python -m tools.calibration_set.build_corpus \\
-        --snapshot resemble-ai/Resemblyzer=/work/.mirror/resemble-ai+Resemblyzer/repo [...] \\
-        --out /work/shared/speech/calibration
+        --snapshot resemble-ai/Resemblyzer=<snapshot git dir> [...] \\
+        --out var/calibration-corpus
 
 reads every file of ``sources.csv`` at its pinned commit and writes ``<out>/audio/<speaker>/
 <name>.wav`` (16 kHz mono PCM16) and ``<out>/provenance.csv``. Per recipe:

@@ -3,7 +3,7 @@
 ::
 
     python -m tools.calibration_set.check_speech --root var/calibration \\
-        --corpus /work/shared/speech/calibration --per-condition 20 --out reports/calibration_check.csv
+        --corpus var/calibration-corpus --per-condition 20 --out reports/calibration_check.csv
 
 embeds every clean recording of the corpus and ``--per-condition`` degraded probes of each
 condition and split (a seeded sample of ``degradations.csv``), in one process, and writes

@@ -4,7 +4,7 @@ Every function takes 16 kHz float64 mono and a ``numpy.random.Generator`` (from
 :func:`dsp.rng_for`, seeded by the output path), so a degraded file is a pure function of
 its row in ``degradations.csv``. The CLI materialises that manifest::
 
-    python -m tools.calibration_set.degrade --corpus /work/shared/speech/calibration --root var/calibration
+    python -m tools.calibration_set.degrade --corpus var/calibration-corpus --root var/calibration
 
 writes ``<root>/degraded/...`` and links ``<root>/audio`` to the corpus, so every path of
 the trial and identification lists resolves under ``--audio-root <root>``.

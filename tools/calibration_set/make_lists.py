@@ -2,7 +2,7 @@
 
 ::
 
-    python -m tools.calibration_set.make_lists --corpus /work/shared/speech/calibration
+    python -m tools.calibration_set.make_lists --corpus var/calibration-corpus
 
 reads ``<corpus>/provenance.csv`` and writes, under ``<corpus>`` (every path in every list
 is relative to one audio root: ``audio/...`` for clean recordings, ``degraded/...`` for the

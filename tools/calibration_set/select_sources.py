@@ -3,7 +3,7 @@
 Run once per change of the recipe, with every snapshot named in ``datasets.py``::
 
     python -m tools.calibration_set.select_sources \\
-        --snapshot resemble-ai/Resemblyzer=/work/.mirror/resemble-ai+Resemblyzer/repo \\
+        --snapshot resemble-ai/Resemblyzer=<snapshot git dir> \\
         --snapshot simiya/Projet-Son-Jedha=... [...] --out tools/calibration_set/sources.csv
 
 The choice is a pure function of the snapshots at the pinned commits (random picks use
