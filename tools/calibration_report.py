@@ -281,7 +281,33 @@ def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
                                            far=args.far)
         for scale in calibration.scales}
     figures["enrollment"] = enrollment_strategies(args.lists, vectors)
+    figures["site_calibration"] = site_calibration(args, calibration, heldout, vectors, qualities, asnorm)
     return figures
+
+
+SITE_CONDITIONS = ("emotional", "other_language")  # acted, text-dependent speech: no shippable source has it
+
+
+def site_calibration(args, calibration, heldout, vectors, qualities, asnorm) -> dict:
+    """What ``manage.py calibrate`` does for a site whose speech the shipped calibration never saw: re-level
+    it (:func:`adapt_scale`) on the train speakers of those conditions, report their held-out speakers."""
+    from inference.quality_calibration import adapt_scale
+
+    pairs, _, _ = trial_pairs(args.lists, "train", vectors, qualities)
+    site = calibrated.score_trials([p for p in pairs if p[3] in SITE_CONDITIONS], asnorm)
+    scales = {name: adapt_scale(cal, site.scores(name), site.features(cal.features), site.labels)
+              for name, cal in calibration.scales.items()}
+    relevelled = dataclasses.replace(calibration, scales=scales)
+    mask = np.isin(heldout.groups.astype(str), SITE_CONDITIONS)
+    table = heldout.subset(mask)
+    out = {"site_trials": {"targets": int(site.labels.sum()), "impostors": int((site.labels == 0).sum())}}
+    for scale in calibration.scales:
+        out[scale] = {
+            "shipped": calibrated.condition_report(table, calibrated.calibrated_decisions(calibration, scale, args.far),
+                                                   far=args.far),
+            "site": calibrated.condition_report(table, calibrated.calibrated_decisions(relevelled, scale, args.far),
+                                                far=args.far)}
+    return out
 
 
 STRATEGIES = ("averaged voiceprint", "mean of scores", "max of scores", "first recording only",
@@ -341,6 +367,9 @@ def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
         for probe in probes:
             if probe in refused:
                 counts[refused[probe]] += 1
+                continue
+            if probe not in qualities:
+                counts["not_embedded"] += 1
                 continue
             code = _gate_code(qualities[probe], limits)
             if code != "passes":
@@ -403,6 +432,19 @@ def markdown(figures: dict, far: float) -> str:
             cells.append("-" if "far" not in e else f"{_pct(e['far'])} / {_pct(e['frr'])} ({_pct(e['oracle_frr'])}) "
                          f"[{e['targets']} targets, {e['impostors']} impostors]")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    site = figures["site_calibration"]
+    lines += ["", f"Site calibration (`manage.py calibrate`) for acted, text-dependent speech: the shipped calibration "
+              f"re-levelled on the train speakers of {', '.join(SITE_CONDITIONS)} ({site['site_trials']['targets']} "
+              f"target, {site['site_trials']['impostors']} impostor trials), held-out speakers: FAR / FRR "
+              "(own-threshold FRR), %", "",
+              "| condition | scale | shipped | site |", "|---|---|---|---|"]
+    for scale in (k for k in site if k != "site_trials"):
+        for group, e in site[scale]["shipped"].items():
+            after = site[scale]["site"][group]
+            if "far" in e:
+                lines.append(f"| {group} | {scale} | {_pct(e['far'])} / {_pct(e['frr'])} ({_pct(e['oracle_frr'])}) | "
+                             f"{_pct(after['far'])} / {_pct(after['frr'])} ({_pct(after['oracle_frr'])})"
+                             f"{' ok' if calibrated.holds(after, far=far) else ''} |")
     lines += ["", "Enrollment strategies, held out (EER %, cosine; the enrollment sets of two or more recordings)", "",
               "| condition | trials | " + " | ".join(STRATEGIES) + " |", "|---|---|" + "---|" * len(STRATEGIES)]
     for condition, entry in figures["enrollment"].items():
