@@ -219,18 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     offsets = {}
     train_ident = identification_runs(args.lists, "train", vectors, qualities, SHIPPABLE)
     for scale in calibration.scales:
-        rows_t, rows_llr, known, truth = [], [], [], []
+        runs = []
         for gallery, names, probes, probe_speakers in train_ident.values():
             t, llr = calibrated.identification_scores(calibration, scale, gallery, probes, asnorm)
-            rows_t.append(t)
-            rows_llr.append(llr)
-            known += [s in names for s in probe_speakers]
-            truth += [names.index(s) if s in names else -1 for s in probe_speakers]
-        # galleries differ per condition: fit on each and keep the largest offset (the strictest)
-        per = [calibrated.fit_identification(calibration, scale, t, llr, np.array([s in n for s in ps]),
-                                             np.array([n.index(s) if s in n else -1 for s in ps]), args.fir)
-               for (g, n, p, ps), t, llr in zip(train_ident.values(), rows_t, rows_llr)]
-        offsets[scale] = (max(o for o, _ in per), float(np.median([m for _, m in per])))
+            runs.append(calibrated.IdentificationRun(
+                t=t, llr=llr, known=np.array([s in names for s in probe_speakers]),
+                true_index=np.array([names.index(s) if s in names else -1 for s in probe_speakers])))
+        offsets[scale] = calibrated.fit_identification(calibration, scale, runs, args.fir)
     calibration = calibrated.with_identification(calibration, offsets)
     if args.write_calibration:
         target = shipped_calibration_path(embedder.model_version)
@@ -285,28 +280,31 @@ def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
     return figures
 
 
-SITE_CONDITIONS = ("emotional", "other_language")  # acted, text-dependent speech: no shippable source has it
+SITE_CONDITIONS = ("emotional", "other_language")  # acted, same-studio speech: no shippable source has it
 
 
 def site_calibration(args, calibration, heldout, vectors, qualities, asnorm) -> dict:
-    """What ``manage.py calibrate`` does for a site whose speech the shipped calibration never saw: re-level
-    it (:func:`adapt_scale`) on the train speakers of those conditions, report their held-out speakers."""
+    """What ``manage.py calibrate`` does for a site whose speech the shipped calibration never saw: per
+    condition, re-level it (:func:`adapt_scale`) on that condition's train speakers (the site's own
+    labelled recordings) and report the condition's held-out speakers."""
     from inference.quality_calibration import adapt_scale
 
     pairs, _, _ = trial_pairs(args.lists, "train", vectors, qualities)
-    site = calibrated.score_trials([p for p in pairs if p[3] in SITE_CONDITIONS], asnorm)
-    scales = {name: adapt_scale(cal, site.scores(name), site.features(cal.features), site.labels)
-              for name, cal in calibration.scales.items()}
-    relevelled = dataclasses.replace(calibration, scales=scales)
-    mask = np.isin(heldout.groups.astype(str), SITE_CONDITIONS)
-    table = heldout.subset(mask)
-    out = {"site_trials": {"targets": int(site.labels.sum()), "impostors": int((site.labels == 0).sum())}}
-    for scale in calibration.scales:
-        out[scale] = {
-            "shipped": calibrated.condition_report(table, calibrated.calibrated_decisions(calibration, scale, args.far),
-                                                   far=args.far),
-            "site": calibrated.condition_report(table, calibrated.calibrated_decisions(relevelled, scale, args.far),
-                                                far=args.far)}
+    out: dict = {}
+    for condition in SITE_CONDITIONS:
+        site = calibrated.score_trials([p for p in pairs if p[3] == condition], asnorm)
+        scales = {name: adapt_scale(cal, site.scores(name), site.features(cal.features), site.labels)
+                  for name, cal in calibration.scales.items()}
+        relevelled = dataclasses.replace(calibration, scales=scales)
+        table = heldout.subset(heldout.groups.astype(str) == condition)
+        entry: dict = {"site_trials": {"targets": int(site.labels.sum()), "impostors": int((site.labels == 0).sum())}}
+        for scale in calibration.scales:
+            entry[scale] = {
+                "shipped": calibrated.condition_report(
+                    table, calibrated.calibrated_decisions(calibration, scale, args.far), far=args.far)["all"],
+                "site": calibrated.condition_report(
+                    table, calibrated.calibrated_decisions(relevelled, scale, args.far), far=args.far)["all"]}
+        out[condition] = entry
     return out
 
 
@@ -341,9 +339,12 @@ def enrollment_strategies(lists: Path, vectors: dict) -> dict:
 
 def _gate_limits() -> GateLimits:
     """The service's probe gates, from its settings."""
+    import os
+
     import django
     from django.conf import settings
 
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
     django.setup()
     return GateLimits(max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
                       min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
@@ -432,19 +433,18 @@ def markdown(figures: dict, far: float) -> str:
             cells.append("-" if "far" not in e else f"{_pct(e['far'])} / {_pct(e['frr'])} ({_pct(e['oracle_frr'])}) "
                          f"[{e['targets']} targets, {e['impostors']} impostors]")
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    site = figures["site_calibration"]
-    lines += ["", f"Site calibration (`manage.py calibrate`) for acted, text-dependent speech: the shipped calibration "
-              f"re-levelled on the train speakers of {', '.join(SITE_CONDITIONS)} ({site['site_trials']['targets']} "
-              f"target, {site['site_trials']['impostors']} impostor trials), held-out speakers: FAR / FRR "
+    lines += ["", "Site calibration (`manage.py calibrate`) for acted, same-studio speech: the shipped calibration "
+              "re-levelled on the condition's train speakers, measured on its held-out speakers: FAR / FRR "
               "(own-threshold FRR), %", "",
-              "| condition | scale | shipped | site |", "|---|---|---|---|"]
-    for scale in (k for k in site if k != "site_trials"):
-        for group, e in site[scale]["shipped"].items():
-            after = site[scale]["site"][group]
+              "| condition | site trials (targets / impostors) | scale | shipped | site-calibrated |", "|---|---|---|---|---|"]
+    for condition, entry in figures["site_calibration"].items():
+        trials = f"{entry['site_trials']['targets']} / {entry['site_trials']['impostors']}"
+        for scale in (k for k in entry if k != "site_trials"):
+            e, after = entry[scale]["shipped"], entry[scale]["site"]
             if "far" in e:
-                lines.append(f"| {group} | {scale} | {_pct(e['far'])} / {_pct(e['frr'])} ({_pct(e['oracle_frr'])}) | "
-                             f"{_pct(after['far'])} / {_pct(after['frr'])} ({_pct(after['oracle_frr'])})"
-                             f"{' ok' if calibrated.holds(after, far=far) else ''} |")
+                lines.append(f"| {condition} | {trials} | {scale} | {_pct(e['far'])} / {_pct(e['frr'])} "
+                             f"({_pct(e['oracle_frr'])}) | {_pct(after['far'])} / {_pct(after['frr'])} "
+                             f"({_pct(after['oracle_frr'])}){' ok' if calibrated.holds(after, far=far) else ''} |")
     lines += ["", "Enrollment strategies, held out (EER %, cosine; the enrollment sets of two or more recordings)", "",
               "| condition | trials | " + " | ".join(STRATEGIES) + " |", "|---|---|" + "---|" * len(STRATEGIES)]
     for condition, entry in figures["enrollment"].items():

@@ -337,8 +337,11 @@ VOICEPRINT_MAX_CLIPPING_RATIO = env_float("VOICEPRINT_MAX_CLIPPING_RATIO", 0.05,
 VOICEPRINT_MIN_SPEECH_LEVEL_DBFS = env_float("VOICEPRINT_MIN_SPEECH_LEVEL_DBFS", -48.0, minimum=-120.0,
                                              maximum=0.0)
 # The VAD's speech-to-non-speech power ratio (dB) below which a recording is refused as too noisy.
+# Enrollment: every later decision rests on it. Probe: the calibration takes the SNR as an input and
+# holds its false-accept target down to 0 dB of white, pink, babble or hum noise (docs/accuracy.md
+# §0.3), so only a probe with more noise than speech is refused.
 VOICEPRINT_ENROLL_MIN_SNR_DB = env_float("VOICEPRINT_ENROLL_MIN_SNR_DB", 8.0)
-VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 5.0)
+VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 0.0)
 # An enrollment recording whose cosine to the speaker's voiceprint (or, in a first upload, to
 # the other recordings) is below this is refused as probably another person.
 VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD = env_float("VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD", 0.30,

@@ -189,28 +189,39 @@ def identification_scores(calibration: Calibration, scale: str, gallery: Sequenc
     return t, llr
 
 
-def fit_identification(calibration: Calibration, scale: str, t: np.ndarray, llr: np.ndarray, known: np.ndarray,
-                       true_index: np.ndarray, fir: float) -> tuple[float, float]:
-    """``(offset, margin)`` for one scale from training identification scores.
+@dataclass(frozen=True)
+class IdentificationRun:
+    """Training identification scores of one gallery: ``t``, ``llr`` ``(P, K)`` probe x gallery; ``known``
+    ``(P,)`` whether the probe's speaker is enrolled; ``true_index`` its gallery column (-1: unknown)."""
 
-    ``t``, ``llr``: ``(P, K)`` probe x gallery; ``known``: ``(P,)`` whether the probe's speaker is enrolled;
-    ``true_index``: its gallery column (-1 for unknown). The offset makes the best ``t`` of unknown probes
-    pass at ``fir``; the margin (llr) is the smallest lead that keeps every known probe's correct match
-    whose runner-up is another enrolled speaker, capped so that it refuses no more than 1% of them.
+    t: np.ndarray
+    llr: np.ndarray
+    known: np.ndarray
+    true_index: np.ndarray
+
+
+def fit_identification(calibration: Calibration, scale: str, runs: Sequence[IdentificationRun],
+                       fir: float) -> tuple[float, float]:
+    """``(offset, margin)`` for one scale from training identification runs (galleries of any size).
+
+    The offset is the largest that any run needs for its unknown probes' best ``t`` to pass at ``fir``
+    (so the target holds in every condition trained on, not only on average). The margin (llr) turns
+    away ambiguous matches without costing correct ones: the 1st percentile of the correct matches'
+    leads over their runner-up, pooled over the runs, never negative.
     """
     cal = calibration.scale(scale)
-    gallery = t.shape[1]
-    unknown_best = t[~known].max(axis=1) if (~known).any() else np.array([0.0])
-    offset = fit_identify_offset(cal, unknown_best, gallery, fir)
-    order = np.argsort(-llr, axis=1)
-    if gallery < 2:
-        return offset, 0.0
-    leads = llr[np.arange(len(llr)), order[:, 0]] - llr[np.arange(len(llr)), order[:, 1]]
-    correct = known & (order[:, 0] == true_index)
-    # the margin turns away ambiguous unknowns without costing correct matches: the 1st percentile of
-    # the correct matches' leads, never negative
-    margin = float(max(0.0, np.quantile(leads[correct], 0.01))) if correct.any() else 0.0
-    return offset, margin
+    offsets, leads = [0.0], []
+    for run in runs:
+        if (~run.known).any():
+            offsets.append(fit_identify_offset(cal, run.t[~run.known].max(axis=1), run.t.shape[1], fir))
+        if run.t.shape[1] >= 2:
+            order = np.argsort(-run.llr, axis=1)
+            rows = np.arange(len(run.llr))
+            lead = run.llr[rows, order[:, 0]] - run.llr[rows, order[:, 1]]
+            leads.append(lead[run.known & (order[:, 0] == run.true_index)])
+    pooled = np.concatenate(leads) if leads else np.array([])
+    margin = float(max(0.0, np.quantile(pooled, 0.01))) if pooled.size else 0.0
+    return max(offsets), margin
 
 
 def _runner_up(scores: np.ndarray, order: np.ndarray) -> list[float | None]:

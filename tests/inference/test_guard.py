@@ -18,7 +18,7 @@ FAR_TARGET = 0.01  # the service's default operating point
 
 
 # The service's default probe gates (voiceprint_project/settings.py): what they refuse never decides.
-PROBE_GATES = GateLimits(max_clipping_ratio=0.05, min_speech_level_dbfs=-48.0, min_snr_db=5.0, min_speech_s=1.0)
+PROBE_GATES = GateLimits(max_clipping_ratio=0.05, min_speech_level_dbfs=-48.0, min_snr_db=0.0, min_speech_s=1.0)
 
 
 def _embed_or_refuse(embedder, data: bytes):
