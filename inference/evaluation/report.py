@@ -61,8 +61,30 @@ def write_report(report: Mapping[str, Any], json_path: Path | str, png_path: Pat
 _DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
-def _verification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
+def _det_probit(p: np.ndarray) -> np.ndarray:
+    """Error rates on a DET plot's normal-deviate axis (0 and 1 clipped to the axis' ends)."""
     from scipy.stats import norm
+
+    return norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))
+
+
+def _det_axes(ax: Any) -> None:
+    """Ticks in %, limits, the EER diagonal and axis labels of a DET plot."""
+    from scipy.stats import norm
+
+    lo, hi = norm.ppf(_DET_TICKS[0]), norm.ppf(_DET_TICKS[-1])
+    ax.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
+    ticks = norm.ppf(_DET_TICKS)
+    tick_labels = [f"{100 * t:g}" for t in _DET_TICKS]
+    ax.set_xticks(ticks, tick_labels)
+    ax.set_yticks(ticks, tick_labels)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("false acceptance rate (%)")
+    ax.set_ylabel("false rejection rate (%)")
+
+
+def _verification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
 
     scores = report.get("scores") or {}
     if not scores.get("cosine"):
@@ -73,22 +95,12 @@ def _verification_figure(report: Mapping[str, Any], figure_cls: Any) -> Any:
     axes = fig.subplots(1, 1 + len(scales))
 
     det = axes[0]
-    lo, hi = norm.ppf(_DET_TICKS[0]), norm.ppf(_DET_TICKS[-1])
     for key, title in scales:
         fpr, fnr, _ = det_curve(scores[key], labels)
-        clip = lambda p: norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))  # noqa: E731
         eer = report[key]["eer"]
-        det.plot(clip(fpr), clip(fnr), drawstyle="steps-post", label=f"{title} (EER {100 * eer:.2f}%)")
-        det.plot([clip(eer)], [clip(eer)], "o", color=det.lines[-1].get_color())
-    det.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
-    ticks = norm.ppf(_DET_TICKS)
-    tick_labels = [f"{100 * t:g}" for t in _DET_TICKS]
-    det.set_xticks(ticks, tick_labels)
-    det.set_yticks(ticks, tick_labels)
-    det.set_xlim(lo, hi)
-    det.set_ylim(lo, hi)
-    det.set_xlabel("false acceptance rate (%)")
-    det.set_ylabel("false rejection rate (%)")
+        det.plot(_det_probit(fpr), _det_probit(fnr), drawstyle="steps-post", label=f"{title} (EER {100 * eer:.2f}%)")
+        det.plot([_det_probit(eer)], [_det_probit(eer)], "o", color=det.lines[-1].get_color())
+    _det_axes(det)
     counts = report["counts"]
     det.set_title(f"DET, {counts['target']} target / {counts['nontarget']} non-target trials")
     det.grid(True, linewidth=0.4)
@@ -151,35 +163,21 @@ def write_condition_figure(table: Any, decide: Any, png_path: Path | str, *, max
     each with the operating point its ``decide`` reaches (a dot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from scipy.stats import norm
 
     scores, accepted = decide(table)
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
-    lo, hi = norm.ppf(_DET_TICKS[0]), norm.ppf(_DET_TICKS[-1])
-
-    def clip(p: np.ndarray) -> np.ndarray:
-        return norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))
-
     groups = [g for g in sorted(set(table.groups.tolist()))
               if 0 < table.labels[table.groups == g].sum() < (table.groups == g).sum()][:max_groups]
     for group in groups:
         mask = table.groups == group
         y = table.labels[mask].astype(bool)
         fpr, fnr, _ = det_curve(scores[mask], y)
-        line = ax.plot(clip(fpr), clip(fnr), drawstyle="steps-post", linewidth=1.0,
+        line = ax.plot(_det_probit(fpr), _det_probit(fnr), drawstyle="steps-post", linewidth=1.0,
                        label=f"{group} ({int(y.sum())} / {int((~y).sum())})")[0]
         far, frr = accepted[mask][~y].mean(), 1.0 - accepted[mask][y].mean()
-        ax.plot([clip(np.array([far]))[0]], [clip(np.array([frr]))[0]], "o", color=line.get_color())
-    ticks = norm.ppf(_DET_TICKS)
-    labels = [f"{100 * t:g}" for t in _DET_TICKS]
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
-    ax.set_xlabel("false acceptance rate (%)")
-    ax.set_ylabel("false rejection rate (%)")
+        ax.plot([_det_probit(np.array([far]))[0]], [_det_probit(np.array([frr]))[0]], "o", color=line.get_color())
+    _det_axes(ax)
     ax.set_title("DET per condition; dots: the calibrated decision")
     ax.grid(True, linewidth=0.4)
     ax.legend(fontsize=6, loc="upper right")

@@ -1,9 +1,11 @@
 """What the admin pages share: numbers as a person reads them, the acting user, an uploaded recording."""
 from __future__ import annotations
 
+from django.contrib import admin
 from django.http import HttpRequest
 
 from ..api.clients import client_address
+from ..models import Enrollment
 from ..services import Actor, Recording
 
 
@@ -30,3 +32,19 @@ def admin_actor(request: HttpRequest) -> Actor:
 
 def recording(upload) -> Recording:
     return Recording(filename=upload.name or "", data=upload.read())
+
+
+class EnrollmentFigures:
+    """The figures of an enrollment recording as a person reads them (for a list, an inline or a page)."""
+
+    @admin.display(description="duration", ordering="duration_s")
+    def duration(self, enrollment: Enrollment) -> str:
+        return seconds(enrollment.duration_s)
+
+    @admin.display(description="net speech", ordering="speech_s")
+    def speech(self, enrollment: Enrollment) -> str:
+        return seconds(enrollment.speech_s)
+
+    @admin.display(description="SNR", ordering="snr_db")
+    def snr(self, enrollment: Enrollment) -> str:
+        return decibels(enrollment.snr_db)

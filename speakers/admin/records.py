@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from .. import services
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Calibration, Enrollment, Speaker
-from .common import admin_actor, decibels, percent, score, seconds
+from .common import EnrollmentFigures, admin_actor, percent, score
 
 # --- enrollments ---------------------------------------------------------------------------------------
 
@@ -19,25 +19,13 @@ ENROLLMENT_METADATA = ("id", "speaker", "filename", "model_version", "duration",
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(EnrollmentFigures, admin.ModelAdmin):
     list_display = ("created_at", "speaker", "filename", "duration", "speech", "snr")
     list_filter = ("model_version", "created_at")
     search_fields = ("=speaker__id", "speaker__external_id", "speaker__display_name", "filename")
     fields = ENROLLMENT_METADATA
     readonly_fields = ENROLLMENT_METADATA
     list_select_related = ("speaker",)
-
-    @admin.display(description="duration", ordering="duration_s")
-    def duration(self, enrollment: Enrollment) -> str:
-        return seconds(enrollment.duration_s)
-
-    @admin.display(description="net speech", ordering="speech_s")
-    def speech(self, enrollment: Enrollment) -> str:
-        return seconds(enrollment.speech_s)
-
-    @admin.display(description="SNR", ordering="snr_db")
-    def snr(self, enrollment: Enrollment) -> str:
-        return decibels(enrollment.snr_db)
 
     @admin.display(description="clipped samples")
     def clipping(self, enrollment: Enrollment) -> str:

@@ -24,7 +24,7 @@ from .. import selectors, services
 from ..exceptions import ApplicationError
 from ..models import Enrollment, Speaker
 from ..plain_words import explain
-from .common import admin_actor, decibels, recording, score, seconds
+from .common import EnrollmentFigures, admin_actor, recording, score
 
 # --- speakers ----------------------------------------------------------------------------------------
 
@@ -47,7 +47,7 @@ class VoiceprintFilter(admin.SimpleListFilter):
         return queryset
 
 
-class EnrollmentInline(admin.TabularInline):
+class EnrollmentInline(EnrollmentFigures, admin.TabularInline):
     model = Enrollment
     fields = ("created_at", "filename", "duration", "speech", "snr", "model_version")
     readonly_fields = fields
@@ -58,17 +58,6 @@ class EnrollmentInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:
         return False  # recordings are added with the "Add enrollment recordings" tool
 
-    @admin.display(description="duration")
-    def duration(self, enrollment: Enrollment) -> str:
-        return seconds(enrollment.duration_s)
-
-    @admin.display(description="net speech")
-    def speech(self, enrollment: Enrollment) -> str:
-        return seconds(enrollment.speech_s)
-
-    @admin.display(description="SNR")
-    def snr(self, enrollment: Enrollment) -> str:
-        return decibels(enrollment.snr_db)
 
 
 class RecordingsWidget(forms.ClearableFileInput):
