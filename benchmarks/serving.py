@@ -9,7 +9,8 @@ then for each probe (verify or identify of 3 s or 10 s of real speech) and each 
 concurrent clients, locust runs for ``--run-time`` seconds after a warm-up request and reports
 requests/s, p50, p95 and failures. The engine bound is ``cores x 1000 / engine ms`` with the
 engine's ms per request for the same probe measured in this run (one process, MindSpore's
-default threads, whole path from WAV bytes); the table gives requests/s as a fraction of it.
+default threads, whole path from WAV bytes); the table gives requests/s as a fraction of it, and
+of what ``cores`` engines running side by side (one thread each, no server) actually reach here.
 Resident memory of every worker is read at the end of each layout.
 """
 from __future__ import annotations
@@ -49,6 +50,40 @@ def engine_ms(probes: list[tuple[str, float]], repeats: int) -> dict[float, floa
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     return {float(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+def engine_parallel_rps(probes: list[tuple[str, float]], repeats: int, processes: int) -> dict[float, float]:
+    """``processes`` engines side by side (1 MindSpore thread each, started together): their summed requests/s.
+
+    What the hardware gives when every core runs an engine: on a VM whose cores share a physical
+    core's units, or memory bandwidth, this is below ``cores x`` one engine's rate.
+    """
+    code = (
+        "import json, sys, time\n"
+        "from benchmarks.common import speech_of, wav_bytes\n"
+        "from inference import EngineConfig\nfrom inference.embedder import Embedder\n"
+        "e = Embedder.load(EngineConfig(model_dir=sys.argv[1], threads=1))\nout = {}\n"
+        "for s in json.loads(sys.argv[2]):\n"
+        "    d = wav_bytes(speech_of(s)); e.embed(d)\n"
+        "    start = float(sys.argv[3]) + 15.0 * json.loads(sys.argv[2]).index(s)\n"
+        "    while time.time() < start: time.sleep(0.01)\n"
+        f"    a = time.perf_counter()\n    for _ in range({repeats}): e.embed(d)\n"
+        f"    out[s] = {repeats} / (time.perf_counter() - a)\n"
+        "print(json.dumps(out))\n"
+    )
+    seconds = sorted({s for _, s in probes})
+    model_dir = os.environ.get("VOICEPRINT_MODEL_DIR", str(REPO / "var" / "model"))
+    start = str(time.time() + 10.0)  # every child loaded and warm before any starts timing
+    children_ = [subprocess.Popen([sys.executable, "-c", code, model_dir, json.dumps(seconds), start], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    totals: dict[float, float] = {s: 0.0 for s in seconds}
+    for child in children_:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            raise SystemExit(err[-3000:])
+        for k, v in json.loads(out.strip().splitlines()[-1]).items():
+            totals[float(k)] += v
+    return totals
 
 
 def run_locust(url: str, operation: str, probe: Path, key: str, speaker: str, clients: int, run_time: int,
@@ -105,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     for seconds, ms in engine.items():
         print(f"engine alone, {seconds:g} s probe: {ms:.1f} ms per request -> bound {cores} x 1000 / {ms:.1f} = "
               f"{cores * 1000 / ms:.1f} req/s")
+    parallel = engine_parallel_rps(probes, args.engine_repeats, cores)
+    for seconds, rps in parallel.items():
+        print(f"{cores} engines side by side (1 thread each), {seconds:g} s probe: {rps:.1f} req/s "
+              f"({rps / (cores * 1000 / engine[seconds]):.0%} of the bound): what this machine's cores give")
     results = []
     for layout in args.layouts:
         workers, engine_threads = parse_layout(layout)
@@ -116,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2.0)  # every worker loads its model after the fork; let the others finish too
         print(f"\nlayout {layout}: {workers or 'auto'} workers x {engine_threads or 'auto'} engine threads "
               f"(request threads {args.threads or 'per gunicorn.conf.py'}); ready after {ready_s:.1f} s")
-        print(f"{'probe':<13}{'clients':>8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'of bound':>10}{'failed':>8}")
+        print(f"{'probe':<13}{'clients':>8}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'of bound':>10}"
+              f"{'of side by side':>17}{'failed':>8}")
         for operation, seconds in probes:
             for _ in range(2 * (workers or cores)):  # a warm-up request per worker and probe
                 server.upload(f"/api/v1/{operation}", {"speaker_id": deployment.speakers["alice"]} if operation == "verify" else {},
@@ -126,17 +166,17 @@ def main(argv: list[str] | None = None) -> int:
                                deployment.speakers["alice"], clients, args.run_time, workdir)
                 bound = cores * 1000 / engine[seconds]
                 r.update(layout=layout, operation=operation, seconds=seconds, clients=clients, bound_rps=bound,
-                         fraction=r["rps"] / bound)
+                         fraction=r["rps"] / bound, fraction_of_parallel=r["rps"] / parallel[seconds])
                 results.append(r)
                 print(f"{operation + f' {seconds:g} s':<13}{clients:>8}{r['rps']:>8.2f}{r['p50_ms']:>9.0f}{r['p95_ms']:>9.0f}"
-                      f"{r['fraction']:>9.0%}{r['failures']:>8}")
+                      f"{r['fraction']:>9.0%}{r['fraction_of_parallel']:>16.0%}{r['failures']:>8}")
         workers_rss = [rss_mb(pid) for pid in children(server.process.pid)]
         print(f"worker RSS after the runs: {', '.join(f'{m:.0f} MB' for m in workers_rss)}")
         results.append({"layout": layout, "worker_rss_mb": workers_rss})
         server.stop()
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"engine_ms": engine, "results": results}, fh, indent=2)
+            json.dump({"engine_ms": engine, "engines_side_by_side_rps": parallel, "results": results}, fh, indent=2)
     return 0
 
 
