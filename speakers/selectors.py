@@ -216,7 +216,9 @@ def current_model_version() -> str | None:
 
 
 def enrolled_speaker_count() -> int:
-    return Speaker.objects.filter(voiceprint_ciphertext__isnull=False).count()
+    """Speakers enrolled as the API means it: a complete voiceprint of the model version in use."""
+    return speakers_with_voiceprint_status(speakers=Speaker.objects.all(), status=VoiceprintStatus.COMPLETE,
+                                           model_version=current_model_version()).count()
 
 
 # Health counts rows; load balancers call it often, so the counts are reused (at most this long).
