@@ -256,7 +256,9 @@ $("#verify-send").addEventListener("click", () => busy($("#verify-send"), async 
     verdict.textContent = d.accepted ? `Accepted: this is ${speakerName(speaker)}` : `Rejected: not ${speakerName(speaker)}`;
     const wrapper = document.createElement("div");
     wrapper.append(verdict, gauge(d.score, d.threshold), figuresTable([
-      ["score", fmt(d.score)], ["threshold", fmt(d.threshold)], ["raw score", fmt(d.raw_score)],
+      ["score (evidence: log-likelihood ratio)", fmt(d.score)],
+      ["threshold (the false-accept target, for recordings like these)", fmt(d.threshold)],
+      ["cosine similarity", fmt(d.raw_score)],
       ["score normalisation", d.score_normalisation], ["time", `${fmt(d.processing_time_ms, 0)} ms`],
     ]));
     showMessage("#verify-result", wrapper);
