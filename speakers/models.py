@@ -53,7 +53,12 @@ class Speaker(models.Model):
 
     def crypto_context(self) -> bytes:
         """Associated data binding the voiceprint ciphertext to this row and model version."""
-        return f"voiceprint:{self.id}:{self.voiceprint_model_version}".encode()
+        return self.voiceprint_context(self.id, self.voiceprint_model_version)
+
+    @staticmethod
+    def voiceprint_context(speaker_id: uuid.UUID, model_version: str | None) -> bytes:
+        """:meth:`crypto_context` from the two fields alone (bulk reads skip building rows)."""
+        return f"voiceprint:{speaker_id}:{model_version}".encode()
 
 
 class Enrollment(models.Model):
