@@ -211,17 +211,19 @@ class _Consumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         status, code, message, detail = describe_error(exc)
+        self.closed = True
+        if 400 <= status < 500 and code not in {"idle_timeout"}:
+            # Recorded before the client hears of it (as an HTTP refusal is audited before its response),
+            # so nothing is still writing once the close arrives. Shielded: a client that leaves now
+            # cancels the task running here, not the audit.
+            await asyncio.shield(in_worker(self._audit_refusal, status=status, code=code, detail=detail,
+                                           presented_key=presented_key))
         await self.send_json({"type": "error", "error": {"code": code, "message": message, "detail": detail}},
                              close=True)
-        self.closed = True
         try:
             await self.close(code=4000 + status, reason=code[:120])
         except Exception:  # noqa: BLE001 - already gone
             pass
-        if 400 <= status < 500 and code not in {"idle_timeout"}:
-            # shielded: the disconnect that this close causes cancels the task that may be running here
-            await asyncio.shield(in_worker(self._audit_refusal, status=status, code=code, detail=detail,
-                                           presented_key=presented_key))
 
     def _audit_refusal(self, *, status: int, code: str, detail: dict[str, Any], presented_key: str | None) -> None:
         actor = Actor.from_api_key(self.api_key, client_address=self.address) if self.api_key else \

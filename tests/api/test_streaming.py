@@ -20,6 +20,8 @@ from apitools import database_url, start_gunicorn, start_runserver, wait_until_h
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from speakers.models import AuditEvent
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.servers]
 
 LIMITS = {"VOICEPRINT_STREAM_IDLE_TIMEOUT_S": "3", "VOICEPRINT_STREAM_MAX_AUDIO_S": "40",
@@ -262,8 +264,10 @@ def test_a_key_may_hold_only_so_many_sessions_at_once(server, make_key):
     assert stream(server, "/ws/v1/stream-verify", key=key, start={}).close_code == 1000
 
 
-def test_an_unknown_websocket_path_is_closed_4404(server, make_key):
+def test_an_unknown_websocket_path_is_closed_4404_and_audited_before_the_close(server, make_key):
     _refused(stream(server, "/ws/v1/nothing-here", key=make_key("verify")), 4404, "not_found")
+    # the refusal is on record by the time the client hears of it: nothing is still writing
+    assert AuditEvent.objects.filter(action="refusal", decision="not_found").count() == 1
 
 
 # --- the original protocol: whole recordings --------------------------------------------------------------
