@@ -115,7 +115,7 @@ class Command(BaseCommand):
                 failed[path] = getattr(exc, "code", "file_error")
         report: dict[str, Any] = {"speakers": len(speakers), "failed_files": failed, "runs": len(holdouts)}
         for scale in scales:
-            pooled: dict[str, list] = {"t": [], "llr": [], "known": [], "truth": [], "top1": []}
+            pooled: dict[str, list] = {"rates": [], "top1": []}  # per hold-out run
             for holdout in holdouts:
                 names = [s for s in speakers if s not in holdout and len(usable[s]) > enroll_per_speaker]
                 if not names:
@@ -132,15 +132,15 @@ class Command(BaseCommand):
                 rates = calibrated.identification_rates(policy.calibration.scale(scale), t, llr, known, truth,
                                                         policy.fir_target)
                 pooled["top1"].append((np.argmax(llr, axis=1)[known] == truth[known]).mean() if known.any() else None)
-                pooled["known"].append(rates)
+                pooled["rates"].append(rates)
             report[scale] = {
                 "top1_accuracy": float(np.mean([x for x in pooled["top1"] if x is not None])),
-                "correct_match": float(np.mean([r["correct_match"] for r in pooled["known"]
+                "correct_match": float(np.mean([r["correct_match"] for r in pooled["rates"]
                                                 if r["correct_match"] is not None])),
-                "false_identification": float(np.mean([r["false_identification"] for r in pooled["known"]
+                "false_identification": float(np.mean([r["false_identification"] for r in pooled["rates"]
                                                        if r["false_identification"] is not None])),
-                "known_probes": int(sum(r["known_probes"] for r in pooled["known"])),
-                "unknown_probes": int(sum(r["unknown_probes"] for r in pooled["known"])),
+                "known_probes": int(sum(r["known_probes"] for r in pooled["rates"])),
+                "unknown_probes": int(sum(r["unknown_probes"] for r in pooled["rates"])),
             }
         return report
 
