@@ -68,4 +68,5 @@ def test_no_generated_request_gets_a_server_error_or_a_non_json_answer(make_key,
 
         fuzz()
     assert calls["n"] >= len(operations)
+    print(f"schemathesis: {calls['n']} requests to {len(operations)} operations, {len(problems)} problems")
     assert not problems, "\n".join(problems[:20])
