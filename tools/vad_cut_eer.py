@@ -54,31 +54,12 @@ def _pad(x: np.ndarray, seconds: float, floor_dbfs: float, seed: int) -> np.ndar
     return np.concatenate([pad[0], x, pad[1]]).astype(np.float32)
 
 
-def drop_long_silences(samples: np.ndarray, mask: np.ndarray, frame: int, max_silence_s: float = 0.6,
+def drop_long_silences(samples: np.ndarray, mask: np.ndarray, config: EngineConfig, max_silence_s: float = 0.6,
                        keep_silence_s: float = 0.2) -> np.ndarray:
-    """Shorten every non-speech run of ``mask`` (one value per ``frame`` samples) longer than
-    ``max_silence_s`` to ``keep_silence_s``; leading and trailing ones keep half of it."""
-    frame_s = frame / vad_corpus.RATE
-    longest, keep = int(round(max_silence_s / frame_s)), max(1, int(round(keep_silence_s / frame_s)))
-    keep_frames = mask.copy()
-    for start, end in vad._runs(~mask):
-        if end - start <= longest:
-            keep_frames[start:end] = True
-            continue
-        if start == 0:
-            keep_frames[end - keep // 2 : end] = True
-        elif end == mask.size:
-            keep_frames[start : start + keep // 2] = True
-        else:
-            keep_frames[start : start + keep // 2] = True
-            keep_frames[end - (keep - keep // 2) : end] = True
-    sample_keep = np.repeat(keep_frames, frame)
-    tail = samples[sample_keep.size :] if keep_frames[-1] else samples[:0]
-    return np.concatenate([samples[: sample_keep.size][sample_keep], tail]).astype(np.float32)
-
-
-def _frame(config: EngineConfig) -> int:
-    return int(round(config.audio.sample_rate * config.vad.frame_ms / 1000.0))
+    """The engine's pause cut (:func:`inference.vad.drop_long_silences`) with other lengths: every
+    non-speech run longer than ``max_silence_s`` shortened to ``keep_silence_s`` (0.6 / 0.2 s: the old cut)."""
+    cut = dataclasses.replace(config.vad, max_silence_s=max_silence_s, keep_silence_s=keep_silence_s)
+    return vad.drop_long_silences(samples, mask, config.audio.sample_rate, cut)
 
 
 def _embed(embedder: Embedder, samples: np.ndarray, cut: tuple[float, float] | str | None) -> np.ndarray:
@@ -88,7 +69,7 @@ def _embed(embedder: Embedder, samples: np.ndarray, cut: tuple[float, float] | s
         rate = config.audio.sample_rate
         speech = samples[int(report.segments[0][0] * rate) : int(report.segments[-1][1] * rate)]
     else:
-        speech = drop_long_silences(samples, mask, _frame(config), *cut) if cut else samples
+        speech = drop_long_silences(samples, mask, config, *cut) if cut else samples
     quality = AudioQuality(clipping_ratio=0.0, snr_db=report.snr_db, speech_ratio=report.speech_ratio,
                            speech_level_dbfs=report.speech_level_dbfs)
     prepared = PreparedAudio(speech=speech, duration_s=samples.size / config.audio.sample_rate,
@@ -124,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, cut in modes.items():
                     vectors[name][rel] = _embed(embedder, x, cut)
                 mask, _ = vad.detect_speech(x, embedder.config.audio.sample_rate, embedder.config.vad)
-                removed.append(1 - drop_long_silences(x, mask, _frame(embedder.config)).size / x.size)
+                removed.append(1 - drop_long_silences(x, mask, embedder.config).size / x.size)
             except NoSpeechError:
                 print(f"  {version}: {rel} is no_speech", file=sys.stderr)
         eers = []
