@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,37 +37,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import REPO, rss_mb, speech_of, wav_bytes
+
 # MindSpore rewrites LD_LIBRARY_PATH when it loads; the reference child gets the environment
 # as it was before, or torch picks up MindSpore's libraries and runs single-threaded.
 _CLEAN_ENV = dict(os.environ)
-SPEECH = REPO / "tests" / "fixtures" / "speech"
-RATE = 16_000
 DURATIONS = (3.0, 10.0)
 BATCHES = (1, 8)
-
-
-def speech_of(seconds: float) -> np.ndarray:
-    """``seconds`` of real speech: the fixture recordings joined end to end, cut to length."""
-    clips = [sf.read(p, dtype="float32")[0] for p in sorted(SPEECH.glob("*.wav"))]
-    joined = np.concatenate(clips)
-    while joined.size < seconds * RATE:
-        joined = np.concatenate([joined, joined])
-    return joined[: int(seconds * RATE)]
-
-
-def wav_bytes(wave: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, wave, RATE, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across fork+exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _median_ms(fn, repeats: int, per: int) -> float:
@@ -163,7 +138,7 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
         set_threads(os.cpu_count() or 1)  # torch's own default, stated in the output
         out = {"load_s": reference.load_s, "ms": {_case(*c): reference.time_case(*c, repeats) for c in CASES},
                "torch": torch.__version__, "threads": torch.get_num_threads()}
-    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_mb"] = rss_mb("self", "VmHWM")
     return out
 
 

@@ -153,6 +153,22 @@ class Server:
             time.sleep(0.05)
         raise SystemExit(f"not ready after {timeout} s:\n{self.log_path.read_text(errors='replace')[-3000:]}")
 
+    def first_answer(self, path: str, fields: dict[str, str], files: list[tuple[str, str, bytes]],
+                     timeout: float = 120.0) -> tuple[float, float]:
+        """Send ``path`` as soon as the port takes it, again until it is answered (a request sent while
+        the model loads waits for it). Returns seconds from process start to the sending and to the answer."""
+        while time.perf_counter() - self.started < timeout:
+            sent_at = time.perf_counter() - self.started
+            try:
+                status, body = self.upload(path, fields, files)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if status != 200:
+                raise SystemExit(f"{path} answered {status}: {body}")
+            return sent_at, time.perf_counter() - self.started
+        raise SystemExit(f"{path} not answered within {timeout} s:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

@@ -90,16 +90,7 @@ def one_size(n: int, database_url: str | None, queries: int, engine: float) -> d
 
     probe = [("audio", "probe.wav", wav_bytes(speech_of(3.0)))]
     server = deployment.start()
-    first = None
-    while first is None and time.perf_counter() - server.started < 900:
-        try:
-            status, body = server.upload("/api/v1/identify", {}, probe)
-        except OSError:
-            time.sleep(0.05)
-            continue
-        if status != 200:
-            raise SystemExit(f"identify answered {status}: {body}")
-        first = time.perf_counter() - server.started
+    _, first = server.first_answer("/api/v1/identify", {}, probe, timeout=900)
     time.sleep(1.0)
     for _ in range(4):  # every worker warm
         server.upload("/api/v1/identify", {}, probe)

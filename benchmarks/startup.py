@@ -42,20 +42,10 @@ def one_round(deployment: Deployment, server_kind: str, workers: int | None, pro
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    first_verify = sent_at = None
     try:
-        while first_verify is None and time.perf_counter() - server.started < 120:
-            sent_at = time.perf_counter() - server.started
-            try:
-                status, body = server.upload("/api/v1/verify", {"speaker_id": deployment.speakers["alice"]},
-                                             [("audio", "probe.wav", probe)])
-            except OSError:
-                time.sleep(0.02)
-                continue
-            if status != 200:
-                raise SystemExit(f"verify answered {status}: {body}")
-            first_verify = time.perf_counter() - server.started
-            cpu = sum(cpu_seconds(pid) for pid in [server.process.pid, *children(server.process.pid)])
+        sent_at, first_verify = server.first_answer("/api/v1/verify", {"speaker_id": deployment.speakers["alice"]},
+                                                    [("audio", "probe.wav", probe)])
+        cpu = sum(cpu_seconds(pid) for pid in [server.process.pid, *children(server.process.pid)])
     finally:
         stop.set()
         poller.join()
