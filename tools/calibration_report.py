@@ -265,10 +265,10 @@ def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
             entry[scale] = calibrated.identification_rates(cal, t, llr, known, truth, args.fir)
         entry["gallery"] = len(gallery)
         figures["identification"][condition] = entry
-    figures["gates"] = gate_refusals(args.lists, qualities, refused)
+    limits = _gate_limits()
+    figures["gates"] = gate_refusals(args.lists, qualities, refused, limits)
     # How the calibrated decision does on the trials whose probe a gate refuses: a gate earns its
     # refusals only where the decision fails there.
-    limits = _gate_limits()
     by_gate = dataclasses.replace(heldout, groups=np.array([_gate_code(qualities[p], limits) for p in probe_paths],
                                                            dtype=object))
     figures["decision_under_gates"] = {
@@ -338,18 +338,16 @@ def enrollment_strategies(lists: Path, vectors: dict) -> dict:
 
 
 def _gate_limits() -> GateLimits:
-    """The service's probe gates, from its settings."""
+    """The service's probe gates, read as the service reads them (its settings)."""
     import os
 
     import django
-    from django.conf import settings
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
     django.setup()
-    return GateLimits(max_clipping_ratio=settings.VOICEPRINT_MAX_CLIPPING_RATIO,
-                      min_speech_level_dbfs=settings.VOICEPRINT_MIN_SPEECH_LEVEL_DBFS,
-                      min_snr_db=settings.VOICEPRINT_PROBE_MIN_SNR_DB,
-                      min_speech_s=settings.VOICEPRINT_PROBE_MIN_SPEECH_S)
+    from speakers.services.recordings import Purpose, gate_limits
+
+    return gate_limits(Purpose.PROBE)
 
 
 def _gate_code(q: dict, limits: GateLimits) -> str:
@@ -358,9 +356,8 @@ def _gate_code(q: dict, limits: GateLimits) -> str:
     return "passes" if gate is None else gate.code
 
 
-def gate_refusals(lists: Path, qualities: dict, refused: dict) -> dict:
+def gate_refusals(lists: Path, qualities: dict, refused: dict, limits: GateLimits) -> dict:
     """How many probes of each held-out condition the engine and each probe gate refuse."""
-    limits = _gate_limits()
     out = {}
     for path in sorted((lists / "trials_dense" / "heldout").glob("*.txt")):
         probes = sorted({t.probe for t in read_set_trials(path)})

@@ -21,6 +21,7 @@ from inference import EmbeddingResult, InferenceError
 from inference.evaluation import calibrated
 from inference.evaluation.calibrated import Side, TrialTable
 from inference.evaluation.lists import Trial
+from inference.evaluation.metrics import compute_eer
 from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import SideQuality, adapt_scale
 
@@ -187,11 +188,8 @@ def calibration_measure(*, trials: Sequence[Trial], audio_root: Path, asnorm: bo
                 table, calibrated.calibrated_decisions(proposed, name, before.far_target), far=before.far_target),
         }
     return CalibrationProposal(
-        model_version=model_version, calibration=proposed,
-        eer=float(calibrated.condition_report(table, calibrated.fixed_threshold_decisions("cosine", 0.0))["all"]
-                  ["eer"]),
-        asnorm_eer=(float(calibrated.condition_report(table, calibrated.fixed_threshold_decisions("asnorm", 0.0))
-                          ["all"]["eer"]) if use_asnorm else None),
+        model_version=model_version, calibration=proposed, eer=compute_eer(table.cosine, table.labels)[0],
+        asnorm_eer=compute_eer(table.asnorm, table.labels)[0] if use_asnorm else None,
         counts=counts, figures=figures, warnings=warnings, policy_before=before)
 
 
