@@ -132,6 +132,7 @@ class AuditAction(models.TextChoices):
     THROTTLED = "throttled"
     VERIFY_LOCKOUT = "verify_lockout"
     VOICEPRINT_UNREADABLE = "voiceprint_unreadable"
+    INDEX_REBUILD = "index_rebuild"
 
 
 class AuditEvent(models.Model):
@@ -203,6 +204,21 @@ class IndexState(models.Model):
 
     generation = models.BigIntegerField(default=0)
     token = models.CharField(max_length=32, blank=True, default="")
+
+
+class SearchTierCursor(models.Model):
+    """How far a shared search tier (one Milvus collection) has applied the voiceprint change log.
+
+    The change log is the tier's outbox: a process that finds the tier behind the log locks this
+    row, applies the changes after ``generation`` (re-reading each named speaker's current row),
+    and moves the cursor in the same transaction. A process that dies before the cursor moves
+    leaves the changes for the next one, which applies them again with the same result.
+    """
+
+    name = models.CharField(max_length=255, primary_key=True)
+    generation = models.BigIntegerField(default=-1)  # -1: never built
+    token = models.CharField(max_length=32, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
 
 
 class IndexChange(models.Model):

@@ -21,15 +21,18 @@ search that needs them and dropped with the entry when the change log names its 
 
 The index itself is :mod:`inference.vector_index`, keyed by the speaker's UUID, chosen by
 ``VOICEPRINT_INDEX_BACKEND``: ``auto`` (exact flat search below
-:data:`inference.vector_index.APPROXIMATE_FROM` voiceprints, IVF from there), ``flat`` or ``ivf``.
-An update or delete touches one row whatever the size (docs/scaling.md).
+:data:`inference.vector_index.APPROXIMATE_FROM` voiceprints, IVF from there), ``flat`` or ``ivf``
+in each process; or ``milvus``, one collection shared by every process on every machine, which
+the change log feeds as an outbox (:mod:`.search_tier`): a process then keeps no vectors, only
+the AS-norm statistics it computed. An update or delete touches one row whatever the size
+(docs/scaling.md).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -38,19 +41,19 @@ from django.db import transaction
 from inference.asnorm import ASNorm
 from inference.vector_index import VectorIndex, open_index
 
-from . import crypto, inference_owner
-from .integrity import voiceprint_mark_unreadable
-from .models import IndexChange, IndexState, Speaker
+from . import inference_owner
+from .index_rows import batches, changes_since, current_state, indexable, voiceprints
+from .models import IndexChange, IndexState
 from .process_local import ProcessLocal
+from .search_tier import SharedTier, open_shared_tier
 
 logger = logging.getLogger(__name__)
 
 Stats = tuple[float, float]
 # Changes between two prunings of the log.
 _PRUNE_EVERY = 100
-# Voiceprints a rebuild decrypts before handing them to the index (the IVF learns its cells from the
-# first batch: it needs >= 39 per cell, and 50,000 suffice up to 1.6M voiceprints).
-_REBUILD_BATCH = 50_000
+# Backends whose index lives outside the process, shared by every worker (fed by the outbox).
+SHARED_BACKENDS = ("milvus",)
 
 
 # --- writer -------------------------------------------------------------------------------------
@@ -81,7 +84,8 @@ class VoiceprintIndex:
         self._index: VectorIndex | None = None
         self._model_version: str | None = None
         self._required_s: float | None = None
-        self._backend = ""
+        self._backend: tuple[str, ...] = ()
+        self._tier: SharedTier | None = None
         self._generation = -1
         self._token = ""
         self._stats: dict[uuid.UUID, Stats] = {}
@@ -111,7 +115,7 @@ class VoiceprintIndex:
         """Top-k speakers by cosine, best first, after catching up with the database."""
         with self._lock:
             self._sync_locked(model_version)
-            return self._index.search(vector, k) if len(self._index) else []
+            return self._index.search(vector, k)
 
     def asnorm_stats(self, speaker_ids: Sequence[uuid.UUID], normaliser: ASNorm) -> list[Stats | None]:
         """AS-norm cohort statistics of these indexed voiceprints (None for one no longer indexed).
@@ -122,9 +126,9 @@ class VoiceprintIndex:
         with self._lock:
             if self._stats_key != normaliser.key:
                 self._stats, self._stats_key = {}, normaliser.key
-            missing = {s for s in speaker_ids if s not in self._stats and self._index is not None and s in self._index}
+            missing = {s for s in speaker_ids if s not in self._stats} if self._index is not None else set()
             if missing:  # the index keeps no copy to read back: the rows are decrypted again (a shortlist)
-                found = dict(_voiceprints(self._model_version, self._required_s, missing))
+                found = dict(voiceprints(self._model_version, self._required_s, missing))
                 if found:
                     mu, sd = normaliser.stats_many(np.stack(list(found.values())))
                     self._stats.update({s: (float(m), float(d)) for s, m, d in zip(found, mu, sd)})
@@ -132,7 +136,7 @@ class VoiceprintIndex:
 
     @property
     def structure(self) -> str:
-        """The index structure in use (``FlatIndex``, ``IVFIndex``), or "" before the first build."""
+        """The index structure in use (``FlatIndex``, ``IVFIndex``, ``MilvusIndex``), or "" before the first build."""
         return "" if self._index is None else type(self._index).__name__
 
     def cached_asnorm_stats(self) -> int:
@@ -153,32 +157,47 @@ class VoiceprintIndex:
     def _sync_locked(self, model_version: str) -> None:
         if (self._index is None or model_version != self._model_version
                 or settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S != self._required_s
-                or settings.VOICEPRINT_INDEX_BACKEND != self._backend):
-            self._rebuild(model_version)
+                or _backend_settings() != self._backend):
+            self._open(model_version)
             return
-        generation, token = _current_state()
+        generation, token = current_state()
         if (generation, token) == (self._generation, self._token):
             return
-        if generation > self._generation and self._log_continues():
-            changes = list(IndexChange.objects.filter(generation__gt=self._generation)
-                           .order_by("generation").values_list("generation", "token", "speaker_id"))
-            if changes:
-                self._refresh({speaker_id for _, _, speaker_id in changes})
-                self._generation, self._token = changes[-1][0], changes[-1][1]
-                return
+        changes = changes_since(self._generation, self._token)
+        if self._tier is not None:  # shared: bring the collection up to date, then drop stale statistics
+            self._tier.catch_up()
+            if changes is None:
+                self._stats.clear()
+            for _, _, speaker_id in changes or ():
+                self._stats.pop(speaker_id, None)
+            self._generation, self._token = generation, token
+            return
+        if changes:
+            self._refresh({speaker_id for _, _, speaker_id in changes})
+            self._generation, self._token = changes[-1][0], changes[-1][1]
+            return
         self._rebuild(model_version)
 
-    def _log_continues(self) -> bool:
-        """True if the log still holds every change after the generation this index has."""
-        if not IndexChange.objects.filter(generation=self._generation + 1).exists():
-            return False
-        if self._generation == 0:
-            return True
-        return IndexChange.objects.filter(generation=self._generation, token=self._token).exists()
+    def _open(self, model_version: str) -> None:
+        self._tier = None  # (a client is not closed: pymilvus shares its connection with other clients)
+        self._stats.clear()
+        self._model_version = model_version
+        self._required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
+        self._backend = _backend_settings()
+        if settings.VOICEPRINT_INDEX_BACKEND not in SHARED_BACKENDS:
+            self._rebuild(model_version)
+            return
+        generation, token = current_state()
+        self._tier = open_shared_tier(model_version, self._required_s)
+        self._tier.catch_up(check_size=True)
+        self._index = self._tier.index
+        self._generation, self._token = generation, token
+        logger.info("voiceprint search on the shared tier %s: %d speakers, model %s",
+                    self._tier.name, len(self._index), model_version)
 
     def _refresh(self, speaker_ids: Iterable[uuid.UUID]) -> None:
         wanted = set(speaker_ids)
-        found: dict[uuid.UUID, np.ndarray] = dict(_voiceprints(self._model_version, self._required_s, wanted))
+        found: dict[uuid.UUID, np.ndarray] = dict(voiceprints(self._model_version, self._required_s, wanted))
         for speaker_id in wanted:
             self._stats.pop(speaker_id, None)
         self._index.remove(wanted - found.keys())
@@ -188,68 +207,23 @@ class VoiceprintIndex:
     def _rebuild(self, model_version: str) -> None:
         # Read the generation first: a change committed after this read has a higher
         # generation, so the next sync re-applies it even if the rows below include it.
-        generation, token = _current_state()
+        generation, token = current_state()
         self._stats.clear()
-        self._model_version = model_version
-        self._required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
-        self._backend = settings.VOICEPRINT_INDEX_BACKEND
-        self._index = _new_index(size_hint=_indexable(model_version, self._required_s).count())
-        batch: list[tuple[uuid.UUID, np.ndarray]] = []
-        for row in _voiceprints(model_version, self._required_s, None):  # streamed: a batch in memory at a time
-            batch.append(row)
-            if len(batch) == _REBUILD_BATCH:
-                self._index.upsert([s for s, _ in batch], np.stack([v for _, v in batch]))
-                batch = []
-        if batch:
-            self._index.upsert([s for s, _ in batch], np.stack([v for _, v in batch]))
+        self._index = open_index(settings.VOICEPRINT_INDEX_BACKEND,
+                                 size_hint=indexable(model_version, self._required_s).count())
+        for ids, vectors in batches(voiceprints(model_version, self._required_s, None)):
+            self._index.upsert(ids, vectors)
         self._generation, self._token = generation, token
         logger.info("voiceprint index rebuilt: %d speakers, model %s, generation %d, %s",
                     len(self._index), model_version, generation, type(self._index).__name__)
 
 
-def _new_index(*, size_hint: int) -> VectorIndex:
-    return open_index(settings.VOICEPRINT_INDEX_BACKEND, size_hint=size_hint)
-
-
-def _current_state() -> tuple[int, str]:
-    row = IndexState.objects.filter(pk=1).values_list("generation", "token").first()
-    return (row[0], row[1]) if row else (0, "")
-
-
-def _indexable(model_version: str, required_s: float):
-    """The rows the index holds: readable, complete voiceprints of ``model_version``."""
-    return Speaker.objects.filter(voiceprint_ciphertext__isnull=False, voiceprint_model_version=model_version,
-                                  voiceprint_speech_s__gte=required_s - 1e-9, voiceprint_unreadable=False)
-
-
-def _voiceprints(model_version: str, required_s: float,
-                 speaker_ids: set[uuid.UUID] | None) -> Iterator[tuple[uuid.UUID, np.ndarray]]:
-    """Yield ``(speaker_id, vector)`` for readable voiceprints of ``model_version`` with ``required_s`` of speech.
-
-    A row that cannot be read affects only its speaker: a damaged one is marked unreadable (and
-    so logged, audited and counted by health), one sealed with a key that is not configured is
-    skipped and logged; the others are indexed.
-    """
-    rows = _indexable(model_version, required_s)
-    if speaker_ids is not None:
-        rows = rows.filter(id__in=speaker_ids)
-    missing_keys: dict[str, int] = {}
-    # Plain tuples, not model instances: building a Speaker per row was most of a rebuild's time.
-    for speaker_id, ciphertext, key_id in rows.values_list("id", "voiceprint_ciphertext", "voiceprint_key_id"
-                                                            ).iterator(chunk_size=5000):
-        try:
-            vector = crypto.vector_decrypt(key_id=key_id, ciphertext=ciphertext,
-                                           context=Speaker.voiceprint_context(speaker_id, model_version))
-        except crypto.KeyNotConfigured:
-            missing_keys[key_id] = missing_keys.get(key_id, 0) + 1
-            continue
-        except crypto.CiphertextCorrupt as exc:
-            voiceprint_mark_unreadable(speaker_id=speaker_id, reason=str(exc))
-            continue
-        yield speaker_id, vector
-    for key_id, count in missing_keys.items():
-        logger.error("%d voiceprints are sealed with encryption key %s, which VOICEPRINT_ENCRYPTION_KEYS does not "
-                     "hold: they are left out of search", count, key_id)
+def _backend_settings() -> tuple[str, ...]:
+    """The settings that choose the index: a change of any of them opens another one."""
+    if settings.VOICEPRINT_INDEX_BACKEND not in SHARED_BACKENDS:
+        return (settings.VOICEPRINT_INDEX_BACKEND,)
+    return (settings.VOICEPRINT_INDEX_BACKEND, settings.VOICEPRINT_MILVUS_URI, settings.VOICEPRINT_MILVUS_COLLECTION,
+            settings.VOICEPRINT_MILVUS_INDEX)
 
 
 _index: ProcessLocal[VoiceprintIndex] = ProcessLocal(VoiceprintIndex)

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -380,8 +381,21 @@ VOICEPRINT_WS_MAX_MESSAGE_BYTES = VOICEPRINT_MAX_UPLOAD_BYTES + 64 * 1024
 
 # Index change log rows kept; a process further behind than this rebuilds its index.
 VOICEPRINT_INDEX_LOG_KEEP = env_int("VOICEPRINT_INDEX_LOG_KEEP", 10_000, minimum=100)
-# The 1:N search index of each process: "auto" (exact below 300k voiceprints, IVF above), "flat", "ivf".
-VOICEPRINT_INDEX_BACKEND = env_choice("VOICEPRINT_INDEX_BACKEND", "auto", ("auto", "flat", "ivf"))
+# The 1:N search index: in each process "auto" (exact below 300k voiceprints, IVF above), "flat", "ivf";
+# or "milvus", one collection shared by every worker on every machine (docs/scaling.md).
+VOICEPRINT_INDEX_BACKEND = env_choice("VOICEPRINT_INDEX_BACKEND", "auto", ("auto", "flat", "ivf", "milvus"))
+# The Milvus tier: a server (http://host:19530, https:// with TLS), or a local milvus-lite file
+# (path ending .db: one process only, for trials). The token is "user:password" or an API key.
+VOICEPRINT_MILVUS_URI = env_str("VOICEPRINT_MILVUS_URI", "")
+VOICEPRINT_MILVUS_TOKEN = env_str("VOICEPRINT_MILVUS_TOKEN", "")
+# Collection name prefix; each model version (and enrollment speech target) gets its own collection.
+VOICEPRINT_MILVUS_COLLECTION = env_str("VOICEPRINT_MILVUS_COLLECTION", "voiceprints")
+# Milvus index: FLAT (exact), HNSW or IVF_FLAT (approximate; presets in inference/vector_index/milvus.py).
+VOICEPRINT_MILVUS_INDEX = env_choice("VOICEPRINT_MILVUS_INDEX", "FLAT", ("FLAT", "HNSW", "IVF_FLAT"))
+if VOICEPRINT_INDEX_BACKEND == "milvus" and not VOICEPRINT_MILVUS_URI:
+    raise ImproperlyConfigured("VOICEPRINT_INDEX_BACKEND=milvus needs VOICEPRINT_MILVUS_URI (http://host:19530)")
+if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", VOICEPRINT_MILVUS_COLLECTION):
+    raise ImproperlyConfigured("VOICEPRINT_MILVUS_COLLECTION must be letters, digits and underscores")
 
 
 # Speaker metadata (JSON object): encoded size and nesting depth.

@@ -3,7 +3,7 @@
 One collection holds ``key`` (the UUID as 32 hex characters, the primary key) and ``vector``
 (192 float32, inner product on unit vectors = cosine). Milvus stores the vectors **in the
 clear** (segments, write-ahead log, object storage): it is a derived, rebuildable tier, and
-its storage must be encrypted at rest by its own means (see notes/scaling.md).
+its storage must be encrypted at rest by its own means (see docs/scaling.md).
 
 ``uri`` is a server (``http://host:19530``) or, for tests and one-machine trials, a local
 ``*.db`` path served by milvus-lite inside this process. pymilvus is an optional dependency:
@@ -11,6 +11,7 @@ importing this module without it raises ``ImportError`` with the reason.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,10 +20,23 @@ import numpy as np
 
 from .base import DIM, Hit, as_key, as_keys, as_unit_vectors, check_k, to_uuids
 
+# MindSpore's generated protobuf modules load only on protobuf's pure-Python implementation, which
+# MindSpore selects when it is imported first; pymilvus imported first would load the compiled one
+# and MindSpore could not be imported after it in the same process. Choose the same one here.
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
 try:
     from pymilvus import DataType, MilvusClient
 except ImportError as error:  # pragma: no cover - exercised only without pymilvus
     raise ImportError("the Milvus backend needs pymilvus (and milvus-lite for a local .db uri)") from error
+
+# Index presets by Milvus index type: (index params, search params). HNSW and IVF_FLAT are
+# approximate: measure recall on your data (benchmarks/index_scale.py --milvus-index ...).
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "FLAT": ({}, {}),
+    "HNSW": ({"M": 16, "efConstruction": 200}, {"ef": 64}),
+    "IVF_FLAT": ({"nlist": 1024}, {"nprobe": 128}),
+}
 
 _KEY = "key"
 _VECTOR = "vector"
@@ -131,6 +145,16 @@ class MilvusIndex:
                                       search_params=self._search_params, output_fields=[_KEY])
         return [[(uuid.UUID(hex=hit["entity"][_KEY]), float(np.clip(hit["distance"], -1.0, 1.0)))
                  for hit in result] for result in results]
+
+    def vectors(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
+        """The stored (unit) vector of each of these keys that is present."""
+        names = sorted(set(_hex(as_keys(ids, unique=False))))
+        found: dict[uuid.UUID, np.ndarray] = {}
+        for start in range(0, len(names), _BATCH):
+            for row in self._client.get(self.collection, ids=names[start:start + _BATCH],
+                                        output_fields=[_KEY, _VECTOR]):
+                found[uuid.UUID(hex=row[_KEY])] = np.asarray(row[_VECTOR], dtype=np.float32)
+        return found
 
     def _present(self, names: list[str]) -> list[str]:
         found: list[str] = []

@@ -108,3 +108,11 @@ def enrolled(create_speaker, enroll) -> dict[str, str]:
         assert response.json()["enrollment_progress"]["complete"] is True
         ids[label] = speaker["id"]
     return ids
+
+
+@pytest.fixture
+def milvus(settings, tmp_path) -> str:
+    """The service searching a fresh Milvus collection (milvus-lite in this process, on a local file)."""
+    settings.VOICEPRINT_INDEX_BACKEND = "milvus"
+    settings.VOICEPRINT_MILVUS_URI = str(tmp_path / "milvus.db")
+    return settings.VOICEPRINT_MILVUS_URI

@@ -176,14 +176,16 @@ def test_identify_refuses_silence(client, upload, speech):
                  422, "no_speech")
 
 
-@pytest.mark.parametrize("backend", ["flat", "ivf"])
-def test_identify_gives_the_same_answer_through_every_index_backend(client, upload, enrolled, settings, backend):
+@pytest.mark.parametrize("backend", ["flat", "ivf", "milvus"])
+def test_identify_gives_the_same_answer_through_every_index_backend(client, upload, enrolled, settings, backend,
+                                                                    tmp_path):
     settings.VOICEPRINT_INDEX_BACKEND = backend
+    settings.VOICEPRINT_MILVUS_URI = str(tmp_path / "milvus.db")
     for label in ("a", "b"):
         body = client.post("/api/v1/identify", {"audio": upload(f"{label}_snt5")}, format="multipart").json()
         assert body["match"]["speaker_id"] == enrolled[label], body
         assert [c["speaker_id"] for c in body["candidates"]] == [enrolled[label], enrolled["ab".replace(label, "")]]
-    assert voiceprint_index().structure == {"flat": "FlatIndex", "ivf": "IVFIndex"}[backend]
+    assert voiceprint_index().structure == {"flat": "FlatIndex", "ivf": "IVFIndex", "milvus": "MilvusIndex"}[backend]
     client.delete(f"/api/v1/speakers/{enrolled['a']}")
     body = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
     assert body["match"] is None and [c["speaker_id"] for c in body["candidates"]] == [enrolled["b"]]

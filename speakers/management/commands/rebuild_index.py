@@ -1,0 +1,54 @@
+"""``python manage.py rebuild_index [--check]``: the shared search tier against the database."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from speakers.search_tier import TierDifference
+from speakers.services import Actor
+from speakers.services.search_index import search_index_check
+
+_SHOWN = 10  # ids listed per kind of difference
+
+
+def _describe(difference: TierDifference) -> list[str]:
+    lines = [f"{difference.rows} voiceprints in the database, {difference.stored} in the collection"]
+    for kind in ("missing", "extra", "stale"):
+        ids = getattr(difference, kind)
+        if ids:
+            shown = ", ".join(str(i) for i in ids[:_SHOWN]) + (", ..." if len(ids) > _SHOWN else "")
+            lines.append(f"{kind}: {len(ids)} ({shown})")
+    return lines
+
+
+class Command(BaseCommand):
+    help = ("Compare the shared search tier (VOICEPRINT_INDEX_BACKEND=milvus) with the encrypted voiceprints in "
+            "the database and rebuild it from them: missing and stale voiceprints are written, keys no row "
+            "holds are removed. With --check, only report (exit status 1 if anything differs).")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--check", action="store_true", help="report what differs; change nothing")
+
+    def handle(self, *args, check: bool, **options) -> None:
+        report = search_index_check(rebuild=not check, actor=Actor.cli("rebuild_index"))
+        if not report.shared:
+            self.stdout.write(f"VOICEPRINT_INDEX_BACKEND={report.backend}: each worker process builds its own "
+                              f"index from the database at start and follows the change log, so there is no "
+                              f"shared tier to rebuild ({report.indexable} voiceprints of {report.model_version} "
+                              f"are searchable).")
+            return
+        self.stdout.write(f"collection {report.collection} (model {report.model_version}):")
+        for line in _describe(report.before):
+            self.stdout.write(f"  {line}")
+        if check:
+            if not report.before.in_step:
+                raise CommandError("the collection differs from the database: run manage.py rebuild_index",
+                                   returncode=1)
+            self.stdout.write("  in step")
+            return
+        self.stdout.write(f"rebuilt: {report.written} voiceprints written or removed; now:")
+        for line in _describe(report.after):
+            self.stdout.write(f"  {line}")
+        if not report.after.in_step:  # a write landed meanwhile: the next catch-up applies it
+            self.stdout.write("  (changes made during the rebuild are applied by the next search)")
+        else:
+            self.stdout.write("  in step")
