@@ -230,3 +230,38 @@ def milvus_lite_server(directory: Path, timeout: float = 30.0) -> Iterator[str]:
         if server._p is not None:  # noqa: SLF001 - stop the engine at once, not after stop()'s grace period
             server._p.terminate()  # noqa: SLF001
         server.stop()
+
+
+@contextmanager
+def redis_server(directory: Path, timeout: float = 15.0) -> Iterator[str]:
+    """A private Redis (Debian's redis-server) on a free port, keeping nothing on disk; yields its URL.
+
+    Skips the test when redis-server is not installed (``apt-get install redis-server``).
+    """
+    import shutil
+
+    import pytest
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not answer on port {port}")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

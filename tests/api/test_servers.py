@@ -9,9 +9,20 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from apitools import Server, database_url, start_gunicorn, start_runserver, wait_until_healthy
+from apitools import (
+    Server,
+    database_url,
+    milvus_lite_server,
+    redis_server,
+    start_gunicorn,
+    start_runserver,
+    wait_until_healthy,
+)
+from django.conf import settings
 from django.db import connection
 
+from inference.vector_index.milvus import MilvusIndex
+from speakers.search_tier import collection_name
 from speakers.services import Actor, api_key_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.servers]
@@ -19,14 +30,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.servers]
 
 @pytest.fixture
 def start_server(transactional_db, tmp_path):
-    """``start_server("runserver" | "gunicorn", name)`` -> a running Server; all are stopped afterwards."""
+    """``start_server("runserver" | "gunicorn" | "gunicorn-asgi", name, **env)`` -> a running Server; all are stopped."""
     _, api_key = api_key_create(name="servers", scopes=["enroll", "verify", "identify", "manage"],
                                 actor=Actor.cli("tests"))
     url = database_url(connection.settings_dict)
     started: list[Server] = []
 
-    def start(kind: str, name: str) -> Server:
-        server = (start_runserver if kind == "runserver" else start_gunicorn)(name, url, tmp_path)
+    def start(kind: str, name: str, **env: str) -> Server:
+        if kind == "runserver":
+            server = start_runserver(name, url, tmp_path, **env)
+        else:
+            server = start_gunicorn(name, url, tmp_path, asgi=kind == "gunicorn-asgi", **env)
         server.api_key = api_key
         started.append(server)
         return server
@@ -59,6 +73,34 @@ def _identify(server: Server, speech, name: str) -> dict:
 
 def test_an_enrollment_or_delete_made_through_one_process_is_seen_by_another(start_server, speech):
     one, two = start_server("runserver", "runserver"), start_server("gunicorn", "gunicorn")
+    _one_database_two_processes(one, two, speech)
+
+
+def test_two_hosts_behind_a_balancer_share_the_milvus_tier_and_the_redis_cache(start_server, speech, tmp_path):
+    """The multi-machine topology without containers: two ASGI servers on two ports, one database,
+    one Milvus (milvus-lite's engine on a port), one Redis for throttles, lockouts and health."""
+    with milvus_lite_server(tmp_path) as milvus_uri, redis_server(tmp_path) as redis_url:
+        env = {"VOICEPRINT_INDEX_BACKEND": "milvus", "VOICEPRINT_MILVUS_URI": milvus_uri,
+               "VOICEPRINT_CACHE_URL": redis_url, "VOICEPRINT_VERIFY_LOCKOUT_AFTER": "2"}
+        one, two = start_server("gunicorn-asgi", "host-1", **env), start_server("gunicorn-asgi", "host-2", **env)
+        alice, bob = _one_database_two_processes(one, two, speech)
+
+        # A lockout earned through one host holds on the other (the count lives in Redis).
+        for _ in range(2):
+            rejected = one.request("POST", "/api/v1/verify", fields={"speaker_id": bob},
+                                   files=_files(speech, "audio", "a_snt4"))
+            assert rejected.status == 200 and rejected.body["accepted"] is False, (rejected, one.log_tail())
+        locked = two.request("POST", "/api/v1/verify", fields={"speaker_id": bob},
+                             files=_files(speech, "audio", "b_snt5"))
+        assert locked.status == 429 and locked.body["error"]["code"] == "verification_locked", locked
+        # Both searched one collection, which holds exactly the voiceprints the database holds.
+        version = one.request("GET", "/api/v1/health").body["model_version"]
+        tier = MilvusIndex(milvus_uri, collection=collection_name(version, settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S))
+        assert [str(key) for key in tier.ids()] == [bob] and alice != bob
+
+
+def _one_database_two_processes(one: Server, two: Server, speech) -> tuple[str, str]:
+    """Enroll through one, identify through the other, delete through the other: every step seen by both."""
     for server in (one, two):
         wait_until_healthy(server)
     # Both processes build their index now, from an empty database.
@@ -79,8 +121,10 @@ def test_an_enrollment_or_delete_made_through_one_process_is_seen_by_another(sta
     assert alice not in [c["speaker_id"] for c in after_delete["candidates"]]
     assert _identify(one, speech, "b_snt5")["match"]["speaker_id"] == bob
 
-    health = one.request("GET", "/api/v1/health").body
-    assert health["enrolled_speakers"] == 1 and health["model_loaded"] is True
+    for server in (one, two):
+        health = server.request("GET", "/api/v1/health").body
+        assert health["enrolled_speakers"] == 1 and health["model_loaded"] is True
+    return alice, bob
 
 
 def test_concurrent_enroll_verify_and_identify_requests_all_succeed_with_the_right_answers(start_server, speech):
