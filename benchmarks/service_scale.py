@@ -17,19 +17,29 @@ recordings. Then gunicorn with the host's layout is started and measured:
 * an enrollment made through the server: time until identify names the new speaker in six
   answers in a row (requests go to any worker, so every worker has caught up).
 
+With ``--milvus`` the workers search one shared Milvus collection (milvus-lite's engine serving
+a port, as a Milvus server would): after seeding, ``manage.py rebuild_index`` builds the
+collection from the rows (timed: "tier build s"), and start-up no longer rebuilds anything per
+worker. ``--milvus-index HNSW`` picks the collection's index (``VOICEPRINT_MILVUS_INDEX``).
+
 The backend-only figures (flat / IVF / Milvus, 1M, recall) are ``benchmarks/index_scale.py``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from benchmarks.common import REPO, children, machine_note, rss_mb, speech_of, wav_bytes
-from benchmarks.service import ENROLL, SPEECH, Deployment
+from benchmarks.service import ENROLL, SPEECH, Deployment, free_port
 from benchmarks.serving import engine_ms
 
 SEED_CODE = """
@@ -70,12 +80,40 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def one_size(n: int, database_url: str | None, queries: int, engine: float) -> dict:
-    env = {}
-    if database_url:
-        fresh_postgres(database_url)
-        env["DATABASE_URL"] = database_url
-    deployment = Deployment.create(**env)
+@contextmanager
+def milvus_server(directory: Path) -> Iterator[str]:
+    """milvus-lite's engine on a free 127.0.0.1 port, data in ``directory``; yields its URI."""
+    from milvus_lite.server import Server
+
+    port = free_port()
+    server = Server(str(directory / "milvus.db"), address=f"127.0.0.1:{port}")
+    if not (server.init() and server.start()):
+        raise SystemExit("milvus-lite did not start")
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def one_size(n: int, database_url: str | None, queries: int, engine: float, milvus: str) -> dict:
+    with ExitStack() as stack:
+        env = {}
+        if database_url:
+            fresh_postgres(database_url)
+            env["DATABASE_URL"] = database_url
+        if milvus:
+            uri = stack.enter_context(milvus_server(Path(tempfile.mkdtemp(prefix="voiceprint-milvus-"))))
+            env.update(VOICEPRINT_INDEX_BACKEND="milvus", VOICEPRINT_MILVUS_URI=uri, VOICEPRINT_MILVUS_INDEX=milvus)
+        return _measure(n, queries, engine, Deployment.create(**env), milvus=bool(milvus))
+
+
+def _measure(n: int, queries: int, engine: float, deployment: Deployment, *, milvus: bool) -> dict:
     started = time.perf_counter()
     seeded = subprocess.run([sys.executable, "-c", SEED_CODE, str(n)], cwd=REPO, env=deployment.env,
                             capture_output=True, text=True)
@@ -87,6 +125,11 @@ def one_size(n: int, database_url: str | None, queries: int, engine: float) -> d
     server.wait_ready(timeout=900)
     deployment.enroll(server)
     server.stop()
+    tier_s = None
+    if milvus:  # the shared collection from the rows, once (what an operator runs before switching)
+        started = time.perf_counter()
+        deployment.manage("rebuild_index")
+        tier_s = time.perf_counter() - started
 
     probe = [("audio", "probe.wav", wav_bytes(speech_of(3.0)))]
     server = deployment.start()
@@ -117,7 +160,8 @@ def one_size(n: int, database_url: str | None, queries: int, engine: float) -> d
             visible = time.perf_counter() - committed
     server.stop()
     return {"n": n, "seed_s": seed_s, "first_identify_s": first, "p50": statistics.median(latencies),
-            "p95": percentile(latencies, 0.95), "engine_ms": engine, "rss": workers_rss, "visible_s": visible}
+            "p95": percentile(latencies, 0.95), "engine_ms": engine, "rss": workers_rss, "visible_s": visible,
+            "tier_s": tier_s}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,18 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--database-url", help="a PostgreSQL database to drop and create per size (default: SQLite)")
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--milvus", action="store_true", help="search a shared Milvus collection (milvus-lite)")
+    parser.add_argument("--milvus-index", default="FLAT", choices=["FLAT", "HNSW", "IVF_FLAT"])
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
     engine = engine_ms([("identify", 3.0)], 15)[3.0]
     print(f"{machine_note()}; database {'PostgreSQL' if args.database_url else 'SQLite'}; gunicorn, workers per "
-          f"gunicorn.conf.py; identify of 3 s of real speech (the engine alone: {engine:.1f} ms)")
-    print(f"{'voiceprints':>11}{'seed s':>8}{'first identify s':>18}{'p50 ms':>8}{'p95 ms':>8}{'not engine ms':>15}"
-          f"{'worker RSS MB':>16}{'visible s':>11}")
+          f"gunicorn.conf.py; identify of 3 s of real speech (the engine alone: {engine:.1f} ms); search: "
+          f"{'Milvus ' + args.milvus_index + ' (milvus-lite on a port)' if args.milvus else 'in each worker'}")
+    print(f"{'voiceprints':>11}{'seed s':>8}{'tier build s':>14}{'first identify s':>18}{'p50 ms':>8}{'p95 ms':>8}"
+          f"{'not engine ms':>15}{'worker RSS MB':>16}{'visible s':>11}")
     for n in args.sizes:
-        r = one_size(n, args.database_url, args.queries, engine)
+        r = one_size(n, args.database_url, args.queries, engine, args.milvus_index if args.milvus else "")
         visible = "-" if r["visible_s"] is None else f"{r['visible_s']:.2f}"
-        print(f"{r['n'] + 2:>11}{r['seed_s']:>8.1f}{r['first_identify_s']:>18.2f}{r['p50']:>8.0f}{r['p95']:>8.0f}"
-              f"{r['p50'] - engine:>15.0f}{' / '.join(f'{m:.0f}' for m in r['rss']):>16}{visible:>11}")
+        tier = "-" if r["tier_s"] is None else f"{r['tier_s']:.1f}"
+        print(f"{r['n'] + 2:>11}{r['seed_s']:>8.1f}{tier:>14}{r['first_identify_s']:>18.2f}{r['p50']:>8.0f}"
+              f"{r['p95']:>8.0f}{r['p50'] - engine:>15.0f}{' / '.join(f'{m:.0f}' for m in r['rss']):>16}{visible:>11}")
     return 0
 
 
