@@ -15,7 +15,7 @@ within-speaker spread matching real ECAPA same-speaker cosines of 0.5-0.8) it pr
   possibly from another virtualenv: ``--milvus-python``) and several worker processes
   sharing one memory-mapped array against private copies (``--mmap-workers``).
 
-"today" is inference.index.VoiceprintIndex with the two UUID<->int dicts of
+"today" is inference.index.VectorIndex with the two UUID<->int dicts of
 speakers.voiceprint_index (the reference every ratio is taken against).
 
 Every backend runs in a child process, so one's memory does not hide another's. The machine
@@ -158,12 +158,12 @@ def timed(fn) -> float:
 
 
 class Today:
-    """Today's index as the service uses it: VoiceprintIndex plus the UUID<->int dicts."""
+    """The index the service used before inference.vector_index: inference.index plus UUID<->int dicts."""
 
     def __init__(self) -> None:
-        from inference.index import VoiceprintIndex
+        from inference.index import VectorIndex as PreviousIndex
 
-        self.index = VoiceprintIndex()
+        self.index = PreviousIndex()
         self.int_of: dict[uuid.UUID, int] = {}
         self.uuid_of: dict[int, uuid.UUID] = {}
         self.next = 1
