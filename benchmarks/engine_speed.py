@@ -86,6 +86,42 @@ class EngineSide:
         data = self.data[seconds]
         return _median_ms(lambda: self.embedder.features(self.embedder.prepare(data)), repeats, 1)
 
+    def compute(self, repeats: int) -> dict:
+        """Where the network stands against this CPU's arithmetic: its FLOPs, its rate, the fastest GEMM here.
+
+        Multiply-accumulates are counted from the converted checkpoint: a ``(out, in, 1, 1)``
+        weight is applied at every frame (the network's convolutions are 1x1 over stacked
+        taps), a 2-D weight once per utterance (squeeze-excitation, the pooling's global terms,
+        the final layer). The GEMM probe is the network's largest layer (3072 x 3072 at the
+        3 s utterance's frames) alone, in MindSpore on the engine's threads and in numpy's
+        OpenBLAS on every core: the best of them is what this CPU gives a dense layer.
+        """
+        import mindspore as ms
+        import threadpoolctl
+
+        weights = ms.load_checkpoint(str(Path(self.embedder.config.model_dir) / self.embedder.manifest["checkpoint"]))
+        per_frame = sum(int(np.prod(w.shape)) for w in weights.values() if w.ndim == 4)
+        per_utterance = sum(int(np.prod(w.shape)) for w in weights.values() if w.ndim == 2)
+        out = {"macs_per_frame": per_frame, "macs_per_utterance": per_utterance, "network": {}}
+        for seconds in DURATIONS:
+            windows = self.embedder.features(self.embedder.prepare(self.data[seconds]))
+            frames = sum(len(w) for w in windows)
+            ms_ = _median_ms(lambda w=windows: self.embedder.forward(w), repeats, 1)
+            out["network"][f"{seconds:g}s"] = {"frames": frames, "ms": ms_,
+                                              "gflop": 2 * (per_frame * frames + per_utterance) / 1e9}
+        frames = out["network"][f"{DURATIONS[0]:g}s"]["frames"]
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((3072, 3072)).astype(np.float32)
+        b = rng.standard_normal((3072, frames)).astype(np.float32)
+        gflop = 2 * 3072 * 3072 * frames / 1e9
+        ta, tb = ms.Tensor(a), ms.Tensor(b)
+        mindspore_ms = _median_ms(lambda: ms.ops.matmul(ta, tb).asnumpy(), max(repeats, 5), 1)
+        with threadpoolctl.threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+            numpy_ms = _median_ms(lambda: a @ b, max(repeats, 5), 1)
+        out["gemm"] = {"shape": f"3072x3072 @ 3072x{frames}", "gflop": gflop,
+                       "mindspore_gflops": gflop / mindspore_ms * 1e3, "numpy_gflops": gflop / numpy_ms * 1e3}
+        return out
+
     def recompile_probe(self) -> dict:
         """Lengths never seen, whose buckets the timed cases compiled: no new graph may appear."""
         before = self.embedder.compiled_shapes
@@ -128,6 +164,7 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
         out = {"load_s": engine.load_s, "ms": {_case(*c): engine.time_case(*c, repeats) for c in CASES}}
         out["recompile_probe"] = engine.recompile_probe()
         out["frontend_ms"] = {f"{seconds:g}s": engine.frontend_ms(seconds, repeats) for seconds in DURATIONS}
+        out["compute"] = engine.compute(repeats)
         out["mindspore"] = mindspore.__version__
     else:
         reference = ReferenceSide(source)
@@ -243,9 +280,34 @@ def main(argv: list[str] | None = None) -> int:
     probe = engine_last["recompile_probe"]
     calls = ", ".join(f"{c['seconds']} s first call {c['first_call_ms']:.1f} ms" for c in probe["calls"])
     print(f"unseen lengths: {calls}; new compiled shapes: {probe['new_shapes'] or 'none'}")
+    _print_compute(runs, summary, frontend)
     if args.json:
         args.json.write_text(json.dumps({"cases": summary, "runs": runs}, indent=2))
     return 0
+
+
+def _print_compute(runs: dict[str, list[dict]], summary: dict, frontend: dict[str, float]) -> None:
+    """The network's arithmetic rate against the fastest GEMM of this run, and what 0.6x would need."""
+    computes = [r["compute"] for r in runs["engine"]]
+    last = computes[-1]
+    best = max(max(c["gemm"]["mindspore_gflops"], c["gemm"]["numpy_gflops"]) for c in computes)
+    print(f"arithmetic: {last['macs_per_frame'] / 1e6:.1f} M multiply-adds per frame + "
+          f"{last['macs_per_utterance'] / 1e6:.1f} M per utterance; fastest dense layer on this CPU in this run "
+          f"({last['gemm']['shape']}): MindSpore {statistics.median(c['gemm']['mindspore_gflops'] for c in computes):.0f}, "
+          f"numpy/OpenBLAS {statistics.median(c['gemm']['numpy_gflops'] for c in computes):.0f} GFLOP/s (best {best:.0f})")
+    for seconds in DURATIONS:
+        key, case = f"{seconds:g}s", _case(seconds, 1)
+        network = last["network"][key]
+        net_ms = statistics.median(c["network"][key]["ms"] for c in computes)
+        line = (f"  {key}: {network['frames']} frames, {network['gflop']:.1f} GFLOP; network alone {net_ms:.1f} ms = "
+                f"{network['gflop'] / net_ms * 1e3:.0f} GFLOP/s ({network['gflop'] / net_ms * 1e3 / best:.0%} of the best GEMM)")
+        reference = summary[case]["reference_ms"]
+        if reference:
+            budget = 0.6 * reference - frontend[key]
+            line += (f"; reference {network['gflop'] / reference * 1e3:.0f} GFLOP/s over its whole path; 0.6x of it "
+                     f"leaves {budget:.1f} ms for the network = {network['gflop'] / budget * 1e3:.0f} GFLOP/s "
+                     f"({network['gflop'] / budget * 1e3 / best:.0%} of the best GEMM)")
+        print(line)
 
 
 if __name__ == "__main__":
