@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving reference-venv evaluate clean
+.PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving bench-scale reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -105,6 +105,16 @@ bench-windows: install model reference-venv
 LAYOUTS ?= auto
 bench-serving: install model
 	$(PY) -m benchmarks.serving --layouts $(LAYOUTS)
+
+## bench-scale: 1:N search at scale: backends (flat, IVF, Milvus on milvus-lite), then the service's own rows
+## (SQLite; BENCH_DATABASE_URL=postgres://.../scratch_db for PostgreSQL: that database is dropped and created)
+SCALE_SIZES ?= 10000 100000
+bench-scale: install model
+	$(PY) benchmarks/index_scale.py --sizes $(SCALE_SIZES) --data real-like --rounds 1 --milvus \
+		--milvus-python $(PY) --milvus-data real-like
+	$(PY) -m benchmarks.service_scale --sizes $(SCALE_SIZES) $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
+	$(PY) -m benchmarks.service_scale --sizes $(SCALE_SIZES) --milvus $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
+	$(PY) -m benchmarks.change_log $(if $(BENCH_DATABASE_URL),--database-url $(BENCH_DATABASE_URL))
 
 clean:
 	rm -rf $(VENV) var/model var/downloads

@@ -394,6 +394,9 @@ VOICEPRINT_MILVUS_COLLECTION = env_str("VOICEPRINT_MILVUS_COLLECTION", "voicepri
 VOICEPRINT_MILVUS_INDEX = env_choice("VOICEPRINT_MILVUS_INDEX", "FLAT", ("FLAT", "HNSW", "IVF_FLAT"))
 if VOICEPRINT_INDEX_BACKEND == "milvus" and not VOICEPRINT_MILVUS_URI:
     raise ImproperlyConfigured("VOICEPRINT_INDEX_BACKEND=milvus needs VOICEPRINT_MILVUS_URI (http://host:19530)")
+if VOICEPRINT_MILVUS_URI.endswith(".db") and VOICEPRINT_MILVUS_INDEX != "FLAT":
+    # Measured (docs/scaling.md): milvus-lite refuses HNSW and ignores IVF_FLAT's probes (recall@1 0.79-0.85).
+    raise ImproperlyConfigured("a local milvus-lite file searches faithfully only with VOICEPRINT_MILVUS_INDEX=FLAT")
 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", VOICEPRINT_MILVUS_COLLECTION):
     raise ImproperlyConfigured("VOICEPRINT_MILVUS_COLLECTION must be letters, digits and underscores")
 
