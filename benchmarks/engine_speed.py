@@ -9,7 +9,12 @@ unit vector) and the reference path (WAV bytes -> soundfile -> SpeechBrain Fbank
 InputNormalization -> ECAPA_TDNN), and prints milliseconds per utterance and their ratio. It also
 reports model load time (the engine's includes compiling its one graph), peak RSS of each side,
 and probes recompilation: after the timed cases, lengths the engine has not seen yet must run at
-steady-state speed with no new compiled shape. ``--also-engine PY MODEL_DIR`` adds another engine
+steady-state speed with no new compiled shape. The reference is timed twice in each of its
+processes: as SpeechBrain runs by default (torch's oneDNN convolutions) and with oneDNN off
+(torch's own GEMM path), which was 3.4x faster on an AVX-512 CPU where oneDNN chose a slow kernel
+for one layer; ratios are against the faster. Last, where the network stands against the CPU:
+its multiply-adds (from the checkpoint), its GFLOP/s, and the fastest dense layer measured in
+the same process. ``--also-engine PY MODEL_DIR`` adds another engine
 side (another interpreter, e.g. a venv with another MindSpore, and a model prepared by it) to
 the same alternating rounds.
 

@@ -14,7 +14,9 @@ shared collection is derived from them:
   twice writes the same vector, or removes an absent one: the collection ends equal to the rows.
 * **rebuild** (:meth:`SharedTier.rebuild`): when the log no longer continues from the cursor
   (pruned, restored backup), for a collection never built, or on ``manage.py rebuild_index``,
-  every indexable row is upserted and every key the rows do not hold is removed.
+  every indexable row is upserted and every key the rows do not hold is removed. It holds no
+  database lock (minutes at a million rows): a lease in the cursor row keeps other appliers
+  out, and the holder applies what was committed meanwhile before it lets go.
 
 Each model version (and enrollment speech target) has its own collection, so a model change
 builds a new one from the rows of that version while the old one is left untouched.
@@ -23,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from inference.vector_index import open_index
 
@@ -40,6 +45,10 @@ logger = logging.getLogger(__name__)
 # A stored vector that differs from its row's by more than this (1 - cosine) is stale.
 _STALE_BELOW_COSINE = 1.0 - 1e-5
 _COMPARE_BATCH = 5_000
+# A rebuild's lease: renewed after every batch of rows (50,000: well under a minute); a process
+# that died holding it delays the next rebuild by at most this long.
+_LEASE_S = 120
+_LEASE_POLL_S = 0.5
 
 
 def collection_name(model_version: str, required_s: float) -> str:
@@ -85,35 +94,53 @@ class SharedTier:
     def catch_up(self, *, check_size: bool = False) -> int:
         """Apply every change the log holds beyond the cursor; returns how many speakers were written.
 
-        Rebuilds instead when the log no longer continues from the cursor or the collection was
-        never built; with ``check_size`` (a process's first catch-up), also when the collection
-        holds another number of voiceprints than the rows while the cursor says it is complete
-        (a Milvus server replaced or its collection dropped).
+        A few changes are applied inside one short transaction holding the cursor row. A full
+        rebuild - when the log no longer continues from the cursor, for a collection never built,
+        or (``check_size``, a process's first catch-up) for one holding another number of
+        voiceprints than the rows while the cursor says it is complete - takes minutes at a
+        million voiceprints, so it runs under a lease in the cursor row instead, holding no
+        database lock: writers go on, other appliers leave the collection to the lease holder
+        (searches meanwhile answer from the collection as it is), and the holder applies what
+        was committed during the rebuild before it lets go.
         """
-        with transaction.atomic():
-            cursor = self._lock_cursor()
-            generation, token = current_state()
-            if (cursor.generation, cursor.token) == (generation, token):
-                if not check_size or self._size_matches(generation, token):
-                    return 0
-                logger.warning("shared search tier %s holds %d voiceprints while the database has %d: rebuilding",
-                               self.name, len(self.index), self._rows())
-                changes = None
-            else:
-                changes = changes_since(cursor.generation, cursor.token)
-            if changes is None:
-                written = self._rebuild_locked(cursor)
-            else:
-                written = self._apply({speaker_id for _, _, speaker_id in changes})
-                if changes:
-                    cursor.generation, cursor.token = changes[-1][0], changes[-1][1]
-                    cursor.save(update_fields=["generation", "token", "updated_at"])
-            return written
+        written = 0
+        while True:
+            with transaction.atomic():
+                cursor = self._lock_cursor()
+                if _lease_active(cursor):
+                    return written  # another process is rebuilding; it catches up before it lets go
+                generation, token = current_state()
+                if (cursor.generation, cursor.token) == (generation, token):
+                    if not check_size or self._size_matches(generation, token):
+                        return written
+                    logger.warning("shared search tier %s holds %d voiceprints while the database has %d: "
+                                   "rebuilding", self.name, len(self.index), self._rows())
+                    changes = None
+                else:
+                    changes = changes_since(cursor.generation, cursor.token)
+                if changes is not None:
+                    written += self._apply({speaker_id for _, _, speaker_id in changes})
+                    if changes:
+                        cursor.generation, cursor.token = changes[-1][0], changes[-1][1]
+                        cursor.save(update_fields=["generation", "token", "updated_at"])
+                    return written
+                lease = self._take_lease(cursor)
+            written += self._rebuild_leased(lease)
+            check_size = False  # the loop now applies what was committed meanwhile
 
     def rebuild(self) -> int:
-        """Make the collection equal to the rows (upsert every one, remove the rest); returns rows written."""
-        with transaction.atomic():
-            return self._rebuild_locked(self._lock_cursor())
+        """Make the collection equal to the rows (upsert every one, remove the rest); returns rows written.
+
+        Waits for a rebuild another process holds the lease for (or for its lease to lapse).
+        """
+        while True:
+            with transaction.atomic():
+                cursor = self._lock_cursor()
+                lease = None if _lease_active(cursor) else self._take_lease(cursor)
+            if lease is not None:
+                written = self._rebuild_leased(lease)
+                return written + self.catch_up()
+            time.sleep(_LEASE_POLL_S)
 
     def compare(self) -> TierDifference:
         """What differs between the collection and the rows (reads both; changes nothing)."""
@@ -153,20 +180,46 @@ class SharedTier:
             self.index.upsert(list(found), np.stack(list(found.values())))
         return len(speaker_ids)
 
-    def _rebuild_locked(self, cursor: SearchTierCursor) -> int:
+    def _take_lease(self, cursor: SearchTierCursor) -> str:
+        cursor.lease, cursor.lease_until = uuid.uuid4().hex, timezone.now() + timedelta(seconds=_LEASE_S)
+        cursor.save(update_fields=["lease", "lease_until", "updated_at"])
+        return cursor.lease
+
+    def _renew_lease(self, lease: str) -> None:
+        """Extend the lease (after each batch); LeaseLost if another process took it over meanwhile."""
+        renewed = SearchTierCursor.objects.filter(name=self.name, lease=lease).update(
+            lease_until=timezone.now() + timedelta(seconds=_LEASE_S), updated_at=timezone.now())
+        if not renewed:
+            raise LeaseLost(f"the rebuild lease on {self.name} lapsed and another process took it over")
+
+    def _rebuild_leased(self, lease: str) -> int:
         # The generation first: a change committed after this read has a higher generation and is
-        # applied by the next catch-up even if the rows below already include it.
+        # applied by the catch-up after the rebuild, from the rows' state then.
         generation, token = current_state()
         seen: set[uuid.UUID] = set()
         for ids, vectors in batches(voiceprints(self.model_version, self.required_s, None)):
+            self._renew_lease(lease)
             self.index.upsert(ids, vectors)
             seen.update(ids)
+        self._renew_lease(lease)
         extra = [key for key in self.index.ids() if key not in seen]
         self.index.remove(extra)
         if hasattr(self.index, "flush"):
             self.index.flush()
-        cursor.generation, cursor.token = generation, token
-        cursor.save(update_fields=["generation", "token", "updated_at"])
+        with transaction.atomic():
+            cursor = self._lock_cursor()
+            if cursor.lease != lease:
+                raise LeaseLost(f"the rebuild lease on {self.name} lapsed and another process took it over")
+            cursor.generation, cursor.token, cursor.lease, cursor.lease_until = generation, token, "", None
+            cursor.save(update_fields=["generation", "token", "lease", "lease_until", "updated_at"])
         logger.info("shared search tier %s rebuilt: %d voiceprints, %d stale keys removed, generation %d",
                     self.name, len(seen), len(extra), generation)
         return len(seen) + len(extra)
+
+
+class LeaseLost(RuntimeError):
+    """A rebuild ran past its lease and another process took the collection over."""
+
+
+def _lease_active(cursor: SearchTierCursor) -> bool:
+    return bool(cursor.lease) and cursor.lease_until is not None and cursor.lease_until > timezone.now()

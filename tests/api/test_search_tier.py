@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import urllib.error
 import uuid
+from datetime import timedelta
 from io import StringIO
 
 import numpy as np
@@ -25,6 +26,7 @@ from apitools import (
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
 from inference.vector_index.milvus import MilvusIndex
 from speakers.index_rows import current_state
@@ -114,6 +116,26 @@ def test_a_collection_found_empty_behind_a_complete_cursor_is_rebuilt_at_open(cl
     voiceprint_index().__init__()  # a new process
     assert _identify(client, upload, "a_snt4")["match"]["speaker_id"] == enrolled["a"]
     assert len(tier) == 2
+
+
+def test_a_rebuild_leased_by_another_process_is_left_to_it_until_the_lease_lapses(client, upload, enrolled, milvus):
+    _identify(client, upload, "a_snt4")
+    tier = _tier(milvus)
+    tier.clear()
+    cursor = SearchTierCursor.objects.get(name=tier.collection)
+    cursor.lease, cursor.lease_until = "elsewhere", timezone.now() + timedelta(seconds=60)
+    cursor.save()
+    voiceprint_index().__init__()  # a new process finds the collection empty, and a rebuild under way elsewhere
+    assert _identify(client, upload, "a_snt4")["match"] is None  # answered from the collection as it is
+    assert len(tier) == 0
+
+    cursor.lease_until = timezone.now() - timedelta(seconds=1)  # the holder died: its lease lapses
+    cursor.save()
+    voiceprint_index().__init__()
+    assert _identify(client, upload, "a_snt4")["match"]["speaker_id"] == enrolled["a"]
+    assert len(tier) == 2
+    cursor.refresh_from_db()
+    assert cursor.lease == "" and (cursor.generation, cursor.token) == current_state()
 
 
 def test_rebuild_index_explains_that_in_process_indexes_are_built_by_each_worker(db, settings):
