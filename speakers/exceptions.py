@@ -139,6 +139,11 @@ class EngineUnavailable(ApplicationError):
     default_message = "The speaker model is not prepared: run `python manage.py prepare_model`."
 
 
+class SearchUnavailable(ApplicationError):
+    code = "search_unavailable"
+    default_message = "The speaker search service cannot be reached; try again shortly."
+
+
 class NormalisationUnavailable(ApplicationError):
     code = "asnorm_unavailable"
     default_message = ("Score normalisation was asked for, but its cohort cannot be loaded: run "

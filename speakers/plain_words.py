@@ -57,6 +57,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "model_integrity_error": ("Service not ready", "The speaker model's files are damaged."),
     "asnorm_unavailable": ("Score normalisation unavailable", "Try again without AS-norm."),
     "database_unavailable": ("Service unavailable", "The database cannot be reached."),
+    "search_unavailable": ("Search unavailable", "The speaker search cannot be reached; try again shortly."),
     # streaming verification (docs/streaming.md)
     "idle_timeout": ("Stopped: nothing arrived", "The microphone sent nothing for a while; start again."),
     "session_too_long": ("Session over", "A streaming session has a time limit; start a new one."),

@@ -65,7 +65,8 @@ def open_shared_tier(model_version: str, required_s: float) -> SharedTier:
     name = collection_name(model_version, required_s)
     index = open_index("milvus", uri=settings.VOICEPRINT_MILVUS_URI, token=settings.VOICEPRINT_MILVUS_TOKEN or "",
                        collection=name, index_type=settings.VOICEPRINT_MILVUS_INDEX,
-                       index_params=index_params, search_params=search_params)
+                       index_params=index_params, search_params=search_params,
+                       timeout_s=settings.VOICEPRINT_MILVUS_TIMEOUT_S)
     return SharedTier(index=index, name=name, model_version=model_version, required_s=required_s)
 
 

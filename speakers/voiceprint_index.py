@@ -40,8 +40,10 @@ from django.db import transaction
 
 from inference.asnorm import ASNorm
 from inference.vector_index import VectorIndex, open_index
+from inference.vector_index.base import BackendUnavailable
 
 from . import inference_owner
+from .exceptions import SearchUnavailable
 from .index_rows import batches, changes_since, current_state, indexable, voiceprints
 from .models import IndexChange, IndexState
 from .process_local import ProcessLocal
@@ -114,8 +116,12 @@ class VoiceprintIndex:
     def search(self, vector: np.ndarray, k: int, *, model_version: str) -> list[tuple[uuid.UUID, float]]:
         """Top-k speakers by cosine, best first, after catching up with the database."""
         with self._lock:
-            self._sync_locked(model_version)
-            return self._index.search(vector, k)
+            try:
+                self._sync_locked(model_version)
+                return self._index.search(vector, k)
+            except BackendUnavailable as exc:
+                logger.error("voiceprint search failed: %s", exc)
+                raise SearchUnavailable() from exc
 
     def asnorm_stats(self, speaker_ids: Sequence[uuid.UUID], normaliser: ASNorm) -> list[Stats | None]:
         """AS-norm cohort statistics of these indexed voiceprints (None for one no longer indexed).

@@ -392,6 +392,8 @@ VOICEPRINT_MILVUS_TOKEN = env_str("VOICEPRINT_MILVUS_TOKEN", "")
 VOICEPRINT_MILVUS_COLLECTION = env_str("VOICEPRINT_MILVUS_COLLECTION", "voiceprints")
 # Milvus index: FLAT (exact), HNSW or IVF_FLAT (approximate; presets in inference/vector_index/milvus.py).
 VOICEPRINT_MILVUS_INDEX = env_choice("VOICEPRINT_MILVUS_INDEX", "FLAT", ("FLAT", "HNSW", "IVF_FLAT"))
+# Seconds to wait for Milvus to accept a connection; identify then answers 503 search_unavailable.
+VOICEPRINT_MILVUS_TIMEOUT_S = env_float("VOICEPRINT_MILVUS_TIMEOUT_S", 10.0, minimum=0.5)
 if VOICEPRINT_INDEX_BACKEND == "milvus" and not VOICEPRINT_MILVUS_URI:
     raise ImproperlyConfigured("VOICEPRINT_INDEX_BACKEND=milvus needs VOICEPRINT_MILVUS_URI (http://host:19530)")
 if VOICEPRINT_MILVUS_URI.endswith(".db") and VOICEPRINT_MILVUS_INDEX != "FLAT":

@@ -18,6 +18,10 @@ import numpy as np
 
 DIM = 192
 
+class BackendUnavailable(RuntimeError):
+    """A search tier outside the process (Milvus) cannot be reached, or failed the operation."""
+
+
 Hit = tuple[uuid.UUID, float]
 """One search result: the key and its cosine with the query, in [-1, 1]."""
 

@@ -11,14 +11,15 @@ importing this module without it raises ``ImportError`` with the reason.
 """
 from __future__ import annotations
 
+import functools
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .base import DIM, Hit, as_key, as_keys, as_unit_vectors, check_k, to_uuids
+from .base import DIM, BackendUnavailable, Hit, as_key, as_keys, as_unit_vectors, check_k, to_uuids
 
 # MindSpore's generated protobuf modules load only on protobuf's pure-Python implementation, which
 # MindSpore selects when it is imported first; pymilvus imported first would load the compiled one
@@ -26,7 +27,7 @@ from .base import DIM, Hit, as_key, as_keys, as_unit_vectors, check_k, to_uuids
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 
 try:
-    from pymilvus import DataType, MilvusClient
+    from pymilvus import DataType, MilvusClient, MilvusException
 except ImportError as error:  # pragma: no cover - exercised only without pymilvus
     raise ImportError("the Milvus backend needs pymilvus (and milvus-lite for a local .db uri)") from error
 
@@ -41,6 +42,18 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 _KEY = "key"
 _VECTOR = "vector"
 _BATCH = 5_000
+
+
+def _unavailable_on_error(method: Callable) -> Callable:
+    """Milvus's own failures (unreachable server, refused operation) as :class:`BackendUnavailable`."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except MilvusException as exc:
+            raise BackendUnavailable(f"Milvus: {getattr(exc, 'message', exc)}") from exc
+
+    return wrapper
 
 
 def _hex(keys: np.ndarray) -> list[str]:
@@ -70,18 +83,25 @@ class MilvusIndex:
 
     def __init__(self, uri: str, *, collection: str = "voiceprints", dim: int = DIM, token: str = "",
                  index_type: str = "FLAT", index_params: dict[str, Any] | None = None,
-                 search_params: dict[str, Any] | None = None, flush_after_rows: int = 10_000) -> None:
+                 search_params: dict[str, Any] | None = None, flush_after_rows: int = 10_000,
+                 timeout_s: float = 10.0) -> None:
         self.dim = dim
         self.collection = collection
         self._index_type = index_type
         self._index_params = dict(index_params or {})
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
         self.flush_after_rows = flush_after_rows
-        self._client = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        self._connect(uri, token, timeout_s)
         self._ensure_collection()
+
+    @_unavailable_on_error
+    def _connect(self, uri: str, token: str, timeout_s: float) -> None:
+        self._client = (MilvusClient(uri=uri, token=token, timeout=timeout_s) if token
+                        else MilvusClient(uri=uri, timeout=timeout_s))
 
     # --- collection -----------------------------------------------------------------------------
 
+    @_unavailable_on_error
     def _ensure_collection(self) -> None:
         client = self._client
         if client.has_collection(self.collection):
@@ -102,6 +122,7 @@ class MilvusIndex:
         client.create_collection(self.collection, schema=schema, index_params=index,
                                  consistency_level="Strong")
 
+    @_unavailable_on_error
     def flush(self) -> None:
         """Seal buffered writes into indexed segments (after a bulk load)."""
         self._client.flush(self.collection)
@@ -111,6 +132,7 @@ class MilvusIndex:
 
     # --- changes ----------------------------------------------------------------------------
 
+    @_unavailable_on_error
     def upsert(self, ids: Sequence[uuid.UUID], vectors: np.ndarray) -> None:
         keys = as_keys(ids)
         rows = as_unit_vectors(vectors, len(keys), self.dim)
@@ -121,6 +143,7 @@ class MilvusIndex:
         if len(names) >= self.flush_after_rows:
             self.flush()
 
+    @_unavailable_on_error
     def remove(self, ids: Iterable[uuid.UUID]) -> int:
         keys = as_keys(ids, unique=False)
         names = sorted(set(_hex(keys)))
@@ -129,6 +152,7 @@ class MilvusIndex:
             self._client.delete(self.collection, ids=present)
         return len(present)
 
+    @_unavailable_on_error
     def clear(self) -> None:
         self._client.drop_collection(self.collection)
         self._ensure_collection()
@@ -138,6 +162,7 @@ class MilvusIndex:
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         return self.search_many(as_unit_vectors(vector, 1, self.dim), k)[0]
 
+    @_unavailable_on_error
     def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         k = check_k(k)
         queries = as_unit_vectors(vectors, None, self.dim)
@@ -146,6 +171,7 @@ class MilvusIndex:
         return [[(uuid.UUID(hex=hit["entity"][_KEY]), float(np.clip(hit["distance"], -1.0, 1.0)))
                  for hit in result] for result in results]
 
+    @_unavailable_on_error
     def vectors(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
         """The stored (unit) vector of each of these keys that is present."""
         names = sorted(set(_hex(as_keys(ids, unique=False))))
@@ -156,6 +182,7 @@ class MilvusIndex:
                 found[uuid.UUID(hex=row[_KEY])] = np.asarray(row[_VECTOR], dtype=np.float32)
         return found
 
+    @_unavailable_on_error
     def _present(self, names: list[str]) -> list[str]:
         found: list[str] = []
         for start in range(0, len(names), _BATCH):
@@ -163,6 +190,7 @@ class MilvusIndex:
             found.extend(row[_KEY] for row in rows)
         return found
 
+    @_unavailable_on_error
     def ids(self) -> list[uuid.UUID]:
         iterator = self._client.query_iterator(self.collection, batch_size=10_000, filter="",
                                                output_fields=[_KEY])
@@ -174,6 +202,7 @@ class MilvusIndex:
             iterator.close()
         return keys
 
+    @_unavailable_on_error
     def __len__(self) -> int:
         rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])

@@ -58,6 +58,7 @@ STATUS: dict[str, int] = {
     "recordings_refused": 422,
     "model_not_prepared": 503,
     "asnorm_unavailable": 503,
+    "search_unavailable": 503,
     "calibration_refused": 400,
     "audio_too_long": 413,
     "audio_too_complex": 413,

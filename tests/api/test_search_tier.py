@@ -200,3 +200,14 @@ def test_a_change_reaches_the_collection_once_when_its_worker_dies_around_the_ve
         finally:
             for server in servers:
                 server.stop()
+
+
+def test_identify_answers_503_search_unavailable_while_milvus_cannot_be_reached(client, upload, enrolled, settings):
+    settings.VOICEPRINT_INDEX_BACKEND = "milvus"
+    settings.VOICEPRINT_MILVUS_URI = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.VOICEPRINT_MILVUS_TIMEOUT_S = 1.0
+    response = client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "search_unavailable", response.json()
+    verified = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
+                           format="multipart")  # 1:1 needs no search
+    assert verified.status_code == 200 and verified.json()["accepted"] is True
