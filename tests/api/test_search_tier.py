@@ -211,3 +211,11 @@ def test_identify_answers_503_search_unavailable_while_milvus_cannot_be_reached(
     verified = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
                            format="multipart")  # 1:1 needs no search
     assert verified.status_code == 200 and verified.json()["accepted"] is True
+
+
+def test_rebuild_index_says_plainly_when_milvus_cannot_be_reached(db, settings):
+    settings.VOICEPRINT_INDEX_BACKEND = "milvus"
+    settings.VOICEPRINT_MILVUS_URI = f"http://127.0.0.1:{free_port()}"
+    settings.VOICEPRINT_MILVUS_TIMEOUT_S = 1.0
+    with pytest.raises(CommandError, match="Milvus: Fail connecting"):
+        call_command("rebuild_index", "--check", stdout=StringIO())

@@ -1,8 +1,10 @@
 """``python manage.py rebuild_index [--check]``: the shared search tier against the database."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.vector_index.base import BackendUnavailable
 from speakers.search_tier import TierDifference
 from speakers.services import Actor
 from speakers.services.search_index import search_index_check
@@ -29,7 +31,12 @@ class Command(BaseCommand):
         parser.add_argument("--check", action="store_true", help="report what differs; change nothing")
 
     def handle(self, *args, check: bool, **options) -> None:
-        report = search_index_check(rebuild=not check, actor=Actor.cli("rebuild_index"))
+        try:
+            report = search_index_check(rebuild=not check, actor=Actor.cli("rebuild_index"))
+        except BackendUnavailable as exc:
+            local = settings.VOICEPRINT_MILVUS_URI.endswith(".db")
+            raise CommandError(f"{exc}" + (" (a local milvus-lite file is opened by one process at a time: stop the "
+                                            "server using it first)" if local else "")) from exc
         if not report.shared:
             self.stdout.write(f"VOICEPRINT_INDEX_BACKEND={report.backend}: each worker process builds its own "
                               f"index from the database at start and follows the change log, so there is no "
