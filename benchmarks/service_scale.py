@@ -122,17 +122,26 @@ def _measure(n: int, queries: int, engine: float, deployment: Deployment, *, mil
     seed_s = time.perf_counter() - started
     # Alice and Bob from real recordings (a server run that is not timed)
     server = deployment.start()
-    server.wait_ready(timeout=900)
-    deployment.enroll(server)
-    server.stop()
+    try:  # a failure here (SystemExit) must not leave the server running
+        server.wait_ready(timeout=900)
+        deployment.enroll(server)
+    finally:
+        server.stop()
     tier_s = None
     if milvus:  # the shared collection from the rows, once (what an operator runs before switching)
         started = time.perf_counter()
         deployment.manage("rebuild_index")
         tier_s = time.perf_counter() - started
 
-    probe = [("audio", "probe.wav", wav_bytes(speech_of(3.0)))]
     server = deployment.start()
+    try:
+        return _timed(n, queries, engine, server, seed_s, tier_s)
+    finally:
+        server.stop()
+
+
+def _timed(n: int, queries: int, engine: float, server, seed_s: float, tier_s: float | None) -> dict:
+    probe = [("audio", "probe.wav", wav_bytes(speech_of(3.0)))]
     _, first = server.first_answer("/api/v1/identify", {}, probe, timeout=900)
     time.sleep(1.0)
     for _ in range(4):  # every worker warm
@@ -158,7 +167,6 @@ def _measure(n: int, queries: int, engine: float, deployment: Deployment, *, mil
         in_a_row = in_a_row + 1 if carol["id"] in named else 0
         if in_a_row == 6:
             visible = time.perf_counter() - committed
-    server.stop()
     return {"n": n, "seed_s": seed_s, "first_identify_s": first, "p50": statistics.median(latencies),
             "p95": percentile(latencies, 0.95), "engine_ms": engine, "rss": workers_rss, "visible_s": visible,
             "tier_s": tier_s}
