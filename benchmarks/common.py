@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +67,36 @@ def reference_interpreter(requested: str | None) -> str | None:
 def machine_note() -> str:
     load = os.getloadavg()
     return f"{os.cpu_count()} cores; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the start"
+
+
+@contextmanager
+def milvus_lite_server(directory: Path, timeout: float = 30.0) -> Iterator[str]:
+    """milvus-lite's engine serving ``directory/milvus.db`` on a free 127.0.0.1 port; yields its URI.
+
+    The same Milvus engine as a standalone server, reachable by every process of a test (a
+    local ``.db`` URI is opened by one process only). Used by the multi-process tests and
+    ``benchmarks/service_scale.py --milvus``.
+    """
+    from milvus_lite.server import Server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = Server(str(directory / "milvus.db"), address=f"127.0.0.1:{port}")
+    if not (server.init() and server.start()):
+        raise AssertionError("milvus-lite did not start")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"milvus-lite did not listen on port {port} within {timeout} s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if server._p is not None:  # noqa: SLF001 - stop the engine at once, not after stop()'s grace period
+            server._p.terminate()  # noqa: SLF001
+        server.stop()

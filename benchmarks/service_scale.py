@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks.common import REPO, children, machine_note, rss_mb, speech_of, wav_bytes
-from benchmarks.service import ENROLL, SPEECH, Deployment, free_port
+from benchmarks.common import REPO, children, machine_note, milvus_lite_server, rss_mb, speech_of, wav_bytes
+from benchmarks.service import ENROLL, SPEECH, Deployment
 from benchmarks.serving import engine_ms
 
 SEED_CODE = """
@@ -80,27 +78,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-@contextmanager
-def milvus_server(directory: Path) -> Iterator[str]:
-    """milvus-lite's engine on a free 127.0.0.1 port, data in ``directory``; yields its URI."""
-    from milvus_lite.server import Server
-
-    port = free_port()
-    server = Server(str(directory / "milvus.db"), address=f"127.0.0.1:{port}")
-    if not (server.init() and server.start()):
-        raise SystemExit("milvus-lite did not start")
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def one_size(n: int, database_url: str | None, queries: int, engine: float, milvus: str) -> dict:
     with ExitStack() as stack:
         env = {}
@@ -108,7 +85,7 @@ def one_size(n: int, database_url: str | None, queries: int, engine: float, milv
             fresh_postgres(database_url)
             env["DATABASE_URL"] = database_url
         if milvus:
-            uri = stack.enter_context(milvus_server(Path(tempfile.mkdtemp(prefix="voiceprint-milvus-"))))
+            uri = stack.enter_context(milvus_lite_server(Path(tempfile.mkdtemp(prefix="voiceprint-milvus-"))))
             env.update(VOICEPRINT_INDEX_BACKEND="milvus", VOICEPRINT_MILVUS_URI=uri, VOICEPRINT_MILVUS_INDEX=milvus)
         return _measure(n, queries, engine, Deployment.create(**env), milvus=bool(milvus))
 

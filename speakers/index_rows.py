@@ -80,6 +80,17 @@ def voiceprints(model_version: str, required_s: float,
                      "hold: they are left out of search", count, key_id)
 
 
+def write_current(index, model_version: str, required_s: float, speaker_ids: set[uuid.UUID]) -> None:
+    """Make ``index`` hold exactly these speakers' current readable voiceprints (upsert them, remove the rest).
+
+    Idempotent: applying a logged change again writes the same vector or removes an absent key.
+    """
+    found = dict(voiceprints(model_version, required_s, speaker_ids))
+    index.remove(speaker_ids - found.keys())
+    if found:
+        index.upsert(list(found), np.stack(list(found.values())))
+
+
 def batches(rows: Iterable[tuple[uuid.UUID, np.ndarray]],
             size: int = REBUILD_BATCH) -> Iterator[tuple[list[uuid.UUID], np.ndarray]]:
     """``(ids, (n, dim) vectors)`` in batches of ``size``: a rebuild holds one batch in memory at a time."""

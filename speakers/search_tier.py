@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -37,7 +38,10 @@ from django.utils import timezone
 
 from inference.vector_index import open_index
 
-from .index_rows import batches, changes_since, current_state, indexable, voiceprints
+if TYPE_CHECKING:  # pymilvus is imported only when the shared tier is used
+    from inference.vector_index.milvus import MilvusIndex
+
+from .index_rows import batches, changes_since, current_state, indexable, voiceprints, write_current
 from .models import SearchTierCursor
 
 logger = logging.getLogger(__name__)
@@ -87,7 +91,7 @@ class TierDifference:
 
 @dataclass
 class SharedTier:
-    index: object  # a VectorIndex with .vectors(ids) (MilvusIndex)
+    index: MilvusIndex
     name: str
     model_version: str
     required_s: float
@@ -120,7 +124,9 @@ class SharedTier:
                 else:
                     changes = changes_since(cursor.generation, cursor.token)
                 if changes is not None:
-                    written += self._apply({speaker_id for _, _, speaker_id in changes})
+                    named = {speaker_id for _, _, speaker_id in changes}
+                    write_current(self.index, self.model_version, self.required_s, named)
+                    written += len(named)
                     if changes:
                         cursor.generation, cursor.token = changes[-1][0], changes[-1][1]
                         cursor.save(update_fields=["generation", "token", "updated_at"])
@@ -174,13 +180,6 @@ class SharedTier:
         # A write committed meanwhile makes the counts differ for a moment: not a reason to rebuild.
         return len(self.index) == self._rows() or current_state() != (generation, token)
 
-    def _apply(self, speaker_ids: set[uuid.UUID]) -> int:
-        found = dict(voiceprints(self.model_version, self.required_s, speaker_ids))
-        self.index.remove(speaker_ids - found.keys())
-        if found:
-            self.index.upsert(list(found), np.stack(list(found.values())))
-        return len(speaker_ids)
-
     def _take_lease(self, cursor: SearchTierCursor) -> str:
         cursor.lease, cursor.lease_until = uuid.uuid4().hex, timezone.now() + timedelta(seconds=_LEASE_S)
         cursor.save(update_fields=["lease", "lease_until", "updated_at"])
@@ -205,8 +204,7 @@ class SharedTier:
         self._renew_lease(lease)
         extra = [key for key in self.index.ids() if key not in seen]
         self.index.remove(extra)
-        if hasattr(self.index, "flush"):
-            self.index.flush()
+        self.index.flush()
         with transaction.atomic():
             cursor = self._lock_cursor()
             if cursor.lease != lease:

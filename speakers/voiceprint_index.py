@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from django.conf import settings
@@ -44,7 +44,7 @@ from inference.vector_index.base import BackendUnavailable
 
 from . import inference_owner
 from .exceptions import SearchUnavailable
-from .index_rows import batches, changes_since, current_state, indexable, voiceprints
+from .index_rows import batches, changes_since, current_state, indexable, voiceprints, write_current
 from .models import IndexChange, IndexState
 from .process_local import ProcessLocal
 from .search_tier import SharedTier, open_shared_tier
@@ -169,17 +169,22 @@ class VoiceprintIndex:
         generation, token = current_state()
         if (generation, token) == (self._generation, self._token):
             return
-        changes = changes_since(self._generation, self._token)
         if self._tier is not None:  # shared: bring the collection up to date, then drop stale statistics
             self._tier.catch_up()
-            if changes is None:
-                self._stats.clear()
-            for _, _, speaker_id in changes or ():
-                self._stats.pop(speaker_id, None)
+            if self._stats:
+                changes = changes_since(self._generation, self._token)
+                if changes is None:
+                    self._stats.clear()
+                for _, _, speaker_id in changes or ():
+                    self._stats.pop(speaker_id, None)
             self._generation, self._token = generation, token
             return
+        changes = changes_since(self._generation, self._token)
         if changes:
-            self._refresh({speaker_id for _, _, speaker_id in changes})
+            named = {speaker_id for _, _, speaker_id in changes}
+            for speaker_id in named:
+                self._stats.pop(speaker_id, None)
+            write_current(self._index, self._model_version, self._required_s, named)
             self._generation, self._token = changes[-1][0], changes[-1][1]
             return
         self._rebuild(model_version)
@@ -200,15 +205,6 @@ class VoiceprintIndex:
         self._generation, self._token = generation, token
         logger.info("voiceprint search on the shared tier %s: %d speakers, model %s",
                     self._tier.name, len(self._index), model_version)
-
-    def _refresh(self, speaker_ids: Iterable[uuid.UUID]) -> None:
-        wanted = set(speaker_ids)
-        found: dict[uuid.UUID, np.ndarray] = dict(voiceprints(self._model_version, self._required_s, wanted))
-        for speaker_id in wanted:
-            self._stats.pop(speaker_id, None)
-        self._index.remove(wanted - found.keys())
-        if found:
-            self._index.upsert(list(found), np.stack(list(found.values())))
 
     def _rebuild(self, model_version: str) -> None:
         # Read the generation first: a change committed after this read has a higher

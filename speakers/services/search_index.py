@@ -37,19 +37,19 @@ def search_index_check(*, rebuild: bool, actor: Actor) -> SearchIndexReport:
     model_version = inference_owner.model_version()
     required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
     backend = settings.VOICEPRINT_INDEX_BACKEND
-    count = indexable(model_version, required_s).count()
     if backend not in SHARED_BACKENDS:
-        return SearchIndexReport(backend=backend, model_version=model_version, indexable=count)
+        return SearchIndexReport(backend=backend, model_version=model_version,
+                                 indexable=indexable(model_version, required_s).count())
     # (Not closed after use: pymilvus shares one connection between the clients of a URI in a process.)
     tier = open_shared_tier(model_version, required_s)
     before = tier.compare()
     if not rebuild:
-        return SearchIndexReport(backend=backend, model_version=model_version, indexable=count,
+        return SearchIndexReport(backend=backend, model_version=model_version, indexable=before.rows,
                                  collection=tier.name, before=before)
     written = tier.rebuild()
     after = tier.compare()
     audit_record(actor=actor, action=AuditAction.INDEX_REBUILD,
                  detail={"collection": tier.name, "model_version": model_version, "missing": len(before.missing),
                          "extra": len(before.extra), "stale": len(before.stale), "written": written})
-    return SearchIndexReport(backend=backend, model_version=model_version, indexable=count, collection=tier.name,
+    return SearchIndexReport(backend=backend, model_version=model_version, indexable=before.rows, collection=tier.name,
                              before=before, after=after, written=written)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import milvus_lite_server  # noqa: F401 - re-exported: one helper for tests and benchmarks
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Enough recordings for a complete voiceprint (VOICEPRINT_ENROLL_TARGET_SPEECH_S = 6 s of speech):
@@ -200,37 +202,7 @@ def voiceprint_side(speaker_id):
     return vector, SideQuality(speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz)
 
 
-# --- a Milvus for several processes, without a server install ------------------------------------
-
-@contextmanager
-def milvus_lite_server(directory: Path, timeout: float = 30.0) -> Iterator[str]:
-    """milvus-lite's engine serving ``directory/milvus.db`` on a free 127.0.0.1 port; yields its URI.
-
-    The same Milvus engine as a standalone server, reachable by every process of a test (a
-    local ``.db`` URI is opened by one process only).
-    """
-    from milvus_lite.server import Server
-
-    port = free_port()
-    server = Server(str(directory / "milvus.db"), address=f"127.0.0.1:{port}")
-    if not (server.init() and server.start()):
-        raise AssertionError("milvus-lite did not start")
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"milvus-lite did not listen on port {port} within {timeout} s") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if server._p is not None:  # noqa: SLF001 - stop the engine at once, not after stop()'s grace period
-            server._p.terminate()  # noqa: SLF001
-        server.stop()
-
+# --- shared stores for several processes, without a server install ------------------------------
 
 @contextmanager
 def redis_server(directory: Path, timeout: float = 15.0) -> Iterator[str]:

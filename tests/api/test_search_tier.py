@@ -1,7 +1,7 @@
 """The shared search tier (Milvus): same answers as in process, fed exactly once, rebuildable.
 
 In-process tests use milvus-lite on a local file; the multi-process ones run milvus-lite's engine
-on a 127.0.0.1 port (apitools.milvus_lite_server), as a Milvus server would be reached.
+on a 127.0.0.1 port (benchmarks.common.milvus_lite_server), as a Milvus server would be reached.
 """
 from __future__ import annotations
 
