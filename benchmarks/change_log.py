@@ -54,7 +54,7 @@ def _run(threads: int, seconds: float, with_log: bool, ids: list[uuid.UUID]) -> 
     from django.db import connection, transaction
 
     from speakers.models import Speaker
-    from speakers.voiceprint_index import index_change_record
+    from speakers.search.index import index_change_record
 
     latencies: list[list[float]] = [[] for _ in range(threads)]
     stop = time.perf_counter() + seconds

@@ -15,8 +15,8 @@ within-speaker spread matching real ECAPA same-speaker cosines of 0.5-0.8) it pr
   possibly from another virtualenv: ``--milvus-python``) and several worker processes
   sharing one memory-mapped array against private copies (``--mmap-workers``).
 
-"today" is inference.index.VectorIndex with the two UUID<->int dicts of
-speakers.voiceprint_index (the reference every ratio is taken against).
+"today" is benchmarks.baseline_index.BaselineFlatIndex (the retired index) with the two UUID<->int dicts of
+speakers.search.index (the reference every ratio is taken against).
 
 Every backend runs in a child process, so one's memory does not hide another's. The machine
 is shared with other workers: latencies are pooled over alternating rounds and reported as
@@ -158,10 +158,10 @@ def timed(fn) -> float:
 
 
 class Today:
-    """The index the service used before inference.vector_index: inference.index plus UUID<->int dicts."""
+    """The index the service used before inference.vector_index: benchmarks.baseline_index plus UUID<->int dicts."""
 
     def __init__(self) -> None:
-        from inference.index import VectorIndex as PreviousIndex
+        from benchmarks.baseline_index import BaselineFlatIndex as PreviousIndex
 
         self.index = PreviousIndex()
         self.int_of: dict[uuid.UUID, int] = {}

@@ -218,7 +218,7 @@ class SearchTierCursor(models.Model):
     name = models.CharField(max_length=255, primary_key=True)
     generation = models.BigIntegerField(default=-1)  # -1: never built
     token = models.CharField(max_length=32, blank=True, default="")
-    # A full rebuild runs outside any transaction under this lease (see speakers.search_tier).
+    # A full rebuild runs outside any transaction under this lease (see speakers.search.shared_tier).
     lease = models.CharField(max_length=32, blank=True, default="")
     lease_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

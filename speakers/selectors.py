@@ -20,8 +20,8 @@ from inference.quality_calibration import shipped_calibration, shipped_calibrati
 
 from . import crypto
 from .exceptions import EngineUnavailable, EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
-from .inference_owner import owner_status
 from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker
+from .runtime.inference_owner import owner_status
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:

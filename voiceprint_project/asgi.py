@@ -15,7 +15,7 @@ django_application = get_asgi_application()  # sets Django up before anything im
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from speakers.api.routing import websocket_urlpatterns  # noqa: E402
-from speakers.inference_owner import require_prepared_model  # noqa: E402
+from speakers.runtime.inference_owner import require_prepared_model  # noqa: E402
 
 # No origin check on WebSockets: they authenticate with an API key, never with a cookie, so a page of
 # another site cannot borrow a browser's credentials (and a call-centre page on another origin may connect).

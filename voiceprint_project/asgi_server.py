@@ -23,7 +23,7 @@ def uvicorn_options() -> dict[str, Any]:
     from django.conf import settings
 
     return {
-        "lifespan": "off",  # the app has no lifespan handlers; start-up work is speakers.startup's warm-up
+        "lifespan": "off",  # the app has no lifespan handlers; start-up work is speakers.runtime.startup's warm-up
         # uvicorn closes with 1009 a WebSocket message larger than this before the app sees it.
         "ws_max_size": settings.VOICEPRINT_WS_MAX_MESSAGE_BYTES,
         # PCM barely compresses, and inflating every frame would cost the event loop time for nothing.

@@ -8,7 +8,7 @@ worker, and the request threads of each worker. The figures behind it are in doc
 
 Threaded workers (gthread): several requests run at once in one process; decoding, VAD and
 features run in the request threads and only the forward pass on the one inference thread per
-process (see speakers/inference_owner.py). The app is not preloaded: every worker imports Django and
+process (see speakers/runtime/inference_owner.py). The app is not preloaded: every worker imports Django and
 loads the model after the fork (MindSpore is not fork-safe).
 
 (HTTP and WebSockets: the same with ``-k voiceprint_project.asgi_server.UvicornWorker
@@ -62,6 +62,6 @@ limit_request_line = 8190
 
 def post_worker_init(worker):
     """In each worker, after the fork and once the app is loaded: load the model and index in the background."""
-    from speakers.startup import warm_up_in_background
+    from speakers.runtime.startup import warm_up_in_background
 
     warm_up_in_background()

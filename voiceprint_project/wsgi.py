@@ -13,6 +13,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
 
 application = get_wsgi_application()
 
-from speakers.inference_owner import require_prepared_model  # noqa: E402  (needs Django set up)
+from speakers.runtime.inference_owner import require_prepared_model  # noqa: E402  (needs Django set up)
 
 require_prepared_model()

@@ -25,11 +25,11 @@ from inference.evaluation.metrics import compute_eer
 from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import SideQuality, adapt_scale
 
-from .. import asnorm as service_asnorm
-from .. import inference_owner
 from ..audit import Actor, audit_record
 from ..exceptions import ApplicationError, CalibrationRefused
 from ..models import AuditAction, Calibration, CalibrationMethod
+from ..runtime import asnorm as service_asnorm
+from ..runtime import inference_owner
 from ..selectors import DecisionPolicy, decision_policy
 from .decisions import side_quality
 from .recordings import Purpose, recording_check_quality

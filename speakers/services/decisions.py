@@ -23,8 +23,6 @@ from inference.asnorm import as_norm_scores
 from inference.decisions import accepts, identify_outcome
 from inference.quality_calibration import SideQuality
 
-from .. import asnorm as service_asnorm
-from .. import inference_owner
 from ..audit import Actor, audit_record
 from ..exceptions import (
     ApplicationError,
@@ -35,8 +33,10 @@ from ..exceptions import (
 )
 from ..integrity import voiceprint_of
 from ..models import AuditAction, Speaker
+from ..runtime import asnorm as service_asnorm
+from ..runtime import inference_owner
+from ..search.index import voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
-from ..voiceprint_index import voiceprint_index
 from .lockout import verification_lock_check, verification_outcome_record
 from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed
 from .timing import elapsed_ms

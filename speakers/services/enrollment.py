@@ -30,8 +30,8 @@ from ..exceptions import (
 )
 from ..integrity import enrollment_unreadable_record, voiceprint_of
 from ..models import AuditAction, Enrollment, Speaker
+from ..search.index import index_change_record, index_update_after_commit
 from ..selectors import EnrollmentProgress, enrollment_progress
-from ..voiceprint_index import index_change_record, index_update_after_commit
 from .recordings import Purpose, Recording, Refusal, recordings_embed
 from .timing import elapsed_ms
 

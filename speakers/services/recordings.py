@@ -15,8 +15,8 @@ from django.conf import settings
 from inference import EmbeddingResult, InferenceError
 from inference.gates import GateLimits, gate_refusal
 
-from .. import inference_owner
 from ..exceptions import ApplicationError, AudioClipped, AudioTooNoisy, AudioTooQuiet, InsufficientSpeech
+from ..runtime import inference_owner
 
 
 class Purpose(enum.Enum):

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from ..audit import Actor, audit_record
 from ..exceptions import ExternalIdTaken
 from ..models import AuditAction, Enrollment, Speaker
-from ..voiceprint_index import index_change_record, index_update_after_commit
+from ..search.index import index_change_record, index_update_after_commit
 
 
 def _clean_external_id(external_id: str | None) -> str | None:

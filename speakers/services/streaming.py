@@ -35,7 +35,6 @@ from inference import EmbeddingResult, InferenceError
 from inference.config import VadConfig
 from inference.streaming import ENCODINGS, SpeechStream, StreamEvent, pcm_to_samples
 
-from .. import inference_owner
 from ..audit import Actor, audit_record
 from ..exceptions import (
     ApplicationError,
@@ -46,6 +45,7 @@ from ..exceptions import (
     StreamTooLong,
 )
 from ..models import AuditAction, Speaker
+from ..runtime import inference_owner
 from ..selectors import speaker_get
 from .decisions import PairDecision, Reference, pair_decide, recording_reference, speaker_reference
 from .lockout import verification_lock_check, verification_outcome_record

@@ -29,7 +29,7 @@ def django_db_modify_db_settings(tmp_path_factory) -> None:
 @pytest.fixture(scope="session")
 def embedder():
     from speakers.exceptions import EngineUnavailable
-    from speakers.inference_owner import get_embedder
+    from speakers.runtime.inference_owner import get_embedder
 
     try:
         return get_embedder()

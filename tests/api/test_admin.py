@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from speakers.crypto import api_key_hash
 from speakers.models import ApiKey, AuditEvent, Enrollment, IndexChange, Speaker
-from speakers.voiceprint_index import voiceprint_index
+from speakers.search.index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 

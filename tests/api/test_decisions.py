@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from speakers import crypto
 from speakers.models import AuditEvent, Speaker
-from speakers.voiceprint_index import voiceprint_index
+from speakers.search.index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 

@@ -152,7 +152,7 @@ def _damage_voiceprint(speaker_id: str) -> None:
 
 
 def test_a_damaged_voiceprint_affects_only_its_speaker(client, anon_client, upload, enrolled, caplog):
-    from speakers.voiceprint_index import voiceprint_index
+    from speakers.search.index import voiceprint_index
 
     _damage_voiceprint(enrolled["a"])
     voiceprint_index()._index = None  # as a freshly started worker: rebuilt from the database

@@ -14,7 +14,7 @@ def test_readiness_needs_no_key_and_is_200_once_the_model_is_loaded(anon_client,
 
 
 def test_a_cold_process_is_not_ready_and_being_asked_starts_its_warm_up(anon_client, monkeypatch):
-    from speakers import inference_owner, startup
+    from speakers.runtime import inference_owner, startup
 
     started = []
     monkeypatch.setattr(inference_owner._owner, "peek", lambda: None)  # a worker that has loaded nothing yet
@@ -30,7 +30,7 @@ def test_a_cold_process_is_not_ready_and_being_asked_starts_its_warm_up(anon_cli
 
 
 def test_a_warming_process_is_not_ready_and_starts_nothing_more(anon_client, monkeypatch, embedder):
-    from speakers import inference_owner, startup
+    from speakers.runtime import inference_owner, startup
 
     owner = inference_owner._owner.get()
     started = []

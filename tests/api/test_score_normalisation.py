@@ -10,7 +10,7 @@ from inference.asnorm import ASNorm
 from inference.cohort import load_cohort
 from speakers import crypto
 from speakers.models import AuditEvent, Speaker
-from speakers.voiceprint_index import voiceprint_index
+from speakers.search.index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 

@@ -29,11 +29,11 @@ from django.db import connection
 from django.utils import timezone
 
 from inference.vector_index.milvus import MilvusIndex
-from speakers.index_rows import current_state
 from speakers.models import SearchTierCursor, Speaker
-from speakers.search_tier import collection_name
+from speakers.search.index import voiceprint_index
+from speakers.search.rows import current_state
+from speakers.search.shared_tier import collection_name
 from speakers.services import Actor, api_key_create
-from speakers.voiceprint_index import voiceprint_index
 
 
 def _identify(client, upload, name: str) -> dict:

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from inference.vector_index.milvus import MilvusIndex
-from speakers.search_tier import collection_name
+from speakers.search.shared_tier import collection_name
 from speakers.services import Actor, api_key_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.servers]

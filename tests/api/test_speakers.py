@@ -7,7 +7,7 @@ import pytest
 from apitools import assert_error
 
 from speakers.models import AuditEvent, Enrollment, IndexChange, Speaker
-from speakers.voiceprint_index import voiceprint_index
+from speakers.search.index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
 

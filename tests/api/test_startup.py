@@ -24,7 +24,7 @@ def test_a_server_refuses_to_start_with_a_tampered_model_graph(tmp_path, setting
 
     from django.core.exceptions import ImproperlyConfigured
 
-    from speakers.inference_owner import require_prepared_model
+    from speakers.runtime.inference_owner import require_prepared_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)
@@ -44,7 +44,7 @@ def test_a_server_refuses_a_model_graph_exported_by_another_mindspore(tmp_path, 
 
     from django.core.exceptions import ImproperlyConfigured
 
-    from speakers.inference_owner import require_prepared_model
+    from speakers.runtime.inference_owner import require_prepared_model
 
     model_dir = tmp_path / "model"
     shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)

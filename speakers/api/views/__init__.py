@@ -12,11 +12,10 @@ from .decisions import (
            IdentifyApi,
            VerifyApi,
 )
+from .health import HealthApi, ReadinessApi
 from .policy import PolicyApi
 from .speakers import (
     EnrollmentDetailApi,
-    HealthApi,
-    ReadinessApi,
     SpeakerCollectionApi,
     SpeakerDetailApi,
     SpeakerEnrollApi,

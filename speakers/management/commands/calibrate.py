@@ -16,9 +16,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation
-from speakers import inference_owner, selectors
+from speakers import selectors
 from speakers.audit import Actor
 from speakers.exceptions import ApplicationError
+from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
 
 

@@ -19,8 +19,9 @@ from django.core.management.base import BaseCommand, CommandError
 from inference import evaluation
 from inference.evaluation import calibrated
 from inference.evaluation.report import write_condition_figure
-from speakers import asnorm as service_asnorm
-from speakers import inference_owner, selectors
+from speakers import selectors
+from speakers.runtime import asnorm as service_asnorm
+from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
 
 

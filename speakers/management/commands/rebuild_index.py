@@ -5,9 +5,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.vector_index.base import BackendUnavailable
-from speakers.search_tier import TierDifference
+from speakers.search.checks import search_index_check
+from speakers.search.shared_tier import TierDifference
 from speakers.services import Actor
-from speakers.services.search_index import search_index_check
 
 _SHOWN = 10  # ids listed per kind of difference
 

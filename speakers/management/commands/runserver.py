@@ -16,8 +16,8 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import autoreload
 
-from speakers.inference_owner import require_prepared_model
-from speakers.startup import warm_up_in_background
+from speakers.runtime.inference_owner import require_prepared_model
+from speakers.runtime.startup import warm_up_in_background
 from voiceprint_project.asgi_server import uvicorn_options
 
 

@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from . import crypto
-from .integrity import voiceprint_mark_unreadable
-from .models import IndexChange, IndexState, Speaker
+from .. import crypto
+from ..integrity import voiceprint_mark_unreadable
+from ..models import IndexChange, IndexState, Speaker
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import time
 from django.conf import settings
 from django.db import connection
 
+from ..search.index import voiceprint_index
 from . import inference_owner
 from .process_local import ProcessLocal
-from .voiceprint_index import voiceprint_index
 
 logger = logging.getLogger(__name__)
 

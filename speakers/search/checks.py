@@ -5,12 +5,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .. import inference_owner
 from ..audit import Actor, audit_record
-from ..index_rows import indexable
 from ..models import AuditAction
-from ..search_tier import TierDifference, open_shared_tier
-from ..voiceprint_index import SHARED_BACKENDS
+from ..runtime import inference_owner
+from .index import SHARED_BACKENDS
+from .rows import indexable
+from .shared_tier import TierDifference, open_shared_tier
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Exact 1:N search over voiceprints: FAISS inner product on unit vectors (= cosine).
+"""The retired in-process index, kept as ``benchmarks/index_scale.py``'s baseline (never used by the service).
+
+The service searches through :mod:`inference.vector_index` (``VectorIndex`` is that protocol's name);
+this is the FAISS wrapper it used before, keyed by int64 ids:
+
 
 ``IndexIDMap2(IndexFlatIP)``: brute force, so results are exact, with the caller's int64
 ids, so removing a voiceprint removes exactly that vector. The index lives in memory only;
@@ -12,10 +16,10 @@ from collections.abc import Iterable
 import faiss
 import numpy as np
 
-from .scoring import l2_normalise
+from inference.scoring import l2_normalise
 
 
-class VectorIndex:
+class BaselineFlatIndex:
     """A thread-safe map ``id -> unit vector`` with top-k cosine search.
 
     Parameters

@@ -1,4 +1,4 @@
-"""VectorIndex: exact top-k cosine search with exact removal, safe under threads."""
+"""The retired baseline index (benchmarks/baseline_index.py): exact top-k cosine search with exact removal, safe under threads."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from inference.index import VectorIndex
+from benchmarks.baseline_index import BaselineFlatIndex
 from inference.scoring import cosine, l2_normalise
 
 
@@ -16,7 +16,7 @@ def _vectors(count: int, seed: int = 0) -> np.ndarray:
 
 def test_search_returns_the_exact_cosine_top_k_best_first():
     vectors = _vectors(50)
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     index.add(np.arange(100, 150, dtype=np.int64), vectors)
     query = l2_normalise(vectors[7] + 0.3 * _vectors(1, seed=1)[0])
     hits = index.search(query, 5)
@@ -28,13 +28,13 @@ def test_search_returns_the_exact_cosine_top_k_best_first():
 
 def test_a_vector_scores_one_against_itself():
     vectors = _vectors(3)
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     index.add(np.array([1, 2, 3]), vectors * 4.0)  # not unit length: normalised on the way in
     assert index.search(vectors[1], 1)[0] == (2, pytest.approx(1.0, abs=1e-5))
 
 
 def test_remove_deletes_exactly_the_given_ids():
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     vectors = _vectors(4)
     index.add(np.array([10, 20, 30, 40]), vectors)
     assert index.remove([20, 99]) == 1
@@ -43,7 +43,7 @@ def test_remove_deletes_exactly_the_given_ids():
 
 
 def test_upsert_replaces_a_vector_and_add_refuses_a_duplicate_id():
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     first, second = _vectors(2)
     index.add(np.array([5]), first[None])
     with pytest.raises(KeyError):
@@ -54,14 +54,14 @@ def test_upsert_replaces_a_vector_and_add_refuses_a_duplicate_id():
 
 
 def test_search_on_an_empty_index_finds_nothing_and_k_is_capped():
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     assert index.search(_vectors(1)[0], 3) == []
     index.add(np.array([1]), _vectors(1))
     assert len(index.search(_vectors(1)[0], 10)) == 1
 
 
 def test_it_refuses_bad_shapes_and_values():
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     with pytest.raises(ValueError):
         index.add(np.array([1]), np.zeros((1, 10), dtype=np.float32))
     with pytest.raises(ValueError):
@@ -71,7 +71,7 @@ def test_it_refuses_bad_shapes_and_values():
 
 
 def test_concurrent_adds_removes_and_searches_leave_a_consistent_index():
-    index = VectorIndex()
+    index = BaselineFlatIndex()
     vectors = _vectors(200)
 
     def work(i: int) -> None:

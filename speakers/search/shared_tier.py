@@ -1,7 +1,7 @@
 """A search tier shared by every worker on every machine (Milvus), fed from the change log as an outbox.
 
 The database stays the source of truth. A voiceprint write commits its row and its
-``IndexChange`` in one transaction (:func:`speakers.voiceprint_index.index_change_record`); the
+``IndexChange`` in one transaction (:func:`speakers.search.index.index_change_record`); the
 shared collection is derived from them:
 
 * **catch-up** (:meth:`SharedTier.catch_up`): a process that finds the log ahead of the tier's
@@ -41,8 +41,8 @@ from inference.vector_index import open_index
 if TYPE_CHECKING:  # pymilvus is imported only when the shared tier is used
     from inference.vector_index.milvus import MilvusIndex
 
-from .index_rows import batches, changes_since, current_state, indexable, voiceprints, write_current
-from .models import SearchTierCursor
+from ..models import SearchTierCursor
+from .rows import batches, changes_since, current_state, indexable, voiceprints, write_current
 
 logger = logging.getLogger(__name__)
 

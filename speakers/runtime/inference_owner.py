@@ -29,7 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 # Cheap to import: MindSpore itself is imported by Embedder.load, in the inference thread.
 from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError, read_manifest
 
-from .exceptions import EngineUnavailable
+from ..exceptions import EngineUnavailable
 from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)

@@ -42,12 +42,12 @@ from inference.asnorm import ASNorm
 from inference.vector_index import VectorIndex, open_index
 from inference.vector_index.base import BackendUnavailable
 
-from . import inference_owner
-from .exceptions import SearchUnavailable
-from .index_rows import batches, changes_since, current_state, indexable, voiceprints, write_current
-from .models import IndexChange, IndexState
-from .process_local import ProcessLocal
-from .search_tier import SharedTier, open_shared_tier
+from ..exceptions import SearchUnavailable
+from ..models import IndexChange, IndexState
+from ..runtime import inference_owner
+from ..runtime.process_local import ProcessLocal
+from .rows import batches, changes_since, current_state, indexable, voiceprints, write_current
+from .shared_tier import SharedTier, open_shared_tier
 
 logger = logging.getLogger(__name__)
 

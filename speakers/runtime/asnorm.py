@@ -3,7 +3,7 @@
 The cohort (``VOICEPRINT_ASNORM_COHORT``, by default the ``cohort.npy`` that ``prepare_model``
 writes beside the model: the 7205 training-speaker directions of the pretrained classifier)
 needs no user data. Statistics of enrolled voiceprints live beside each vector in the search
-index (:mod:`speakers.voiceprint_index`), invalidated by the same change log; they are never
+index (:mod:`speakers.search.index`), invalidated by the same change log; they are never
 written to disk: together with the public cohort they reveal a little about the voiceprint.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from inference.asnorm import ASNorm
 from inference.cohort import load_cohort
 from inference.errors import ModelError
 
-from .exceptions import NormalisationUnavailable
+from ..exceptions import NormalisationUnavailable
 from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)

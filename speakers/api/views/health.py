@@ -1,0 +1,59 @@
+"""Health and readiness: open to anyone (no key), for operators and load balancers."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ... import selectors
+from ...runtime import inference_owner, startup
+
+
+class HealthApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class HealthOutput(serializers.Serializer):
+        status = serializers.ChoiceField(
+            choices=["ready", "warming_up", "failed", "degraded", "unavailable"],
+            help_text="ready; warming_up: the model is loading; failed: it could not load (requests retry); "
+                      "degraded: some voiceprints cannot be read (left out of search); unavailable: the "
+                      "database cannot be reached (HTTP 503).")
+        engine = serializers.ChoiceField(choices=["cold", "warming_up", "ready", "failed"],
+                                         help_text="This process's inference engine.")
+        model_version = serializers.CharField(allow_null=True)
+        model_loaded = serializers.BooleanField()
+        model_prepared = serializers.BooleanField()
+        database = serializers.ChoiceField(choices=["ok", "unreachable"])
+        enrolled_speakers = serializers.IntegerField(allow_null=True)
+        unreadable_voiceprints = serializers.IntegerField(allow_null=True,
+                                                          help_text="Damaged voiceprints (re-enroll those speakers).")
+        missing_key_ids = serializers.ListField(child=serializers.CharField(),
+                                                help_text="Key ids rows are sealed with that the configuration "
+                                                          "lacks.")
+
+    @extend_schema(responses={200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
+    def get(self, request: Request) -> Response:
+        health = selectors.health_status()
+        return Response(self.HealthOutput(health).data,
+                        status=503 if health["status"] == "unavailable" else 200)
+
+
+class ReadinessApi(APIView):
+    """200 once this process answers without waiting for the model, 503 before (for load balancers)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class ReadinessOutput(serializers.Serializer):
+        ready = serializers.BooleanField()
+        status = serializers.CharField()
+
+    @extend_schema(responses={200: ReadinessOutput, 503: ReadinessOutput}, tags=["health"], auth=[])
+    def get(self, request: Request) -> Response:
+        ready = startup.ready()
+        return Response(self.ReadinessOutput({"ready": ready, "status": inference_owner.engine_state()}).data,
+                        status=200 if ready else 503)
