@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from inference.config import AudioConfig
+from inference.config import CLIP_LEVEL, FULL_SCALE, AudioConfig
 from inference.errors import (
     AudioDecodeError,
     AudioFormatUnsupportedError,
@@ -35,9 +35,6 @@ from inference.errors import (
 # corrupt recording, a failure to open anything else is "not audio".
 _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"\xff\xfb", b"\xff\xf3",
                 b"\xff\xf2", b"caff", b".snd", b"NIST", b"riff", b"Creative Voice File")
-_CLIP_LEVEL = 0.999
-# Float samples may exceed full scale by rounding only.
-_FULL_SCALE = 1.0 + 1e-6
 _BLOCK_FRAMES = 1 << 16
 
 
@@ -56,7 +53,7 @@ class DecodedAudio:
     duration_s
         Duration of the recording in seconds.
     clipping_ratio
-        Fraction of original samples (any channel) at full scale (``|x| >= 0.999``).
+        Fraction of original samples (any channel) at full scale (``|x| >= CLIP_LEVEL``, :mod:`inference.config`).
     """
 
     samples: np.ndarray
@@ -178,7 +175,7 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> DecodedAudio:
                     raise InvalidSamplesError("the recording contains NaN or infinite sample values")
                 magnitude = np.abs(block)
                 peak = float(magnitude.max())
-                if peak > _FULL_SCALE:
+                if peak > FULL_SCALE:
                     raise AudioOutOfRangeError(
                         f"the recording has samples beyond full scale (peak {peak:.3g}); floating-point "
                         "samples must lie within [-1, 1]",
@@ -188,7 +185,7 @@ def decode(data: bytes, config: AudioConfig = AudioConfig()) -> DecodedAudio:
                     raise AudioTooComplexError(
                         f"the recording decodes to more than the {config.max_decoded_values} samples allowed",
                         channels=channels, sample_rate=rate, max_decoded_values=config.max_decoded_values)
-                clipped += int(np.count_nonzero(magnitude >= _CLIP_LEVEL))
+                clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
                 parts.append(block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy())
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioDecodeError(f"the audio data is corrupt or truncated: {_reason(exc)}") from exc

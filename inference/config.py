@@ -8,6 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Constants of the signal, written once (decoding, streaming and VAD read them here).
+# A sample at or above this magnitude is clipped (counted by the quality gate's clipping ratio).
+CLIP_LEVEL = 0.999
+# Float samples may exceed full scale by rounding only; beyond this they are out of range.
+FULL_SCALE = 1.0 + 1e-6
+
 
 @dataclass(frozen=True)
 class AudioConfig:

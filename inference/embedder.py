@@ -1,12 +1,17 @@
 """The engine's one orchestrator: bytes -> decode -> VAD -> features -> ECAPA-TDNN -> unit vector.
 
 :class:`Embedder` owns the MindSpore network: the graph exported by ``prepare-model`` (MINDIR),
-compiled once at load for every length (a dynamic time axis). MindSpore is neither thread-safe
-nor fork-safe, so every forward pass runs behind one lock, and an Embedder must be created in
-the process that uses it (after any fork). Everything before the network (decoding, VAD,
-features) is plain numpy and thread-safe: :meth:`Embedder.prepare` and
-:meth:`Embedder.features` run in the caller's thread, and only :meth:`Embedder.forward` needs
-the network, so a server overlaps one request's pre-processing with another's forward pass.
+compiled once at load for every length (a dynamic time axis), and it is the only copy of the
+pipeline. The pipeline is measure, refuse, then spend: :meth:`Embedder.prepare` decodes and
+measures (VAD, level, SNR, clipping, net speech; numpy, any thread), the caller may refuse the
+recording on those figures, and only then :meth:`Embedder.embed_prepared` computes the features
+and runs the network step, which the caller may pass in (``forward``): the service passes the
+one that queues it on its inference thread.
+
+MindSpore is neither thread-safe nor fork-safe: an Embedder must be created in the process that
+uses it (after any fork). In the service the guard is the inference owner's single thread
+(``speakers/runtime/inference_owner.py``); the lock around the network here only protects a
+library caller who shares one Embedder between threads.
 """
 from __future__ import annotations
 
@@ -14,19 +19,22 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from inference import audio, features, guard, vad
-from inference.config import EngineConfig
-from inference.errors import InferenceError, ModelIntegrityError
+from inference.config import CLIP_LEVEL, EngineConfig
+from inference.errors import InferenceError, ModelError, ModelIntegrityError
 from inference.prepare import read_manifest
 from inference.scoring import average_embeddings, l2_normalise
 
 logger = logging.getLogger(__name__)
+
+# The network step: one recording's normalised feature windows -> its ``(192,)`` unit vector.
+Forward = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -62,18 +70,18 @@ class EmbeddingResult:
     quality: AudioQuality
 
 
-def prepare_waveform(
-    samples: np.ndarray, sample_rate: int, config: EngineConfig, clipping_ratio: float | None = None
-) -> PreparedAudio:
-    """VAD + quality on decoded mono samples (resampled here if needed). Raises :class:`NoSpeechError`."""
-    samples = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, config.audio.sample_rate)
+def measure_speech(samples: np.ndarray, config: EngineConfig, clipping_ratio: float | None = None) -> PreparedAudio:
+    """VAD and quality figures of mono float32 samples already at the engine's rate. Raises :class:`NoSpeechError`.
+
+    ``clipping_ratio``: measured by the decoder on the original samples; None: measured here.
+    """
     # A constant offset carries no voice but would count as energy in every frame (speech with a
     # DC offset was refused as "no speech"); real recordings have none worth a rounding error.
     samples = samples - np.float32(samples.mean()) if samples.size else samples
     rate = config.audio.sample_rate
     mask, report = vad.detect_speech(samples, rate, config.vad)
     if clipping_ratio is None:
-        clipping_ratio = float(np.mean(np.abs(samples) >= 0.999))
+        clipping_ratio = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
     return PreparedAudio(
         speech=vad.drop_long_silences(samples, mask, rate, config.vad),
         duration_s=samples.size / rate,
@@ -89,10 +97,16 @@ def prepare_waveform(
     )
 
 
+def prepare_waveform(samples: np.ndarray, sample_rate: int, config: EngineConfig) -> PreparedAudio:
+    """Decoded mono samples at any rate -> resampled to the engine's rate, VAD and quality figures."""
+    return measure_speech(audio.resample(np.asarray(samples, dtype=np.float32), sample_rate,
+                                         config.audio.sample_rate), config)
+
+
 def prepare_audio(data: bytes, config: EngineConfig) -> PreparedAudio:
-    """Decode an upload and find its speech. Raises the :mod:`inference.errors` audio errors."""
+    """Decode an upload (to the engine's rate) and find its speech. Raises the :mod:`inference.errors` audio errors."""
     decoded = audio.decode(data, config.audio)
-    prepared = prepare_waveform(decoded.samples, decoded.sample_rate, config, decoded.clipping_ratio)
+    prepared = measure_speech(decoded.samples, config, decoded.clipping_ratio)
     # the original recording's duration, not the resampled signal's (they differ by a sample at most)
     return dataclasses.replace(prepared, duration_s=decoded.duration_s)
 
@@ -182,29 +196,46 @@ class Embedder:
 
     # -- public API ---------------------------------------------------------------------
 
-    def embed(self, data: bytes) -> EmbeddingResult:
+    def embed(self, data: bytes, forward: Forward | None = None) -> EmbeddingResult:
         """Embed one uploaded recording. Raises an :class:`~inference.errors.AudioError` subclass."""
-        prepared = self.prepare(data)
-        return self.finish(prepared, self.forward(self.features(prepared)))
+        return self.embed_prepared(self.prepare(data), forward)
 
-    def embed_waveform(self, samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
+    def embed_waveform(self, samples: np.ndarray, sample_rate: int, forward: Forward | None = None) -> EmbeddingResult:
         """Embed already-decoded mono samples at any rate."""
-        prepared = prepare_waveform(samples, sample_rate, self.config)
-        return self.finish(prepared, self.forward(self.features(prepared)))
+        return self.embed_prepared(self.prepare_waveform(samples, sample_rate), forward)
 
-    def embed_many(self, items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-        """Embed several recordings (one by one); a bad item yields its error in its place."""
+    def embed_many(self, items: Sequence[bytes], forward: Forward | None = None) -> list[EmbeddingResult | InferenceError]:
+        """Embed several recordings (one by one); an unusable one yields its audio error in its place.
+
+        A model error is not about one recording: it is raised.
+        """
         results: list[EmbeddingResult | InferenceError] = []
         for data in items:
             try:
-                results.append(self.embed(data))
+                results.append(self.embed(data, forward))
+            except ModelError:
+                raise
             except InferenceError as exc:
                 results.append(exc)
         return results
 
+    def embed_prepared(self, prepared: PreparedAudio, forward: Forward | None = None) -> EmbeddingResult:
+        """The pipeline after :meth:`prepare`: features -> ``forward`` -> the checked result.
+
+        ``forward`` is the network step (:meth:`forward` when None); the service passes the one
+        that queues it on its inference thread, so this stays the only copy of the pipeline.
+        Call it once a recording has passed whatever the caller checks on ``prepared.quality``:
+        the network is the expensive step.
+        """
+        return self.finish(prepared, (forward or self.forward)(self.features(prepared)))
+
     def prepare(self, data: bytes) -> PreparedAudio:
         """Decode an upload and find its speech (numpy only: any thread). Raises the audio errors."""
         return prepare_audio(data, self.config)
+
+    def prepare_waveform(self, samples: np.ndarray, sample_rate: int) -> PreparedAudio:
+        """Decoded mono samples at any rate -> speech and quality figures (numpy only: any thread)."""
+        return prepare_waveform(samples, sample_rate, self.config)
 
     def features(self, prepared: PreparedAudio) -> list[np.ndarray]:
         """Normalised features of the speech, one ``(T, 80)`` array per window (numpy only: any thread).

@@ -39,6 +39,12 @@ from typing import Any
 
 import numpy as np
 
+from inference.decisions import NoMatchReason, identify_outcome
+
+# The score scales a calibration reads: the raw cosine of unit embeddings, or its AS-norm.
+COSINE = "cosine"
+ASNORM = "asnorm"
+SCALES: tuple[str, ...] = (COSINE, ASNORM)
 # A recording is narrowband (a telephone channel) below this bandwidth.
 NARROWBAND_HZ = 5000.0
 FEATURES: tuple[str, ...] = ("log_probe_speech", "log_enroll_speech", "probe_snr", "probe_narrowband",
@@ -104,6 +110,10 @@ class ScaleCalibration:
         grid = np.log(np.asarray(FAR_GRID))
         return float(np.interp(math.log(min(max(far, FAR_GRID[0]), FAR_GRID[-1])), grid, np.asarray(self.t_at_far)))
 
+    def accepts(self, t: float | np.ndarray, far: float) -> bool | np.ndarray:
+        """The verification rule on normalised scores: accept when ``t`` reaches the threshold for ``far``."""
+        return t >= self.verify_t(far)
+
     def identify_t(self, fir: float, gallery: int) -> float:
         """Threshold on the best candidate's ``t`` for a false-identification rate among ``gallery`` voices."""
         per_impostor = 1.0 - (1.0 - fir) ** (1.0 / max(gallery, 1))
@@ -118,6 +128,34 @@ class Verdict:
     threshold: float  # on the llr scale, for this trial's quality
     accepted: bool
     normalised: float  # t
+
+
+@dataclass(frozen=True)
+class IdentifyVerdict:
+    """A calibrated 1:N, open-set decision over the candidates a search returned.
+
+    ``llrs`` ``(K,)``: each candidate's llr, in the order the candidates were given; ``order``:
+    their indices best first. ``threshold``: the llr the best candidate must reach (the
+    identification threshold for this gallery, on its own pair's llr scale; NaN without
+    candidates); ``margin``: the lead it needs over ``runner_up``. ``no_match_reason`` is None
+    when the best candidate is a match.
+    """
+
+    llrs: np.ndarray
+    order: np.ndarray
+    threshold: float
+    margin: float
+    runner_up: float | None
+    no_match_reason: NoMatchReason | None
+
+    @property
+    def best(self) -> int | None:
+        """The best candidate's index, or None without candidates."""
+        return int(self.order[0]) if len(self.order) else None
+
+    @property
+    def matched(self) -> bool:
+        return self.no_match_reason is None
 
 
 @dataclass(frozen=True)
@@ -140,8 +178,32 @@ class Calibration:
         x = cal.features_of(enroll, probe)
         t = float(cal.normalised(score, x))
         tau = cal.verify_t(far)
-        return Verdict(llr=float(cal.llr_of(t, x)), threshold=float(cal.llr_of(tau, x)), accepted=t >= tau,
-                       normalised=t)
+        return Verdict(llr=float(cal.llr_of(t, x)), threshold=float(cal.llr_of(tau, x)),
+                       accepted=bool(cal.accepts(t, far)), normalised=t)
+
+    def identify(self, *, scale: str, scores: Sequence[float] | np.ndarray, enroll: Sequence[SideQuality],
+                 probe: SideQuality, fir: float, gallery: int) -> IdentifyVerdict:
+        """The open-set rule: rank the candidates by llr; the best is a match when it passes the threshold
+        for ``fir`` among ``gallery`` searched voices and leads the runner-up by the calibrated margin.
+
+        ``scores``: each candidate's score on ``scale`` (the cosine, or its AS-norm), with its
+        voiceprint's quality in ``enroll``; ``probe``: the probe's quality. More voices searched give
+        an impostor more chances, so the threshold rises with ``gallery``.
+        """
+        cal = self.scale(scale)
+        features = [cal.features_of(side, probe) for side in enroll]
+        llrs = np.asarray([cal.llr_of(cal.normalised(score, x), x) for score, x in zip(scores, features)],
+                          dtype=np.float64)
+        order = np.argsort(-llrs, kind="stable")
+        if not len(order):
+            return IdentifyVerdict(llrs=llrs, order=order, threshold=float("nan"), margin=cal.identify_margin,
+                                   runner_up=None, no_match_reason=identify_outcome(
+                                       None, None, threshold=float("nan"), margin=cal.identify_margin))
+        threshold = float(cal.llr_of(cal.identify_t(fir, gallery), features[order[0]]))
+        runner_up = float(llrs[order[1]]) if len(order) > 1 else None
+        reason = identify_outcome(float(llrs[order[0]]), runner_up, threshold=threshold, margin=cal.identify_margin)
+        return IdentifyVerdict(llrs=llrs, order=order, threshold=threshold, margin=cal.identify_margin,
+                               runner_up=runner_up, no_match_reason=reason)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_version": self.model_version, "far_grid": list(FAR_GRID), "trained_on": self.trained_on,

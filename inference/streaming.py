@@ -21,12 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.config import VadConfig
+from inference.config import CLIP_LEVEL, FULL_SCALE, VadConfig
 from inference.errors import AudioOutOfRangeError, InvalidSamplesError
 
 _EPS = 1e-10
-_CLIP_LEVEL = 0.999
-_FULL_SCALE = 1.0 + 1e-6
 # The same margin over the noise floor as the batch VAD (inference.vad._NOISE_MARGIN_DB).
 _NOISE_MARGIN_DB = 9.0
 
@@ -55,7 +53,7 @@ def pcm_to_samples(data: bytes, encoding: str) -> np.ndarray:
     if not np.all(np.isfinite(samples)):
         raise InvalidSamplesError("the stream holds NaN or infinite samples")
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    if peak > _FULL_SCALE:
+    if peak > FULL_SCALE:
         raise AudioOutOfRangeError("float samples must lie within [-1, 1]", peak=round(peak, 3))
     return samples
 
@@ -209,7 +207,7 @@ class SpeechStream:
 
     def _count_clipping(self, samples: np.ndarray) -> list[StreamEvent]:
         events = []
-        clipped = np.abs(samples) >= _CLIP_LEVEL
+        clipped = np.abs(samples) >= CLIP_LEVEL
         position = 0
         while position < samples.size:
             take = min(samples.size - position, self._clip_block - self._clip_samples)

@@ -135,6 +135,15 @@ class RecordingsRefused(ApplicationError):
 # --- engine -----------------------------------------------------------------------------------
 
 class EngineUnavailable(ApplicationError):
+    """The engine cannot run: its model files are damaged, cannot be loaded, or have no calibration."""
+
+    code = "model_unavailable"
+    default_message = "The speaker model cannot be used: run `python manage.py prepare_model` again."
+
+
+class ModelNotPrepared(EngineUnavailable):
+    """No converted model at all (a fresh install that skipped ``prepare_model``)."""
+
     code = "model_not_prepared"
     default_message = "The speaker model is not prepared: run `python manage.py prepare_model`."
 

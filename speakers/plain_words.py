@@ -53,6 +53,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "throttled": ("Too many requests", "Wait a moment and try again."),
     "validation_error": ("Missing or invalid field", "Check the form."),
     "model_not_prepared": ("Service not ready", "The speaker model is not installed on the server."),
+    "model_unavailable": ("Service not ready", "The speaker model on the server is damaged or cannot be loaded."),
     "model_error": ("Service not ready", "The speaker model cannot be loaded."),
     "model_integrity_error": ("Service not ready", "The speaker model's files are damaged."),
     "asnorm_unavailable": ("Score normalisation unavailable", "Try again without AS-norm."),

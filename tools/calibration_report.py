@@ -260,9 +260,9 @@ def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
         entry = {}
         raw = np.clip(np.stack([p.vector for p in probes]) @ np.stack([g.vector for g in gallery]).T, -1, 1)
         entry["before"] = calibrated.identification_rates_fixed(raw, known, truth, *BEFORE_IDENTIFY)
-        for scale, cal in calibration.scales.items():
-            t, llr = calibrated.identification_scores(calibration, scale, gallery, probes, asnorm)
-            entry[scale] = calibrated.identification_rates(cal, t, llr, known, truth, args.fir)
+        for scale in calibration.scales:
+            verdicts = calibrated.identification_verdicts(calibration, scale, gallery, probes, asnorm, args.fir)
+            entry[scale] = calibrated.identification_rates(verdicts, known, truth)
         entry["gallery"] = len(gallery)
         figures["identification"][condition] = entry
     limits = _gate_limits()

@@ -13,20 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from inference.asnorm import ASNorm
+from inference.asnorm import ASNorm, as_norm_scores
 from inference.decisions import is_match
 from inference.evaluation.metrics import compute_eer, compute_min_dcf, rates_at_threshold, threshold_at_far
 from inference.quality_calibration import (
+    SCALES,
     Calibration,
-    ScaleCalibration,
+    IdentifyVerdict,
     SideQuality,
     feature_vector,
     fit_identify_offset,
     fit_scale,
 )
 from inference.scoring import average_embeddings
-
-SCALES = ("cosine", "asnorm")
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def calibrated_decisions(calibration: Calibration, scale: str, far: float) -> De
 
     def decide(table: TrialTable) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(cal.normalised(table.scores(scale), table.features(cal.features)), dtype=np.float64)
-        return t, t >= cal.verify_t(far)
+        return t, cal.accepts(t, far)
 
     return decide
 
@@ -167,26 +166,42 @@ def holds(entry: Mapping[str, Any], *, far: float = 0.01, far_band: tuple[float,
     return far_ok and entry["frr"] <= frr_ratio * entry["oracle_frr"] + 1e-9
 
 
-def identification_scores(calibration: Calibration, scale: str, gallery: Sequence[Side],
-                          probes: Sequence[Side], asnorm: ASNorm | None) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised ``t`` and llr of every probe against every enrolled side: two ``(P, K)`` arrays."""
-    cal = calibration.scale(scale)
+def identification_inputs(scale: str, gallery: Sequence[Side], probes: Sequence[Side],
+                          asnorm: ASNorm | None) -> np.ndarray:
+    """Every probe's score against every enrolled side on ``scale`` (the cosine or its AS-norm): ``(P, K)``."""
     g = np.stack([s.vector for s in gallery]).astype(np.float32)
     p = np.stack([s.vector for s in probes]).astype(np.float32)
     raw = np.clip(p @ g.T, -1.0, 1.0).astype(np.float64)
-    if scale == "asnorm":
-        if asnorm is None:
-            raise ValueError("AS-norm scores need the cohort")
-        mu_g, sd_g = asnorm.stats_many(g)
-        mu_p, sd_p = asnorm.stats_many(p)
-        raw = 0.5 * ((raw - mu_g[None, :]) / sd_g[None, :] + (raw - mu_p[:, None]) / sd_p[:, None])
-    t = np.empty_like(raw)
-    llr = np.empty_like(raw)
+    if scale != "asnorm":
+        return raw
+    if asnorm is None:
+        raise ValueError("AS-norm scores need the cohort")
+    mu_g, sd_g = asnorm.stats_many(g)
+    mu_p, sd_p = asnorm.stats_many(p)
+    return as_norm_scores(raw, mu_g[None, :], sd_g[None, :], mu_p[:, None], sd_p[:, None])
+
+
+def identification_scores(calibration: Calibration, scale: str, gallery: Sequence[Side],
+                          probes: Sequence[Side], asnorm: ASNorm | None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised ``t`` and llr of every probe against every enrolled side (for fitting): two ``(P, K)`` arrays."""
+    cal = calibration.scale(scale)
+    scores = identification_inputs(scale, gallery, probes, asnorm)
+    t = np.empty_like(scores)
+    llr = np.empty_like(scores)
     for i, probe in enumerate(probes):
         x = np.stack([feature_vector(side.quality, probe.quality, cal.features) for side in gallery])
-        t[i] = cal.normalised(raw[i], x)
+        t[i] = cal.normalised(scores[i], x)
         llr[i] = cal.llr_of(t[i], x)
     return t, llr
+
+
+def identification_verdicts(calibration: Calibration, scale: str, gallery: Sequence[Side], probes: Sequence[Side],
+                            asnorm: ASNorm | None, fir: float) -> list[IdentifyVerdict]:
+    """Each probe identified against the whole gallery by the service's rule (:meth:`Calibration.identify`)."""
+    scores = identification_inputs(scale, gallery, probes, asnorm)
+    enroll = [side.quality for side in gallery]
+    return [calibration.identify(scale=scale, scores=row, enroll=enroll, probe=probe.quality, fir=fir,
+                                 gallery=len(gallery)) for row, probe in zip(scores, probes)]
 
 
 @dataclass(frozen=True)
@@ -241,21 +256,11 @@ def identification_rates_fixed(scores: np.ndarray, known: np.ndarray, truth: np.
     return _rates(matched, order[:, 0], known, truth)
 
 
-def identification_rates(cal: ScaleCalibration, t: np.ndarray, llr: np.ndarray, known: np.ndarray,
-                         truth: np.ndarray, fir: float) -> dict[str, Any]:
-    """Correct-match and false-identification rates of the calibrated rule (the service's) on ``(P, K)`` scores.
-
-    As the service: candidates ranked by llr; the best must reach the llr of its own pair at the
-    identification threshold on ``t`` and lead the runner-up by the calibrated margin.
-    """
-    order = np.argsort(-llr, axis=1)
-    rows = np.arange(len(llr))
-    best_llr, best_t = llr[rows, order[:, 0]], t[rows, order[:, 0]]
-    # llr is linear in t with slope a for a given pair: its value at t = threshold
-    thresholds = best_llr - cal.llr[0] * (best_t - cal.identify_t(fir, t.shape[1]))
-    matched = np.array([is_match(float(b), s, threshold=float(th), margin=cal.identify_margin)
-                        for b, s, th in zip(best_llr, _runner_up(llr, order), thresholds)], dtype=bool)
-    return _rates(matched, order[:, 0], known, truth)
+def identification_rates(verdicts: Sequence[IdentifyVerdict], known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Correct-match and false-identification rates of the calibrated rule's verdicts (one per probe)."""
+    matched = np.array([v.matched for v in verdicts], dtype=bool)
+    best = np.array([-1 if v.best is None else v.best for v in verdicts], dtype=int)
+    return _rates(matched, best, known, truth)
 
 
 def _rates(matched: np.ndarray, best_index: np.ndarray, known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

@@ -296,55 +296,10 @@ def evaluate_identification(
     for speaker, path in utterances:
         if path in vectors and path not in by_speaker[speaker]:
             by_speaker[speaker].append(path)
-    enrolled: list[str] = []
-    voiceprints: list[np.ndarray] = []
-    skipped: list[str] = []
-    probes: list[tuple[str, str, bool]] = []  # (speaker, path, known)
-    for speaker in known:
-        paths = by_speaker[speaker]
-        if len(paths) < enroll_per_speaker:
-            skipped.append(speaker)
-            logger.warning(
-                "speaker %s has %d usable utterances, fewer than %d: not enrolled",
-                speaker,
-                len(paths),
-                enroll_per_speaker,
-            )
-            continue
-        enrolled.append(speaker)
-        voiceprints.append(average_embeddings([vectors[p] for p in paths[:enroll_per_speaker]]))
-        probes.extend((speaker, p, True) for p in paths[enroll_per_speaker:])
-    for speaker in speakers:
-        if speaker in unknown:
-            probes.extend((speaker, p, False) for p in by_speaker[speaker])
+    enrolled, voiceprints, skipped, probes = _enroll_known(by_speaker, known, unknown, vectors, enroll_per_speaker)
     if not enrolled:
         raise ValueError("no known speaker has enough usable utterances to enroll")
-
-    enrolled_matrix = np.stack(voiceprints)  # (K, D)
-    probe_matrix = (
-        np.stack([vectors[p] for _, p, _ in probes]) if probes else np.zeros((0, enrolled_matrix.shape[1]), np.float32)
-    )
-    scores = np.clip(probe_matrix @ enrolled_matrix.T, -1.0, 1.0).astype(np.float64)  # (P, K)
-    if asnorm is not None and probes:
-        mu_e, sd_e = asnorm.stats_many(enrolled_matrix)
-        mu_t, sd_t = asnorm.stats_many(probe_matrix)
-        scores = as_norm_scores(scores, mu_e[None, :], sd_e[None, :], mu_t[:, None], sd_t[:, None])  # (P, K)
-
-    probe_rows: list[dict[str, Any]] = []
-    for (speaker, path, is_known), row in zip(probes, scores):
-        order = np.argsort(-row, kind="mergesort")
-        rank = next((r for r, k in enumerate(order) if enrolled[k] == speaker), None) if is_known else None
-        probe_rows.append(
-            {
-                "speaker": speaker,
-                "path": path,
-                "known": is_known,
-                "best_speaker": enrolled[order[0]],
-                "best_score": float(row[order[0]]),
-                "second_score": float(row[order[1]]) if len(order) > 1 else None,
-                "true_rank": rank,
-            }
-        )
+    probe_rows = _identification_probes(enrolled, np.stack(voiceprints), probes, vectors, asnorm)
 
     report: dict[str, Any] = {
         "kind": "identification",
@@ -368,6 +323,55 @@ def evaluate_identification(
     }
     report.update(identification_operating_point(probe_rows, threshold=threshold, margin=margin, top_k=top_k))
     return report
+
+
+def _enroll_known(by_speaker: dict[str, list[str]], known: Sequence[str], unknown: set[str],
+                  vectors: dict[str, np.ndarray], enroll_per_speaker: int,
+                  ) -> tuple[list[str], list[np.ndarray], list[str], list[tuple[str, str, bool]]]:
+    """Enroll each known speaker with its first utterances; the rest, and every unknown voice, are probes.
+
+    Returns ``(enrolled speakers, their voiceprints, skipped speakers, probes as (speaker, path, known))``.
+    """
+    enrolled: list[str] = []
+    voiceprints: list[np.ndarray] = []
+    skipped: list[str] = []
+    probes: list[tuple[str, str, bool]] = []
+    for speaker in known:
+        paths = by_speaker[speaker]
+        if len(paths) < enroll_per_speaker:
+            skipped.append(speaker)
+            logger.warning("speaker %s has %d usable utterances, fewer than %d: not enrolled", speaker, len(paths),
+                           enroll_per_speaker)
+            continue
+        enrolled.append(speaker)
+        voiceprints.append(average_embeddings([vectors[p] for p in paths[:enroll_per_speaker]]))
+        probes.extend((speaker, p, True) for p in paths[enroll_per_speaker:])
+    for speaker in by_speaker:
+        if speaker in unknown:
+            probes.extend((speaker, p, False) for p in by_speaker[speaker])
+    return enrolled, voiceprints, skipped, probes
+
+
+def _identification_probes(enrolled: Sequence[str], enrolled_matrix: np.ndarray,
+                           probes: Sequence[tuple[str, str, bool]], vectors: dict[str, np.ndarray],
+                           asnorm: ASNorm | None) -> list[dict[str, Any]]:
+    """Every probe scored against every voiceprint ``(K, D)``: its best and second score and the true speaker's rank."""
+    probe_matrix = (
+        np.stack([vectors[p] for _, p, _ in probes]) if probes else np.zeros((0, enrolled_matrix.shape[1]), np.float32)
+    )
+    scores = np.clip(probe_matrix @ enrolled_matrix.T, -1.0, 1.0).astype(np.float64)  # (P, K)
+    if asnorm is not None and probes:
+        mu_e, sd_e = asnorm.stats_many(enrolled_matrix)
+        mu_t, sd_t = asnorm.stats_many(probe_matrix)
+        scores = as_norm_scores(scores, mu_e[None, :], sd_e[None, :], mu_t[:, None], sd_t[:, None])  # (P, K)
+    rows: list[dict[str, Any]] = []
+    for (speaker, path, is_known), row in zip(probes, scores):
+        order = np.argsort(-row, kind="mergesort")
+        rank = next((r for r, k in enumerate(order) if enrolled[k] == speaker), None) if is_known else None
+        rows.append({"speaker": speaker, "path": path, "known": is_known, "best_speaker": enrolled[order[0]],
+                     "best_score": float(row[order[0]]),
+                     "second_score": float(row[order[1]]) if len(order) > 1 else None, "true_rank": rank})
+    return rows
 
 
 def identification_pooled(utterances: Sequence[tuple[str, str]], audio_root: Path | str, embed_fn: EmbedFn, *,

@@ -57,6 +57,7 @@ STATUS: dict[str, int] = {
     "verification_locked": 429,
     "recordings_refused": 422,
     "model_not_prepared": 503,
+    "model_unavailable": 503,
     "asnorm_unavailable": 503,
     "search_unavailable": 503,
     "calibration_refused": 400,

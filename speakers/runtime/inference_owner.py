@@ -2,15 +2,18 @@
 
 MindSpore is neither fork-safe nor thread-safe, while the dev server and gunicorn's gthread
 workers run views in several threads. So each process gets one inference thread that loads the
-model (lazily, after any fork) and runs every forward pass. Decoding, VAD and features are numpy
-and run in the request's own thread (a refused recording never reaches the queue, and one
-request's pre-processing overlaps another's forward pass); the inference thread only gets the
-feature windows. The network is one graph compiled once for every length, so no request ever
+model (lazily, after any fork) and runs every forward pass: that thread is the service's guard
+around the network. The pipeline itself is the engine's (:class:`inference.Embedder`); this
+module only passes it the queued forward step. Decoding, VAD and the quality figures run in the
+request's own thread (:func:`prepare`), so a recording the quality gate refuses never reaches the
+queue, and one request's pre-processing overlaps another's forward pass; the inference thread
+only gets the feature windows. The network is one graph compiled once for every length, so no request ever
 waits for the compilation of a length: only the first load (about a second) comes before the
 first answer. Importing this module loads nothing.
 
 This module adapts Django settings to the engine's plain config (inference/ reads no settings)
-and turns the engine's model errors into :class:`EngineUnavailable` (503).
+and turns the engine's model errors into 503s: ``model_not_prepared`` when there is no converted
+model, ``model_unavailable`` when it is damaged or cannot be loaded or run (:class:`EngineUnavailable`).
 """
 from __future__ import annotations
 
@@ -23,13 +26,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # Cheap to import: MindSpore itself is imported by Embedder.load, in the inference thread.
-from inference import AudioConfig, Embedder, EmbeddingResult, EngineConfig, InferenceError, ModelError, read_manifest
+from inference import (
+    AudioConfig,
+    Embedder,
+    EmbeddingResult,
+    EngineConfig,
+    ModelError,
+    ModelNotPreparedError,
+    PreparedAudio,
+    read_manifest,
+)
+from inference.embedder import Forward
 
-from ..exceptions import EngineUnavailable
+from ..exceptions import EngineUnavailable, ModelNotPrepared
 from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
@@ -123,13 +137,14 @@ def get_embedder() -> Embedder:
         if owner.embedder is None:
             if not manifest_path().is_file():
                 owner.state = FAILED
-                raise EngineUnavailable(model_missing_message(), model_dir=str(settings.VOICEPRINT_MODEL_DIR))
+                raise ModelNotPrepared(model_missing_message(), model_dir=str(settings.VOICEPRINT_MODEL_DIR))
             owner.state = WARMING_UP
             try:
                 owner.embedder = owner.executor.submit(_load, engine_config()).result()
             except ModelError as exc:
                 owner.state = FAILED
-                raise EngineUnavailable(f"{exc.message} ({PREPARE_HINT})", model_error=exc.code,
+                unavailable = ModelNotPrepared if isinstance(exc, ModelNotPreparedError) else EngineUnavailable
+                raise unavailable(f"{exc.message} ({PREPARE_HINT})", model_error=exc.code,
                                         **exc.detail) from exc
             except BaseException:
                 owner.state = FAILED
@@ -152,50 +167,32 @@ def model_version() -> str:
     return get_embedder().model_version
 
 
-def _forward(embedder: Embedder, windows: list) -> Any:
-    try:
-        return in_inference_thread(embedder.forward, windows)
-    except ModelError as exc:
-        raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+def _queued_forward(embedder: Embedder) -> Forward:
+    """The engine's network step, queued on this process's inference thread; a model error is 503 (once, here)."""
+    def forward(windows: Sequence[np.ndarray]) -> np.ndarray:
+        try:
+            return in_inference_thread(embedder.forward, windows)
+        except ModelError as exc:
+            raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+    return forward
 
 
-def embed(data: bytes) -> EmbeddingResult:
-    """Embed one recording. Raises the engine's AudioError subclasses for unusable audio.
+def prepare(data: bytes) -> PreparedAudio:
+    """Decode and measure one recording in the caller's thread (no network). Raises the engine's AudioError subclasses."""
+    return get_embedder().prepare(data)
 
-    Decoding, VAD and features run in the caller's thread; only the forward pass is queued.
-    """
+
+def embed_prepared(prepared: PreparedAudio) -> EmbeddingResult:
+    """Features in the caller's thread, then the forward pass queued on the inference thread."""
     embedder = get_embedder()
-    prepared = embedder.prepare(data)
-    return embedder.finish(prepared, _forward(embedder, embedder.features(prepared)))
+    return embedder.embed_prepared(prepared, _queued_forward(embedder))
 
 
-def embed_waveform(samples: Any, sample_rate: int) -> EmbeddingResult:
+def embed_waveform(samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
     """Embed already-decoded mono samples (a streamed window). Raises the engine's AudioError subclasses."""
-    from inference.embedder import prepare_waveform
-
     embedder = get_embedder()
-    prepared = prepare_waveform(samples, sample_rate, embedder.config)
-    return embedder.finish(prepared, _forward(embedder, embedder.features(prepared)))
-
-
-def embed_many(items: Sequence[bytes]) -> list[EmbeddingResult | InferenceError]:
-    """Embed several recordings; an unusable one yields its error in its place."""
-    embedder = get_embedder()
-    results: list[EmbeddingResult | InferenceError] = []
-    for data in items:
-        try:
-            prepared = embedder.prepare(data)
-            windows = embedder.features(prepared)
-        except InferenceError as exc:
-            if isinstance(exc, ModelError):
-                raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
-            results.append(exc)
-            continue
-        try:
-            results.append(embedder.finish(prepared, _forward(embedder, windows)))
-        except InferenceError as exc:
-            results.append(exc)
-    return results
+    return embedder.embed_waveform(samples, sample_rate, _queued_forward(embedder))
 
 
 def engine_state() -> str:

@@ -67,13 +67,13 @@ class AccuracyEmbedder:
         key = Path(path)
         if key not in self._results:
             try:
-                result = inference_owner.embed(key.read_bytes())  # a missing file: OSError, recorded
-                if self.quality_gates:
+                prepared = inference_owner.prepare(key.read_bytes())  # a missing file: OSError, recorded
+                if self.quality_gates:  # refused before the forward pass, as the service refuses it
                     try:
-                        recording_check_quality(result=result, purpose=Purpose.PROBE)
+                        recording_check_quality(prepared=prepared, purpose=Purpose.PROBE)
                     except ApplicationError as error:
                         raise _QualityRefusal(error) from error
-                self._results[key] = result
+                self._results[key] = inference_owner.embed_prepared(prepared)
             except InferenceError as error:
                 self._results[key] = error
         value = self._results[key]

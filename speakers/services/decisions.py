@@ -1,10 +1,11 @@
 """Decisions: verify (1:1), identify (1:N, open set), compare and batch-verify.
 
-Each compares a score with a threshold of the decision policy in force (the newest calibration
-for the model version, else the settings; see selectors.decision_policy), on the cosine scale or,
-when asked, the AS-norm scale; every decision returns the score that decided, the raw cosine and
-the threshold. The rules themselves are :mod:`inference.decisions`, the ones evaluation and
-calibration measure.
+Each decides with the calibration in force (the newest site calibration for the model version,
+else the one shipped; see selectors.decision_policy), on the cosine or, when asked, its AS-norm;
+every decision returns the calibrated score (an llr), the raw cosine and the threshold for that
+pair. The rules themselves are :meth:`Calibration.verify` and :meth:`Calibration.identify`
+(:mod:`inference.quality_calibration`), the ones evaluation and calibration measure; a service
+here only gathers their inputs (embedding, search, rows) and records the outcome.
 """
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from inference import EmbeddingResult, InferenceError, cosine
+from inference import EmbeddingResult, InferenceError, cosine, quality_calibration
 from inference.asnorm import as_norm_scores
-from inference.decisions import accepts, identify_outcome
 from inference.quality_calibration import SideQuality
 
 from ..audit import Actor, audit_record
@@ -35,13 +35,14 @@ from ..integrity import voiceprint_of
 from ..models import AuditAction, Speaker
 from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
-from ..search.index import voiceprint_index
+from ..search.index import VoiceprintIndex, voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
 from .lockout import verification_lock_check, verification_outcome_record
 from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed
 from .timing import elapsed_ms
 
-# Names of the score normalisation a decision used (the API's ``score_normalisation``).
+# The API's ``score_normalisation``: what was applied to the cosine before the calibration read it.
+# "none" means the calibration's cosine scale, "asnorm" its AS-norm scale (the names clients know).
 NO_NORMALISATION = "none"
 ASNORM = "asnorm"
 # With AS-norm, identify re-ranks this many cosine nearest voiceprints (the normalisation can
@@ -165,7 +166,7 @@ class _Scale:
 
     @property
     def calibration_scale(self) -> str:
-        return "asnorm" if self.normalised else "cosine"
+        return quality_calibration.ASNORM if self.normalised else quality_calibration.COSINE
 
     def input_score(self, raw: float, enroll_vector: np.ndarray, probe_vector: np.ndarray,
                     enroll_stats: tuple[float, float] | None = None) -> float:
@@ -198,7 +199,7 @@ def pair_decide(*, reference: Reference, probe: EmbeddingResult, asnorm: bool | 
         scale=scale.calibration_scale, score=scale.input_score(raw, reference.vector, probe.vector, reference_stats),
         enroll=reference.quality, probe=side_quality(probe), far=scale.policy.far_target)
     return PairDecision(score=verdict.llr, raw_score=raw, threshold=verdict.threshold,
-                        accepted=accepts(verdict.llr, verdict.threshold), score_normalisation=scale.name,
+                        accepted=verdict.accepted, score_normalisation=scale.name,
                         policy_source=scale.policy.source)
 
 
@@ -264,66 +265,64 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                      asnorm: bool | None = None) -> IdentifyDecision:
     """1:N, open set: the best candidates, and a match only if the best is clearly the one.
 
-    A match needs the best score ``>= threshold`` and a lead over the runner-up ``>= margin``
-    (a lone candidate has no runner-up). Only complete voiceprints of the loaded model version
-    are searched. The runner-up is looked at even when ``top_k`` is 1.
+    Search -> the candidates' rows -> the calibration's identify rule -> audit. The rule
+    (:meth:`inference.quality_calibration.Calibration.identify`) ranks by llr; the best is a match when
+    it passes the threshold for the false-identification target among every voice searched and
+    leads the runner-up by the calibrated margin. Only complete voiceprints of the loaded model
+    version are searched; the runner-up is looked at even when ``top_k`` is 1.
     """
     started = time.perf_counter()
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
-    wanted = max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0)
     index = voiceprint_index()
-    hits = index.search(probe.vector, wanted, model_version=probe.model_version)
-    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
-            .only("id", "external_id", "display_name", "voiceprint_speech_s", "voiceprint_snr_db",
-                  "voiceprint_bandwidth_hz")}
-    found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]  # deleted meanwhile: gone
-    raws = np.asarray([raw for _, raw in found], dtype=np.float64)
-    inputs = raws
-    if scale.normalised and found:
-        normaliser = service_asnorm.asnorm()
-        stats = index.asnorm_stats([speaker.id for speaker, _ in found], normaliser)
-        kept = [i for i, s in enumerate(stats) if s is not None]  # dropped from the index meanwhile: gone
-        found, raws = [found[i] for i in kept], raws[kept]
-        enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
-        mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
-        inputs = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
-    calibration = scale.policy.calibration.scale(scale.calibration_scale)
-    probe_quality = side_quality(probe)
-    features = [calibration.features_of(voiceprint_quality(speaker), probe_quality) for speaker, _ in found]
-    llrs = np.asarray([calibration.llr_of(calibration.normalised(score, x), x) for score, x in zip(inputs, features)],
-                      dtype=np.float64)
-    order = np.argsort(-llrs, kind="stable")
-    ranked = [Candidate(speaker_id=found[i][0].id, external_id=found[i][0].external_id,
-                        display_name=found[i][0].display_name, score=float(llrs[i]), raw_score=float(raws[i]))
-              for i in order]
-
-    # The best candidate must pass the threshold for the false-identification target among every
-    # voice searched (more voices, more chances for an impostor: a higher threshold), on the llr
-    # scale of its own pair, and lead the runner-up by the calibrated margin.
+    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
+                        model_version=probe.model_version)
     gallery = len(index)
-    threshold = float(calibration.llr_of(calibration.identify_t(scale.policy.fir_target, gallery),
-                                         features[order[0]])) if ranked else float("nan")
-    margin = calibration.identify_margin
-    runner_up_score = ranked[1].score if len(ranked) > 1 else None
-    no_match_reason = identify_outcome(ranked[0].score if ranked else None, runner_up_score,
-                                       threshold=threshold, margin=margin)
-    match = ranked[0] if ranked and no_match_reason is None else None
+    found, raws, inputs = _candidate_scores(hits, probe, scale, index)
+    verdict = scale.policy.calibration.identify(
+        scale=scale.calibration_scale, scores=inputs, enroll=[voiceprint_quality(speaker) for speaker in found],
+        probe=side_quality(probe), fir=scale.policy.fir_target, gallery=gallery)
+    ranked = [Candidate(speaker_id=found[i].id, external_id=found[i].external_id, display_name=found[i].display_name,
+                        score=float(verdict.llrs[i]), raw_score=float(raws[i])) for i in verdict.order]
+    match = ranked[0] if verdict.matched else None
+    threshold = verdict.threshold if ranked else None
     with transaction.atomic():
         if match is not None:
             Speaker.objects.filter(pk=match.speaker_id).update(last_identified_at=timezone.now())
         audit_record(actor=actor, action=AuditAction.IDENTIFY,
                      speaker_id=match.speaker_id if match else None,
                      decision="match" if match else "no_match",
-                     score=ranked[0].score if ranked else None, threshold=threshold if ranked else None,
+                     score=ranked[0].score if ranked else None, threshold=threshold,
                      detail={"top_k": top_k, "candidates": min(len(ranked), top_k), "gallery": gallery,
-                             "runner_up_score": runner_up_score, "margin": margin,
-                             "no_match_reason": no_match_reason, "score_normalisation": scale.name,
+                             "runner_up_score": verdict.runner_up, "margin": verdict.margin,
+                             "no_match_reason": verdict.no_match_reason, "score_normalisation": scale.name,
                              "policy": scale.policy.source})
-    return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=threshold if ranked else None,
-                            margin=margin, runner_up_score=runner_up_score,
-                            no_match_reason=no_match_reason, score_normalisation=scale.name,
-                            model_version=probe.model_version, processing_time_ms=elapsed_ms(started))
+    return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=threshold, margin=verdict.margin,
+                            runner_up_score=verdict.runner_up, no_match_reason=verdict.no_match_reason,
+                            score_normalisation=scale.name, model_version=probe.model_version,
+                            processing_time_ms=elapsed_ms(started))
+
+
+def _candidate_scores(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult, scale: _Scale,
+                      index: VoiceprintIndex) -> tuple[list[Speaker], np.ndarray, np.ndarray]:
+    """The rows of the speakers a search found, their raw cosines and their scores on ``scale``.
+
+    A speaker deleted (or dropped from the index) since the search is left out.
+    """
+    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
+            .only("id", "external_id", "display_name", "voiceprint_speech_s", "voiceprint_snr_db",
+                  "voiceprint_bandwidth_hz")}
+    found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]
+    raws = np.asarray([raw for _, raw in found], dtype=np.float64)
+    if not scale.normalised or not found:
+        return [speaker for speaker, _ in found], raws, raws
+    normaliser = service_asnorm.asnorm()
+    stats = index.asnorm_stats([speaker.id for speaker, _ in found], normaliser)
+    kept = [i for i, s in enumerate(stats) if s is not None]
+    enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
+    mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
+    raws = raws[kept]
+    return [found[i][0] for i in kept], raws, as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
 
 
 def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,

@@ -1,9 +1,9 @@
 """Enrollments: recordings in, one encrypted embedding each, and the speaker's voiceprint (their average).
 
-The flow: bytes -> engine (decode, VAD, features, ECAPA) -> quality gate -> encrypt -> one
-transaction (consistency check + rows + voiceprint + index change log + audit) -> index update
-after commit. Bad input never half-writes: every file is embedded and checked before anything
-is saved.
+The flow (measure, refuse, then spend): bytes -> the engine measures (decode, VAD, quality
+figures) -> quality gate -> the engine embeds (features, ECAPA) -> encrypt -> one transaction
+(consistency check + rows + voiceprint + index change log + audit) -> index update after commit.
+Bad input never half-writes: every file is checked and embedded before anything is saved.
 """
 from __future__ import annotations
 

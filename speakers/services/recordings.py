@@ -12,10 +12,17 @@ from typing import Any
 
 from django.conf import settings
 
-from inference import EmbeddingResult, InferenceError
+from inference import EmbeddingResult, InferenceError, ModelError, PreparedAudio
 from inference.gates import GateLimits, gate_refusal
 
-from ..exceptions import ApplicationError, AudioClipped, AudioTooNoisy, AudioTooQuiet, InsufficientSpeech
+from ..exceptions import (
+    ApplicationError,
+    AudioClipped,
+    AudioTooNoisy,
+    AudioTooQuiet,
+    EngineUnavailable,
+    InsufficientSpeech,
+)
 from ..runtime import inference_owner
 
 
@@ -64,16 +71,16 @@ def gate_limits(purpose: Purpose) -> GateLimits:
     )
 
 
-def recording_check_quality(*, result: EmbeddingResult, purpose: Purpose) -> None:
-    """Refuse a recording the engine could embed but that is not good enough for ``purpose``.
+def recording_check_quality(*, prepared: PreparedAudio, purpose: Purpose) -> None:
+    """Refuse a recording that is not good enough for ``purpose``, before any forward pass.
 
     The rule is :func:`inference.gates.gate_refusal` (clipping, speech level, SNR, net speech, in
-    that order); recordings without any speech never get here: the engine refuses them
-    (``no_speech``).
+    that order) on the figures :meth:`inference.Embedder.prepare` measured; recordings without any
+    speech never get here: the engine refuses them (``no_speech``).
     """
-    refusal = gate_refusal(clipping_ratio=float(result.quality.clipping_ratio),
-                           speech_level_dbfs=float(result.quality.speech_level_dbfs),
-                           snr_db=float(result.quality.snr_db), speech_s=float(result.speech_s),
+    refusal = gate_refusal(clipping_ratio=float(prepared.quality.clipping_ratio),
+                           speech_level_dbfs=float(prepared.quality.speech_level_dbfs),
+                           snr_db=float(prepared.quality.snr_db), speech_s=float(prepared.speech_s),
                            limits=gate_limits(purpose))
     if refusal is None:
         return
@@ -89,28 +96,43 @@ def recording_check_quality(*, result: EmbeddingResult, purpose: Purpose) -> Non
         speech_s=round(refusal.value, 3), min_speech_s=refusal.limit)
 
 
-def recording_embed(*, recording: Recording, purpose: Purpose) -> EmbeddingResult:
-    """Embed one recording and apply the quality gate; an error names the recording."""
+def recording_prepare(*, recording: Recording, purpose: Purpose) -> PreparedAudio:
+    """Measure, then refuse: decode one recording and apply the quality gate (no network yet)."""
     try:
-        result = inference_owner.embed(recording.data)
-        recording_check_quality(result=result, purpose=purpose)
+        prepared = inference_owner.prepare(recording.data)
+        recording_check_quality(prepared=prepared, purpose=purpose)
     except (InferenceError, ApplicationError) as error:
         recording.annotate(error)
         raise
-    return result
+    return prepared
+
+
+def recording_embed(*, recording: Recording, purpose: Purpose) -> EmbeddingResult:
+    """Measure, refuse, then spend: one recording through the gate, then the queued forward pass.
+
+    An error names the recording.
+    """
+    prepared = recording_prepare(recording=recording, purpose=purpose)
+    try:
+        return inference_owner.embed_prepared(prepared)
+    except (InferenceError, ApplicationError) as error:
+        recording.annotate(error)
+        raise
 
 
 def recordings_embed(*, recordings: list[Recording],
                      purpose: Purpose) -> list[EmbeddingResult | InferenceError | ApplicationError]:
-    """Embed several recordings; each unusable one yields its error in its place."""
+    """Embed several recordings, each gated before its forward pass; an unusable one yields its error in its place."""
     out: list[EmbeddingResult | InferenceError | ApplicationError] = []
-    for result in inference_owner.embed_many([r.data for r in recordings]):
+    for recording in recordings:
         try:
-            if isinstance(result, InferenceError):
-                raise result
-            recording_check_quality(result=result, purpose=purpose)
+            prepared = inference_owner.prepare(recording.data)
+            recording_check_quality(prepared=prepared, purpose=purpose)
+            out.append(inference_owner.embed_prepared(prepared))
+        except ModelError:
+            raise
         except (InferenceError, ApplicationError) as error:
+            if isinstance(error, EngineUnavailable):
+                raise
             out.append(error)
-            continue
-        out.append(result)
     return out

@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +157,22 @@ def start_gunicorn(name: str, database: str, log_dir: Path, *, workers: int = 1,
          "--bind", f"127.0.0.1:{port}", "--workers", str(workers), *app],
         cwd=REPO, env=server_env(database, **env), stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     return Server(name=name, url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
+               message: str = "the condition") -> Any:
+    """Poll ``condition()`` until it returns something truthy (returned), or fail after ``timeout`` seconds.
+
+    Tests wait on what they need to be true, never on a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} did not hold within {timeout} s")
+        time.sleep(interval)
 
 
 def wait_until_healthy(server: Server, timeout: float = 90.0) -> dict[str, Any]:

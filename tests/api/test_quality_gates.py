@@ -146,3 +146,42 @@ def test_the_short_real_clips_are_long_enough_to_enroll_but_a_second_is_not(clie
                                      {"audio": upload(short, "short.wav")}, format="multipart"),
                          422, "insufficient_speech")
     assert error["detail"]["min_speech_s"] == 1.5 and error["detail"]["speech_s"] < 1.5
+
+
+@pytest.fixture
+def forward_passes(embedder, monkeypatch):
+    """Counts the network's forward passes in this process (the one step the gate must save)."""
+    calls: list[int] = []
+    real = embedder.forward
+
+    def counted(windows):
+        calls.append(len(windows))
+        return real(windows)
+
+    monkeypatch.setattr(embedder, "forward", counted)
+    return calls
+
+
+@pytest.mark.parametrize(("kind", "code"), [("quiet", "audio_too_quiet"), ("noisy", "audio_too_noisy"),
+                                            ("clipped", "audio_clipped"), ("short", "insufficient_speech")])
+def test_a_probe_the_gate_refuses_never_reaches_the_network(client, upload, enrolled, sounds, forward_passes, kind,
+                                                             code):
+    assert_error(verify(client, upload, enrolled["a"], sounds[kind]), 422, code)
+    assert_error(identify(client, upload, sounds[kind]), 422, code)
+    assert forward_passes == []
+
+
+def test_an_enrollment_the_gate_refuses_never_reaches_the_network(client, create_speaker, upload, sounds,
+                                                                   forward_passes):
+    speaker = create_speaker(external_id="gated")
+    response = client.post(f"/api/v1/speakers/{speaker['id']}/enrollments",
+                           {"audio": [upload(*sounds["somewhat_noisy"]), upload(*sounds["clipped"])]},
+                           format="multipart")
+    assert_error(response, 422, "recordings_refused")
+    assert forward_passes == []
+
+
+def test_a_probe_that_passes_the_gate_takes_one_forward_pass(client, upload, enrolled, speech, forward_passes):
+    response = verify(client, upload, enrolled["a"], (speech.bytes("a_snt5"), "a_snt5.wav"))
+    assert response.status_code == 200
+    assert forward_passes == [1]

@@ -193,3 +193,83 @@ def test_identification_is_fitted_to_hold_in_every_training_gallery(fitted):
     assert offset == pytest.approx(fit_identification(calibration, "cosine", [rough], 0.01)[0])
     assert offset > fit_identification(calibration, "cosine", [calm], 0.01)[0]
     assert 0 < margin < 12.0  # below a true match's typical lead (6 sd on t, llr = 2 t)
+
+
+def _with_margin(cal, offset: float, margin: float) -> Calibration:
+    import dataclasses
+
+    return Calibration("test", {"cosine": dataclasses.replace(cal, identify_offset=offset, identify_margin=margin)})
+
+
+def test_identify_ranks_by_llr_and_asks_the_best_for_the_threshold_of_its_own_pair_and_gallery(fitted):
+    calibration = _with_margin(fitted[0], 0.3, 0.5)
+    cal = calibration.scale("cosine")
+    scores = np.array([0.31, 0.62, 0.28, 0.60])
+    enroll = [ENROLL, SideQuality(3.0), PHONE, SideQuality(20.0, snr_db=12.0)]
+    probe = SideQuality(2.5, snr_db=18.0)
+    verdict = calibration.identify(scale="cosine", scores=scores, enroll=enroll, probe=probe, fir=0.01, gallery=500)
+    # computed independently from the calibration's published formulas
+    x = np.stack([feature_vector(side, probe, cal.features) for side in enroll])
+    mean, sd = x @ np.asarray(cal.impostor_mean), np.exp(x @ np.asarray(cal.impostor_log_sd))
+    llrs = cal.llr[0] * (scores - mean) / sd + x @ np.asarray(cal.llr[1:])
+    np.testing.assert_allclose(verdict.llrs, llrs, rtol=1e-12)
+    assert list(verdict.order) == list(np.argsort(-llrs))
+    best = int(np.argmax(llrs))
+    from scipy.stats import norm
+
+    t_id = norm.isf(1 - (1 - 0.01) ** (1 / 500)) + 0.3
+    assert verdict.threshold == pytest.approx(cal.llr[0] * t_id + x[best] @ np.asarray(cal.llr[1:]), rel=1e-12)
+    assert verdict.runner_up == pytest.approx(np.sort(llrs)[-2])
+    lead = llrs[best] - np.sort(llrs)[-2]
+    expected = ("below_threshold" if llrs[best] < verdict.threshold
+                else "ambiguous" if lead < 0.5 else None)
+    assert verdict.no_match_reason == expected
+    assert verdict.matched is (expected is None)
+
+
+def test_identify_outcomes_match_below_threshold_ambiguous_and_nobody(fitted):
+    calibration = _with_margin(fitted[0], 0.0, 1.0)
+    probe = SideQuality(8.0)
+    clear = calibration.identify(scale="cosine", scores=[0.95, 0.05], enroll=[ENROLL, ENROLL], probe=probe,
+                                 fir=0.01, gallery=2)
+    assert clear.matched and clear.best == 0
+    weak = calibration.identify(scale="cosine", scores=[0.04, 0.02], enroll=[ENROLL, ENROLL], probe=probe,
+                                fir=0.01, gallery=2)
+    assert weak.no_match_reason == "below_threshold" and weak.best == 0
+    tied = calibration.identify(scale="cosine", scores=[0.95, 0.95], enroll=[ENROLL, ENROLL], probe=probe,
+                                fir=0.01, gallery=2)
+    assert tied.no_match_reason == "ambiguous"
+    alone = calibration.identify(scale="cosine", scores=[0.95], enroll=[ENROLL], probe=probe, fir=0.01, gallery=1)
+    assert alone.matched and alone.runner_up is None
+    nobody = calibration.identify(scale="cosine", scores=[], enroll=[], probe=probe, fir=0.01, gallery=0)
+    assert nobody.no_match_reason == "no_candidates" and nobody.best is None and not nobody.matched
+
+
+def test_a_larger_gallery_asks_more_of_the_best_candidate(fitted):
+    calibration = _with_margin(fitted[0], 0.0, 0.0)
+    args = {"scale": "cosine", "scores": [0.5], "enroll": [ENROLL], "probe": LONG, "fir": 0.01}
+    small, large = calibration.identify(gallery=10, **args), calibration.identify(gallery=100_000, **args)
+    assert large.threshold > small.threshold
+
+
+def test_evaluation_measures_identification_with_the_services_rule(fitted):
+    from inference.evaluation.calibrated import Side, identification_rates, identification_verdicts
+
+    calibration = _with_margin(fitted[0], 0.2, 0.3)
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((6, 192))
+    unit = lambda v: (v / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    gallery = [Side(unit(c), ENROLL) for c in centres[:4]]
+    probes = [Side(unit(centres[i % 6] + 0.6 * rng.standard_normal(192)), SideQuality(4.0)) for i in range(24)]
+    verdicts = identification_verdicts(calibration, "cosine", gallery, probes, None, 0.01)
+    for probe, verdict in zip(probes, verdicts):
+        scores = [float(np.clip(probe.vector @ g.vector, -1, 1)) for g in gallery]
+        alone = calibration.identify(scale="cosine", scores=scores, enroll=[g.quality for g in gallery],
+                                     probe=probe.quality, fir=0.01, gallery=len(gallery))
+        assert (verdict.best, verdict.no_match_reason) == (alone.best, alone.no_match_reason)
+    known = np.array([i % 6 < 4 for i in range(24)])
+    truth = np.array([i % 6 if i % 6 < 4 else -1 for i in range(24)])
+    rates = identification_rates(verdicts, known, truth)
+    correct = [v.matched and v.best == t for v, t, k in zip(verdicts, truth, known) if k]
+    assert rates["correct_match"] == pytest.approx(np.mean(correct))
+    assert rates["false_identification"] == pytest.approx(np.mean([v.matched for v, k in zip(verdicts, known) if not k]))

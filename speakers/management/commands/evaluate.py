@@ -126,13 +126,13 @@ class Command(BaseCommand):
                            for s in names]
                 probes = [(s, side) for s in speakers for side in
                           (usable[s][enroll_per_speaker:] if s in names else usable[s])]
-                t, llr = calibrated.identification_scores(policy.calibration, scale, gallery,
-                                                          [side for _, side in probes], norm)
+                verdicts = calibrated.identification_verdicts(policy.calibration, scale, gallery,
+                                                              [side for _, side in probes], norm, policy.fir_target)
                 known = np.array([s in names for s, _ in probes])
                 truth = np.array([names.index(s) if s in names else -1 for s, _ in probes])
-                rates = calibrated.identification_rates(policy.calibration.scale(scale), t, llr, known, truth,
-                                                        policy.fir_target)
-                pooled["top1"].append((np.argmax(llr, axis=1)[known] == truth[known]).mean() if known.any() else None)
+                rates = calibrated.identification_rates(verdicts, known, truth)
+                best = np.array([v.best for v in verdicts])
+                pooled["top1"].append((best[known] == truth[known]).mean() if known.any() else None)
                 pooled["rates"].append(rates)
             report[scale] = {
                 "top1_accuracy": float(np.mean([x for x in pooled["top1"] if x is not None])),
