@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = f"sqlite:///{work / 'db.sqlite3'}"
     os.environ.setdefault("VOICEPRINT_MODEL_DIR", str(root / "var" / "model"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "voiceprint_project.settings"
+    # thousands of decisions from one key: no lockout or rate limit may refuse one of them
+    os.environ["VOICEPRINT_VERIFY_LOCKOUT_AFTER"] = "1000000"
+    os.environ["VOICEPRINT_RATE_PER_KEY"] = "1000000/min"
+    os.environ["VOICEPRINT_RATE_PER_CLIENT"] = "1000000/min"
     sys.path.insert(0, str(root))
     os.chdir(root)
     import django
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     call_command("migrate", verbosity=0)
     _, key = api_key_create(name="snapshot", scopes=tuple(ApiKeyScope.values), actor=Actor.cli("snapshot"))
-    client = APIClient(HTTP_X_API_KEY=key)
+    client = APIClient(HTTP_X_API_KEY=key, HTTP_HOST="localhost")
 
     speech = args.speech.resolve()
     groups: dict[str, list[Path]] = {}
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ids: dict[str, str] = {}
     for speaker, files in groups.items():
         created = client.post("/api/v1/speakers", {"external_id": speaker, "display_name": speaker}, format="json")
+        if created.status_code != 201:
+            raise SystemExit(f"creating speaker {speaker}: {created.status_code} {created.json()}")
         ids[speaker] = created.json()["id"]
         enrolled = client.post(f"/api/v1/speakers/{ids[speaker]}/enrollments",
                                {"audio": [upload(p) for p in files[:ENROLL_FILES]]}, format="multipart")

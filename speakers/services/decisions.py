@@ -273,17 +273,19 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     """
     started = time.perf_counter()
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    probe_quality = side_quality(probe)
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
     index = voiceprint_index()
     hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
                         model_version=probe.model_version)
     gallery = len(index)
-    found, raws, inputs = _candidate_scores(hits, probe, scale, index)
+    found = _candidates(hits, probe, scale, index)
     verdict = scale.policy.calibration.identify(
-        scale=scale.calibration_scale, scores=inputs, enroll=[voiceprint_quality(speaker) for speaker in found],
-        probe=side_quality(probe), fir=scale.policy.fir_target, gallery=gallery)
-    ranked = [Candidate(speaker_id=found[i].id, external_id=found[i].external_id, display_name=found[i].display_name,
-                        score=float(verdict.llrs[i]), raw_score=float(raws[i])) for i in verdict.order]
+        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe_quality,
+        fir=scale.policy.fir_target, gallery=gallery)
+    ranked = [Candidate(speaker_id=found.speakers[i].id, external_id=found.speakers[i].external_id,
+                        display_name=found.speakers[i].display_name, score=float(verdict.llrs[i]),
+                        raw_score=float(found.raws[i])) for i in verdict.order]
     match = ranked[0] if verdict.matched else None
     threshold = verdict.threshold if ranked else None
     with transaction.atomic():
@@ -303,9 +305,20 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                             processing_time_ms=elapsed_ms(started))
 
 
-def _candidate_scores(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult, scale: _Scale,
-                      index: VoiceprintIndex) -> tuple[list[Speaker], np.ndarray, np.ndarray]:
-    """The rows of the speakers a search found, their raw cosines and their scores on ``scale``.
+@dataclass(frozen=True)
+class _Candidates:
+    """The speakers a search found (rows), their raw cosines, their scores on the request's scale and the
+    quality of their voiceprints: what the identify rule reads, in the search's order."""
+
+    speakers: list[Speaker]
+    raws: np.ndarray
+    scores: np.ndarray
+    qualities: list[SideQuality]
+
+
+def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult, scale: _Scale,
+                index: VoiceprintIndex) -> _Candidates:
+    """The rows of the speakers a search found and what the rule needs of them.
 
     A speaker deleted (or dropped from the index) since the search is left out.
     """
@@ -313,16 +326,19 @@ def _candidate_scores(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingR
             .only("id", "external_id", "display_name", "voiceprint_speech_s", "voiceprint_snr_db",
                   "voiceprint_bandwidth_hz")}
     found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]
+    speakers = [speaker for speaker, _ in found]
     raws = np.asarray([raw for _, raw in found], dtype=np.float64)
-    if not scale.normalised or not found:
-        return [speaker for speaker, _ in found], raws, raws
-    normaliser = service_asnorm.asnorm()
-    stats = index.asnorm_stats([speaker.id for speaker, _ in found], normaliser)
-    kept = [i for i, s in enumerate(stats) if s is not None]
-    enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
-    mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
-    raws = raws[kept]
-    return [found[i][0] for i in kept], raws, as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
+    scores = raws
+    if scale.normalised and found:
+        normaliser = service_asnorm.asnorm()
+        stats = index.asnorm_stats([speaker.id for speaker in speakers], normaliser)
+        kept = [i for i, s in enumerate(stats) if s is not None]
+        enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
+        mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
+        speakers, raws = [speakers[i] for i in kept], raws[kept]
+        scores = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
+    return _Candidates(speakers=speakers, raws=raws, scores=scores,
+                       qualities=[voiceprint_quality(speaker) for speaker in speakers])
 
 
 def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,
