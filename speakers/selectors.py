@@ -267,6 +267,11 @@ def health_status() -> dict[str, Any]:
     return status
 
 
+def api_key_prefix_known(*, prefix: str) -> bool:
+    """Whether a key (active or revoked) has this public prefix."""
+    return ApiKey.objects.filter(prefix=prefix).exists()
+
+
 def api_key_authenticate(*, plain: str) -> ApiKey:
     """The active key matching ``plain``. Raises InvalidApiKey or RevokedApiKey."""
     prefix = crypto.api_key_prefix(plain)

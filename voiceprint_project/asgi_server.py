@@ -28,6 +28,11 @@ def uvicorn_options() -> dict[str, Any]:
         "ws_max_size": settings.VOICEPRINT_WS_MAX_MESSAGE_BYTES,
         # PCM barely compresses, and inflating every frame would cost the event loop time for nothing.
         "ws_per_message_deflate": False,
+        # uvicorn believes X-Forwarded-For (and -Proto) from 127.0.0.1 unless told otherwise, so a local
+        # client could pick its own address. Only the proxies the settings trust, and none by default;
+        # the app reads the header by the same rule (speakers/api/clients.py).
+        "proxy_headers": bool(settings.VOICEPRINT_TRUSTED_PROXIES),
+        "forwarded_allow_ips": list(settings.VOICEPRINT_TRUSTED_PROXIES),
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -92,6 +93,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[str]:
+    """Comma-separated IP addresses or networks (``10.0.0.2,172.18.0.0/16``), each checked; ``0`` means none."""
+    values = env_list(name, [])
+    if values == ["0"]:  # the old "no proxy" count
+        return []
+    networks = []
+    for value in values:
+        if value.isdigit():
+            raise ImproperlyConfigured(
+                f"{name}={value!r}: a count of proxies is not accepted any more (a client can write hops of its own "
+                "into X-Forwarded-For); name each proxy by its IP address or network, e.g. 10.0.0.2,172.18.0.0/16")
+        try:
+            networks.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or network "
+                                       "(e.g. 10.0.0.2 or 172.18.0.0/16)") from exc
+    return networks
 
 
 def env_encryption_keys(name: str) -> list[str]:
@@ -422,8 +442,10 @@ VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min
 VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)
-# Proxies in front of the service that append to X-Forwarded-For (0: use the peer address).
-VOICEPRINT_TRUSTED_PROXIES = env_int("VOICEPRINT_TRUSTED_PROXIES", 0, minimum=0)
+# The proxies in front of the service (addresses or networks) that append the address they saw to
+# X-Forwarded-For. The header is read only when the peer is one of them, from the right, past every
+# trusted proxy (speakers/api/clients.py); with none (the default) it is ignored, by uvicorn too.
+VOICEPRINT_TRUSTED_PROXIES = env_networks("VOICEPRINT_TRUSTED_PROXIES")
 
 
 # --- REST API ---------------------------------------------------------------------------------
@@ -440,7 +462,8 @@ REST_FRAMEWORK = {
         "speakers.api.throttles.ClientRateThrottle",
         "speakers.api.throttles.ApiKeyRateThrottle",
     ],
-    "NUM_PROXIES": VOICEPRINT_TRUSTED_PROXIES,
+    # DRF's own address rule is never used (the throttles ask speakers.api.clients); 0 keeps it off X-Forwarded-For.
+    "NUM_PROXIES": 0,
     "DEFAULT_PAGINATION_CLASS": "speakers.api.pagination.SpeakerPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "speakers.api.errors.api_exception_handler",

@@ -1,14 +1,16 @@
-"""X-API-Key authentication and per-operation scopes."""
+"""X-API-Key authentication and per-operation scopes (HTTP requests and WebSocket handshakes alike)."""
 from __future__ import annotations
 
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from .. import crypto
 from ..exceptions import InsufficientScope, InvalidApiKey, MissingApiKey, RevokedApiKey
 from ..models import ApiKey
-from ..selectors import api_key_authenticate
+from ..selectors import api_key_authenticate, api_key_prefix_known
 from ..services import api_key_touch
-from .throttles import auth_failure_record, auth_failure_record_for, auth_failures_check, auth_failures_check_for
+from .clients import client_address
+from .throttles import MISSING, UNKNOWN, auth_failure_record, auth_failures_check, key_bucket
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -26,17 +28,41 @@ class ApiKeyUser:
         return f"api key {self.api_key.name}"
 
 
+def api_key_check(*, plain: str, address: str | None) -> ApiKey:
+    """The active key ``plain`` names, with failures counted per (address, key tried).
+
+    A key of a known prefix is refused (429) before it is checked once its bucket is full, so the
+    right secret gives nothing away while it is being guessed; keys of no known prefix share one
+    bucket per address, checked after the lookup (every failure does the same work either way).
+    Raises InvalidApiKey, RevokedApiKey, or DRF's Throttled.
+    """
+    plain = plain.strip()
+    bucket = key_bucket(crypto.api_key_prefix(plain))
+    if bucket is not None:
+        auth_failures_check(address, bucket)
+    try:
+        return api_key_authenticate(plain=plain)
+    except (InvalidApiKey, RevokedApiKey):
+        if bucket is None or not api_key_prefix_known(prefix=bucket.removeprefix("key:")):
+            bucket = UNKNOWN
+            auth_failures_check(address, bucket)
+        auth_failure_record(address, bucket)
+        raise
+
+
+def missing_key_refusal(*, address: str | None, message: str | None = None) -> MissingApiKey:
+    """The refusal of a request without a key, counted in the address's own bucket (raises Throttled past it)."""
+    auth_failures_check(address, MISSING)
+    auth_failure_record(address, MISSING)
+    return MissingApiKey(message)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
         plain = request.META.get("HTTP_X_API_KEY")
         if not plain:
             return None  # HasScope answers 401 missing_api_key
-        auth_failures_check(request)
-        try:
-            api_key = api_key_authenticate(plain=plain.strip())
-        except (InvalidApiKey, RevokedApiKey):
-            auth_failure_record(request)
-            raise
+        api_key = api_key_check(plain=plain, address=client_address(request))
         api_key_touch(api_key=api_key)
         return ApiKeyUser(api_key), api_key
 
@@ -50,9 +76,7 @@ class HasScope(BasePermission):
     def has_permission(self, request, view) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
-            auth_failures_check(request)
-            auth_failure_record(request)
-            raise MissingApiKey()
+            raise missing_key_refusal(address=client_address(request))
         scopes_by_method = getattr(view, "required_scopes", None)
         if scopes_by_method is None:  # a view that forgot to declare its scopes is closed, not open
             raise InsufficientScope("This endpoint is not available to API keys.")
@@ -68,20 +92,15 @@ class HasScope(BasePermission):
 
 
 def api_key_for_handshake(*, plain: str | None, address: str | None, scopes: set[str]) -> ApiKey:
-    """The same checks for a WebSocket handshake (no DRF request): key, failures per address, scopes (any of).
+    """The same checks for a WebSocket handshake (no DRF request): key, failures per (address, key), scopes (any of).
 
     Raises MissingApiKey, InvalidApiKey, RevokedApiKey, InsufficientScope, or DRF's Throttled.
     """
-    auth_failures_check_for(address)
     if not plain:
-        auth_failure_record_for(address)
-        raise MissingApiKey("Send your API key in the X-API-Key header of the handshake (or, from a browser, "
-                            "as the voiceprint.key.<KEY> subprotocol).")
-    try:
-        api_key = api_key_authenticate(plain=plain.strip())
-    except (InvalidApiKey, RevokedApiKey):
-        auth_failure_record_for(address)
-        raise
+        raise missing_key_refusal(address=address, message=(
+            "Send your API key in the X-API-Key header of the handshake (or, from a browser, as the "
+            "voiceprint.key.<KEY> subprotocol)."))
+    api_key = api_key_check(plain=plain, address=address)
     if not any(api_key.has_scope(scope) for scope in scopes):
         raise InsufficientScope(
             f"This operation needs an API key with one of the scopes: {', '.join(sorted(scopes))}.",

@@ -2,14 +2,16 @@
 
 * ``ClientRateThrottle``: every request, per client address (``VOICEPRINT_RATE_PER_CLIENT``).
 * ``ApiKeyRateThrottle``: per API key (``VOICEPRINT_RATE_PER_KEY``).
-* Failed authentications per client address (``VOICEPRINT_RATE_AUTH_FAILURES``): counted by
-  :func:`auth_failure_record`; past the limit :func:`auth_failures_check` refuses the client's
-  next attempts, right keys included, until the window ends (guessing keys gets nowhere).
+* Failed authentications per client address and key tried (``VOICEPRINT_RATE_AUTH_FAILURES``):
+  counted by :func:`auth_failure_record`; past the limit :func:`auth_failures_check` refuses the
+  next attempts with that key (the right secret included) from that address until the window ends,
+  so guessing a key gets nowhere, and other keys from the same address are not affected.
 
 A refusal is DRF's ``Throttled``: 429 ``throttled`` with ``Retry-After``.
 """
 from __future__ import annotations
 
+import re
 import time
 
 from django.conf import settings
@@ -45,30 +47,39 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": api_key.prefix}
 
 
+# --- failed authentications ----------------------------------------------------------------------
+# Counted per client address and per key tried, so that failures throttle the one who fails: a
+# guesser of one key's secret is throttled on that key from that address, while every other key from
+# the same address (an office behind one NAT) is still served. Buckets, per address:
+#   key:<prefix>  a key of a known prefix with a wrong secret, or revoked;
+#   unknown       keys of no known prefix, or not shaped like one of ours (random guesses);
+#   missing       requests without a key.
+
+MISSING = "missing"
+UNKNOWN = "unknown"
+_PREFIX = re.compile(r"[0-9A-Za-z_-]{1,16}")
+
+
+def key_bucket(prefix: str | None) -> str | None:
+    """The bucket of a presented key's prefix; None when the prefix cannot be one of ours."""
+    return f"key:{prefix}" if prefix and _PREFIX.fullmatch(prefix) else None
+
+
 def _auth_window() -> tuple[int, int]:
     count, seconds = SimpleRateThrottle.parse_rate(None, settings.VOICEPRINT_RATE_AUTH_FAILURES)
     return count, seconds
 
 
-def _auth_key(address: str | None) -> tuple[str, int] | None:
-    if address is None:
-        return None
+def _auth_key(address: str | None, bucket: str) -> tuple[str, float]:
     _, seconds = _auth_window()
     window = int(time.time() // seconds)
-    return f"throttle_auth_failures_{address}_{window}", (window + 1) * seconds
+    # an address that cannot be read (a Unix socket peer) is one client, not a way around the limit
+    return f"throttle_auth_failures_{address or '-'}_{bucket}_{window}", (window + 1) * seconds
 
 
-def auth_failure_record(request) -> None:
-    """Count one failed authentication of this client in the current window."""
-    auth_failure_record_for(client_address(request))
-
-
-def auth_failure_record_for(address: str | None) -> None:
-    """Count one failed authentication from ``address`` (a WebSocket handshake has no DRF request)."""
-    key = _auth_key(address)
-    if key is None:
-        return
-    name, ends = key
+def auth_failure_record(address: str | None, bucket: str) -> None:
+    """Count one failed authentication from ``address`` in ``bucket`` in the current window."""
+    name, ends = _auth_key(address, bucket)
     timeout = max(1, int(ends - time.time()) + 1)
     if cache.add(name, 1, timeout):
         return
@@ -78,18 +89,10 @@ def auth_failure_record_for(address: str | None) -> None:
         cache.add(name, 1, timeout)
 
 
-def auth_failures_check(request) -> None:
-    """Refuse a client that failed to authenticate too often in this window (429 throttled)."""
-    auth_failures_check_for(client_address(request))
-
-
-def auth_failures_check_for(address: str | None) -> None:
-    """Refuse ``address`` while it has failed to authenticate too often in this window (429 throttled)."""
-    key = _auth_key(address)
-    if key is None:
-        return
-    name, ends = key
+def auth_failures_check(address: str | None, bucket: str) -> None:
+    """Refuse while ``address`` has failed too often in ``bucket`` in this window (429 throttled)."""
+    name, ends = _auth_key(address, bucket)
     limit, _ = _auth_window()
     if (cache.get(name) or 0) >= limit:
         raise Throttled(wait=max(1, int(ends - time.time()) + 1),
-                        detail="Too many failed authentications from this address.")
+                        detail="Too many failed authentications from this address; try again later.")

@@ -45,12 +45,22 @@ def test_the_settings_accept_the_apps_environment(tmp_path):
                 "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings"})
     code = ("import django; django.setup(); from django.conf import settings as s; "
             "print(s.VOICEPRINT_INDEX_BACKEND, s.VOICEPRINT_MILVUS_INDEX, s.CACHES['default']['BACKEND'], "
-            "s.DATABASES['default']['ENGINE'], s.VOICEPRINT_TRUSTED_PROXIES)")
+            "s.DATABASES['default']['ENGINE'], *s.VOICEPRINT_TRUSTED_PROXIES)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["milvus", "HNSW", "django.core.cache.backends.redis.RedisCache",
-                                     "django.db.backends.postgresql", "1"]
+                                     "django.db.backends.postgresql", "172.30.0.10/32"]
+
+
+def test_the_api_servers_trust_forwarded_addresses_from_the_balancer_alone():
+    compose = _compose()
+    balancer = compose["services"]["balancer"]["networks"]["default"]["ipv4_address"]
+    assert compose["services"]["app1"]["environment"]["VOICEPRINT_TRUSTED_PROXIES"] == balancer
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    import ipaddress
+
+    assert ipaddress.ip_address(balancer) in ipaddress.ip_network(subnet)
 
 
 def test_the_balancer_sends_requests_to_both_servers_and_upgrades_websockets():
