@@ -16,6 +16,8 @@ from typing import Any
 
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
+from .log_redaction import redact_server_logs
+
 
 def uvicorn_options() -> dict[str, Any]:
     """uvicorn's settings for this app (reads Django's settings, not the engine)."""
@@ -42,3 +44,4 @@ class UvicornWorker(_UvicornWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.CONFIG_KWARGS = {**_UvicornWorker.CONFIG_KWARGS, **uvicorn_options()}
         super().__init__(*args, **kwargs)
+        redact_server_logs()  # uvicorn's loggers now write through gunicorn's handlers

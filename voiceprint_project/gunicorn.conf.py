@@ -54,10 +54,24 @@ raw_env = [f"VOICEPRINT_ENGINE_THREADS={_engine_threads}"]
 preload_app = False  # MindSpore must never be imported before the fork
 timeout = 120
 graceful_timeout = 30
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # query strings redacted (post_fork)
 # gunicorn's largest request line; the app answers URLs beyond VOICEPRINT_MAX_URL_BYTES (4 KiB)
 # with a JSON 414 before this limit (and gunicorn's own plain 400) is reached.
 limit_request_line = 8190
+
+
+def on_starting(server):
+    """In the master: no query string in its log lines (a key sent in a URL must never be logged)."""
+    from voiceprint_project.log_redaction import redact_server_logs
+
+    redact_server_logs()
+
+
+def post_fork(server, worker):
+    """In each worker: its access and error logs print no query string."""
+    from voiceprint_project.log_redaction import redact_server_logs
+
+    redact_server_logs()
 
 
 def post_worker_init(worker):

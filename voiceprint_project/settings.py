@@ -297,7 +297,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A key sent in a query string must never reach a log line (voiceprint_project/log_redaction.py).
+    "filters": {"redact_query_strings": {"()": "voiceprint_project.log_redaction.RedactQueryStrings"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["redact_query_strings"]}},
     "root": {"handlers": ["console"], "level": env_str("VOICEPRINT_LOG_LEVEL", "INFO")},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},

@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from ..api.clients import client_address
+from ..api.errors import describe_error
+from ..audit import audit_refusal
 from ..models import Enrollment
 from ..services import Actor, Recording
 
@@ -28,6 +30,18 @@ def score(value: float | None) -> str:
 
 def admin_actor(request: HttpRequest) -> Actor:
     return Actor.from_admin(request.user, client_address=client_address(request))
+
+
+def audit_tool_refusal(request: HttpRequest, exc: Exception | None = None, *, speaker_id=None,
+                       invalid_fields: list[str] | None = None) -> None:
+    """A refusal by an admin tool goes on record as the API's do: the error's code and HTTP status, or a
+    form the tool could not accept (``validation_error`` and the fields at fault)."""
+    if exc is not None:
+        status, code, _, detail = describe_error(exc)
+    else:
+        status, code, detail = 400, "validation_error", {"fields": sorted(invalid_fields or [])}
+    audit_refusal(actor=admin_actor(request), code=code, status=status, method=request.method or "",
+                  path=request.path, speaker_id=speaker_id, detail=detail)
 
 
 def recording(upload) -> Recording:

@@ -24,7 +24,7 @@ from .. import selectors, services
 from ..exceptions import ApplicationError
 from ..models import Enrollment, Speaker
 from ..plain_words import explain
-from .common import EnrollmentFigures, admin_actor, recording, score
+from .common import EnrollmentFigures, admin_actor, audit_tool_refusal, recording, score
 
 # --- speakers ----------------------------------------------------------------------------------------
 
@@ -194,12 +194,19 @@ class SpeakerAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/speakers/speaker/tool.html", context)
 
     @staticmethod
-    def _bound(form_class: type[forms.Form], request: HttpRequest) -> tuple[forms.Form, str | None]:
-        """The posted form; an upload over the limits is reported as the form's error."""
+    def _bound(form_class: type[forms.Form], request: HttpRequest,
+               speaker: Speaker | None = None) -> tuple[forms.Form, str | None]:
+        """``(form, None)`` for a valid form; else ``(form, why)``: an upload over the limits in plain words, or
+        "" when the form shows its own field errors. Either refusal is audited as the API's are."""
         try:
-            return form_class(request.POST, request.FILES), None
+            form = form_class(request.POST, request.FILES)
         except ApplicationError as exc:  # raised by the in-memory upload handler (size, count)
+            audit_tool_refusal(request, exc, speaker_id=speaker and speaker.pk)
             return form_class(), explain(exc.code, exc.message, exc.detail)
+        if not form.is_valid():
+            audit_tool_refusal(request, speaker_id=speaker and speaker.pk, invalid_fields=list(form.errors))
+            return form, ""
+        return form, None
 
     def enroll_view(self, request: HttpRequest, speaker_id: uuid.UUID) -> HttpResponse:
         speaker = get_object_or_404(Speaker, pk=speaker_id)
@@ -208,14 +215,15 @@ class SpeakerAdmin(admin.ModelAdmin):
         title = f"Add enrollment recordings: {speaker}"
         if request.method != "POST":
             return self._tool_page(request, title=title, form=EnrollForm(), speaker=speaker)
-        form, error = self._bound(EnrollForm, request)
-        if error or not form.is_valid():
-            return self._tool_page(request, title=title, form=form, speaker=speaker, error=error)
+        form, error = self._bound(EnrollForm, request, speaker)
+        if error is not None:
+            return self._tool_page(request, title=title, form=form, speaker=speaker, error=error or None)
         try:
             outcome = services.speaker_enroll(speaker=speaker, actor=admin_actor(request),
                                               recordings=[recording(f) for f in form.cleaned_data["audio"]])
         except (ApplicationError, InferenceError) as exc:
-            return self._tool_page(request, title=title, form=form, speaker=speaker, error=self._refusal(exc))
+            return self._tool_page(request, title=title, form=form, speaker=speaker,
+                                   error=self._refusal(request, exc, speaker))
         progress = outcome.enrollment_progress
         self.message_user(request, f"Added {len(outcome.accepted)} recording(s): {progress.text} of speech, "
                                    f"{'complete' if progress.complete else 'not complete yet'}.", messages.SUCCESS)
@@ -231,15 +239,16 @@ class SpeakerAdmin(admin.ModelAdmin):
         title = f"Verify a recording: is it {speaker}?"
         if request.method != "POST":
             return self._tool_page(request, title=title, form=VerifyForm(), speaker=speaker)
-        form, error = self._bound(VerifyForm, request)
-        if error or not form.is_valid():
-            return self._tool_page(request, title=title, form=form, speaker=speaker, error=error)
+        form, error = self._bound(VerifyForm, request, speaker)
+        if error is not None:
+            return self._tool_page(request, title=title, form=form, speaker=speaker, error=error or None)
         try:
             decision = services.speaker_verify(speaker=speaker, recording=recording(form.cleaned_data["audio"]),
                                                actor=admin_actor(request),
                                                asnorm=_asnorm(form.cleaned_data["asnorm"]))
         except (ApplicationError, InferenceError) as exc:
-            return self._tool_page(request, title=title, form=form, speaker=speaker, error=self._refusal(exc))
+            return self._tool_page(request, title=title, form=form, speaker=speaker,
+                                   error=self._refusal(request, exc, speaker))
         result = {"kind": "verify", "accepted": decision.accepted, "score": score(decision.score),
                   "threshold": score(decision.threshold), "raw_score": score(decision.raw_score),
                   "score_normalisation": decision.score_normalisation,
@@ -253,14 +262,14 @@ class SpeakerAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return self._tool_page(request, title=title, form=IdentifyForm())
         form, error = self._bound(IdentifyForm, request)
-        if error or not form.is_valid():
-            return self._tool_page(request, title=title, form=form, error=error)
+        if error is not None:
+            return self._tool_page(request, title=title, form=form, error=error or None)
         try:
             decision = services.speaker_identify(recording=recording(form.cleaned_data["audio"]),
                                                  top_k=form.cleaned_data["top_k"], actor=admin_actor(request),
                                                  asnorm=_asnorm(form.cleaned_data["asnorm"]))
         except (ApplicationError, InferenceError) as exc:
-            return self._tool_page(request, title=title, form=form, error=self._refusal(exc))
+            return self._tool_page(request, title=title, form=form, error=self._refusal(request, exc))
         match_id = decision.match.speaker_id if decision.match else None
         result = {
             "kind": "identify", "threshold": score(decision.threshold), "margin": score(decision.margin),
@@ -282,7 +291,9 @@ class SpeakerAdmin(admin.ModelAdmin):
                                result=result)
 
     @staticmethod
-    def _refusal(exc: ApplicationError | InferenceError) -> str:
+    def _refusal(request: HttpRequest, exc: ApplicationError | InferenceError, speaker: Speaker | None = None) -> str:
+        """The refusal on record (as the API's are), and in plain words for the page."""
+        audit_tool_refusal(request, exc, speaker_id=speaker and speaker.pk)
         text = explain(exc.code, exc.message, exc.detail)
         files = exc.detail.get("files") if exc.code == "recordings_refused" else None
         if files:

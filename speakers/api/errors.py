@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from django.views.debug import SafeExceptionReporterFilter
@@ -24,11 +23,10 @@ from rest_framework.response import Response
 
 from inference.errors import InferenceError, ModelError
 
-from .. import crypto
-from ..audit import Actor, audit_record
+from ..audit import Actor, audit_refusal
 from ..crypto import DecryptionError
 from ..exceptions import ApplicationError
-from ..models import ApiKey, AuditAction
+from ..models import ApiKey
 from .clients import client_address
 
 logger = logging.getLogger(__name__)
@@ -70,7 +68,6 @@ STATUS: dict[str, int] = {
     "idle_timeout": 408,
     "too_many_sessions": 429,
 }
-_AUTH_FAILURES = {"missing_api_key", "invalid_api_key", "api_key_revoked"}
 
 
 def error_body(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -134,36 +131,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 def _audit_refusal(request, *, status: int, code: str, detail: dict[str, Any]) -> None:
     """One audit row per refused request: who (key name or anonymous), from where, what was refused."""
     address = client_address(request)
-    if status == 429 and not cache.add(f"audit_throttled_{address}", 1, 60):
-        return  # a throttled flood is recorded once a minute per client, not once a request
     # what authentication stored, without authenticating again (a failed key would raise again)
     api_key = request.__dict__.get("_auth")
     actor = Actor.from_api_key(api_key, client_address=address) if isinstance(api_key, ApiKey) else \
         Actor.anonymous(client_address=address)
-    if code in _AUTH_FAILURES:
-        action = AuditAction.AUTH_FAILURE
-        presented = request.META.get("HTTP_X_API_KEY", "")
-        extra = {"key_prefix": crypto.api_key_prefix(presented.strip()) if presented else None}
-    else:
-        action = AuditAction.THROTTLED if status == 429 else AuditAction.REFUSAL
-        extra = {key: detail[key] for key in ("field", "filename", "speaker_id") if key in detail}
-    speaker_id = detail.get("speaker_id") or (getattr(request, "parser_context", None) or {}).get(
-        "kwargs", {}).get("speaker_id")
-    try:
-        audit_record(actor=actor, action=action, decision=code,
-                     speaker_id=_uuid_or_none(speaker_id),
-                     detail={"status": status, "method": request.method, "path": request.path[:200], **extra})
-    except DatabaseError:
-        logger.exception("the refusal could not be audited")
-
-
-def _uuid_or_none(value: Any):
-    import uuid
-
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
+    route_speaker = (getattr(request, "parser_context", None) or {}).get("kwargs", {}).get("speaker_id")
+    audit_refusal(actor=actor, code=code, status=status, method=request.method, path=request.path,
+                  speaker_id=detail.get("speaker_id") or route_speaker, detail=detail,
+                  presented_key=request.META.get("HTTP_X_API_KEY"))
 
 
 _API_PREFIXES = ("/api/", "/v1/", "/ws/")

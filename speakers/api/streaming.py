@@ -23,12 +23,10 @@ from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError
 
 from inference import InferenceError, ModelError
 
-from .. import crypto
-from ..audit import Actor, audit_record
+from ..audit import Actor, audit_refusal
 from ..exceptions import (
     AudioClipped,
     AudioTooNoisy,
@@ -38,7 +36,7 @@ from ..exceptions import (
     StreamMessageInvalid,
     StreamTooLong,
 )
-from ..models import ApiKey, ApiKeyScope, AuditAction
+from ..models import ApiKey, ApiKeyScope
 from ..services.streaming import (
     RecordingsSession,
     StreamLimits,
@@ -228,19 +226,8 @@ class _Consumer(AsyncWebsocketConsumer):
     def _audit_refusal(self, *, status: int, code: str, detail: dict[str, Any], presented_key: str | None) -> None:
         actor = Actor.from_api_key(self.api_key, client_address=self.address) if self.api_key else \
             Actor.anonymous(client_address=self.address)
-        extra: dict[str, Any] = {key: detail[key] for key in ("field", "speaker_id") if key in detail}
-        action = AuditAction.REFUSAL
-        if code in {"missing_api_key", "invalid_api_key", "api_key_revoked"}:
-            action = AuditAction.AUTH_FAILURE
-            extra = {"key_prefix": crypto.api_key_prefix(presented_key.strip()) if presented_key else None}
-        elif status == 429:
-            action = AuditAction.THROTTLED
-        try:
-            audit_record(actor=actor, action=action, decision=code,
-                         detail={"status": 4000 + status, "method": "WEBSOCKET", "path": self.scope.get("path", "")[:200],
-                                 **extra})
-        except DatabaseError:
-            logger.exception("the refusal could not be audited")
+        audit_refusal(actor=actor, code=code, status=status, recorded_status=4000 + status, method="WEBSOCKET",
+                      path=self.scope.get("path", ""), detail=detail, presented_key=presented_key)
 
     async def _watch(self) -> None:
         """Idle timeout and the longest session, checked a few times per second."""

@@ -19,6 +19,7 @@ from django.utils import autoreload
 from speakers.runtime.inference_owner import require_prepared_model
 from speakers.runtime.startup import warm_up_in_background
 from voiceprint_project.asgi_server import uvicorn_options
+from voiceprint_project.log_redaction import redact_server_logs
 
 
 class Command(StaticfilesRunserver):
@@ -50,6 +51,7 @@ class Command(StaticfilesRunserver):
             f"(ASGI, uvicorn; settings {settings.SETTINGS_MODULE}).\nQuit the server with CONTROL-C.\n")
         server = uvicorn.Server(uvicorn.Config("voiceprint_project.asgi:application", host=host, port=int(self.port),
                                                log_level="info", **uvicorn_options()))
+        redact_server_logs()  # after uvicorn.Config has set its loggers up
         server.run()
         if not server.started:
             self.stderr.write(f"Error: cannot serve on {shown}:{self.port} (see above).")
