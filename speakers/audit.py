@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 # Longest text kept from a request in an audit row's detail (a path, a filename); longer ends with "…".
 MAX_DETAIL_TEXT = 1000
-AUTH_FAILURE_CODES = frozenset({"missing_api_key", "invalid_api_key", "api_key_revoked"})
-_REFUSAL_DETAIL_KEYS = ("field", "fields", "filename", "speaker_id")
+KEY_FAILURE_CODES = frozenset({"missing_api_key", "invalid_api_key", "api_key_revoked"})
+AUTH_FAILURE_CODES = KEY_FAILURE_CODES | {"invalid_credentials"}  # ... and the admin's sign-in
+_REFUSAL_DETAIL_KEYS = ("field", "fields", "filename", "speaker_id", "username")
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,11 @@ def audit_refusal(*, actor: Actor, code: str, status: int, method: str, path: st
     detail = detail or {}
     if code in AUTH_FAILURE_CODES:
         action = AuditAction.AUTH_FAILURE
-        extra = {"key_prefix": crypto.api_key_prefix(presented_key.strip()) if presented_key else None}
     else:
         action = AuditAction.THROTTLED if status == 429 else AuditAction.REFUSAL
-        extra = {key: detail[key] for key in _REFUSAL_DETAIL_KEYS if key in detail}
+    extra = {key: detail[key] for key in _REFUSAL_DETAIL_KEYS if key in detail}
+    if code in KEY_FAILURE_CODES:
+        extra = {"key_prefix": crypto.api_key_prefix(presented_key.strip()) if presented_key else None}
     try:
         with transaction.atomic():
             audit_record(actor=actor, action=action, decision=code,

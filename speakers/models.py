@@ -131,6 +131,7 @@ class AuditAction(models.TextChoices):
     REFUSAL = "refusal"
     THROTTLED = "throttled"
     VERIFY_LOCKOUT = "verify_lockout"
+    LOGIN_LOCKOUT = "login_lockout"
     VOICEPRINT_UNREADABLE = "voiceprint_unreadable"
     INDEX_REBUILD = "index_rebuild"
 

@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -183,6 +184,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",  # the admin's sign-in: failures lock a username from one address (see "abuse" below)
 ]
 
 MIDDLEWARE = [
@@ -197,7 +199,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a locked-out admin sign-in with its page (429).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes first: it refuses a locked-out (username, address) before the password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 ROOT_URLCONF = "voiceprint_project.urls"
 WSGI_APPLICATION = "voiceprint_project.wsgi.application"
@@ -305,6 +312,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "faiss.loader": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # failures and lockouts are in the audit trail; its warnings say when it locks
     },
 }
 
@@ -445,6 +453,20 @@ VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min
 VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)
+# The admin's sign-in (django-axes): this many wrong passwords for one username from one address lock
+# that pair, the right password included, for ADMIN_LOCKOUT_S. Only that pair: the same username from
+# another address (the real administrator's) still signs in, so nobody can be locked out from afar.
+VOICEPRINT_ADMIN_LOGIN_FAILURES = env_int("VOICEPRINT_ADMIN_LOGIN_FAILURES", 5, minimum=1)
+VOICEPRINT_ADMIN_LOCKOUT_S = env_int("VOICEPRINT_ADMIN_LOCKOUT_S", 900, minimum=1)
+AXES_FAILURE_LIMIT = VOICEPRINT_ADMIN_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(seconds=VOICEPRINT_ADMIN_LOCKOUT_S)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "speakers.api.clients.client_address"  # the one rule (trusted proxies)
+AXES_RESET_ON_SUCCESS = True
+# A lock ends ADMIN_LOCKOUT_S after it began: attempts during it are refused unrecorded (one audit row a minute).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins need no table of their own
+AXES_LOCKOUT_CALLABLE = "speakers.admin.sign_in.locked_out_page"
 # The proxies in front of the service (addresses or networks) that append the address they saw to
 # X-Forwarded-For. The header is read only when the peer is one of them, from the right, past every
 # trusted proxy (speakers/api/clients.py); with none (the default) it is ignored, by uvicorn too.
