@@ -292,3 +292,30 @@ def test_production_mode_sends_hsts_and_secure_cookies():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                             env=env)
     assert result.stdout.split() == ["31536000", "True", "True", "False"], result.stderr
+
+
+# --- issue 18: no 500 anywhere ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    '{"metadata": {"note": "a\\ud800b"}}',        # a lone surrogate in a value
+    '{"metadata": {"\\udfff": 1}}',                 # ... in a key
+    '{"metadata": {"list": [{"deep": "\\ud83d"}]}}',
+    '{"display_name": "x\\ud800"}',
+    '{"external_id": "x\\udc00"}',
+])
+def test_a_lone_surrogate_in_any_text_is_a_validation_error(client, create_speaker, body):
+    assert_error(client.generic("POST", "/api/v1/speakers", body, content_type="application/json"), 400,
+                 "validation_error")
+    speaker = create_speaker(external_id="surrogate-test")
+    assert_error(client.generic("PATCH", f"/api/v1/speakers/{speaker['id']}", body, content_type="application/json"),
+                 400, "validation_error")
+    assert Speaker.objects.count() == 1
+    assert client.post("/api/v1/speakers", {"metadata": {"emoji": "\U0001F600 ok"}}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/v1/verify-speaker", "/v1/batch-verify", "/api/v1/verify", "/api/v1/identify",
+                                  "/api/v1/compare", "/api/v1/batch-verify"])
+def test_an_empty_body_to_an_upload_route_is_a_validation_error(client, path):
+    assert_error(client.generic("POST", path, b""), 400, "validation_error")
+    assert_error(client.generic("POST", path, b"", content_type="multipart/form-data; boundary=x"), 400,
+                 "validation_error")

@@ -48,3 +48,31 @@ def test_every_quality_refusal_code_has_plain_words():
     assert explain("audio_too_noisy", "", {"snr_db": 3.21, "min_snr_db": 8.0}) == \
         "Too noisy (signal-to-noise 3.2 dB, needs 8). " + PLAIN_WORDS["audio_too_noisy"][1]
     assert explain("something_new", "The API's own words.") == "Refused. The API's own words."
+
+
+# --- a content security policy and a permissions policy on every page (issue 18) -----------------------------
+
+@pytest.mark.parametrize("path", ["/", "/app/", "/api/v1/docs", "/api/v1/schema", "/api/v1/health", "/api/v1/speakers",
+                                  "/api/v1/nope", "/v1/verify-speaker", "/admin/", "/admin/login/", "/favicon.ico",
+                                  "/static/speakers/app.css"])
+def test_every_answer_carries_a_content_security_policy_and_a_permissions_policy(anon_client, path):
+    response = anon_client.get(path)
+    policy = response["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+    assert directives["default-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in directives.get("script-src", "") and "'unsafe-eval'" not in policy
+    assert directives["object-src"] == "'none'" and directives["base-uri"] == "'none'"
+    permissions = response["Permissions-Policy"]
+    assert "camera=()" in permissions and "geolocation=()" in permissions
+    assert ("microphone=(self)" if path == "/app/" else "microphone=()") in permissions
+
+
+def test_the_app_page_keeps_its_own_stricter_policy(anon_client):
+    policy = anon_client.get("/app/", HTTP_HOST="localhost")["Content-Security-Policy"]
+    assert "connect-src 'self' ws://localhost wss://localhost" in policy and "form-action 'none'" in policy
+
+
+def test_the_api_docs_run_no_inline_script(anon_client):
+    html = anon_client.get("/api/v1/docs").content.decode()
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts and all("src=" in attributes and not body.strip() for attributes, body in scripts)

@@ -99,3 +99,66 @@ def test_deleting_a_speaker_removes_enrollments_voiceprint_and_index_entry(clien
     assert a not in [c["speaker_id"] for c in identified["candidates"]]
     assert len(voiceprint_index()) == 1
     assert AuditEvent.objects.filter(action="speaker_delete", speaker_id=a).exists()
+
+
+# --- external ids that look like another (issue 18) ----------------------------------------------------------
+
+@pytest.mark.parametrize("sent, stored", [
+    ("ＥＭＰ－４２", "EMP-42"),      # fullwidth forms
+    ("ﬁle-7", "file-7"),             # a ligature
+    ("emp\u00a042", "emp 42"),       # a no-break space
+    ("  emp-43 ", "emp-43"),         # spaces around
+    ("Éloïse", "Éloïse"),            # composed...
+    ("E\u0301loi\u0308se", "Éloïse"),  # ... and decomposed: one id
+])
+def test_external_ids_are_stored_in_one_normal_form(client, sent, stored):
+    created = client.post("/api/v1/speakers", {"external_id": sent}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["external_id"] == stored
+    found = client.get("/api/v1/speakers", {"external_id": sent}).json()["results"]
+    assert [s["id"] for s in found] == [created.json()["id"]]
+
+
+def test_two_spellings_of_one_normal_form_are_the_same_external_id(client, create_speaker):
+    create_speaker(external_id="Éloïse")
+    assert_error(client.post("/api/v1/speakers", {"external_id": "E\u0301loi\u0308se"}, format="json"), 409,
+                 "external_id_taken")
+
+
+@pytest.mark.parametrize("external_id", [
+    "alice\u202egnp.exe",   # right-to-left override
+    "ali\u200bce",          # zero-width space
+    "ali\u200dce",          # zero-width joiner
+    "\u2066alice\u2069",    # isolates
+    "alice\ufeff",          # byte order mark
+    "ali\u00adce",          # soft hyphen
+    "ali\x07ce",            # a control character
+])
+def test_invisible_and_direction_characters_in_an_external_id_are_refused(client, create_speaker, external_id):
+    error = assert_error(client.post("/api/v1/speakers", {"external_id": external_id}, format="json"), 400,
+                         "invalid_external_id")
+    assert error["detail"]["field"] == "external_id" and "U+" in error["message"]
+    speaker = create_speaker(external_id="plain")
+    assert_error(client.patch(f"/api/v1/speakers/{speaker['id']}", {"external_id": external_id}, format="json"), 400,
+                 "invalid_external_id")
+    assert Speaker.objects.get(pk=speaker["id"]).external_id == "plain"
+
+
+@pytest.mark.parametrize("external_id", ["\u0430lice", "p\u0430ypal-01", "\u03bflga"])  # Cyrillic а, Greek ο
+def test_an_external_id_mixing_latin_with_a_lookalike_script_is_refused(client, external_id):
+    error = assert_error(client.post("/api/v1/speakers", {"external_id": external_id}, format="json"), 400,
+                         "invalid_external_id")
+    assert "script" in error["message"]
+
+
+@pytest.mark.parametrize("external_id", ["алиса-7", "Ολγα", "山田-太郎", "やまだ_タロウ", "Yamada 山田", "김민준", "emp-42"])
+def test_an_external_id_in_one_script_or_a_usual_mix_is_accepted(client, external_id):
+    response = client.post("/api/v1/speakers", {"external_id": external_id}, format="json")
+    assert response.status_code == 201, response.json()
+
+
+def test_the_admin_refuses_a_lookalike_external_id_as_a_form_error(admin_client):
+    response = admin_client.post("/admin/speakers/speaker/add/", {"external_id": "ali\u200bce", "display_name": "",
+                                                                  "metadata": "{}"})
+    assert response.status_code == 200 and "U+200B" in response.content.decode()
+    assert not Speaker.objects.exists()

@@ -217,10 +217,17 @@ def test_a_key_without_the_verify_scope_is_closed_4403(server, make_key):
     ([json.dumps({}), bytes(64 * 1024 + 2)], 4413, "message_too_large"),
     ([json.dumps({}), json.dumps({"type": "pause"})], 4400, "invalid_message"),
     ([json.dumps({"speaker_id": "0b6f8a5e-54f5-4b34-9d1e-6a8f1a3c2b10"})], 4404, "speaker_not_found"),
+    (["[" * 100_000], 4400, "invalid_message"),  # nested past the parser's recursion limit (was 4500)
+    ([json.dumps({}), '{"a": ' * 50_000], 4400, "invalid_message"),  # after the start message too
 ])
 def test_bad_messages_get_coded_closes(server, make_key, messages, close_code, code):
     _refused(stream(server, "/ws/v1/stream-verify", key=make_key("verify"), extra=messages, end=False),
              close_code, code)
+
+
+def test_deep_nesting_on_the_original_protocol_is_an_invalid_message(server, make_key):
+    _refused(stream(server, "/ws/stream-verify", key=make_key("verify"), extra=["[" * 100_000], end=False),
+             4400, "invalid_message")
 
 
 def test_a_wav_file_sent_as_pcm_is_refused(server, make_key, speech):
