@@ -70,6 +70,11 @@ class ExternalIdTaken(ApplicationError):
     default_message = "Another speaker already has this external_id."
 
 
+class InvalidExternalId(ApplicationError):
+    code = "invalid_external_id"
+    default_message = "The external_id holds characters that would let it pass for another id."
+
+
 class SpeakerNotEnrolled(ApplicationError):
     code = "speaker_not_enrolled"
     default_message = "The speaker has no voiceprint yet: enroll at least one recording first."

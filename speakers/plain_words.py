@@ -40,6 +40,8 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     # the speaker
     "speaker_not_found": ("No such speaker", "The speaker may have been deleted."),
     "external_id_taken": ("Id already in use", "Another speaker already has this external id."),
+    "invalid_external_id": ("Id not allowed", "Use visible characters of one script (an invisible, direction or "
+                                              "lookalike character could make it pass for another id)."),
     "speaker_not_enrolled": ("Not enrolled yet", "Enroll recordings of this speaker first."),
     "enrollment_incomplete": ("Enrollment not finished", "Record more speech for this speaker first."),
     "model_version_mismatch": ("Enrolled with another model", "Enroll this speaker again."),

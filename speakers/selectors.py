@@ -20,6 +20,7 @@ from inference.quality_calibration import shipped_calibration, shipped_calibrati
 
 from . import crypto
 from .exceptions import EngineUnavailable, EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
+from .external_ids import external_id_normalise
 from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker
 from .runtime.inference_owner import owner_status
 
@@ -42,9 +43,11 @@ def speaker_get(*, speaker_id: uuid.UUID | str) -> Speaker:
 
 
 def speaker_list(*, external_id: str | None = None) -> QuerySet[Speaker]:
+    """Every speaker, or the one whose external_id is ``external_id`` in its normal form."""
     speakers = Speaker.objects.all()
     if external_id:
-        speakers = speakers.filter(external_id=external_id)
+        normal = external_id_normalise(external_id)
+        speakers = speakers.filter(external_id=normal) if normal else speakers.none()
     return speakers
 
 

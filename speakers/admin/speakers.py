@@ -17,11 +17,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from rest_framework import serializers
 
 from inference import InferenceError
 
 from .. import selectors, services
-from ..exceptions import ApplicationError
+from ..api.validators import validate_metadata
+from ..exceptions import ApplicationError, InvalidExternalId
+from ..external_ids import external_id_normalise
 from ..models import Enrollment, Speaker
 from ..plain_words import explain
 from .common import EnrollmentFigures, admin_actor, audit_tool_refusal, recording, score
@@ -105,8 +108,29 @@ class IdentifyForm(forms.Form):
         self.order_fields(["audio", "top_k", "asnorm"])
 
 
+class SpeakerForm(forms.ModelForm):
+    """The admin's speaker form checks what the API checks: the external id's normal form, the metadata's limits."""
+
+    class Meta:
+        model = Speaker
+        fields = ("external_id", "display_name", "metadata")
+
+    def clean_external_id(self) -> str | None:
+        try:
+            return external_id_normalise(self.cleaned_data.get("external_id"))
+        except InvalidExternalId as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+
+    def clean_metadata(self):
+        try:
+            return validate_metadata(self.cleaned_data.get("metadata") or {})
+        except serializers.ValidationError as exc:
+            raise forms.ValidationError([str(message) for message in exc.detail]) from None
+
+
 @admin.register(Speaker)
 class SpeakerAdmin(admin.ModelAdmin):
+    form = SpeakerForm
     list_display = ("__str__", "external_id", "enrolled", "enrollment_progress", "enrollment_count",
                     "last_verified_at")
     list_filter = (VoiceprintFilter, "created_at", "last_verified_at")

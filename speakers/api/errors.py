@@ -43,6 +43,7 @@ STATUS: dict[str, int] = {
     "speaker_not_found": 404,
     "enrollment_not_found": 404,
     "external_id_taken": 409,
+    "invalid_external_id": 400,
     "speaker_not_enrolled": 409,
     "model_version_mismatch": 409,
     "voiceprint_unreadable": 409,

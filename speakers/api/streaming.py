@@ -23,6 +23,7 @@ from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from inference import InferenceError, ModelError
 
@@ -53,6 +54,7 @@ from ..services.streaming import (
 from .auth import api_key_for_handshake
 from .clients import address_of
 from .errors import describe_error
+from .parsers import json_depth
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +182,19 @@ class _Consumer(AsyncWebsocketConsumer):
 
     # -- shared -------------------------------------------------------------------------------
 
+    @staticmethod
+    def parse_json(text: str) -> Any:
+        """A text message as JSON; nesting deeper than ``VOICEPRINT_MAX_JSON_DEPTH`` is refused unparsed (Python's
+        parser recurses once per level: 100,000 ``[`` used to end the session with 4500)."""
+        limit = settings.VOICEPRINT_MAX_JSON_DEPTH
+        try:
+            if json_depth(text.encode("utf-8", "surrogatepass")) > limit:
+                raise StreamMessageInvalid(f"Text messages may be nested at most {limit} levels deep.",
+                                           max_json_depth=limit)
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            raise StreamMessageInvalid("Text messages must be JSON.") from None
+
     async def read_slowly(self, delay: float) -> None:
         """Back-pressure: read the next message ``delay`` seconds later (the idle timer waits too)."""
         if delay > 0 and not self.closed:
@@ -252,10 +267,7 @@ class StreamVerifyConsumer(_Consumer):
         self.recorded = False
 
     async def on_text(self, text: str) -> None:
-        try:
-            message = json.loads(text)
-        except ValueError:
-            raise StreamMessageInvalid("Text messages must be JSON.") from None
+        message = self.parse_json(text)
         if self.session is None:
             await self._start(stream_start_parse(message, self.limits))
         elif isinstance(message, dict) and message == {"type": "end"}:
@@ -359,8 +371,8 @@ class RecordingsVerifyConsumer(_Consumer):
 
     async def on_text(self, text: str) -> None:
         try:
-            message = json.loads(text)
-        except ValueError:
+            message = self.parse_json(text)
+        except StreamMessageInvalid:
             message = None
         if message != {"type": "reset"}:
             raise StreamMessageInvalid('Send recordings as binary messages; the only text message is {"type": "reset"}.')

@@ -7,20 +7,14 @@ from django.db import IntegrityError, transaction
 
 from ..audit import Actor, audit_record
 from ..exceptions import ExternalIdTaken
+from ..external_ids import external_id_normalise
 from ..models import AuditAction, Enrollment, Speaker
 from ..search.index import index_change_record, index_update_after_commit
 
 
-def _clean_external_id(external_id: str | None) -> str | None:
-    """Blank means none: the unique constraint ignores NULLs but not empty strings."""
-    if external_id is None:
-        return None
-    return external_id.strip() or None
-
-
 def speaker_create(*, actor: Actor, external_id: str | None = None, display_name: str = "",
                    metadata: dict[str, Any] | None = None) -> Speaker:
-    external_id = _clean_external_id(external_id)
+    external_id = external_id_normalise(external_id)
     try:
         with transaction.atomic():
             speaker = Speaker.objects.create(external_id=external_id, display_name=display_name or "",
@@ -40,7 +34,7 @@ def speaker_update(*, speaker: Speaker, actor: Actor, external_id: str | None = 
                    display_name: str = _UNSET, metadata: dict[str, Any] = _UNSET) -> Speaker:
     changed: list[str] = []
     if external_id is not _UNSET:
-        speaker.external_id = _clean_external_id(external_id)
+        speaker.external_id = external_id_normalise(external_id)
         changed.append("external_id")
     if display_name is not _UNSET:
         speaker.display_name = display_name or ""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
@@ -164,13 +165,14 @@ class ClassicVerifySpeakerApi(APIView):
     @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
                    tags=["decisions"])
     def post(self, request: Request) -> Response:
+        form = request.data if hasattr(request.data, "getlist") else QueryDict()  # an empty body parses to {}
         for aliases in self.ALIASES.values():
-            used = [a for a in aliases if request.data.getlist(a)]
-            sent = sum(len(request.data.getlist(a)) for a in used)
+            used = [a for a in aliases if form.getlist(a)]
+            sent = sum(len(form.getlist(a)) for a in used)
             if sent > 1:
                 raise serializers.ValidationError({used[0]: [f"Send one file in one of the fields "
                                                              f"{', '.join(aliases)}, not {sent}."]})
-        files = {name: next((request.data[a] for a in aliases if a in request.data), None)
+        files = {name: next((form[a] for a in aliases if a in form), None)
                  for name, aliases in self.ALIASES.items()}
         data = self.ClassicVerifySpeakerInput(data={k: v for k, v in files.items() if v is not None})
         data.is_valid(raise_exception=True)
