@@ -14,6 +14,7 @@ from django.views.decorators.http import require_safe
 
 from . import selectors
 from .plain_words import PLAIN_WORDS
+from .security_headers import permissions_policy
 
 STREAM_VERIFY_PATH = "/ws/v1/stream-verify"
 
@@ -22,7 +23,8 @@ def _content_security_policy(request: HttpRequest) -> str:
     host = request.get_host()
     return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "media-src 'self' blob:; worker-src 'self' blob:; "
-            f"connect-src 'self' ws://{host} wss://{host}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+            f"connect-src 'self' ws://{host} wss://{host}; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'")
 
 
 @require_safe
@@ -43,6 +45,7 @@ def app_page(request: HttpRequest) -> HttpResponse:
     }
     response = render(request, "speakers/app.html", {"config": config})
     response["Content-Security-Policy"] = _content_security_policy(request)
+    response["Permissions-Policy"] = permissions_policy(microphone=True)  # recording happens here, nowhere else
     response["Cache-Control"] = "no-store"
     return response
 

@@ -188,7 +188,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: a bad Host header or an overlong URL is answered in the API's error shape (and
+    # Outermost: a content security policy and a permissions policy on every answer, refusals and static files too.
+    "speakers.security_headers.SecurityHeadersMiddleware",
+    # Then: a bad Host header or an overlong URL is answered in the API's error shape (and
     # never with a debug page) before anything else looks at the request.
     "speakers.api.middleware.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -504,6 +506,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SWAGGER_UI_DIST": "SIDECAR",
+    # No call to the online validator (the content security policy would block it anyway).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
