@@ -55,9 +55,10 @@ def keep_test_connection():
 
 
 def _documented_codes(raw_schema: dict, path: str, method: str, status: int) -> set[str]:
-    """The error codes a route documents for a status: the names of its response's examples."""
+    """The error codes a route documents for a status: those of its response's examples."""
     response = raw_schema["paths"][path][method.lower()]["responses"].get(str(status), {})
-    return set(response.get("content", {}).get("application/json", {}).get("examples", {}))
+    examples = response.get("content", {}).get("application/json", {}).get("examples", {})
+    return {example["value"]["error"]["code"] for example in examples.values()}
 
 
 def test_every_generated_answer_conforms_to_the_schema(make_key, settings, keep_test_connection):
@@ -82,12 +83,14 @@ def test_every_generated_answer_conforms_to_the_schema(make_key, settings, keep_
             @hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                                  suppress_health_check=list(HealthCheck))
             def fuzz(case) -> None:
-                response = case.call(headers=headers)
+                # the generated key is replaced by a working one; a case made invalid by leaving it out stays so
+                sent = headers if "X-API-Key" in (case.headers or {}) else {}
+                response = case.call(headers=sent)
                 cases[mode.value] += 1
                 statuses[response.status_code] += 1
                 label = f"{mode.value} {case.method} {case.formatted_path} -> {response.status_code}"
                 try:
-                    case.validate_response(response, checks=CHECKS, headers=headers)
+                    case.validate_response(response, checks=CHECKS, headers=sent)
                 except FailureGroup as group:
                     failures.extend(f"{label}: {failure.title}: {failure.message[:300]}" for failure in group.exceptions)
                 if response.status_code >= 400:
@@ -106,4 +109,5 @@ def test_every_generated_answer_conforms_to_the_schema(make_key, settings, keep_
           f"({cases['positive']} positive, {cases['negative']} negative), {len(failures)} failures; "
           f"statuses {dict(sorted(statuses.items()))}")
     assert cases["positive"] >= len(operations) and cases["negative"] >= 1
+    assert statuses[200] + statuses[201] >= len(operations) // 2  # the key was sent: not everything refused
     assert not failures, "\n".join(sorted(set(failures))[:40])

@@ -10,6 +10,7 @@ from ... import selectors
 from ...models import ApiKeyScope
 from ...services import Actor, Recording
 from ..clients import client_address
+from ..schema import ErrorOutput
 from ..validators import validate_metadata
 
 ENROLL, VERIFY, IDENTIFY, MANAGE = (ApiKeyScope.ENROLL, ApiKeyScope.VERIFY, ApiKeyScope.IDENTIFY,
@@ -129,12 +130,6 @@ class EnrollmentOutput(serializers.Serializer):
                 "speech_ratio": enrollment.speech_ratio}
 
 
-class ErrorOutput(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    detail = serializers.JSONField()
-
-
 class RefusalOutput(serializers.Serializer):
     filename = serializers.CharField()
     error = serializers.SerializerMethodField()
@@ -144,9 +139,18 @@ class RefusalOutput(serializers.Serializer):
         return {"code": refusal.code, "message": refusal.message, "detail": refusal.detail}
 
 
+class TextField(serializers.CharField):
+    """Text, and only text: DRF's CharField would take the number 42 as "42", which the schema does not say."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SpeakerFields(serializers.Serializer):
-    external_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=255)
-    display_name = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    external_id = TextField(required=False, allow_null=True, allow_blank=True, max_length=255)
+    display_name = TextField(required=False, allow_blank=True, max_length=255)
     metadata = serializers.JSONField(required=False)
 
     def validate_metadata(self, value):

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ..schema import ENGINE, MULTIPART, RECORDING, SCORING, VOICEPRINT, refusals
 from .common import (
     IDENTIFY,
     VERIFY,
@@ -53,7 +54,9 @@ class VerifyApi(APIView):
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": VerifyInput}, responses=VerifyOutput, tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": VerifyInput}, tags=["decisions"],
+                   responses={200: VerifyOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *SCORING,
+                                                            *VOICEPRINT, "verification_locked")})
     def post(self, request: Request) -> Response:
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -101,7 +104,9 @@ class IdentifyApi(APIView):
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": IdentifyInput}, responses=IdentifyOutput, tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": IdentifyInput}, tags=["decisions"],
+                   responses={200: IdentifyOutput, **refusals(*MULTIPART, *RECORDING, *SCORING, "search_unavailable",
+                                                              "decryption_error")})
     def post(self, request: Request) -> Response:
         data = self.IdentifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -130,7 +135,8 @@ class CompareApi(APIView):
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": CompareInput}, responses=CompareOutput, tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": CompareInput}, tags=["decisions"],
+                   responses={200: CompareOutput, **refusals(*MULTIPART, *RECORDING, *SCORING)})
     def post(self, request: Request) -> Response:
         data = self.CompareInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -162,8 +168,8 @@ class ClassicVerifySpeakerApi(APIView):
         threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, responses=ClassicVerifySpeakerOutput,
-                   tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, tags=["decisions"],
+                   responses={200: ClassicVerifySpeakerOutput, **refusals(*MULTIPART, *RECORDING, *ENGINE)})
     def post(self, request: Request) -> Response:
         form = request.data if hasattr(request.data, "getlist") else QueryDict()  # an empty body parses to {}
         for aliases in self.ALIASES.values():
@@ -218,7 +224,8 @@ class BatchVerifyApi(APIView):
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(request={"multipart/form-data": BatchVerifyInput}, responses=BatchVerifyOutput, tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": BatchVerifyInput}, tags=["decisions"],
+                   responses={200: BatchVerifyOutput, **refusals(*MULTIPART, *RECORDING, *SCORING)})
     def post(self, request: Request) -> Response:
         data = self.BatchVerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -266,8 +273,8 @@ class ClassicBatchVerifyApi(APIView):
         def get_total_count(self, decision) -> int:
             return len(decision.results)
 
-    @extend_schema(request={"multipart/form-data": ClassicBatchVerifyInput}, responses=ClassicBatchVerifyOutput,
-                   tags=["decisions"])
+    @extend_schema(request={"multipart/form-data": ClassicBatchVerifyInput}, tags=["decisions"],
+                   responses={200: ClassicBatchVerifyOutput, **refusals(*MULTIPART, *RECORDING, *ENGINE)})
     def post(self, request: Request) -> Response:
         data = self.ClassicBatchVerifyInput(data=request.data)
         data.is_valid(raise_exception=True)

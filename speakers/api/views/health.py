@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from ... import selectors
 from ...runtime import inference_owner, startup
+from ..schema import refusals
 
 
 class HealthApi(APIView):
@@ -35,7 +36,7 @@ class HealthApi(APIView):
                                                 help_text="Key ids rows are sealed with that the configuration "
                                                           "lacks.")
 
-    @extend_schema(responses={200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
+    @extend_schema(responses={**refusals(keyed=False), 200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
     def get(self, request: Request) -> Response:
         health = selectors.health_status()
         return Response(self.HealthOutput(health).data,
@@ -52,7 +53,8 @@ class ReadinessApi(APIView):
         ready = serializers.BooleanField()
         status = serializers.CharField()
 
-    @extend_schema(responses={200: ReadinessOutput, 503: ReadinessOutput}, tags=["health"], auth=[])
+    @extend_schema(responses={**refusals(keyed=False), 200: ReadinessOutput, 503: ReadinessOutput}, tags=["health"],
+                   auth=[])
     def get(self, request: Request) -> Response:
         ready = startup.ready()
         return Response(self.ReadinessOutput({"ready": ready, "status": inference_owner.engine_state()}).data,

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import selectors
+from ..schema import ENGINE, refusals
 from .common import MANAGE
 
 
@@ -41,7 +42,8 @@ class PolicyApi(APIView):
         site_calibration = SiteCalibrationOutput(allow_null=True, help_text="The site calibration in force, if any.")
         quality_gates = serializers.DictField(child=serializers.FloatField())
 
-    @extend_schema(operation_id="policy_retrieve", responses=PolicyOutput, tags=["policy"])
+    @extend_schema(operation_id="policy_retrieve", tags=["policy"],
+                   responses={200: PolicyOutput, **refusals(*ENGINE)})
     def get(self, request: Request) -> Response:
         policy = selectors.decision_policy(model_version=selectors.current_model_version())
         return Response(self.PolicyOutput({

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from ... import selectors, services
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
+from ..schema import ENGINE, JSON_BODY, MULTIPART, RECORDING, refusals
 from .common import (
     ENROLL,
     MANAGE,
@@ -30,6 +31,7 @@ from .common import (
 class SpeakerCollectionApi(APIView):
     required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL, MANAGE}}
     parser_classes = [JsonParser]
+    pagination_class = SpeakerPagination  # the schema shows the list as the page it is
 
     class SpeakerCreateInput(SpeakerFields):
         pass
@@ -37,18 +39,21 @@ class SpeakerCollectionApi(APIView):
     class SpeakerListQuery(serializers.Serializer):
         external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
-    @extend_schema(operation_id="speakers_list", responses=SpeakerOutput(many=True), tags=["speakers"],
-                   parameters=[OpenApiParameter("external_id", str, description="Exact external_id.")])
+    @extend_schema(operation_id="speakers_list", tags=["speakers"],
+                   responses={200: SpeakerOutput(many=True),
+                              **refusals("validation_error", "not_found", "invalid_external_id")},
+                   parameters=[OpenApiParameter("external_id", str, description="Exact external_id (compared in "
+                                                                                "its normal form).")])
     def get(self, request: Request) -> Response:
         query = self.SpeakerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         speakers = selectors.speaker_list(external_id=query.validated_data.get("external_id"))
-        paginator = SpeakerPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(speakers, request, view=self)
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
 
-    @extend_schema(operation_id="speakers_create", request=SpeakerCreateInput, responses={201: SpeakerOutput},
-                   tags=["speakers"])
+    @extend_schema(operation_id="speakers_create", request=SpeakerCreateInput, tags=["speakers"],
+                   responses={201: SpeakerOutput, **refusals(*JSON_BODY, "external_id_taken", "invalid_external_id")})
     def post(self, request: Request) -> Response:
         data = self.SpeakerCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -63,12 +68,14 @@ class SpeakerDetailApi(APIView):
     class SpeakerUpdateInput(SpeakerFields):
         pass
 
-    @extend_schema(operation_id="speakers_retrieve", responses=SpeakerOutput, tags=["speakers"])
+    @extend_schema(operation_id="speakers_retrieve", tags=["speakers"],
+                   responses={200: SpeakerOutput, **refusals("speaker_not_found")})
     def get(self, request: Request, speaker_id: str) -> Response:
         return Response(SpeakerOutput(selectors.speaker_get(speaker_id=speaker_id)).data)
 
-    @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, responses=SpeakerOutput,
-                   tags=["speakers"])
+    @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, tags=["speakers"],
+                   responses={200: SpeakerOutput, **refusals(*JSON_BODY, "speaker_not_found", "external_id_taken",
+                                                             "invalid_external_id")})
     def patch(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         data = self.SpeakerUpdateInput(data=request.data, partial=True)
@@ -76,7 +83,8 @@ class SpeakerDetailApi(APIView):
         speaker = services.speaker_update(speaker=speaker, actor=request_actor(request), **data.validated_data)
         return Response(SpeakerOutput(speaker).data)
 
-    @extend_schema(operation_id="speakers_destroy", responses={204: None}, tags=["speakers"])
+    @extend_schema(operation_id="speakers_destroy", tags=["speakers"],
+                   responses={204: None, **refusals("speaker_not_found")})
     def delete(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         services.speaker_delete(speaker=speaker, actor=request_actor(request))
@@ -102,13 +110,17 @@ class SpeakerEnrollApi(APIView):
         enrollment_progress = EnrollmentProgressOutput()
         processing_time_ms = serializers.FloatField()
 
-    @extend_schema(operation_id="enrollments_list", responses=EnrollmentOutput(many=True), tags=["enrollments"])
+    @extend_schema(operation_id="enrollments_list", tags=["enrollments"],
+                   responses={200: EnrollmentOutput(many=True), **refusals("speaker_not_found")})
     def get(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         return Response(EnrollmentOutput(selectors.enrollment_list(speaker=speaker), many=True).data)
 
     @extend_schema(operation_id="enrollments_create", request={"multipart/form-data": SpeakerEnrollInput},
-                   responses={201: SpeakerEnrollOutput}, tags=["enrollments"])
+                   tags=["enrollments"],
+                   responses={201: SpeakerEnrollOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *ENGINE,
+                                                                    "enrollment_inconsistent", "recordings_refused",
+                                                                    "voiceprint_unreadable", "decryption_error")})
     def post(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)
@@ -121,7 +133,8 @@ class SpeakerEnrollApi(APIView):
 class EnrollmentDetailApi(APIView):
     required_scopes = {"DELETE": {MANAGE}}
 
-    @extend_schema(operation_id="enrollments_destroy", responses={204: None}, tags=["enrollments"])
+    @extend_schema(operation_id="enrollments_destroy", tags=["enrollments"],
+                   responses={204: None, **refusals("speaker_not_found", "enrollment_not_found", "decryption_error")})
     def delete(self, request: Request, speaker_id: str, enrollment_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         enrollment = selectors.enrollment_get(speaker=speaker, enrollment_id=enrollment_id)
