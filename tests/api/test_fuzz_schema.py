@@ -18,6 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -77,30 +78,28 @@ def test_every_generated_answer_conforms_to_the_schema(make_key, settings, keep_
     cases: Counter = Counter()
     statuses: Counter = Counter()
 
+    def check(case, mode: GenerationMode) -> None:
+        # the generated key is replaced by a working one; a case made invalid by leaving it out stays so
+        sent = headers if "X-API-Key" in (case.headers or {}) else {}
+        response = case.call(headers=sent)
+        cases[mode.value] += 1
+        statuses[response.status_code] += 1
+        label = f"{mode.value} {case.method} {case.formatted_path} -> {response.status_code}"
+        try:
+            case.validate_response(response, checks=CHECKS, headers=sent)
+        except FailureGroup as group:
+            failures.extend(f"{label}: {failure.title}: {failure.message[:300]}" for failure in group.exceptions)
+        if response.status_code >= 400:
+            code = (response.json().get("error") or {}).get("code")
+            documented = _documented_codes(schema.raw_schema, case.operation.path, case.method, response.status_code)
+            if code not in documented:
+                failures.append(f"{label}: code {code!r} is not documented for this status ({sorted(documented)})")
+
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                                 suppress_health_check=list(HealthCheck))
-            def fuzz(case) -> None:
-                # the generated key is replaced by a working one; a case made invalid by leaving it out stays so
-                sent = headers if "X-API-Key" in (case.headers or {}) else {}
-                response = case.call(headers=sent)
-                cases[mode.value] += 1
-                statuses[response.status_code] += 1
-                label = f"{mode.value} {case.method} {case.formatted_path} -> {response.status_code}"
-                try:
-                    case.validate_response(response, checks=CHECKS, headers=sent)
-                except FailureGroup as group:
-                    failures.extend(f"{label}: {failure.title}: {failure.message[:300]}" for failure in group.exceptions)
-                if response.status_code >= 400:
-                    code = (response.json().get("error") or {}).get("code")
-                    documented = _documented_codes(schema.raw_schema, operation.path, case.method,
-                                                   response.status_code)
-                    if code not in documented:
-                        failures.append(f"{label}: code {code!r} is not documented for this status "
-                                        f"({sorted(documented)})")
-
+            fuzz = hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                                       suppress_health_check=list(HealthCheck))(
+                given(case=operation.as_strategy(generation_mode=mode), mode=st.just(mode))(check))
             try:
                 fuzz()
             except Unsatisfiable:  # nothing to make invalid (no parameter, no body): positive cases only
