@@ -319,6 +319,10 @@ VOICEPRINT_ENGINE_THREADS = env_int("VOICEPRINT_ENGINE_THREADS", 0, minimum=0) o
 VOICEPRINT_FAR_TARGET = env_float("VOICEPRINT_FAR_TARGET", 0.01, minimum=0.0005, maximum=0.1)
 VOICEPRINT_FIR_TARGET = env_float("VOICEPRINT_FIR_TARGET", 0.01, minimum=0.0005, maximum=0.1)
 VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
+# The fraudster watchlist: every enrollment and verify probe is identified against it at this
+# false-identification target; a hit is reported (and audited), or refused when asked.
+VOICEPRINT_WATCHLIST_FIR = env_float("VOICEPRINT_WATCHLIST_FIR", 0.01, minimum=0.0005, maximum=0.1)
+VOICEPRINT_WATCHLIST_REFUSE = env_bool("VOICEPRINT_WATCHLIST_REFUSE", False)
 
 # Score normalisation (AS-norm) against a cohort of impostor voiceprints as the calibration's
 # input: the default for requests that do not say (each request may ask with asnorm=true/false).

@@ -13,10 +13,12 @@ from ... import selectors, services
 from .common import (
     IDENTIFY,
     VERIFY,
+    WATCHLIST_MATCH_HELP,
     AudioFileField,
     ErrorOutput,
     MultipartInput,
     ScoreNormalisationField,
+    WatchlistMatchOutput,
     request_actor,
     request_recording,
 )
@@ -51,6 +53,7 @@ class VerifyApi(APIView):
         accepted = serializers.BooleanField(help_text="score >= threshold")
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
+        watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
 
     @extend_schema(request={"multipart/form-data": VerifyInput}, responses=VerifyOutput, tags=["decisions"])
     def post(self, request: Request) -> Response:

@@ -14,6 +14,7 @@ from ..parsers import JsonParser
 from .common import (
     ENROLL,
     MANAGE,
+    WATCHLIST_MATCH_HELP,
     AudioFileField,
     EnrollmentOutput,
     EnrollmentProgressOutput,
@@ -21,6 +22,7 @@ from .common import (
     RefusalOutput,
     SpeakerFields,
     SpeakerOutput,
+    WatchlistMatchOutput,
     request_actor,
     request_recording,
 )
@@ -101,6 +103,7 @@ class SpeakerEnrollApi(APIView):
         refused = RefusalOutput(many=True)
         enrollment_progress = EnrollmentProgressOutput()
         processing_time_ms = serializers.FloatField()
+        watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
 
     @extend_schema(operation_id="enrollments_list", responses=EnrollmentOutput(many=True), tags=["enrollments"])
     def get(self, request: Request, speaker_id: str) -> Response:
