@@ -82,6 +82,16 @@ def _unreachable(url: str, exc: Exception) -> VoiceprintConnectionError:
     return VoiceprintConnectionError(f"cannot open {url}: {exc}", detail={"url": url})
 
 
+def _connect(options: StreamOptions, **extra: Any) -> ClientConnection:
+    """The open connection. Entered as a context manager (websockets 17 deprecates using ``connect()``'s result
+    directly); the stream's ``close()`` is what leaving it would do."""
+    try:
+        return connect(options.url, additional_headers=options.headers(), open_timeout=options.timeout,
+                       **extra).__enter__()
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        raise _unreachable(options.url, exc) from exc
+
+
 def _start_message(*, speaker_id: str | None, sample_rate: int, encoding: str, reference_speech_s: float | None,
                    asnorm: bool | None) -> str:
     if encoding not in BYTES_PER_SAMPLE:
@@ -139,10 +149,7 @@ class PcmStream:
     @classmethod
     def open(cls, options: StreamOptions, **start: Any) -> PcmStream:
         message = _start_message(**start)
-        try:
-            connection = connect(options.url, additional_headers=options.headers(), open_timeout=options.timeout)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise _unreachable(options.url, exc) from exc
+        connection = _connect(options)
         try:
             connection.send(message)
             ready = cls._read(connection, options.timeout)
@@ -238,12 +245,7 @@ class RecordingsSession:
 
     @classmethod
     def open(cls, options: StreamOptions) -> RecordingsSession:
-        try:
-            connection = connect(options.url, additional_headers=options.headers(), open_timeout=options.timeout,
-                                 max_size=None)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise _unreachable(options.url, exc) from exc
-        return cls(connection, options.timeout)
+        return cls(_connect(options, max_size=None), options.timeout)
 
     def _exchange(self, payload: str | bytes) -> models.Model:
         try:
