@@ -300,6 +300,13 @@ class ModelNotPreparedError(ServiceUnavailable):
     status = 503
 
 
+class ModelUnavailableError(ServiceUnavailable):
+    """HTTP 503 ``model_unavailable``."""
+
+    code = "model_unavailable"
+    status = 503
+
+
 class ModelVersionMismatchError(Conflict):
     """HTTP 409 ``model_version_mismatch``."""
 
@@ -454,6 +461,20 @@ class VoiceprintUnreadableError(Conflict):
     status = 409
 
 
+class WatchlistEntryNotFoundError(NotFound):
+    """HTTP 404 ``watchlist_entry_not_found``."""
+
+    code = "watchlist_entry_not_found"
+    status = 404
+
+
+class WatchlistMatchError(PermissionDenied):
+    """HTTP 403 ``watchlist_match``."""
+
+    code = "watchlist_match"
+    status = 403
+
+
 # code -> its exception class: what the client raises for an error object of that code.
 ERRORS: dict[str, type[VoiceprintError]] = {
     "api_key_revoked": ApiKeyRevokedError,
@@ -496,6 +517,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "model_error": ModelError,
     "model_integrity_error": ModelIntegrityError,
     "model_not_prepared": ModelNotPreparedError,
+    "model_unavailable": ModelUnavailableError,
     "model_version_mismatch": ModelVersionMismatchError,
     "no_speech": NoSpeechError,
     "not_acceptable": NotAcceptableError,
@@ -518,4 +540,6 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "validation_error": ValidationError,
     "verification_locked": VerificationLockedError,
     "voiceprint_unreadable": VoiceprintUnreadableError,
+    "watchlist_entry_not_found": WatchlistEntryNotFoundError,
+    "watchlist_match": WatchlistMatchError,
 }
