@@ -65,6 +65,16 @@ class EnrollmentNotFound(ApplicationError):
     default_message = "No enrollment with this id for this speaker."
 
 
+class WatchlistEntryNotFound(ApplicationError):
+    code = "watchlist_entry_not_found"
+    default_message = "No watchlist entry with this id."
+
+
+class WatchlistMatch(ApplicationError):
+    code = "watchlist_match"
+    default_message = "The voice matches an entry of the fraud watchlist; the request was refused."
+
+
 class ExternalIdTaken(ApplicationError):
     code = "external_id_taken"
     default_message = "Another speaker already has this external_id."

@@ -11,6 +11,7 @@ class ApiKeyScope(models.TextChoices):
     VERIFY = "verify", "verify: 1:1 verify, compare, batch-verify"
     IDENTIFY = "identify", "identify: 1:N search"
     MANAGE = "manage", "manage: list, edit and delete speakers and enrollments"
+    WATCHLIST = "watchlist", "watchlist: list, add and remove known fraudsters' voices"
 
 
 class Speaker(models.Model):
@@ -134,6 +135,9 @@ class AuditAction(models.TextChoices):
     LOGIN_LOCKOUT = "login_lockout"
     VOICEPRINT_UNREADABLE = "voiceprint_unreadable"
     INDEX_REBUILD = "index_rebuild"
+    WATCHLIST_ADD = "watchlist_add"
+    WATCHLIST_REMOVE = "watchlist_remove"
+    WATCHLIST_MATCH = "watchlist_match"
 
 
 class AuditEvent(models.Model):
@@ -235,3 +239,48 @@ class IndexChange(models.Model):
 
     class Meta:
         ordering = ["generation"]
+
+
+class WatchlistEntry(models.Model):
+    """A known fraudster's voice: every enrollment and verify probe is screened against it.
+
+    Its voiceprint is stored like a speaker's (encrypted, one per model version, never the audio)
+    in :class:`WatchlistVoiceprint`. A screening hit is reported in the answer and audited; with
+    ``VOICEPRINT_WATCHLIST_REFUSE`` it is a refusal (``watchlist_match``).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    label = models.CharField(max_length=255, help_text="How the operators name this voice (a case number, an alias).")
+    notes = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.CharField(max_length=150)
+    # Where the voice came from: recordings uploaded for it, or an enrolled speaker's voiceprint.
+    source = models.CharField(max_length=16, default="recordings")
+    source_speaker_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        verbose_name = "watchlist entry"
+        verbose_name_plural = "watchlist"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class WatchlistVoiceprint(models.Model):
+    """A watchlist entry's voiceprint for one model version, encrypted like a speaker's."""
+
+    entry = models.ForeignKey(WatchlistEntry, on_delete=models.CASCADE, related_name="voiceprints")
+    model_version = models.CharField(max_length=128, db_index=True)
+    ciphertext = models.BinaryField(editable=False)
+    key_id = models.CharField(max_length=32, editable=False)
+    speech_s = models.FloatField()
+    snr_db = models.FloatField(default=30.0)
+    bandwidth_hz = models.FloatField(default=8000.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["entry", "model_version"], name="one_watchlist_voiceprint_per_model")]
+
+    def crypto_context(self) -> bytes:
+        """Associated data binding the ciphertext to its entry and model version."""
+        return f"watchlist:{self.entry_id}:{self.model_version}".encode()

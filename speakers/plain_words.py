@@ -47,6 +47,8 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "model_version_mismatch": ("Enrolled with another model", "Enroll this speaker again."),
     "voiceprint_unreadable": ("Voiceprint damaged", "Enroll this speaker again."),
     "verification_locked": ("Too many failed attempts", "Verification of this speaker is paused for a while."),
+    "watchlist_match": ("Refused", "This voice matches the fraud watchlist; the request was refused."),
+    "watchlist_entry_not_found": ("No such watchlist entry", "The entry may have been removed."),
     # the key and the service
     "missing_api_key": ("No API key", "Enter an API key."),
     "invalid_api_key": ("Wrong API key", "The key is not valid: check it was copied whole."),

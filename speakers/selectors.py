@@ -19,9 +19,16 @@ from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import shipped_calibration, shipped_calibration_path
 
 from . import crypto
-from .exceptions import EngineUnavailable, EnrollmentNotFound, InvalidApiKey, RevokedApiKey, SpeakerNotFound
+from .exceptions import (
+    EngineUnavailable,
+    EnrollmentNotFound,
+    InvalidApiKey,
+    RevokedApiKey,
+    SpeakerNotFound,
+    WatchlistEntryNotFound,
+)
 from .external_ids import external_id_normalise
-from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker
+from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, WatchlistEntry
 from .runtime.inference_owner import owner_status
 
 
@@ -61,6 +68,18 @@ def enrollment_get(*, speaker: Speaker, enrollment_id: uuid.UUID | str) -> Enrol
     if enrollment is None:
         raise EnrollmentNotFound(speaker_id=str(speaker.id), enrollment_id=str(enrollment_id))
     return enrollment
+
+
+def watchlist_list() -> QuerySet[WatchlistEntry]:
+    return WatchlistEntry.objects.prefetch_related("voiceprints")
+
+
+def watchlist_entry_get(*, entry_id: uuid.UUID | str) -> WatchlistEntry:
+    key = _as_uuid(entry_id)
+    entry = WatchlistEntry.objects.filter(pk=key).first() if key else None
+    if entry is None:
+        raise WatchlistEntryNotFound(entry_id=str(entry_id))
+    return entry
 
 
 def speaker_voiceprint(*, speaker: Speaker) -> np.ndarray:

@@ -42,6 +42,8 @@ STATUS: dict[str, int] = {
     "too_many_files": 413,
     "speaker_not_found": 404,
     "enrollment_not_found": 404,
+    "watchlist_entry_not_found": 404,
+    "watchlist_match": 403,
     "external_id_taken": 409,
     "invalid_external_id": 400,
     "speaker_not_enrolled": 409,

@@ -18,6 +18,8 @@ urlpatterns = [
     path("compare", views.CompareApi.as_view(), name="compare"),
     path("batch-verify", views.BatchVerifyApi.as_view(), name="batch-verify"),
     path("policy", views.PolicyApi.as_view(), name="policy"),
+    path("watchlist", views.WatchlistCollectionApi.as_view(), name="watchlist"),
+    path("watchlist/<str:entry_id>", views.WatchlistDetailApi.as_view(), name="watchlist-entry"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI with its start-up script as a file of its own (no inline script: the content security policy)
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),

@@ -31,8 +31,7 @@ from ..models import AuditAction, Calibration, CalibrationMethod
 from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
 from ..selectors import DecisionPolicy, decision_policy
-from .decisions import side_quality
-from .recordings import Purpose, recording_check_quality
+from .recordings import Purpose, recording_check_quality, side_quality
 
 logger = logging.getLogger(__name__)
 

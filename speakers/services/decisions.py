@@ -38,8 +38,9 @@ from ..runtime import inference_owner
 from ..search.index import VoiceprintIndex, voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
 from .lockout import verification_lock_check, verification_outcome_record
-from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed
+from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed, side_quality
 from .timing import elapsed_ms
+from .watchlist import WatchlistHit, watchlist_hit_record, watchlist_screen
 
 # The API's ``score_normalisation``: what was applied to the cosine before the calibration read it.
 # "none" means the calibration's cosine scale, "asnorm" its AS-norm scale (the names clients know).
@@ -60,6 +61,7 @@ class VerifyDecision:
     accepted: bool
     model_version: str
     processing_time_ms: float
+    watchlist_match: WatchlistHit | None = None
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,6 @@ class PairDecision:
     accepted: bool
     score_normalisation: str
     policy_source: str
-
-
-def side_quality(result: EmbeddingResult) -> SideQuality:
-    """The quality measures of one recording, as the calibration takes them."""
-    return SideQuality(speech_s=float(result.speech_s), snr_db=float(result.quality.snr_db),
-                       bandwidth_hz=float(result.quality.bandwidth_hz))
 
 
 def voiceprint_quality(speaker: Speaker) -> SideQuality:
@@ -246,6 +242,8 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     verification_lock_check(speaker_id=speaker.id)
     _require_usable_voiceprint(speaker)
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    hit = watchlist_screen(result=probe)
+    watchlist_hit_record(hit=hit, actor=actor, during="verify", speaker_id=speaker.id)  # refuses if so configured
     decision = pair_decide(reference=speaker_reference(speaker), probe=probe, asnorm=asnorm)
     with transaction.atomic():
         Speaker.objects.filter(pk=speaker.pk).update(last_verified_at=timezone.now())
@@ -258,7 +256,7 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     return VerifyDecision(speaker_id=speaker.id, score=decision.score, raw_score=decision.raw_score,
                           score_normalisation=decision.score_normalisation, threshold=decision.threshold,
                           accepted=decision.accepted, model_version=probe.model_version,
-                          processing_time_ms=elapsed_ms(started))
+                          processing_time_ms=elapsed_ms(started), watchlist_match=hit)
 
 
 def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,

@@ -34,6 +34,7 @@ from ..search.index import index_change_record, index_update_after_commit
 from ..selectors import EnrollmentProgress, enrollment_progress
 from .recordings import Purpose, Recording, Refusal, recordings_embed
 from .timing import elapsed_ms
+from .watchlist import WatchlistHit, watchlist_hit_record, watchlist_screen
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class EnrollOutcome:
     refused: list[Refusal]
     enrollment_progress: EnrollmentProgress
     processing_time_ms: float
+    watchlist_match: WatchlistHit | None = None
 
 
 def _speaker_lock(*, speaker_id: uuid.UUID) -> Speaker:
@@ -151,6 +153,8 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
             candidates.append((position, recording, result))
     if not candidates:
         raise RecordingsRefused(files=[asdict(r) for _, r in refused])
+    hit = _watchlist_best([result for _, _, result in candidates])
+    watchlist_hit_record(hit=hit, actor=actor, during="enroll", speaker_id=speaker.pk)  # refuses if so configured
 
     model_version = candidates[0][2].model_version
     with transaction.atomic():
@@ -191,7 +195,13 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
         index_change_record(speaker_id=speaker.id)
     index_update_after_commit()
     return EnrollOutcome(speaker=speaker, accepted=enrollments, refused=[r for _, r in refused],
-                         enrollment_progress=progress, processing_time_ms=elapsed_ms(started))
+                         enrollment_progress=progress, processing_time_ms=elapsed_ms(started), watchlist_match=hit)
+
+
+def _watchlist_best(results: Sequence[EmbeddingResult]) -> WatchlistHit | None:
+    """The strongest watchlist hit among the recordings of an upload (each is screened on its own)."""
+    hits = [hit for hit in (watchlist_screen(result=result) for result in results) if hit is not None]
+    return max(hits, key=lambda hit: hit.score - hit.threshold, default=None)
 
 
 def enrollment_delete(*, enrollment: Enrollment, actor: Actor) -> Speaker:

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from inference import EmbeddingResult, InferenceError, ModelError, PreparedAudio
 from inference.gates import GateLimits, gate_refusal
+from inference.quality_calibration import SideQuality
 
 from ..exceptions import (
     ApplicationError,
@@ -58,6 +59,12 @@ class Refusal:
     @classmethod
     def from_error(cls, filename: str, error: InferenceError | ApplicationError) -> Refusal:
         return cls(filename=filename, code=error.code, message=error.message, detail=dict(error.detail))
+
+
+def side_quality(result: EmbeddingResult) -> SideQuality:
+    """The quality measures of one recording, as the calibration takes them."""
+    return SideQuality(speech_s=float(result.speech_s), snr_db=float(result.quality.snr_db),
+                       bandwidth_hz=float(result.quality.bandwidth_hz))
 
 
 def gate_limits(purpose: Purpose) -> GateLimits:

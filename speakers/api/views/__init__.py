@@ -15,12 +15,13 @@ from .decisions import (
 from .health import HealthApi, ReadinessApi
 from .policy import PolicyApi
 from .speakers import (
-    EnrollmentDetailApi,
-    SpeakerCollectionApi,
-    SpeakerDetailApi,
-    SpeakerEnrollApi,
+           EnrollmentDetailApi,
+           SpeakerCollectionApi,
+           SpeakerDetailApi,
+           SpeakerEnrollApi,
 )
+from .watchlist import WatchlistCollectionApi, WatchlistDetailApi
 
 __all__ = ["BatchVerifyApi", "ClassicBatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi",
            "VerifyApi", "PolicyApi", "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi",
-           "SpeakerDetailApi", "SpeakerEnrollApi"]
+           "SpeakerDetailApi", "SpeakerEnrollApi", "WatchlistCollectionApi", "WatchlistDetailApi"]

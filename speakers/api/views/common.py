@@ -13,8 +13,8 @@ from ..clients import client_address
 from ..schema import ErrorOutput
 from ..validators import validate_metadata
 
-ENROLL, VERIFY, IDENTIFY, MANAGE = (ApiKeyScope.ENROLL, ApiKeyScope.VERIFY, ApiKeyScope.IDENTIFY,
-                                    ApiKeyScope.MANAGE)
+ENROLL, VERIFY, IDENTIFY, MANAGE, WATCHLIST = (ApiKeyScope.ENROLL, ApiKeyScope.VERIFY, ApiKeyScope.IDENTIFY,
+                                               ApiKeyScope.MANAGE, ApiKeyScope.WATCHLIST)
 
 
 def request_actor(request: Request) -> Actor:
@@ -157,3 +157,14 @@ class SpeakerFields(serializers.Serializer):
         return validate_metadata(value)
 
 
+
+
+class WatchlistMatchOutput(serializers.Serializer):
+    entry_id = serializers.UUIDField()
+    label = serializers.CharField()
+    score = serializers.FloatField(help_text="Calibrated score of the recording against the entry (llr).")
+    threshold = serializers.FloatField(help_text="The score a watchlist hit needs (VOICEPRINT_WATCHLIST_FIR).")
+
+
+WATCHLIST_MATCH_HELP = ("The fraud watchlist entry this voice matches, or null. A hit is audited; with "
+                        "VOICEPRINT_WATCHLIST_REFUSE the request is refused (403 watchlist_match) instead.")

@@ -15,10 +15,12 @@ from ..schema import ENGINE, MULTIPART, RECORDING, SCORING, VOICEPRINT, refusals
 from .common import (
     IDENTIFY,
     VERIFY,
+    WATCHLIST_MATCH_HELP,
     AudioFileField,
     ErrorOutput,
     MultipartInput,
     ScoreNormalisationField,
+    WatchlistMatchOutput,
     request_actor,
     request_recording,
 )
@@ -53,6 +55,7 @@ class VerifyApi(APIView):
         accepted = serializers.BooleanField(help_text="score >= threshold")
         model_version = serializers.CharField()
         processing_time_ms = serializers.FloatField()
+        watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
 
     @extend_schema(request={"multipart/form-data": VerifyInput}, tags=["decisions"],
                    responses={200: VerifyOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *SCORING,

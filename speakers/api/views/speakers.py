@@ -15,6 +15,7 @@ from ..schema import ENGINE, JSON_BODY, MULTIPART, RECORDING, refusals
 from .common import (
     ENROLL,
     MANAGE,
+    WATCHLIST_MATCH_HELP,
     AudioFileField,
     EnrollmentOutput,
     EnrollmentProgressOutput,
@@ -22,6 +23,7 @@ from .common import (
     RefusalOutput,
     SpeakerFields,
     SpeakerOutput,
+    WatchlistMatchOutput,
     request_actor,
     request_recording,
 )
@@ -109,6 +111,7 @@ class SpeakerEnrollApi(APIView):
         refused = RefusalOutput(many=True)
         enrollment_progress = EnrollmentProgressOutput()
         processing_time_ms = serializers.FloatField()
+        watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
 
     @extend_schema(operation_id="enrollments_list", tags=["enrollments"],
                    responses={200: EnrollmentOutput(many=True), **refusals("speaker_not_found")})

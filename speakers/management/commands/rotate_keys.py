@@ -19,6 +19,6 @@ class Command(BaseCommand):
             report = encryption_keys_rotate(actor=Actor.cli("rotate_keys"), batch_size=batch_size)
         except DecryptionError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"Re-encrypted {report.enrollments} enrollment(s) and {report.voiceprints} "
-                          f"voiceprint(s) with key {report.primary_key_id}. Older keys can be removed "
+        self.stdout.write(f"Re-encrypted {report.enrollments} enrollment(s), {report.voiceprints} "
+                          f"voiceprint(s) and {report.watchlist} watchlist voiceprint(s) with key {report.primary_key_id}. Older keys can be removed "
                           "from VOICEPRINT_ENCRYPTION_KEYS once every server runs with the new one first.")
