@@ -244,6 +244,13 @@ class InvalidAudioFrameError(InvalidRequest):
     status = 400
 
 
+class InvalidExternalIdError(InvalidRequest):
+    """HTTP 400 ``invalid_external_id``."""
+
+    code = "invalid_external_id"
+    status = 400
+
+
 class InvalidHostError(InvalidRequest):
     """HTTP 400 ``invalid_host``."""
 
@@ -509,6 +516,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "internal_error": InternalError,
     "invalid_api_key": InvalidApiKeyError,
     "invalid_audio_frame": InvalidAudioFrameError,
+    "invalid_external_id": InvalidExternalIdError,
     "invalid_host": InvalidHostError,
     "invalid_message": InvalidMessageError,
     "message_too_large": MessageTooLargeError,
