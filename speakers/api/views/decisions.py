@@ -59,7 +59,7 @@ class VerifyApi(APIView):
 
     @extend_schema(request={"multipart/form-data": VerifyInput}, tags=["decisions"],
                    responses={200: VerifyOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *SCORING,
-                                                            *VOICEPRINT, "verification_locked")})
+                                                            *VOICEPRINT, "verification_locked", "watchlist_match")})
     def post(self, request: Request) -> Response:
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)

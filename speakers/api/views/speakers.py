@@ -123,7 +123,8 @@ class SpeakerEnrollApi(APIView):
                    tags=["enrollments"],
                    responses={201: SpeakerEnrollOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *ENGINE,
                                                                     "enrollment_inconsistent", "recordings_refused",
-                                                                    "voiceprint_unreadable", "decryption_error")})
+                                                                    "voiceprint_unreadable", "decryption_error",
+                                                                    "watchlist_match")})
     def post(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)

@@ -12,6 +12,7 @@ from ... import selectors
 from ...services import watchlist as watchlist_service
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
+from ..schema import ENGINE, JSON_BODY, MULTIPART, RECORDING, VOICEPRINT, refusals
 from .common import WATCHLIST, AudioFileField, request_actor, request_recording
 
 
@@ -38,6 +39,7 @@ class WatchlistCollectionApi(APIView):
 
     required_scopes = {"GET": {WATCHLIST}, "POST": {WATCHLIST}}
     parser_classes = [MultiPartParser, JsonParser]
+    pagination_class = SpeakerPagination  # the schema shows the list as the page it is
 
     class WatchlistFromRecordingsInput(serializers.Serializer):
         label = serializers.CharField(max_length=255)
@@ -51,16 +53,20 @@ class WatchlistCollectionApi(APIView):
         notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
         speaker_id = serializers.UUIDField(help_text="An enrolled speaker whose voiceprint is copied to the watchlist.")
 
-    @extend_schema(operation_id="watchlist_list", responses=WatchlistEntryOutput(many=True), tags=["watchlist"])
+    @extend_schema(operation_id="watchlist_list", tags=["watchlist"],
+                   responses={200: WatchlistEntryOutput(many=True), **refusals("validation_error", "not_found")})
     def get(self, request: Request) -> Response:
-        paginator = SpeakerPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.watchlist_list(), request, view=self)
         return paginator.get_paginated_response(WatchlistEntryOutput(page, many=True).data)
 
     @extend_schema(operation_id="watchlist_create",
                    request={"multipart/form-data": WatchlistFromRecordingsInput,
                             "application/json": WatchlistFromSpeakerInput},
-                   responses={201: WatchlistEntryOutput}, tags=["watchlist"])
+                   tags=["watchlist"],
+                   responses={201: WatchlistEntryOutput, **refusals(*MULTIPART, *JSON_BODY, *RECORDING, *ENGINE,
+                                                                    "recordings_refused", "speaker_not_found",
+                                                                    *VOICEPRINT)})
     def post(self, request: Request) -> Response:
         actor = request_actor(request)
         if request.content_type.startswith("multipart/"):
@@ -81,11 +87,13 @@ class WatchlistCollectionApi(APIView):
 class WatchlistDetailApi(APIView):
     required_scopes = {"GET": {WATCHLIST}, "DELETE": {WATCHLIST}}
 
-    @extend_schema(operation_id="watchlist_retrieve", responses=WatchlistEntryOutput, tags=["watchlist"])
+    @extend_schema(operation_id="watchlist_retrieve", tags=["watchlist"],
+                   responses={200: WatchlistEntryOutput, **refusals("watchlist_entry_not_found")})
     def get(self, request: Request, entry_id: str) -> Response:
         return Response(WatchlistEntryOutput(selectors.watchlist_entry_get(entry_id=entry_id)).data)
 
-    @extend_schema(operation_id="watchlist_destroy", responses={204: None}, tags=["watchlist"])
+    @extend_schema(operation_id="watchlist_destroy", tags=["watchlist"],
+                   responses={204: None, **refusals("watchlist_entry_not_found")})
     def delete(self, request: Request, entry_id: str) -> Response:
         entry = selectors.watchlist_entry_get(entry_id=entry_id)
         watchlist_service.watchlist_entry_delete(entry=entry, actor=request_actor(request))
