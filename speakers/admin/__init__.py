@@ -6,7 +6,7 @@ recording against everyone. Numbers are shown rounded; refusals in plain words.
 """
 from django.contrib import admin
 
-from . import records, speakers, watchlist  # noqa: F401 - each registers its pages
+from . import records, speakers, tenants, watchlist  # noqa: F401 - each registers its pages
 
 # The lists get the whole width of a 1280 px screen (the sidebar repeats the home page's links).
 admin.site.enable_nav_sidebar = False

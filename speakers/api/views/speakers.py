@@ -1,6 +1,7 @@
 """Speakers and their enrollments."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -9,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...services import privacy
+from ...services.consent import Consent
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
 from .common import (
@@ -16,6 +19,7 @@ from .common import (
     MANAGE,
     WATCHLIST_MATCH_HELP,
     AudioFileField,
+    ConsentInput,
     EnrollmentOutput,
     EnrollmentProgressOutput,
     MultipartInput,
@@ -25,16 +29,17 @@ from .common import (
     WatchlistMatchOutput,
     request_actor,
     request_recording,
+    request_tenant,
 )
 
 # --- speakers ------------------------------------------------------------------------------------------
 
 class SpeakerCollectionApi(APIView):
-    required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL, MANAGE}}
+    required_scopes = {"GET": {MANAGE}, "POST": {ENROLL}}
     parser_classes = [JsonParser]
 
     class SpeakerCreateInput(SpeakerFields):
-        pass
+        consent = ConsentInput(required=False, help_text="The person's consent, if already given.")
 
     class SpeakerListQuery(serializers.Serializer):
         external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
@@ -44,7 +49,7 @@ class SpeakerCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         query = self.SpeakerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        speakers = selectors.speaker_list(external_id=query.validated_data.get("external_id"))
+        speakers = selectors.speaker_list(tenant=request_tenant(request), external_id=query.validated_data.get("external_id"))
         paginator = SpeakerPagination()
         page = paginator.paginate_queryset(speakers, request, view=self)
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
@@ -54,7 +59,10 @@ class SpeakerCollectionApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.SpeakerCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        speaker = services.speaker_create(actor=request_actor(request), **data.validated_data)
+        fields = dict(data.validated_data)
+        consent = fields.pop("consent", None)
+        speaker = services.speaker_create(actor=request_actor(request), consent=Consent(**consent) if consent else None,
+                                          **fields)
         return Response(SpeakerOutput(speaker).data, status=status.HTTP_201_CREATED)
 
 
@@ -67,12 +75,12 @@ class SpeakerDetailApi(APIView):
 
     @extend_schema(operation_id="speakers_retrieve", responses=SpeakerOutput, tags=["speakers"])
     def get(self, request: Request, speaker_id: str) -> Response:
-        return Response(SpeakerOutput(selectors.speaker_get(speaker_id=speaker_id)).data)
+        return Response(SpeakerOutput(selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)).data)
 
     @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, responses=SpeakerOutput,
                    tags=["speakers"])
     def patch(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         speaker = services.speaker_update(speaker=speaker, actor=request_actor(request), **data.validated_data)
@@ -80,9 +88,56 @@ class SpeakerDetailApi(APIView):
 
     @extend_schema(operation_id="speakers_destroy", responses={204: None}, tags=["speakers"])
     def delete(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         services.speaker_delete(speaker=speaker, actor=request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- consent, opt-out, export ---------------------------------------------------------------------------
+
+class SpeakerConsentApi(APIView):
+    """PUT: record (or change) the person's consent. DELETE: it was withdrawn: the biometric data is deleted."""
+
+    required_scopes = {"PUT": {ENROLL, MANAGE}, "DELETE": {MANAGE}}
+    parser_classes = [JsonParser]
+
+    @extend_schema(operation_id="speakers_consent_set", request=ConsentInput, responses=SpeakerOutput,
+                   tags=["privacy"])
+    def put(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        data = ConsentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        speaker = privacy.consent_set(speaker=speaker, consent=data.to_consent(), actor=request_actor(request))
+        return Response(SpeakerOutput(speaker).data)
+
+    @extend_schema(operation_id="speakers_consent_withdraw", responses=SpeakerOutput, tags=["privacy"])
+    def delete(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        speaker = privacy.consent_withdraw(speaker=speaker, actor=request_actor(request))
+        return Response(SpeakerOutput(speaker).data)
+
+
+class SpeakerOptOutApi(APIView):
+    """The person opts out: everything about them is deleted and their external id cannot be enrolled again."""
+
+    required_scopes = {"POST": {MANAGE}}
+
+    @extend_schema(operation_id="speakers_opt_out", request=None, responses={204: None}, tags=["privacy"])
+    def post(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        privacy.speaker_opt_out(speaker=speaker, actor=request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SpeakerExportApi(APIView):
+    """Everything stored about a speaker (never a vector): for a person's access request."""
+
+    required_scopes = {"GET": {MANAGE}}
+
+    @extend_schema(operation_id="speakers_export", responses={200: OpenApiTypes.OBJECT}, tags=["privacy"])
+    def get(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        return Response(privacy.speaker_export(speaker=speaker, actor=request_actor(request)))
 
 
 # --- enrollments ---------------------------------------------------------------------------------------
@@ -107,13 +162,13 @@ class SpeakerEnrollApi(APIView):
 
     @extend_schema(operation_id="enrollments_list", responses=EnrollmentOutput(many=True), tags=["enrollments"])
     def get(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         return Response(EnrollmentOutput(selectors.enrollment_list(speaker=speaker), many=True).data)
 
     @extend_schema(operation_id="enrollments_create", request={"multipart/form-data": SpeakerEnrollInput},
                    responses={201: SpeakerEnrollOutput}, tags=["enrollments"])
     def post(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)
         data.is_valid(raise_exception=True)
         outcome = services.speaker_enroll(speaker=speaker, actor=request_actor(request),
@@ -126,7 +181,7 @@ class EnrollmentDetailApi(APIView):
 
     @extend_schema(operation_id="enrollments_destroy", responses={204: None}, tags=["enrollments"])
     def delete(self, request: Request, speaker_id: str, enrollment_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         enrollment = selectors.enrollment_get(speaker=speaker, enrollment_id=enrollment_id)
         services.enrollment_delete(enrollment=enrollment, actor=request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
