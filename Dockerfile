@@ -1,9 +1,16 @@
 # The voiceprint service behind gunicorn (uvicorn workers: HTTP and WebSockets). Build: docker build -t voiceprint .
-FROM python:3.11-slim
+# The base image is pinned to its Debian release: tests/deploy/test_container_image.py checks every native library
+# the wheels need against that image's packages (python-3.11-slim-bookworm.packages) and the apt line below.
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     VOICEPRINT_MODEL_DIR=/app/var/model DJANGO_STATIC_ROOT=/app/var/static
 WORKDIR /app
+
+# MindSpore's CPU kernels link the system's OpenMP runtime (libgomp.so.1), which the slim image lacks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt

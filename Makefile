@@ -11,7 +11,7 @@ MODEL_DIR ?= var/model
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml
 	@echo "==> installing the Python packages into $(VENV) (the first time takes a few minutes: MindSpore is large)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -5,7 +5,8 @@ values at start-up (a typo in a threshold must not become a silent default). Sec
 also come from a file (``<NAME>_FILE``), which is how Docker/Kubernetes secrets arrive.
 
 ``VOICEPRINT_ENV=production`` turns on the production guard: the service refuses to start
-without an encryption key, with the development secret key, or with DEBUG on. DEBUG is off
+without an encryption key, with the development secret key, or with DEBUG on, in one message
+that names every problem (no traceback). DEBUG is off
 unless ``DJANGO_DEBUG=true`` asks for it, in either mode, and even then no page shows a
 setting or the environment (``speakers.api.errors.NoSecretsReporterFilter``).
 """
@@ -16,6 +17,7 @@ import binascii
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -117,28 +119,56 @@ if VOICEPRINT_ENV not in {"development", "production"}:
 PRODUCTION = VOICEPRINT_ENV == "production"
 
 _DEVELOPMENT_SECRET_KEY = "django-insecure-voiceprint-development-only"
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEVELOPMENT_SECRET_KEY) or _DEVELOPMENT_SECRET_KEY
+# Production refuses to start while any of these is wrong; every problem is collected first, so that one
+# message names them all (a person fixing a deployment should not discover them one restart at a time).
+_PRODUCTION_PROBLEMS: list[str] = []
+
+
+def _secret_setting(read, default):
+    """``read()``, or (production) ``default`` with the reason recorded when the value cannot be read."""
+    if not PRODUCTION:
+        return read()
+    try:
+        return read()
+    except ImproperlyConfigured as exc:
+        _PRODUCTION_PROBLEMS.append(str(exc))
+        return default
+
+
+SECRET_KEY = _secret_setting(lambda: env_str("DJANGO_SECRET_KEY", _DEVELOPMENT_SECRET_KEY),
+                             _DEVELOPMENT_SECRET_KEY) or _DEVELOPMENT_SECRET_KEY
 # Off unless asked for: a debug page is a way to read the environment (a DATABASE_URL password).
-DEBUG = env_bool("DJANGO_DEBUG", default=False)
+DEBUG = _secret_setting(lambda: env_bool("DJANGO_DEBUG", default=False), False)
 DEFAULT_EXCEPTION_REPORTER_FILTER = "speakers.api.errors.NoSecretsReporterFilter"
 
 # Embedding encryption keys (AES-256-GCM), newest first: the first encrypts, all decrypt.
-VOICEPRINT_ENCRYPTION_KEYS = env_encryption_keys("VOICEPRINT_ENCRYPTION_KEYS")
+VOICEPRINT_ENCRYPTION_KEYS = _secret_setting(lambda: env_encryption_keys("VOICEPRINT_ENCRYPTION_KEYS"), [])
 
 if PRODUCTION:
     if SECRET_KEY == _DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("django-insecure"):
-        raise ImproperlyConfigured(
-            "VOICEPRINT_ENV=production refuses to start with the default secret key: "
-            "set DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE).")
-    if len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters in production.")
-    if not VOICEPRINT_ENCRYPTION_KEYS:
-        raise ImproperlyConfigured(
-            "VOICEPRINT_ENV=production refuses to start without an encryption key: set "
-            "VOICEPRINT_ENCRYPTION_KEYS (or VOICEPRINT_ENCRYPTION_KEYS_FILE); generate one with "
-            "`python manage.py generate_encryption_key`.")
+        _PRODUCTION_PROBLEMS.append(
+            "DJANGO_SECRET_KEY is not set: production refuses to start with the default secret key. Set "
+            "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) to a long random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`.")
+    elif len(SECRET_KEY) < 32:
+        _PRODUCTION_PROBLEMS.append(
+            f"DJANGO_SECRET_KEY is {len(SECRET_KEY)} characters: it must be at least 32 in production.")
+    if not VOICEPRINT_ENCRYPTION_KEYS and not any("VOICEPRINT_ENCRYPTION_KEYS" in p for p in _PRODUCTION_PROBLEMS):
+        _PRODUCTION_PROBLEMS.append(
+            "VOICEPRINT_ENCRYPTION_KEYS is not set: production refuses to start without an encryption key. Set "
+            "VOICEPRINT_ENCRYPTION_KEYS (or VOICEPRINT_ENCRYPTION_KEYS_FILE); "
+            "`python manage.py generate_encryption_key` prints one.")
     if DEBUG:
-        raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
+        _PRODUCTION_PROBLEMS.append("DJANGO_DEBUG is on: it must be off in production.")
+    # `manage.py generate_encryption_key` makes the very key production lacks: it must run anyway.
+    if _PRODUCTION_PROBLEMS and sys.argv[1:2] != ["generate_encryption_key"]:
+        # A plain message and no traceback (SystemExit prints none). Exit status 3 is gunicorn's "worker
+        # failed to boot": gunicorn then stops instead of starting new workers that refuse in turn.
+        sys.stderr.write(
+            f"VOICEPRINT_ENV=production refuses to start: {len(_PRODUCTION_PROBLEMS)} setting(s) to fix:\n"
+            + "".join(f"  - {problem}\n" for problem in _PRODUCTION_PROBLEMS))
+        sys.stderr.flush()
+        raise SystemExit(3)
 elif not VOICEPRINT_ENCRYPTION_KEYS:
     # Development only: a key derived from the (development) secret key, so a fresh checkout
     # works with zero configuration. Embeddings are still encrypted at rest.

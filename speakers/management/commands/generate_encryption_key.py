@@ -1,4 +1,8 @@
-"""``python manage.py generate_encryption_key``: print a new key for VOICEPRINT_ENCRYPTION_KEYS."""
+"""``python manage.py generate_encryption_key``: print a new key for VOICEPRINT_ENCRYPTION_KEYS.
+
+It runs in any environment, ``VOICEPRINT_ENV=production`` without any key included: it makes the
+very key such a deployment lacks (the settings' production guard lets this one command through).
+"""
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand

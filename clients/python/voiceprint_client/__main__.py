@@ -1,0 +1,6 @@
+"""``python -m voiceprint_client``: the ``voiceprint`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
