@@ -114,7 +114,7 @@ def test_each_scope_opens_exactly_the_websocket_routes_the_table_gives_it(make_k
                 if output["type"] == "websocket.close":
                     return output.get("code")
                 wait = 5.0  # accepted: a refusal follows at once (the key is checked before anything is read)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
