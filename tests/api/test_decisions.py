@@ -33,7 +33,8 @@ def test_a_speaker_is_accepted_on_a_new_recording_of_their_own_voice(client, upl
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"speaker_id", "score", "raw_score", "score_normalisation", "threshold", "accepted",
-                         "model_version", "processing_time_ms"}
+                         "model_version", "processing_time_ms", "watchlist_match"}
+    assert body["watchlist_match"] is None  # nobody is on the fraud watchlist
     assert body["speaker_id"] == enrolled["a"]
     assert body["accepted"] is True
     # the score is the calibrated log-likelihood ratio of the raw cosine, for the quality of both sides
