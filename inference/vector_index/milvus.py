@@ -3,9 +3,9 @@
 One collection holds ``key`` (the UUID as 32 hex characters, the primary key) and ``vector``
 (192 float32, inner product on unit vectors = cosine); a partitioned collection (the service's: one
 partition per tenant) also ``partition`` (a UUID as 32 hex characters), and a search of one partition
-filters on it (a Milvus server makes it the partition key, so such a search reads only that
-partition's segments; milvus-lite, which fails filtered searches on a partition key, keeps it a plain
-field). Milvus stores the vectors **in the
+filters on it. It is a plain scalar field, not Milvus's partition key (which would let a server read
+only that partition's segments): milvus-lite fails filtered searches on a partition key, so that
+layout could not be tested here (docs/scaling.md has the cost measured). Milvus stores the vectors **in the
 clear** (segments, write-ahead log, object storage): it is a derived, rebuildable tier, and
 its storage must be encrypted at rest by its own means (see docs/scaling.md).
 
@@ -96,7 +96,6 @@ class MilvusIndex:
         self.dim = dim
         self.collection = collection
         self.partitioned = partitioned
-        self._partition_key = partitioned and not uri.endswith(".db")  # milvus-lite: a plain field
         self._index_type = index_type
         self._index_params = dict(index_params or {})
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
@@ -125,7 +124,7 @@ class MilvusIndex:
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(_KEY, DataType.VARCHAR, is_primary=True, max_length=32)
         if self.partitioned:
-            schema.add_field(_PARTITION, DataType.VARCHAR, max_length=32, is_partition_key=self._partition_key)
+            schema.add_field(_PARTITION, DataType.VARCHAR, max_length=32)
         schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=self.dim)
         index = client.prepare_index_params()
         index.add_index(field_name=_VECTOR, index_type=self._index_type, metric_type="IP",

@@ -57,12 +57,21 @@ class TenantScoped:
 
 
 class TenantChoiceField(forms.ModelChoiceField):
-    """Which of the admin user's tenants a new object belongs to (the default tenant first)."""
+    """Which of the admin user's tenants a new object belongs to: the default tenant unless another is chosen."""
 
     def __init__(self, request: HttpRequest, **kwargs):
         choices = admin_tenants(request).order_by("slug")
+        kwargs.setdefault("required", False)
         super().__init__(queryset=choices, initial=choices.filter(slug=DEFAULT_TENANT_SLUG).first() or choices.first(),
                          empty_label=None, **kwargs)
+
+    def clean(self, value):
+        chosen = super().clean(value)
+        if chosen is None:
+            if self.initial is None:
+                raise forms.ValidationError("You may not add to any tenant.")
+            return self.initial
+        return chosen
 
 
 def recording(upload) -> Recording:

@@ -114,11 +114,14 @@ def test_each_scope_opens_exactly_the_websocket_routes_the_table_gives_it(make_k
                 if output["type"] == "websocket.close":
                     return output.get("code")
                 wait = 5.0  # accepted: a refusal follows at once (the key is checked before anything is read)
-        except TimeoutError:
-            return None
+        except (TimeoutError, asyncio.CancelledError):
+            return None  # still open: the handshake was let through
         finally:
-            await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
-            await communicator.wait(timeout=5)
+            try:  # (a session still open after the wait was cancelled by the test harness: nothing to close)
+                await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+                await communicator.wait(timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
 
     for path, allowed in WEBSOCKET_TABLE:
         closed = asyncio.run(close_code(path))
