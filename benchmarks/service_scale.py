@@ -17,6 +17,9 @@ recordings. Then gunicorn with the host's layout is started and measured:
 * an enrollment made through the server: time until identify names the new speaker in six
   answers in a row (requests go to any worker, so every worker has caught up).
 
+The N voiceprints belong to the benchmark key's tenant; ``--other-tenant`` seeds as many again in a
+second tenant, which identify must not search: the difference is what tenant scoping costs.
+
 With ``--milvus`` the workers search one shared Milvus collection (milvus-lite's engine serving
 a port, as a Milvus server would): after seeding, ``manage.py rebuild_index`` builds the
 collection from the rows (timed: "tier build s"), and start-up no longer rebuilds anything per
@@ -44,21 +47,27 @@ SEED_CODE = """
 import sys, uuid, numpy as np, django
 django.setup()
 from speakers import crypto
-from speakers.models import Speaker
+from speakers.models import Speaker, Tenant
+from speakers.tenancy import default_tenant, tenant_data_key
 from inference.prepare import model_version
-n, version = int(sys.argv[1]), model_version()
+n, others, version = int(sys.argv[1]), int(sys.argv[2]), model_version()
 rng = np.random.default_rng(1)
-batch = []
-for i in range(n):
-    v = rng.standard_normal(192).astype(np.float32); v /= np.linalg.norm(v)
-    sid = uuid.uuid4()
-    sealed = crypto.vector_encrypt(v, context=Speaker.voiceprint_context(sid, version))
-    batch.append(Speaker(id=sid, display_name=f"synthetic {i}", voiceprint_ciphertext=sealed.ciphertext,
-                         voiceprint_key_id=sealed.key_id, voiceprint_model_version=version, voiceprint_speech_s=8.0,
-                         voiceprint_snr_db=30.0, voiceprint_bandwidth_hz=8000.0))
-    if len(batch) == 5000 or i == n - 1:
-        Speaker.objects.bulk_create(batch)
-        batch = []
+tenants = [(default_tenant(), n)]
+if others:
+    tenants.append((Tenant.objects.get_or_create(slug="bench-other")[0], others))
+for tenant, count in tenants:
+    key = tenant_data_key(tenant)
+    batch = []
+    for i in range(count):
+        v = rng.standard_normal(192).astype(np.float32); v /= np.linalg.norm(v)
+        sid = uuid.uuid4()
+        sealed = crypto.vector_encrypt(v, context=Speaker.voiceprint_context(sid, version), key=key)
+        batch.append(Speaker(id=sid, tenant=tenant, display_name=f"synthetic {i}", voiceprint_ciphertext=sealed.ciphertext,
+                             voiceprint_key_id=sealed.key_id, voiceprint_model_version=version, voiceprint_speech_s=8.0,
+                             voiceprint_snr_db=30.0, voiceprint_bandwidth_hz=8000.0))
+        if len(batch) == 5000 or i == count - 1:
+            Speaker.objects.bulk_create(batch)
+            batch = []
 print(Speaker.objects.count())
 """
 
@@ -78,7 +87,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def one_size(n: int, database_url: str | None, queries: int, engine: float, milvus: str) -> dict:
+def one_size(n: int, database_url: str | None, queries: int, engine: float, milvus: str, others: int = 0) -> dict:
     with ExitStack() as stack:
         env = {}
         if database_url:
@@ -87,12 +96,12 @@ def one_size(n: int, database_url: str | None, queries: int, engine: float, milv
         if milvus:
             uri = stack.enter_context(milvus_lite_server(Path(tempfile.mkdtemp(prefix="voiceprint-milvus-"))))
             env.update(VOICEPRINT_INDEX_BACKEND="milvus", VOICEPRINT_MILVUS_URI=uri, VOICEPRINT_MILVUS_INDEX=milvus)
-        return _measure(n, queries, engine, Deployment.create(**env), milvus=bool(milvus))
+        return _measure(n, queries, engine, Deployment.create(**env), milvus=bool(milvus), others=others)
 
 
-def _measure(n: int, queries: int, engine: float, deployment: Deployment, *, milvus: bool) -> dict:
+def _measure(n: int, queries: int, engine: float, deployment: Deployment, *, milvus: bool, others: int) -> dict:
     started = time.perf_counter()
-    seeded = subprocess.run([sys.executable, "-c", SEED_CODE, str(n)], cwd=REPO, env=deployment.env,
+    seeded = subprocess.run([sys.executable, "-c", SEED_CODE, str(n), str(others)], cwd=REPO, env=deployment.env,
                             capture_output=True, text=True)
     if seeded.returncode != 0:
         raise SystemExit(seeded.stderr[-3000:])
@@ -156,16 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--milvus", action="store_true", help="search a shared Milvus collection (milvus-lite)")
     parser.add_argument("--milvus-index", default="FLAT", choices=["FLAT", "HNSW", "IVF_FLAT"])
+    parser.add_argument("--other-tenant", action="store_true",
+                        help="also seed as many voiceprints in a second tenant: identify searches the first one only "
+                             "(the cost of tenant scoping: the same search among twice the voiceprints)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceprint_project.settings")
     engine = engine_ms([("identify", 3.0)], 15)[3.0]
     print(f"{machine_note()}; database {'PostgreSQL' if args.database_url else 'SQLite'}; gunicorn, workers per "
           f"gunicorn.conf.py; identify of 3 s of real speech (the engine alone: {engine:.1f} ms); search: "
-          f"{'Milvus ' + args.milvus_index + ' (milvus-lite on a port)' if args.milvus else 'in each worker'}")
+          f"{'Milvus ' + args.milvus_index + ' (milvus-lite on a port)' if args.milvus else 'in each worker'}; "
+          f"{'as many voiceprints again in another tenant' if args.other_tenant else 'one tenant'}")
     print(f"{'voiceprints':>11}{'seed s':>8}{'tier build s':>14}{'first identify s':>18}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'not engine ms':>15}{'worker RSS MB':>16}{'visible s':>11}")
     for n in args.sizes:
-        r = one_size(n, args.database_url, args.queries, engine, args.milvus_index if args.milvus else "")
+        r = one_size(n, args.database_url, args.queries, engine, args.milvus_index if args.milvus else "",
+                     others=n if args.other_tenant else 0)
         visible = "-" if r["visible_s"] is None else f"{r['visible_s']:.2f}"
         tier = "-" if r["tier_s"] is None else f"{r['tier_s']:.1f}"
         print(f"{r['n'] + 2:>11}{r['seed_s']:>8.1f}{tier:>14}{r['first_identify_s']:>18.2f}{r['p50']:>8.0f}"

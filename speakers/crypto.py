@@ -1,11 +1,16 @@
 """Secrets: encryption of embeddings at rest, and API keys.
 
-Embeddings
+Embeddings (envelope encryption)
     AES-256-GCM (authenticated) with a random 96-bit nonce per message. The associated data
     names the row and the model version (``Enrollment.crypto_context()``), so a ciphertext
     cannot be moved to another row or relabelled with another model version. Each row stores
-    the id of the key that sealed it. Keys come from ``settings.VOICEPRINT_ENCRYPTION_KEYS``,
-    newest first: the first encrypts, all decrypt; ``manage.py rotate_keys`` re-seals rows.
+    the id of the key that sealed it: its tenant's **data key** (:class:`DataKey`), a random
+    256-bit key stored only wrapped (AES-GCM) by the deployment's primary key. Deployment keys
+    come from ``settings.VOICEPRINT_ENCRYPTION_KEYS``, newest first: the first wraps, all unwrap;
+    ``manage.py rotate_keys`` re-wraps every data key (and re-seals rows still under a deployment
+    key, as every row was before tenants). Destroying a tenant's wrapped data key makes all its
+    ciphertexts unreadable at once (crypto-shredding). Which data key a key id names is found by
+    the resolver :mod:`speakers.tenancy` registers (:func:`register_data_key_resolver`).
 
 API keys
     ``vp_<prefix>.<secret>``: the prefix (public, unique) finds the row, the SHA-256 of the
@@ -22,6 +27,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -92,36 +98,96 @@ def generate_encryption_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
 
-def vector_encrypt(vector: np.ndarray, *, context: bytes) -> Sealed:
-    """Seal a float32 vector of shape ``(D,)`` with the primary key."""
+# --- data keys (one per tenant), wrapped by the deployment's keys ---------------------------------
+
+@dataclass(frozen=True)
+class DataKey:
+    """An unwrapped data key: its public id and the cipher (the key bytes never leave the cipher object)."""
+
+    key_id: str
+    aead: AESGCM
+
+
+def data_key_new() -> bytes:
+    """A new random 256-bit data key (raw: wrap it at once with :func:`data_key_wrap`)."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def data_key_of(raw: bytes) -> DataKey:
+    return DataKey(key_id=key_id_for(raw), aead=AESGCM(raw))
+
+
+def data_key_wrap(raw: bytes, *, context: bytes) -> Sealed:
+    """Wrap a raw data key with the primary deployment key (``key_id``: the wrapping key's id)."""
     ring = keyring()
-    plaintext = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE).tobytes()
     nonce = os.urandom(_NONCE_BYTES)
-    sealed = ring.keys[ring.primary_id].encrypt(nonce, plaintext, context)
-    return Sealed(key_id=ring.primary_id, ciphertext=_FORMAT_V1 + nonce + sealed)
+    return Sealed(key_id=ring.primary_id,
+                  ciphertext=_FORMAT_V1 + nonce + ring.keys[ring.primary_id].encrypt(nonce, raw, context))
 
 
-def vector_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> np.ndarray:
-    """Open a vector sealed by :func:`vector_encrypt`. Returns float32 ``(D,)``."""
-    ring = keyring()
-    aead = ring.keys.get(key_id)
+def data_key_unwrap_raw(*, wrapping_id: str, wrapped: bytes, context: bytes) -> bytes:
+    """The raw bytes of a wrapped data key (for re-wrapping and for :func:`data_key_unwrap`)."""
+    aead = keyring().keys.get(wrapping_id)
     if aead is None:
-        raise KeyNotConfigured(f"encryption key {key_id!r} is not configured")
-    data = bytes(ciphertext)
+        raise KeyNotConfigured(f"encryption key {wrapping_id!r} (which wraps a data key) is not configured")
+    return _open(aead, bytes(wrapped), context)
+
+
+def data_key_unwrap(*, wrapping_id: str, wrapped: bytes, context: bytes) -> DataKey:
+    return data_key_of(data_key_unwrap_raw(wrapping_id=wrapping_id, wrapped=wrapped, context=context))
+
+
+DataKeyResolver = Callable[[str], "DataKey | None"]
+_resolvers: list[DataKeyResolver] = []
+
+
+def register_data_key_resolver(resolver: DataKeyResolver) -> None:
+    """``resolver(key_id)`` -> the data key with that id, or None (called when a key id is not a deployment key)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
+def _cipher_for(key_id: str) -> AESGCM:
+    aead = keyring().keys.get(key_id)  # a row sealed before tenants: under a deployment key
+    if aead is not None:
+        return aead
+    for resolver in _resolvers:
+        found = resolver(key_id)
+        if found is not None:
+            return found.aead
+    raise KeyNotConfigured(f"encryption key {key_id!r} is not configured (or its tenant's data key was destroyed)")
+
+
+def _open(aead: AESGCM, data: bytes, context: bytes) -> bytes:
     if data[:1] != _FORMAT_V1 or len(data) < 1 + _NONCE_BYTES + 16:
         raise CiphertextCorrupt("unknown ciphertext format")
     try:
-        plaintext = aead.decrypt(data[1:1 + _NONCE_BYTES], data[1 + _NONCE_BYTES:], context)
+        return aead.decrypt(data[1:1 + _NONCE_BYTES], data[1 + _NONCE_BYTES:], context)
     except InvalidTag as exc:
         # The key id is a hash of the key, so the right key was used: the bytes or the row changed.
         raise CiphertextCorrupt("ciphertext does not authenticate (damaged or tampered)") from exc
-    return np.frombuffer(plaintext, dtype=_VECTOR_DTYPE).astype(np.float32)
 
 
-def vector_reseal(*, key_id: str, ciphertext: bytes, context: bytes) -> Sealed:
-    """Re-encrypt with the primary key (key rotation); the vector is checked to round-trip."""
+# --- vectors ---------------------------------------------------------------------------------------
+
+def vector_encrypt(vector: np.ndarray, *, context: bytes, key: DataKey) -> Sealed:
+    """Seal a float32 vector of shape ``(D,)`` with a tenant's data key."""
+    plaintext = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE).tobytes()
+    nonce = os.urandom(_NONCE_BYTES)
+    return Sealed(key_id=key.key_id, ciphertext=_FORMAT_V1 + nonce + key.aead.encrypt(nonce, plaintext, context))
+
+
+def vector_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> np.ndarray:
+    """Open a vector sealed by :func:`vector_encrypt` (or, before tenants, by a deployment key). Returns ``(D,)``."""
+    aead = _cipher_for(key_id)
+    data = bytes(ciphertext)
+    return np.frombuffer(_open(aead, data, context), dtype=_VECTOR_DTYPE).astype(np.float32)
+
+
+def vector_reseal(*, key_id: str, ciphertext: bytes, context: bytes, key: DataKey) -> Sealed:
+    """Re-encrypt under ``key`` (a tenant's data key); the vector is checked to round-trip."""
     vector = vector_decrypt(key_id=key_id, ciphertext=ciphertext, context=context)
-    sealed = vector_encrypt(vector, context=context)
+    sealed = vector_encrypt(vector, context=context, key=key)
     if not np.array_equal(vector_decrypt(key_id=sealed.key_id, ciphertext=sealed.ciphertext,
                                          context=context), vector):
         raise DecryptionError("re-encrypted vector does not round-trip")

@@ -65,6 +65,28 @@ class EnrollmentNotFound(ApplicationError):
     default_message = "No enrollment with this id for this speaker."
 
 
+class ConsentRequired(ApplicationError):
+    code = "consent_required"
+    default_message = ("This deployment enrolls only people whose consent is on record: set the speaker's consent "
+                       "first (PUT /api/v1/speakers/{id}/consent).")
+
+
+class OptedOut(ApplicationError):
+    code = "opted_out"
+    default_message = ("The person with this external id opted out; they cannot be enrolled again unless an operator "
+                       "lifts the block.")
+
+
+class TenantExists(ApplicationError):
+    code = "tenant_exists"
+    default_message = "A tenant with this slug exists."
+
+
+class TenantNotFound(ApplicationError):
+    code = "tenant_not_found"
+    default_message = "No tenant with this slug."
+
+
 class WatchlistEntryNotFound(ApplicationError):
     code = "watchlist_entry_not_found"
     default_message = "No watchlist entry with this id."

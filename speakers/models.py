@@ -14,20 +14,75 @@ class ApiKeyScope(models.TextChoices):
     WATCHLIST = "watchlist", "watchlist: list, add and remove known fraudsters' voices"
 
 
+DEFAULT_TENANT_SLUG = "default"
+
+
+class TenantQuerySet(models.QuerySet):
+    """Rows of one tenant: every query of a request starts here (another tenant's row is a 404, never a 403)."""
+
+    def for_tenant(self, tenant: Tenant | uuid.UUID) -> TenantQuerySet:
+        return self.filter(tenant=tenant)
+
+
+class Tenant(models.Model):
+    """One application, customer or department served by the deployment (Voice ID called them domains).
+
+    Everything biometric belongs to exactly one tenant and is seen only through its API keys.
+    Its voiceprints are sealed under its own data key, stored here wrapped (AES-GCM) by the
+    deployment's primary key (``VOICEPRINT_ENCRYPTION_KEYS``): destroying the wrapped key
+    makes every ciphertext of the tenant unreadable at once (crypto-shredding).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # A speaker not used (enrolled, accepted by verify, matched by identify) for this long is deleted
+    # by `manage.py purge_expired`; BIPA's outer limit is 3 years after the last interaction.
+    retention_days = models.PositiveIntegerField(default=1095)
+    # Audit events older than this are deleted by `manage.py purge_expired`.
+    audit_retention_days = models.PositiveIntegerField(default=1095)
+    data_key_id = models.CharField(max_length=32, blank=True, default="", editable=False)
+    data_key_wrapped = models.BinaryField(null=True, blank=True, editable=False)
+    data_key_wrapping_id = models.CharField(max_length=32, blank=True, default="", editable=False)
+    staff = models.ManyToManyField("auth.User", blank=True, related_name="voiceprint_tenants",
+                                   help_text="Staff users (not superusers) who may see this tenant in the admin.")
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def data_key_context(self) -> bytes:
+        """Associated data binding the wrapped data key to this tenant."""
+        return f"tenant-data-key:{self.id}".encode()
+
+
 class Speaker(models.Model):
     """A person known to the database. Their voiceprint is the average of their enrollments."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="speakers")
+    objects = TenantQuerySet.as_manager()
     external_id = models.CharField(
-        max_length=255, unique=True, null=True, blank=True,
-        help_text="The client's own identifier for this person (optional, unique).")
+        max_length=255, null=True, blank=True,
+        help_text="The client's own identifier for this person (optional, unique in the tenant).")
     display_name = models.CharField(max_length=255, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_verified_at = models.DateTimeField(null=True, blank=True)
     last_identified_at = models.DateTimeField(null=True, blank=True)
+    # The last interaction (enrollment, accepted verification, identify match): retention counts from it.
+    last_used_at = models.DateTimeField(null=True, blank=True, db_index=True)
     enrollment_count = models.PositiveIntegerField(default=0)
+    # Consent to process the voice as biometric data (GDPR art. 9, BIPA): the caller's own record of it.
+    consent_reference = models.CharField(max_length=255, blank=True, default="",
+                                         help_text="The caller's id of the signed form or recorded consent.")
+    consent_notice_version = models.CharField(max_length=64, blank=True, default="")
+    consent_purpose = models.CharField(max_length=255, blank=True, default="")
+    consent_given_at = models.DateTimeField(null=True, blank=True)
 
     # The voiceprint: the mean of this speaker's enrollments of one model version, encrypted.
     voiceprint_ciphertext = models.BinaryField(null=True, blank=True, editable=False)
@@ -44,9 +99,14 @@ class Speaker(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"], name="external_id_unique_in_tenant")]
 
     def __str__(self) -> str:
         return self.display_name or self.external_id or str(self.id)
+
+    @property
+    def has_consent(self) -> bool:
+        return self.consent_given_at is not None
 
     @property
     def has_voiceprint(self) -> bool:
@@ -91,8 +151,10 @@ class Enrollment(models.Model):
 
 
 class ApiKey(models.Model):
-    """A client credential. Only a lookup prefix and a SHA-256 of the key are stored."""
+    """A client credential of one tenant. Only a lookup prefix and a SHA-256 of the key are stored."""
 
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    objects = TenantQuerySet.as_manager()
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, editable=False)
@@ -138,12 +200,23 @@ class AuditAction(models.TextChoices):
     WATCHLIST_ADD = "watchlist_add"
     WATCHLIST_REMOVE = "watchlist_remove"
     WATCHLIST_MATCH = "watchlist_match"
+    TENANT_CREATE = "tenant_create"
+    TENANT_DELETE = "tenant_delete"
+    CONSENT_SET = "consent_set"
+    CONSENT_WITHDRAW = "consent_withdraw"
+    OPT_OUT = "opt_out"
+    OPT_OUT_LIFT = "opt_out_lift"
+    PURGE = "purge"
+    EXPORT = "export"
 
 
 class AuditEvent(models.Model):
     """Who did what to which speaker, and the decision. Never an embedding or audio."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The tenant the event concerns (null: the deployment itself, or a caller nobody could identify).
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events")
+    objects = TenantQuerySet.as_manager()
     actor = models.CharField(max_length=150, help_text="api:<key name>, admin:<user>, cli or anonymous")
     client_address = models.GenericIPAddressField(null=True, blank=True, help_text="The caller's IP address.")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
@@ -178,6 +251,8 @@ class Calibration(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     created_by = models.CharField(max_length=150)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="calibrations")
+    objects = TenantQuerySet.as_manager()
     model_version = models.CharField(max_length=128, db_index=True)
     method = models.CharField(max_length=8, choices=CalibrationMethod.choices, default=CalibrationMethod.QUALITY)
     parameters = models.JSONField(default=dict, help_text="The fitted calibration (impostor models, llr weights, thresholds).")
@@ -250,6 +325,8 @@ class WatchlistEntry(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="watchlist")
+    objects = TenantQuerySet.as_manager()
     label = models.CharField(max_length=255, help_text="How the operators name this voice (a case number, an alias).")
     notes = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -284,3 +361,18 @@ class WatchlistVoiceprint(models.Model):
     def crypto_context(self) -> bytes:
         """Associated data binding the ciphertext to its entry and model version."""
         return f"watchlist:{self.entry_id}:{self.model_version}".encode()
+
+
+class OptOut(models.Model):
+    """A person who opted out: their external id may not be enrolled again in the tenant.
+
+    Only a keyed hash (HMAC-SHA-256 under the deployment's secret key) of the external id is
+    kept, never the id itself. Lifting a block is an operator's audited action.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="opt_outs")
+    external_id_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id_hash"], name="one_opt_out_per_id")]

@@ -28,7 +28,7 @@ from .exceptions import (
     WatchlistEntryNotFound,
 )
 from .external_ids import external_id_normalise
-from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, WatchlistEntry
+from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, Tenant, WatchlistEntry
 from .runtime.inference_owner import owner_status
 
 
@@ -41,17 +41,18 @@ def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
         return None
 
 
-def speaker_get(*, speaker_id: uuid.UUID | str) -> Speaker:
+def speaker_get(*, tenant: Tenant, speaker_id: uuid.UUID | str) -> Speaker:
+    """The tenant's speaker; one of another tenant is not found, exactly like one that does not exist."""
     key = _as_uuid(speaker_id)
-    speaker = Speaker.objects.filter(pk=key).first() if key else None
+    speaker = Speaker.objects.for_tenant(tenant).filter(pk=key).first() if key else None
     if speaker is None:
         raise SpeakerNotFound(speaker_id=str(speaker_id))
     return speaker
 
 
-def speaker_list(*, external_id: str | None = None) -> QuerySet[Speaker]:
-    """Every speaker, or the one whose external_id is ``external_id`` in its normal form."""
-    speakers = Speaker.objects.all()
+def speaker_list(*, tenant: Tenant, external_id: str | None = None) -> QuerySet[Speaker]:
+    """The tenant's speakers, or the one whose external_id is ``external_id`` in its normal form."""
+    speakers = Speaker.objects.for_tenant(tenant)
     if external_id:
         normal = external_id_normalise(external_id)
         speakers = speakers.filter(external_id=normal) if normal else speakers.none()
@@ -70,13 +71,13 @@ def enrollment_get(*, speaker: Speaker, enrollment_id: uuid.UUID | str) -> Enrol
     return enrollment
 
 
-def watchlist_list() -> QuerySet[WatchlistEntry]:
-    return WatchlistEntry.objects.prefetch_related("voiceprints")
+def watchlist_list(*, tenant: Tenant) -> QuerySet[WatchlistEntry]:
+    return WatchlistEntry.objects.for_tenant(tenant).prefetch_related("voiceprints")
 
 
-def watchlist_entry_get(*, entry_id: uuid.UUID | str) -> WatchlistEntry:
+def watchlist_entry_get(*, tenant: Tenant, entry_id: uuid.UUID | str) -> WatchlistEntry:
     key = _as_uuid(entry_id)
-    entry = WatchlistEntry.objects.filter(pk=key).first() if key else None
+    entry = WatchlistEntry.objects.for_tenant(tenant).filter(pk=key).first() if key else None
     if entry is None:
         raise WatchlistEntryNotFound(entry_id=str(entry_id))
     return entry
@@ -188,11 +189,12 @@ class DecisionPolicy:
     site_calibration: Calibration | None
 
 
-def calibration_current(*, model_version: str | None) -> Calibration | None:
-    """The newest site calibration for ``model_version``, if any."""
-    if not model_version:
+def calibration_current(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> Calibration | None:
+    """The tenant's newest site calibration for ``model_version``, if any."""
+    if not model_version or tenant is None:
         return None
-    return Calibration.objects.filter(model_version=model_version).order_by("-created_at", "-id").first()
+    return (Calibration.objects.for_tenant(tenant).filter(model_version=model_version)
+            .order_by("-created_at", "-id").first())
 
 
 @functools.lru_cache(maxsize=16)
@@ -200,9 +202,12 @@ def _site_calibration(pk: int, parameters: str) -> QualityCalibration:
     return QualityCalibration.from_dict(json.loads(parameters))
 
 
-def decision_policy(*, model_version: str | None) -> DecisionPolicy:
-    """The policy in force for ``model_version``. Raises EngineUnavailable when no calibration exists for it."""
-    row = calibration_current(model_version=model_version)
+def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> DecisionPolicy:
+    """The policy in force for ``model_version`` in ``tenant`` (its own site calibration, else the shipped one).
+
+    Raises EngineUnavailable when no calibration exists for the model version.
+    """
+    row = calibration_current(model_version=model_version, tenant=tenant)
     if row is not None:
         calibration = _site_calibration(row.pk, json.dumps(row.parameters, sort_keys=True))
         source = row.source
@@ -237,9 +242,11 @@ def current_model_version() -> str | None:
     return owner_status()["model_version"]
 
 
-def enrolled_speaker_count() -> int:
-    """Speakers enrolled as the API means it: a complete voiceprint of the model version in use."""
-    return speakers_with_voiceprint_status(speakers=Speaker.objects.all(), status=VoiceprintStatus.COMPLETE,
+def enrolled_speaker_count(*, tenant: Tenant | None) -> int:
+    """Speakers enrolled as the API means it: a complete voiceprint of the model version in use (of one tenant,
+    or of the whole deployment with None)."""
+    speakers = Speaker.objects.all() if tenant is None else Speaker.objects.for_tenant(tenant)
+    return speakers_with_voiceprint_status(speakers=speakers, status=VoiceprintStatus.COMPLETE,
                                            model_version=current_model_version()).count()
 
 
@@ -247,18 +254,25 @@ def enrolled_speaker_count() -> int:
 HEALTH_FIGURES_S = 10
 
 
-def _health_figures() -> dict[str, Any]:
-    in_use = set(Speaker.objects.exclude(voiceprint_key_id="").values_list("voiceprint_key_id", flat=True)
-                 .distinct())
+def _health_figures(tenant: Tenant | None) -> dict[str, Any]:
+    speakers = Speaker.objects.all() if tenant is None else Speaker.objects.for_tenant(tenant)
+    in_use = set(speakers.exclude(voiceprint_key_id="").values_list("voiceprint_key_id", flat=True).distinct())
+    tenant_keys = set(Tenant.objects.exclude(data_key_id="").filter(data_key_wrapped__isnull=False)
+                      .values_list("data_key_id", flat=True))
+    wrapping = set(Tenant.objects.filter(data_key_wrapped__isnull=False).values_list("data_key_wrapping_id", flat=True))
+    configured = crypto.keyring().keys.keys()
     return {
-        "enrolled_speakers": enrolled_speaker_count(),
-        "unreadable_voiceprints": Speaker.objects.filter(voiceprint_unreadable=True).count(),
-        "missing_key_ids": sorted(in_use - crypto.keyring().keys.keys()),
+        "enrolled_speakers": enrolled_speaker_count(tenant=tenant),
+        "unreadable_voiceprints": speakers.filter(voiceprint_unreadable=True).count(),
+        "missing_key_ids": sorted((in_use - configured - tenant_keys) | (wrapping - configured)),
     }
 
 
-def health_status() -> dict[str, Any]:
+def health_status(*, tenant: Tenant | None = None) -> dict[str, Any]:
     """Status for the health check; never loads the model.
+
+    The counts are the caller's tenant's (a request with a key), or the deployment's while it serves one
+    tenant; with several tenants a caller without a key gets none (no tenant learns of another's size).
 
     ``status`` sums it up: ``unavailable`` (HTTP 503) when the database cannot be reached;
     ``warming_up`` while the model loads (about a second or two after start; ``engine`` says
@@ -273,18 +287,21 @@ def health_status() -> dict[str, Any]:
         # The counts are reused until the voiceprint change log moves (a one-row read), so an
         # enrollment or deletion made through any process shows at once.
         head = IndexState.objects.filter(pk=1).values_list("generation", "token").first()
-        cached = cache.get("health_figures")
+        name = f"health_figures:{tenant.pk if tenant is not None else 'deployment'}"
+        cached = cache.get(name)
         if cached is not None and cached[0] == head:
             figures = cached[1]
         else:
-            figures = _health_figures()
-            cache.set("health_figures", (head, figures), HEALTH_FIGURES_S)
+            figures = _health_figures(tenant)
+            cache.set(name, (head, figures), HEALTH_FIGURES_S)
+        visible = tenant is not None or Tenant.objects.count() <= 1
     except DatabaseError:
         return {**status, "status": "unavailable", "database": "unreachable"}
-    status.update(figures)
+    degraded = bool(figures["unreadable_voiceprints"] or figures["missing_key_ids"])
+    status.update(figures if visible else {})
     if owner["engine"] != "ready":
         status["status"] = "failed" if owner["engine"] == "failed" else "warming_up"
-    elif figures["unreadable_voiceprints"] or figures["missing_key_ids"]:
+    elif degraded:
         status["status"] = "degraded"
     return status
 
@@ -297,7 +314,7 @@ def api_key_prefix_known(*, prefix: str) -> bool:
 def api_key_authenticate(*, plain: str) -> ApiKey:
     """The active key matching ``plain``. Raises InvalidApiKey or RevokedApiKey."""
     prefix = crypto.api_key_prefix(plain)
-    api_key = ApiKey.objects.filter(prefix=prefix).first() if prefix else None
+    api_key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first() if prefix else None
     if api_key is None:
         crypto.api_key_matches(plain, "0" * 64)  # same work as a real check: no timing oracle on prefixes
         raise InvalidApiKey()

@@ -387,6 +387,16 @@ VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
 VOICEPRINT_WATCHLIST_FIR = env_float("VOICEPRINT_WATCHLIST_FIR", 0.01, minimum=0.0005, maximum=0.1)
 VOICEPRINT_WATCHLIST_REFUSE = env_bool("VOICEPRINT_WATCHLIST_REFUSE", False)
 
+# Consent and retention (docs/api.md "Consent, opt-out, export, retention"). With consent required, a
+# speaker without the person's consent on record cannot be enrolled: on by default in production, off in
+# development so the README tour works as it is.
+VOICEPRINT_REQUIRE_CONSENT = env_bool("VOICEPRINT_REQUIRE_CONSENT", PRODUCTION)
+# Audit events of the deployment itself (no tenant) are kept this long; each tenant sets its own.
+VOICEPRINT_AUDIT_RETENTION_DAYS = env_int("VOICEPRINT_AUDIT_RETENTION_DAYS", 1095, minimum=1)
+# The key of the keyed hash that remembers opted-out external ids; keep it stable (a new key forgets the
+# blocks). Defaults to the secret key.
+VOICEPRINT_OPT_OUT_HASH_KEY = env_str("VOICEPRINT_OPT_OUT_HASH_KEY", SECRET_KEY) or SECRET_KEY
+
 # Score normalisation (AS-norm) against a cohort of impostor voiceprints as the calibration's
 # input: the default for requests that do not say (each request may ask with asnorm=true/false).
 VOICEPRINT_ASNORM = env_bool("VOICEPRINT_ASNORM", False)

@@ -3,7 +3,8 @@
 * :class:`FlatIndex` - exact, in process; O(1) add, update and delete (the default);
 * :class:`IVFIndex` - approximate (FAISS IVF-Flat), in process, for large N;
 * ``MilvusIndex`` (``inference.vector_index.milvus``) - a shared Milvus collection for many
-  workers on many machines; needs pymilvus, so it is imported only when asked for.
+  workers on many machines; needs pymilvus, so it is imported only when asked for;
+* :class:`PartitionedIndex` - one in-process index per partition (the service's tenants).
 
 Every tier is derived state, rebuilt from the database; none of them knows a request or a row.
 :func:`open_index` picks one by name, and ``"auto"`` picks by the expected size.
@@ -15,6 +16,7 @@ from typing import Any
 from .base import DIM, Hit, VectorIndex
 from .flat import FlatIndex, set_search_threads
 from .ivf import IVFIndex, default_nlist
+from .partitioned import PartitionedIndex
 
 # Below this many vectors exact search is fast enough to keep (notes/scaling.md: exact top-5
 # p50 on one thread, machine shared), above it the IVF index answers in a few ms at
@@ -54,5 +56,5 @@ def open_index(backend: str = "auto", *, size_hint: int = 0, dim: int = DIM, **o
     raise ValueError(f"unknown index backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["APPROXIMATE_FROM", "BACKENDS", "DIM", "FlatIndex", "Hit", "IVFIndex", "VectorIndex",
+__all__ = ["APPROXIMATE_FROM", "BACKENDS", "DIM", "FlatIndex", "Hit", "IVFIndex", "PartitionedIndex", "VectorIndex",
            "open_index", "set_search_threads"]

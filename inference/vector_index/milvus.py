@@ -1,7 +1,11 @@
 """A search tier on Milvus (pymilvus), shared by every worker on every machine.
 
 One collection holds ``key`` (the UUID as 32 hex characters, the primary key) and ``vector``
-(192 float32, inner product on unit vectors = cosine). Milvus stores the vectors **in the
+(192 float32, inner product on unit vectors = cosine); a partitioned collection (the service's: one
+partition per tenant) also ``partition`` (a UUID as 32 hex characters), and a search of one partition
+filters on it. It is a plain scalar field, not Milvus's partition key (which would let a server read
+only that partition's segments): milvus-lite fails filtered searches on a partition key, so that
+layout could not be tested here (docs/scaling.md has the cost measured). Milvus stores the vectors **in the
 clear** (segments, write-ahead log, object storage): it is a derived, rebuildable tier, and
 its storage must be encrypted at rest by its own means (see docs/scaling.md).
 
@@ -41,6 +45,8 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 _KEY = "key"
 _VECTOR = "vector"
+_PARTITION = "partition"
+_NO_PARTITION = uuid.UUID(int=0)
 _BATCH = 5_000
 
 
@@ -79,14 +85,17 @@ class MilvusIndex:
     flush_after_rows : int
         Seal (flush) the collection after an upsert at least this large, so a bulk load is
         searched from indexed segments rather than from the growing buffer.
+    partitioned : bool
+        Rows carry a partition (upsert's ``partitions``) and a search may be limited to one.
     """
 
     def __init__(self, uri: str, *, collection: str = "voiceprints", dim: int = DIM, token: str = "",
                  index_type: str = "FLAT", index_params: dict[str, Any] | None = None,
                  search_params: dict[str, Any] | None = None, flush_after_rows: int = 10_000,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, partitioned: bool = False) -> None:
         self.dim = dim
         self.collection = collection
+        self.partitioned = partitioned
         self._index_type = index_type
         self._index_params = dict(index_params or {})
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
@@ -107,13 +116,15 @@ class MilvusIndex:
         if client.has_collection(self.collection):
             fields = {f["name"]: f for f in client.describe_collection(self.collection)["fields"]}
             found = int(fields.get(_VECTOR, {}).get("params", {}).get("dim", -1))
-            if found != self.dim or _KEY not in fields:
+            if found != self.dim or _KEY not in fields or (_PARTITION in fields) != self.partitioned:
                 raise ValueError(f"collection {self.collection!r} exists with another layout "
-                                 f"(vector dim {found}, expected {self.dim})")
+                                 f"(vector dim {found}, expected {self.dim}; partitioned: {_PARTITION in fields})")
             client.load_collection(self.collection)
             return
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(_KEY, DataType.VARCHAR, is_primary=True, max_length=32)
+        if self.partitioned:
+            schema.add_field(_PARTITION, DataType.VARCHAR, max_length=32)
         schema.add_field(_VECTOR, DataType.FLOAT_VECTOR, dim=self.dim)
         index = client.prepare_index_params()
         index.add_index(field_name=_VECTOR, index_type=self._index_type, metric_type="IP",
@@ -133,13 +144,20 @@ class MilvusIndex:
     # --- changes ----------------------------------------------------------------------------
 
     @_unavailable_on_error
-    def upsert(self, ids: Sequence[uuid.UUID], vectors: np.ndarray) -> None:
+    def upsert(self, ids: Sequence[uuid.UUID], vectors: np.ndarray,
+               partitions: Sequence[uuid.UUID] | None = None) -> None:
         keys = as_keys(ids)
         rows = as_unit_vectors(vectors, len(keys), self.dim)
         names = _hex(keys)
-        for start in range(0, len(names), _BATCH):
-            self._client.upsert(self.collection, [{_KEY: name, _VECTOR: row} for name, row in
-                                                  zip(names[start:start + _BATCH], rows[start:start + _BATCH])])
+        if self.partitioned:
+            parts = [p.hex for p in (partitions if partitions is not None else [_NO_PARTITION] * len(names))]
+            if len(parts) != len(names):
+                raise ValueError(f"{len(names)} keys but {len(parts)} partitions")
+            records = [{_KEY: n, _PARTITION: p, _VECTOR: r} for n, p, r in zip(names, parts, rows)]
+        else:
+            records = [{_KEY: n, _VECTOR: r} for n, r in zip(names, rows)]
+        for start in range(0, len(records), _BATCH):
+            self._client.upsert(self.collection, records[start:start + _BATCH])
         if len(names) >= self.flush_after_rows:
             self.flush()
 
@@ -159,15 +177,16 @@ class MilvusIndex:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        return self.search_many(as_unit_vectors(vector, 1, self.dim), k)[0]
+    def search(self, vector: np.ndarray, k: int, partition: uuid.UUID | None = None) -> list[Hit]:
+        return self.search_many(as_unit_vectors(vector, 1, self.dim), k, partition)[0]
 
     @_unavailable_on_error
-    def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+    def search_many(self, vectors: np.ndarray, k: int, partition: uuid.UUID | None = None) -> list[list[Hit]]:
         k = check_k(k)
         queries = as_unit_vectors(vectors, None, self.dim)
         results = self._client.search(self.collection, data=list(queries), limit=k, anns_field=_VECTOR,
-                                      search_params=self._search_params, output_fields=[_KEY])
+                                      search_params=self._search_params, output_fields=[_KEY],
+                                      filter=self._filter(partition))
         return [[(uuid.UUID(hex=hit["entity"][_KEY]), float(np.clip(hit["distance"], -1.0, 1.0)))
                  for hit in result] for result in results]
 
@@ -202,10 +221,21 @@ class MilvusIndex:
             iterator.close()
         return keys
 
+    def _filter(self, partition: uuid.UUID | None) -> str:
+        if partition is None:
+            return ""
+        if not self.partitioned:
+            raise ValueError(f"collection {self.collection!r} is not partitioned")
+        return f'{_PARTITION} == "{uuid.UUID(str(partition)).hex}"'
+
     @_unavailable_on_error
-    def __len__(self) -> int:
-        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+    def size(self, partition: uuid.UUID | None = None) -> int:
+        """Rows in the collection, or in one partition."""
+        rows = self._client.query(self.collection, filter=self._filter(partition), output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
+
+    def __len__(self) -> int:
+        return self.size()
 
     def __contains__(self, key: object) -> bool:
         try:

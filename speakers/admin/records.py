@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from .. import services
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Calibration, Enrollment, Speaker
-from .common import EnrollmentFigures, admin_actor, percent, score
+from .common import EnrollmentFigures, TenantChoiceField, TenantScoped, admin_actor, percent, score
 
 # --- enrollments ---------------------------------------------------------------------------------------
 
@@ -19,7 +19,8 @@ ENROLLMENT_METADATA = ("id", "speaker", "filename", "model_version", "duration",
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(EnrollmentFigures, admin.ModelAdmin):
+class EnrollmentAdmin(TenantScoped, EnrollmentFigures, admin.ModelAdmin):
+    tenant_path = "speaker__tenant"
     list_display = ("created_at", "speaker", "filename", "duration", "speech", "snr")
     list_filter = ("model_version", "created_at")
     search_fields = ("=speaker__id", "speaker__external_id", "speaker__display_name", "filename")
@@ -45,25 +46,32 @@ class EnrollmentAdmin(EnrollmentFigures, admin.ModelAdmin):
         return False
 
     def delete_model(self, request, obj: Enrollment) -> None:
-        services.enrollment_delete(enrollment=obj, actor=admin_actor(request))
+        services.enrollment_delete(enrollment=obj, actor=admin_actor(request, obj.speaker.tenant))
 
     def delete_queryset(self, request, queryset: QuerySet[Enrollment]) -> None:
         for enrollment in queryset:
-            services.enrollment_delete(enrollment=enrollment, actor=admin_actor(request))
+            services.enrollment_delete(enrollment=enrollment, actor=admin_actor(request, enrollment.speaker.tenant))
 
 
 # --- API keys --------------------------------------------------------------------------------------------
 
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple)
+    request: HttpRequest | None = None  # set by the admin
 
     class Meta:
         model = ApiKey
-        fields = ("name", "scopes")
+        fields = ("tenant", "name", "scopes")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "tenant" in self.fields:
+            self.fields["tenant"] = TenantChoiceField(self.request, label="Tenant",
+                                                      help_text="The key sees only this tenant's speakers.")
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(TenantScoped, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ("name", "prefix", "scope_list", "created_at", "last_used_at", "revoked")
     list_filter = ("revoked", "created_at")
@@ -76,27 +84,34 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return ", ".join(api_key.scopes)
 
     def get_fields(self, request, obj=None):
-        return ("name", "scopes") if obj is None else ("name", "scopes", *self.readonly_fields)
+        return ("tenant", "name", "scopes") if obj is None else ("tenant", "name", "scopes", *self.readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is None else ("tenant", *self.readonly_fields)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = type("ApiKeyForm", (ApiKeyForm,), {"request": request})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        plain = services.api_key_issue(api_key=obj, actor=admin_actor(request))
+        plain = services.api_key_issue(api_key=obj, actor=admin_actor(request, obj.tenant))
         # Shown once, in this message; only its hash is stored.
         messages.warning(request, f"New API key for {obj.name!r} — copy it now, it will not be shown again: {plain}")
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
-            services.api_key_revoke(api_key=api_key, actor=admin_actor(request))
+            services.api_key_revoke(api_key=api_key, actor=admin_actor(request, api_key.tenant))
         self.message_user(request, f"Revoked {queryset.count()} API key(s).", messages.SUCCESS)
 
 
 # --- the audit log ------------------------------------------------------------------------------------
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(TenantScoped, admin.ModelAdmin):
     list_display = ("when", "actor", "action", "speaker", "decision", "score_against_threshold", "client_address")
     list_filter = ("action", "decision", "created_at")
     search_fields = ("actor", "=speaker_id", "=client_address")
@@ -155,7 +170,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Calibration)
-class CalibrationAdmin(admin.ModelAdmin):
+class CalibrationAdmin(TenantScoped, admin.ModelAdmin):
     """Read-only: site calibrations are measured and stored by `manage.py calibrate`, never typed in."""
 
     list_display = ("id", "created_at", "model_version", "method", "trials", "eer_percent", "created_by", "note")

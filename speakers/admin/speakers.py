@@ -5,6 +5,7 @@ through the same services as the API, so the index stays right.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -27,7 +28,15 @@ from ..exceptions import ApplicationError, InvalidExternalId
 from ..external_ids import external_id_normalise
 from ..models import Enrollment, Speaker
 from ..plain_words import explain
-from .common import EnrollmentFigures, admin_actor, audit_tool_refusal, recording, score
+from .common import (
+    EnrollmentFigures,
+    TenantChoiceField,
+    TenantScoped,
+    admin_actor,
+    audit_tool_refusal,
+    recording,
+    score,
+)
 
 # --- speakers ----------------------------------------------------------------------------------------
 
@@ -101,11 +110,12 @@ class IdentifyForm(forms.Form):
     audio = forms.FileField(label="Recording", widget=forms.ClearableFileInput(attrs={"accept": "audio/*"}))
     asnorm = forms.ChoiceField(label="Score", choices=ASNORM_CHOICES, required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, request: HttpRequest, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["top_k"] = forms.IntegerField(label="Candidates", min_value=1, initial=5,
                                                   max_value=settings.VOICEPRINT_MAX_TOP_K)
-        self.order_fields(["audio", "top_k", "asnorm"])
+        self.fields["tenant"] = TenantChoiceField(request, label="Among the speakers of")
+        self.order_fields(["audio", "tenant", "top_k", "asnorm"])
 
 
 class SpeakerForm(forms.ModelForm):
@@ -128,8 +138,21 @@ class SpeakerForm(forms.ModelForm):
             raise forms.ValidationError([str(message) for message in exc.detail]) from None
 
 
+class SpeakerAddForm(SpeakerForm):
+    """A new speaker: the tenant it belongs to, among the admin user's."""
+
+    request: HttpRequest | None = None  # set by the admin
+
+    class Meta(SpeakerForm.Meta):
+        fields = ("tenant", "external_id", "display_name", "metadata")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tenant"] = TenantChoiceField(self.request, label="Tenant")
+
+
 @admin.register(Speaker)
-class SpeakerAdmin(admin.ModelAdmin):
+class SpeakerAdmin(TenantScoped, admin.ModelAdmin):
     form = SpeakerForm
     list_display = ("__str__", "external_id", "enrolled", "enrollment_progress", "enrollment_count",
                     "last_verified_at")
@@ -145,7 +168,15 @@ class SpeakerAdmin(admin.ModelAdmin):
     change_list_template = "admin/speakers/speaker/change_list.html"
 
     def get_fields(self, request, obj=None):
-        return ("external_id", "display_name", "metadata") if obj is None else self.fields
+        return ("tenant", "external_id", "display_name", "metadata") if obj is None else ("tenant", *self.fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is None else ("tenant", *self.readonly_fields)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = type("SpeakerAddForm", (SpeakerAddForm,), {"request": request})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_inline_instances(self, request, obj=None):
         return [] if obj is None else super().get_inline_instances(request, obj)  # a new speaker has no recordings
@@ -185,19 +216,21 @@ class SpeakerAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Speaker, form, change: bool) -> None:
         if not change:
-            created = services.speaker_create(actor=admin_actor(request), external_id=obj.external_id,
-                                              display_name=obj.display_name, metadata=obj.metadata)
-            obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+            created = services.speaker_create(actor=admin_actor(request, form.cleaned_data["tenant"]),
+                                              external_id=obj.external_id, display_name=obj.display_name,
+                                              metadata=obj.metadata)
+            obj.pk, obj.tenant, obj.created_at, obj.updated_at = (created.pk, created.tenant, created.created_at,
+                                                                  created.updated_at)
             return
-        services.speaker_update(speaker=obj, actor=admin_actor(request), external_id=obj.external_id,
+        services.speaker_update(speaker=obj, actor=admin_actor(request, obj.tenant), external_id=obj.external_id,
                                 display_name=obj.display_name, metadata=obj.metadata)
 
     def delete_model(self, request, obj: Speaker) -> None:
-        services.speaker_delete(speaker=obj, actor=admin_actor(request))
+        services.speaker_delete(speaker=obj, actor=admin_actor(request, obj.tenant))
 
     def delete_queryset(self, request, queryset: QuerySet[Speaker]) -> None:
         for speaker in queryset:
-            services.speaker_delete(speaker=speaker, actor=admin_actor(request))
+            services.speaker_delete(speaker=speaker, actor=admin_actor(request, speaker.tenant))
 
     # --- the recording tools --------------------------------------------------------------------------
 
@@ -218,7 +251,7 @@ class SpeakerAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/speakers/speaker/tool.html", context)
 
     @staticmethod
-    def _bound(form_class: type[forms.Form], request: HttpRequest,
+    def _bound(form_class, request: HttpRequest,
                speaker: Speaker | None = None) -> tuple[forms.Form, str | None]:
         """``(form, None)`` for a valid form; else ``(form, why)``: an upload over the limits in plain words, or
         "" when the form shows its own field errors. Either refusal is audited as the API's are."""
@@ -233,7 +266,7 @@ class SpeakerAdmin(admin.ModelAdmin):
         return form, None
 
     def enroll_view(self, request: HttpRequest, speaker_id: uuid.UUID) -> HttpResponse:
-        speaker = get_object_or_404(Speaker, pk=speaker_id)
+        speaker = get_object_or_404(self.get_queryset(request), pk=speaker_id)
         if not self.has_change_permission(request, speaker):
             raise PermissionDenied
         title = f"Add enrollment recordings: {speaker}"
@@ -243,7 +276,7 @@ class SpeakerAdmin(admin.ModelAdmin):
         if error is not None:
             return self._tool_page(request, title=title, form=form, speaker=speaker, error=error or None)
         try:
-            outcome = services.speaker_enroll(speaker=speaker, actor=admin_actor(request),
+            outcome = services.speaker_enroll(speaker=speaker, actor=admin_actor(request, speaker.tenant),
                                               recordings=[recording(f) for f in form.cleaned_data["audio"]])
         except (ApplicationError, InferenceError) as exc:
             return self._tool_page(request, title=title, form=form, speaker=speaker,
@@ -257,7 +290,7 @@ class SpeakerAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:speakers_speaker_change", args=[speaker.pk]))
 
     def verify_view(self, request: HttpRequest, speaker_id: uuid.UUID) -> HttpResponse:
-        speaker = get_object_or_404(Speaker, pk=speaker_id)
+        speaker = get_object_or_404(self.get_queryset(request), pk=speaker_id)
         if not self.has_view_permission(request, speaker):
             raise PermissionDenied
         title = f"Verify a recording: is it {speaker}?"
@@ -268,7 +301,7 @@ class SpeakerAdmin(admin.ModelAdmin):
             return self._tool_page(request, title=title, form=form, speaker=speaker, error=error or None)
         try:
             decision = services.speaker_verify(speaker=speaker, recording=recording(form.cleaned_data["audio"]),
-                                               actor=admin_actor(request),
+                                               actor=admin_actor(request, speaker.tenant),
                                                asnorm=_asnorm(form.cleaned_data["asnorm"]))
         except (ApplicationError, InferenceError) as exc:
             return self._tool_page(request, title=title, form=form, speaker=speaker,
@@ -283,14 +316,16 @@ class SpeakerAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         title = "Identify a recording: who is speaking?"
+        identify_form = functools.partial(IdentifyForm, request=request)
         if request.method != "POST":
-            return self._tool_page(request, title=title, form=IdentifyForm())
-        form, error = self._bound(IdentifyForm, request)
+            return self._tool_page(request, title=title, form=identify_form())
+        form, error = self._bound(identify_form, request)
         if error is not None:
             return self._tool_page(request, title=title, form=form, error=error or None)
         try:
             decision = services.speaker_identify(recording=recording(form.cleaned_data["audio"]),
-                                                 top_k=form.cleaned_data["top_k"], actor=admin_actor(request),
+                                                 top_k=form.cleaned_data["top_k"],
+                                                 actor=admin_actor(request, form.cleaned_data["tenant"]),
                                                  asnorm=_asnorm(form.cleaned_data["asnorm"]))
         except (ApplicationError, InferenceError) as exc:
             return self._tool_page(request, title=title, form=form, error=self._refusal(request, exc))
@@ -311,7 +346,9 @@ class SpeakerAdmin(admin.ModelAdmin):
                             "is_match": c.speaker_id == match_id} for c in decision.candidates],
             "processing_time_ms": f"{decision.processing_time_ms:.0f}",
         }
-        return self._tool_page(request, title=title, form=IdentifyForm(initial={"top_k": form.cleaned_data["top_k"]}),
+        return self._tool_page(request, title=title,
+                               form=identify_form(initial={"top_k": form.cleaned_data["top_k"],
+                                                           "tenant": form.cleaned_data["tenant"]}),
                                result=result)
 
     @staticmethod

@@ -14,7 +14,7 @@ from ..exceptions import ApplicationError
 from ..models import WatchlistEntry
 from ..plain_words import explain
 from ..services import watchlist as watchlist_service
-from .common import admin_actor, recording
+from .common import TenantChoiceField, TenantScoped, admin_actor, recording
 from .speakers import RecordingsField
 
 
@@ -30,7 +30,12 @@ class WatchlistEntryForm(forms.ModelForm):
 
     class Meta:
         model = WatchlistEntry
-        fields = ("label", "notes")
+        fields = ("tenant", "label", "notes")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "tenant" in self.fields:
+            self.fields["tenant"] = TenantChoiceField(self.request, label="Tenant")
 
     def clean(self):
         data = super().clean()
@@ -38,10 +43,13 @@ class WatchlistEntryForm(forms.ModelForm):
             return data
         if bool(data.get("audio")) == bool(data.get("speaker_id")):
             raise ValidationError("Give recordings or a speaker's id (one of the two).")
+        tenant = data["tenant"]
         try:
-            speaker = selectors.speaker_get(speaker_id=data["speaker_id"]) if data.get("speaker_id") else None
+            speaker = (selectors.speaker_get(tenant=tenant, speaker_id=data["speaker_id"]) if data.get("speaker_id")
+                       else None)
             self.created = watchlist_service.watchlist_entry_create(
-                label=data["label"], notes=data.get("notes", ""), actor=admin_actor(self.request), speaker=speaker,
+                label=data["label"], notes=data.get("notes", ""), actor=admin_actor(self.request, tenant),
+                speaker=speaker,
                 recordings=[recording(f) for f in data.get("audio") or []])
         except (ApplicationError, InferenceError) as error:
             raise ValidationError(explain(error.code, error.message, error.detail)) from error
@@ -49,7 +57,7 @@ class WatchlistEntryForm(forms.ModelForm):
 
 
 @admin.register(WatchlistEntry)
-class WatchlistEntryAdmin(admin.ModelAdmin):
+class WatchlistEntryAdmin(TenantScoped, admin.ModelAdmin):
     form = WatchlistEntryForm
     list_display = ("label", "source", "created_by", "created_at")
     list_filter = ("source", "created_at")
@@ -62,8 +70,8 @@ class WatchlistEntryAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("label", "notes", "audio", "speaker_id")
-        return ("label", "notes", *self.readonly_fields)
+            return ("tenant", "label", "notes", "audio", "speaker_id")
+        return ("tenant", "label", "notes", *self.readonly_fields)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -77,8 +85,8 @@ class WatchlistEntryAdmin(admin.ModelAdmin):
         obj.pk, obj._state.adding, obj._state.db = form.created.pk, False, form.created._state.db
 
     def delete_model(self, request, obj: WatchlistEntry) -> None:
-        watchlist_service.watchlist_entry_delete(entry=obj, actor=admin_actor(request))
+        watchlist_service.watchlist_entry_delete(entry=obj, actor=admin_actor(request, obj.tenant))
 
     def delete_queryset(self, request, queryset: QuerySet[WatchlistEntry]) -> None:
         for entry in queryset:
-            watchlist_service.watchlist_entry_delete(entry=entry, actor=admin_actor(request))
+            watchlist_service.watchlist_entry_delete(entry=entry, actor=admin_actor(request, entry.tenant))

@@ -70,6 +70,17 @@ class ApiKeyAuthentication(BaseAuthentication):
         return f'ApiKey header="{API_KEY_HEADER}"'
 
 
+class OptionalApiKeyAuthentication(ApiKeyAuthentication):
+    """For open routes (health): a valid key only scopes the answer to its tenant; a wrong one counts as a
+    failed authentication (the same throttle) and the request is answered as one without a key."""
+
+    def authenticate(self, request):
+        try:
+            return super().authenticate(request)
+        except (InvalidApiKey, RevokedApiKey):
+            return None
+
+
 class HasScope(BasePermission):
     """The view's ``required_scopes`` maps an HTTP method to the scopes that allow it (any of)."""
 

@@ -289,7 +289,8 @@ class StreamVerifyConsumer(_Consumer):
         reference = None
         if start.speaker_id is not None:
             self.busy = True
-            self.speaker, reference = await in_worker(stream_speaker_reference, speaker_id=start.speaker_id)
+            self.speaker, reference = await in_worker(stream_speaker_reference, tenant=self.api_key.tenant,
+                                                      speaker_id=start.speaker_id)
             self.busy = False
         self.session = StreamSession(start=start, limits=self.limits, reference=reference)
         await self.send_json(self.session.ready_message(speaker=self.speaker))
@@ -306,7 +307,7 @@ class StreamVerifyConsumer(_Consumer):
         session = self.session
         try:
             outcome = await in_worker(stream_window_process, session_reference=session.reference, window=window,
-                                      asnorm=session.start.asnorm)
+                                      asnorm=session.start.asnorm, tenant=self.api_key.tenant)
         except Exception as exc:  # noqa: BLE001
             if not is_window_refusal(exc):
                 await self.refuse(exc)

@@ -33,21 +33,25 @@ import logging
 import threading
 import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
 from inference.asnorm import ASNorm
-from inference.vector_index import VectorIndex, open_index
+from inference.vector_index import PartitionedIndex
 from inference.vector_index.base import BackendUnavailable
 
 from ..exceptions import SearchUnavailable
 from ..models import IndexChange, IndexState
 from ..runtime import inference_owner
 from ..runtime.process_local import ProcessLocal
-from .rows import batches, changes_since, current_state, indexable, voiceprints, write_current
+from .rows import batches, changes_since, current_state, partition_sizes, voiceprints, write_current
 from .shared_tier import SharedTier, open_shared_tier
+
+if TYPE_CHECKING:  # pymilvus is imported only when the shared tier is used
+    from inference.vector_index.milvus import MilvusIndex
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ class VoiceprintIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._index: VectorIndex | None = None
+        self._index: PartitionedIndex | MilvusIndex | None = None
         self._model_version: str | None = None
         self._required_s: float | None = None
         self._backend: tuple[str, ...] = ()
@@ -113,12 +117,13 @@ class VoiceprintIndex:
         except Exception:  # noqa: BLE001 - never turn a committed write into an error response
             logger.exception("index catch-up after a write failed; the next search retries")
 
-    def search(self, vector: np.ndarray, k: int, *, model_version: str) -> list[tuple[uuid.UUID, float]]:
-        """Top-k speakers by cosine, best first, after catching up with the database."""
+    def search(self, vector: np.ndarray, k: int, *, model_version: str,
+               tenant: uuid.UUID) -> list[tuple[uuid.UUID, float]]:
+        """The tenant's top-k speakers by cosine, best first, after catching up with the database."""
         with self._lock:
             try:
                 self._sync_locked(model_version)
-                return self._index.search(vector, k)
+                return self._index.search(vector, k, partition=tenant)
             except BackendUnavailable as exc:
                 logger.error("voiceprint search failed: %s", exc)
                 raise SearchUnavailable() from exc
@@ -134,7 +139,7 @@ class VoiceprintIndex:
                 self._stats, self._stats_key = {}, normaliser.key
             missing = {s for s in speaker_ids if s not in self._stats} if self._index is not None else set()
             if missing:  # the index keeps no copy to read back: the rows are decrypted again (a shortlist)
-                found = dict(voiceprints(self._model_version, self._required_s, missing))
+                found = {s: v for s, _, v in voiceprints(self._model_version, self._required_s, missing)}
                 if found:
                     mu, sd = normaliser.stats_many(np.stack(list(found.values())))
                     self._stats.update({s: (float(m), float(d)) for s, m, d in zip(found, mu, sd)})
@@ -143,7 +148,20 @@ class VoiceprintIndex:
     @property
     def structure(self) -> str:
         """The index structure in use (``FlatIndex``, ``IVFIndex``, ``MilvusIndex``), or "" before the first build."""
-        return "" if self._index is None else type(self._index).__name__
+        if self._index is None:
+            return ""
+        return getattr(self._index, "structure", "") or type(self._index).__name__
+
+    def size(self, tenant: uuid.UUID) -> int:
+        """How many voiceprints of ``tenant`` a search sees (the gallery of its identifications)."""
+        with self._lock:
+            if self._index is None:
+                return 0
+            try:
+                return self._index.size(tenant)
+            except BackendUnavailable as exc:
+                logger.error("voiceprint search failed: %s", exc)
+                raise SearchUnavailable() from exc
 
     def cached_asnorm_stats(self) -> int:
         """How many voiceprints' AS-norm statistics this process holds (for tests and diagnostics)."""
@@ -211,13 +229,13 @@ class VoiceprintIndex:
         # generation, so the next sync re-applies it even if the rows below include it.
         generation, token = current_state()
         self._stats.clear()
-        self._index = open_index(settings.VOICEPRINT_INDEX_BACKEND,
-                                 size_hint=indexable(model_version, self._required_s).count())
-        for ids, vectors in batches(voiceprints(model_version, self._required_s, None)):
-            self._index.upsert(ids, vectors)
+        self._index = PartitionedIndex(settings.VOICEPRINT_INDEX_BACKEND,
+                                       size_hints=partition_sizes(model_version, self._required_s))
+        for ids, tenants, vectors in batches(voiceprints(model_version, self._required_s, None)):
+            self._index.upsert(ids, vectors, tenants)
         self._generation, self._token = generation, token
         logger.info("voiceprint index rebuilt: %d speakers, model %s, generation %d, %s",
-                    len(self._index), model_version, generation, type(self._index).__name__)
+                    len(self._index), model_version, generation, self._index.structure or "empty")
 
 
 def _backend_settings() -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+from django.db.models import Count
 
 from .. import crypto
 from ..integrity import voiceprint_mark_unreadable
@@ -51,20 +52,20 @@ def indexable(model_version: str, required_s: float):
 
 
 def voiceprints(model_version: str, required_s: float,
-                speaker_ids: Iterable[uuid.UUID] | None) -> Iterator[tuple[uuid.UUID, np.ndarray]]:
-    """Yield ``(speaker_id, vector)`` for readable voiceprints of ``model_version`` with ``required_s`` of speech.
+                speaker_ids: Iterable[uuid.UUID] | None) -> Iterator[tuple[uuid.UUID, uuid.UUID, np.ndarray]]:
+    """Yield ``(speaker_id, tenant_id, vector)`` for readable voiceprints of ``model_version`` with ``required_s``.
 
     A row that cannot be read affects only its speaker: a damaged one is marked unreadable (and
-    so logged, audited and counted by health), one sealed with a key that is not configured is
-    skipped and logged; the others are yielded.
+    so logged, audited and counted by health), one sealed with a key that is not configured (or
+    whose tenant's data key was destroyed) is skipped and logged; the others are yielded.
     """
     rows = indexable(model_version, required_s)
     if speaker_ids is not None:
         rows = rows.filter(id__in=set(speaker_ids))
     missing_keys: dict[str, int] = {}
     # Plain tuples, not model instances: building a Speaker per row was most of a rebuild's time.
-    for speaker_id, ciphertext, key_id in rows.values_list("id", "voiceprint_ciphertext", "voiceprint_key_id"
-                                                            ).iterator(chunk_size=5000):
+    for speaker_id, tenant_id, ciphertext, key_id in rows.values_list(
+            "id", "tenant_id", "voiceprint_ciphertext", "voiceprint_key_id").iterator(chunk_size=5000):
         try:
             vector = crypto.vector_decrypt(key_id=key_id, ciphertext=ciphertext,
                                            context=Speaker.voiceprint_context(speaker_id, model_version))
@@ -74,10 +75,16 @@ def voiceprints(model_version: str, required_s: float,
         except crypto.CiphertextCorrupt as exc:
             voiceprint_mark_unreadable(speaker_id=speaker_id, reason=str(exc))
             continue
-        yield speaker_id, vector
+        yield speaker_id, tenant_id, vector
     for key_id, count in missing_keys.items():
         logger.error("%d voiceprints are sealed with encryption key %s, which VOICEPRINT_ENCRYPTION_KEYS does not "
-                     "hold: they are left out of search", count, key_id)
+                     "hold (nor any tenant's data key): they are left out of search", count, key_id)
+
+
+def partition_sizes(model_version: str, required_s: float) -> dict[uuid.UUID, int]:
+    """Indexable voiceprints per tenant (a rebuild sizes each tenant's index with it)."""
+    return dict(indexable(model_version, required_s).values("tenant_id").annotate(n=Count("id"))
+                .values_list("tenant_id", "n"))
 
 
 def write_current(index, model_version: str, required_s: float, speaker_ids: set[uuid.UUID]) -> None:
@@ -85,20 +92,22 @@ def write_current(index, model_version: str, required_s: float, speaker_ids: set
 
     Idempotent: applying a logged change again writes the same vector or removes an absent key.
     """
-    found = dict(voiceprints(model_version, required_s, speaker_ids))
+    found = {speaker_id: (tenant_id, vector)
+             for speaker_id, tenant_id, vector in voiceprints(model_version, required_s, speaker_ids)}
     index.remove(speaker_ids - found.keys())
     if found:
-        index.upsert(list(found), np.stack(list(found.values())))
+        index.upsert(list(found), np.stack([vector for _, vector in found.values()]),
+                     [tenant_id for tenant_id, _ in found.values()])
 
 
-def batches(rows: Iterable[tuple[uuid.UUID, np.ndarray]],
-            size: int = REBUILD_BATCH) -> Iterator[tuple[list[uuid.UUID], np.ndarray]]:
-    """``(ids, (n, dim) vectors)`` in batches of ``size``: a rebuild holds one batch in memory at a time."""
-    batch: list[tuple[uuid.UUID, np.ndarray]] = []
+def batches(rows: Iterable[tuple[uuid.UUID, uuid.UUID, np.ndarray]], size: int = REBUILD_BATCH,
+            ) -> Iterator[tuple[list[uuid.UUID], list[uuid.UUID], np.ndarray]]:
+    """``(ids, tenant ids, (n, dim) vectors)`` in batches of ``size``: a rebuild holds one batch in memory at a time."""
+    batch: list[tuple[uuid.UUID, uuid.UUID, np.ndarray]] = []
     for row in rows:
         batch.append(row)
         if len(batch) == size:
-            yield [s for s, _ in batch], np.stack([v for _, v in batch])
+            yield [s for s, _, _ in batch], [t for _, t, _ in batch], np.stack([v for _, _, v in batch])
             batch = []
     if batch:
-        yield [s for s, _ in batch], np.stack([v for _, v in batch])
+        yield [s for s, _, _ in batch], [t for _, t, _ in batch], np.stack([v for _, _, v in batch])

@@ -57,7 +57,8 @@ _LEASE_POLL_S = 0.5
 
 def collection_name(model_version: str, required_s: float) -> str:
     """The collection of one model version and enrollment speech target (Milvus: letters, digits, _)."""
-    digest = hashlib.sha256(f"{model_version}|{required_s:.6f}".encode()).hexdigest()[:16]
+    # "|tenants": the layout with a partition (tenant) per row; collections of the layout before are left alone
+    digest = hashlib.sha256(f"{model_version}|{required_s:.6f}|tenants".encode()).hexdigest()[:16]
     return f"{settings.VOICEPRINT_MILVUS_COLLECTION}_{digest}"
 
 
@@ -70,7 +71,7 @@ def open_shared_tier(model_version: str, required_s: float) -> SharedTier:
     index = open_index("milvus", uri=settings.VOICEPRINT_MILVUS_URI, token=settings.VOICEPRINT_MILVUS_TOKEN or "",
                        collection=name, index_type=settings.VOICEPRINT_MILVUS_INDEX,
                        index_params=index_params, search_params=search_params,
-                       timeout_s=settings.VOICEPRINT_MILVUS_TIMEOUT_S)
+                       timeout_s=settings.VOICEPRINT_MILVUS_TIMEOUT_S, partitioned=True)
     return SharedTier(index=index, name=name, model_version=model_version, required_s=required_s)
 
 
@@ -153,7 +154,7 @@ class SharedTier:
         """What differs between the collection and the rows (reads both; changes nothing)."""
         difference = TierDifference()
         seen: set[uuid.UUID] = set()
-        for ids, vectors in batches(voiceprints(self.model_version, self.required_s, None), _COMPARE_BATCH):
+        for ids, _, vectors in batches(voiceprints(self.model_version, self.required_s, None), _COMPARE_BATCH):
             stored = self.index.vectors(ids)
             for speaker_id, vector in zip(ids, vectors):
                 seen.add(speaker_id)
@@ -197,9 +198,9 @@ class SharedTier:
         # applied by the catch-up after the rebuild, from the rows' state then.
         generation, token = current_state()
         seen: set[uuid.UUID] = set()
-        for ids, vectors in batches(voiceprints(self.model_version, self.required_s, None)):
+        for ids, tenants, vectors in batches(voiceprints(self.model_version, self.required_s, None)):
             self._renew_lease(lease)
-            self.index.upsert(ids, vectors)
+            self.index.upsert(ids, vectors, tenants)
             seen.update(ids)
         self._renew_lease(lease)
         extra = [key for key in self.index.ids() if key not in seen]

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from .. import crypto
 from ..audit import Actor, audit_record
-from ..models import ApiKey, AuditAction
+from ..models import ApiKey, AuditAction, Tenant
+from ..tenancy import default_tenant
 
 
 def api_key_issue(*, api_key: ApiKey, actor: Actor) -> str:
@@ -18,14 +19,16 @@ def api_key_issue(*, api_key: ApiKey, actor: Actor) -> str:
     api_key.scopes = sorted(set(api_key.scopes))
     with transaction.atomic():
         api_key.save()
-        audit_record(actor=actor, action=AuditAction.API_KEY_CREATE,
+        audit_record(actor=actor, action=AuditAction.API_KEY_CREATE, tenant=api_key.tenant_id,
                      detail={"name": api_key.name, "prefix": api_key.prefix, "scopes": api_key.scopes})
     return generated.plain
 
 
-def api_key_create(*, name: str, scopes: Sequence[str], actor: Actor) -> tuple[ApiKey, str]:
-    api_key = ApiKey(name=name, scopes=list(scopes))
-    return api_key, api_key_issue(api_key=api_key, actor=actor)
+def api_key_create(*, name: str, scopes: Sequence[str], actor: Actor,
+                   tenant: Tenant | None = None) -> tuple[ApiKey, str]:
+    """A new key of ``tenant`` (the default tenant when None: deployments and the README flow keep working)."""
+    api_key = ApiKey(name=name, scopes=list(scopes), tenant=tenant or default_tenant())
+    return api_key, api_key_issue(api_key=api_key, actor=actor.in_tenant(api_key.tenant))
 
 
 def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
@@ -33,7 +36,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
         with transaction.atomic():
             api_key.revoked, api_key.revoked_at = True, timezone.now()
             api_key.save(update_fields=["revoked", "revoked_at"])
-            audit_record(actor=actor, action=AuditAction.API_KEY_REVOKE,
+            audit_record(actor=actor, action=AuditAction.API_KEY_REVOKE, tenant=api_key.tenant_id,
                          detail={"name": api_key.name, "prefix": api_key.prefix})
     return api_key
 

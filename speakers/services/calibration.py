@@ -27,7 +27,7 @@ from inference.quality_calibration import SideQuality, adapt_scale
 
 from ..audit import Actor, audit_record
 from ..exceptions import ApplicationError, CalibrationRefused
-from ..models import AuditAction, Calibration, CalibrationMethod
+from ..models import AuditAction, Calibration, CalibrationMethod, Tenant
 from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
 from ..selectors import DecisionPolicy, decision_policy
@@ -123,8 +123,9 @@ def trial_table(*, trials: Sequence[Trial], audio_root: Path, embedder: Accuracy
 
 @dataclass(frozen=True)
 class CalibrationProposal:
-    """A site calibration measured on a deployment's labelled recordings; stored by :func:`calibration_create`."""
+    """A site calibration measured on a tenant's labelled recordings; stored by :func:`calibration_create`."""
 
+    tenant: Tenant
     model_version: str
     calibration: QualityCalibration
     eer: float
@@ -135,7 +136,7 @@ class CalibrationProposal:
     policy_before: DecisionPolicy = field(repr=False)
 
 
-def calibration_measure(*, trials: Sequence[Trial], audio_root: Path, asnorm: bool = True,
+def calibration_measure(*, trials: Sequence[Trial], audio_root: Path, tenant: Tenant, asnorm: bool = True,
                         quality_gates: bool = True, force: bool = False) -> CalibrationProposal:
     """Re-level the calibration in force on a site's own labelled trials (stores nothing).
 
@@ -145,7 +146,7 @@ def calibration_measure(*, trials: Sequence[Trial], audio_root: Path, asnorm: bo
     Raises CalibrationRefused when the trials are too few (unless ``force``) or cannot be scored.
     """
     model_version = inference_owner.model_version()
-    before = decision_policy(model_version=model_version)
+    before = decision_policy(model_version=model_version, tenant=tenant)
     use_asnorm = asnorm and "asnorm" in before.calibration.scales and service_asnorm.asnorm_key() is not None
     table, failed = trial_table(trials=trials, audio_root=audio_root, embedder=AccuracyEmbedder(
         quality_gates=quality_gates), asnorm=use_asnorm)
@@ -187,7 +188,7 @@ def calibration_measure(*, trials: Sequence[Trial], audio_root: Path, asnorm: bo
                 table, calibrated.calibrated_decisions(proposed, name, before.far_target), far=before.far_target),
         }
     return CalibrationProposal(
-        model_version=model_version, calibration=proposed, eer=compute_eer(table.cosine, table.labels)[0],
+        tenant=tenant, model_version=model_version, calibration=proposed, eer=compute_eer(table.cosine, table.labels)[0],
         asnorm_eer=compute_eer(table.asnorm, table.labels)[0] if use_asnorm else None,
         counts=counts, figures=figures, warnings=warnings, policy_before=before)
 
@@ -196,10 +197,10 @@ def calibration_create(*, proposal: CalibrationProposal, actor: Actor, note: str
     """Store a measured site calibration; from now on it decides for its model version."""
     with transaction.atomic():
         row = Calibration.objects.create(
-            created_by=actor.label[:150], model_version=proposal.model_version, method=CalibrationMethod.QUALITY,
+            tenant=proposal.tenant, created_by=actor.label[:150], model_version=proposal.model_version, method=CalibrationMethod.QUALITY,
             parameters=proposal.calibration.to_dict(), eer=proposal.eer, asnorm_eer=proposal.asnorm_eer,
             counts=proposal.counts, figures=proposal.figures, note=note)
-        audit_record(actor=actor, action=AuditAction.CALIBRATE,
+        audit_record(actor=actor, action=AuditAction.CALIBRATE, tenant=proposal.tenant,
                      detail={"calibration_id": row.pk, "model_version": proposal.model_version,
                              "base": proposal.policy_before.source, "eer": proposal.eer,
                              "counts": proposal.counts})
@@ -208,16 +209,16 @@ def calibration_create(*, proposal: CalibrationProposal, actor: Actor, note: str
     return row
 
 
-def calibration_revert(*, model_version: str, actor: Actor) -> Calibration | None:
-    """Withdraw the newest site calibration of ``model_version``; the previous one (or the shipped one) decides."""
+def calibration_revert(*, model_version: str, tenant: Tenant, actor: Actor) -> Calibration | None:
+    """Withdraw the tenant's newest site calibration of ``model_version``; the previous one (or the shipped one) decides."""
     with transaction.atomic():
-        row = (Calibration.objects.select_for_update().filter(model_version=model_version)
+        row = (Calibration.objects.for_tenant(tenant).select_for_update().filter(model_version=model_version)
                .order_by("-created_at", "-id").first())
         if row is None:
             return None
         row_id = row.pk
         row.delete()
-        audit_record(actor=actor, action=AuditAction.CALIBRATION_REVERT,
+        audit_record(actor=actor, action=AuditAction.CALIBRATION_REVERT, tenant=tenant,
                      detail={"calibration_id": row_id, "model_version": model_version})
     row.pk = row_id
     return row

@@ -32,7 +32,7 @@ from ..exceptions import (
     VoiceprintUnreadable,
 )
 from ..integrity import voiceprint_of
-from ..models import AuditAction, Speaker
+from ..models import AuditAction, Speaker, Tenant
 from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
 from ..search.index import VoiceprintIndex, voiceprint_index
@@ -174,22 +174,23 @@ class _Scale:
             raw, enroll_stats=stats, test_stats=service_asnorm.vector_stats(probe_vector)))
 
 
-def _scale_for(*, asnorm: bool | None, model_version: str) -> _Scale:
+def _scale_for(*, asnorm: bool | None, model_version: str, tenant: Tenant | None) -> _Scale:
     """``asnorm``: the request's choice, or None for the deployment's default (VOICEPRINT_ASNORM)."""
     normalised = settings.VOICEPRINT_ASNORM if asnorm is None else bool(asnorm)
-    return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version))
+    return _Scale(normalised=normalised, policy=decision_policy(model_version=model_version, tenant=tenant))
 
 
-def pair_decide(*, reference: Reference, probe: EmbeddingResult, asnorm: bool | None = None,
+def pair_decide(*, reference: Reference, probe: EmbeddingResult, tenant: Tenant | None, asnorm: bool | None = None,
                 reference_stats: tuple[float, float] | None = None) -> PairDecision:
     """Is ``probe`` the voice of ``reference``? The one 1:1 rule: verify, compare, batch-verify and streaming.
 
     The raw cosine (or its AS-norm) and the quality of both sides go through the calibration in
     force: the decision holds the deployment's false-accept target whatever the recordings.
     ``asnorm``: the request's choice of scale (None: the deployment's default);
-    ``reference_stats``: the reference's AS-norm statistics when already known.
+    ``reference_stats``: the reference's AS-norm statistics when already known; ``tenant``: whose
+    calibration decides (a site calibration of the tenant, else the shipped one).
     """
-    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
     raw = cosine(reference.vector, probe.vector)
     verdict = scale.policy.calibration.verify(
         scale=scale.calibration_scale, score=scale.input_score(raw, reference.vector, probe.vector, reference_stats),
@@ -242,11 +243,13 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     verification_lock_check(speaker_id=speaker.id)
     _require_usable_voiceprint(speaker)
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
-    hit = watchlist_screen(result=probe)
-    watchlist_hit_record(hit=hit, actor=actor, during="verify", speaker_id=speaker.id)  # refuses if so configured
-    decision = pair_decide(reference=speaker_reference(speaker), probe=probe, asnorm=asnorm)
+    hit = watchlist_screen(result=probe, tenant=speaker.tenant)
+    watchlist_hit_record(hit=hit, actor=actor, during="verify", speaker_id=speaker.id, tenant=speaker.tenant)  # refuses if so configured
+    decision = pair_decide(reference=speaker_reference(speaker), probe=probe, asnorm=asnorm, tenant=speaker.tenant)
     with transaction.atomic():
-        Speaker.objects.filter(pk=speaker.pk).update(last_verified_at=timezone.now())
+        now = timezone.now()
+        Speaker.objects.filter(pk=speaker.pk).update(
+            last_verified_at=now, **({"last_used_at": now} if decision.accepted else {}))
         audit_record(actor=actor, action=AuditAction.VERIFY, speaker_id=speaker.id,
                      decision="accepted" if decision.accepted else "rejected", score=decision.score,
                      threshold=decision.threshold,
@@ -272,12 +275,13 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     started = time.perf_counter()
     probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
     probe_quality = side_quality(probe)
-    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version)
+    tenant = actor.tenant
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
     index = voiceprint_index()
     hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
-                        model_version=probe.model_version)
-    gallery = len(index)
-    found = _candidates(hits, probe, scale, index)
+                        model_version=probe.model_version, tenant=tenant.pk)
+    gallery = index.size(tenant.pk)
+    found = _candidates(hits, probe, scale, index, tenant)
     verdict = scale.policy.calibration.identify(
         scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe_quality,
         fir=scale.policy.fir_target, gallery=gallery)
@@ -288,7 +292,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     threshold = verdict.threshold if ranked else None
     with transaction.atomic():
         if match is not None:
-            Speaker.objects.filter(pk=match.speaker_id).update(last_identified_at=timezone.now())
+            now = timezone.now()
+            Speaker.objects.filter(pk=match.speaker_id).update(last_identified_at=now, last_used_at=now)
         audit_record(actor=actor, action=AuditAction.IDENTIFY,
                      speaker_id=match.speaker_id if match else None,
                      decision="match" if match else "no_match",
@@ -315,12 +320,12 @@ class _Candidates:
 
 
 def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult, scale: _Scale,
-                index: VoiceprintIndex) -> _Candidates:
+                index: VoiceprintIndex, tenant: Tenant) -> _Candidates:
     """The rows of the speakers a search found and what the rule needs of them.
 
     A speaker deleted (or dropped from the index) since the search is left out.
     """
-    rows = {s.id: s for s in Speaker.objects.filter(id__in=[speaker_id for speaker_id, _ in hits])
+    rows = {s.id: s for s in Speaker.objects.for_tenant(tenant).filter(id__in=[speaker_id for speaker_id, _ in hits])
             .only("id", "external_id", "display_name", "voiceprint_speech_s", "voiceprint_snr_db",
                   "voiceprint_bandwidth_hz")}
     found = [(rows[speaker_id], raw) for speaker_id, raw in hits if speaker_id in rows]
@@ -345,7 +350,7 @@ def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,
     started = time.perf_counter()
     ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
     probe = recording_embed(recording=test, purpose=Purpose.PROBE)
-    decision = pair_decide(reference=recording_reference(ref), probe=probe, asnorm=asnorm)
+    decision = pair_decide(reference=recording_reference(ref), probe=probe, asnorm=asnorm, tenant=actor.tenant)
     audit_record(actor=actor, action=AuditAction.COMPARE, decision="accepted" if decision.accepted else "rejected",
                  score=decision.score, threshold=decision.threshold,
                  detail={"raw_score": decision.raw_score, "score_normalisation": decision.score_normalisation,
@@ -361,7 +366,7 @@ def recordings_batch_verify(*, reference: Recording, tests: Sequence[Recording],
     """Score many recordings against one reference, embedded once; one result per test file."""
     started = time.perf_counter()
     ref = recording_embed(recording=reference, purpose=Purpose.PROBE)
-    scale = _scale_for(asnorm=asnorm, model_version=ref.model_version)
+    scale = _scale_for(asnorm=asnorm, model_version=ref.model_version, tenant=actor.tenant)
     ref_stats = service_asnorm.vector_stats(ref.vector) if scale.normalised else None
     items: list[BatchItem] = []
     for recording, result in zip(tests, recordings_embed(recordings=list(tests), purpose=Purpose.PROBE)):
@@ -369,6 +374,7 @@ def recordings_batch_verify(*, reference: Recording, tests: Sequence[Recording],
             items.append(BatchItem(filename=recording.filename, refusal=Refusal.from_error(recording.filename, result)))
             continue
         decision = pair_decide(reference=recording_reference(ref), probe=result, asnorm=scale.normalised,
+                               tenant=actor.tenant,
                                reference_stats=ref_stats)
         items.append(BatchItem(filename=recording.filename, raw_score=decision.raw_score, score=decision.score,
                                threshold=decision.threshold, accepted=decision.accepted))

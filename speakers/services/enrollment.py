@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from inference import EmbeddingResult, InferenceError, average_embeddings, cosine
 
@@ -29,9 +30,11 @@ from ..exceptions import (
     VoiceprintUnreadable,
 )
 from ..integrity import enrollment_unreadable_record, voiceprint_of
-from ..models import AuditAction, Enrollment, Speaker
+from ..models import AuditAction, Enrollment, Speaker, Tenant
 from ..search.index import index_change_record, index_update_after_commit
 from ..selectors import EnrollmentProgress, enrollment_progress
+from ..tenancy import tenant_data_key
+from .consent import consent_required_check
 from .recordings import Purpose, Recording, Refusal, recordings_embed
 from .timing import elapsed_ms
 from .watchlist import WatchlistHit, watchlist_hit_record, watchlist_screen
@@ -73,7 +76,8 @@ def _voiceprint_rebuild(*, speaker: Speaker, model_version: str) -> None:
     speaker.enrollment_count = Enrollment.objects.filter(speaker=speaker).count()
     if vectors:
         speaker.voiceprint_model_version = model_version
-        sealed = crypto.vector_encrypt(average_embeddings(vectors), context=speaker.crypto_context())
+        sealed = crypto.vector_encrypt(average_embeddings(vectors), context=speaker.crypto_context(),
+                                       key=tenant_data_key(speaker.tenant_id))
         speaker.voiceprint_ciphertext = sealed.ciphertext
         speaker.voiceprint_key_id = sealed.key_id
         speaker.voiceprint_speech_s = speech_s
@@ -140,6 +144,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
     ``RecordingsRefused`` listing each file's.
     """
     started = time.perf_counter()
+    consent_required_check(speaker=speaker)  # before any work: without consent nothing is measured
     results = recordings_embed(recordings=list(recordings), purpose=Purpose.ENROLLMENT)
     candidates: list[tuple[int, Recording, EmbeddingResult]] = []
     refused: list[tuple[int, Refusal]] = []
@@ -153,10 +158,11 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
             candidates.append((position, recording, result))
     if not candidates:
         raise RecordingsRefused(files=[asdict(r) for _, r in refused])
-    hit = _watchlist_best([result for _, _, result in candidates])
-    watchlist_hit_record(hit=hit, actor=actor, during="enroll", speaker_id=speaker.pk)  # refuses if so configured
+    hit = _watchlist_best([result for _, _, result in candidates], speaker.tenant)
+    watchlist_hit_record(hit=hit, actor=actor, during="enroll", speaker_id=speaker.pk, tenant=speaker.tenant)  # refuses if so configured
 
     model_version = candidates[0][2].model_version
+    data_key = tenant_data_key(speaker.tenant_id)  # before the transaction: its first use writes the tenant row
     with transaction.atomic():
         speaker = _speaker_lock(speaker_id=speaker.pk)
         # Under the row lock: a concurrent enrollment cannot change the voiceprint meanwhile.
@@ -182,10 +188,12 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
                 duration_s=float(result.duration_s), speech_s=float(result.speech_s),
                 clipping_ratio=float(result.quality.clipping_ratio), snr_db=float(result.quality.snr_db),
                 speech_ratio=float(result.quality.speech_ratio), bandwidth_hz=float(result.quality.bandwidth_hz))
-            sealed = crypto.vector_encrypt(result.vector, context=enrollment.crypto_context())
+            sealed = crypto.vector_encrypt(result.vector, context=enrollment.crypto_context(), key=data_key)
             enrollment.embedding_ciphertext, enrollment.key_id = sealed.ciphertext, sealed.key_id
             enrollments.append(enrollment)
         Enrollment.objects.bulk_create(enrollments)
+        speaker.last_used_at = timezone.now()
+        speaker.save(update_fields=["last_used_at"])
         _voiceprint_rebuild(speaker=speaker, model_version=model_version)
         progress = enrollment_progress(speaker=speaker)
         audit_record(actor=actor, action=AuditAction.ENROLL, speaker_id=speaker.id, decision="accepted",
@@ -198,9 +206,9 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
                          enrollment_progress=progress, processing_time_ms=elapsed_ms(started), watchlist_match=hit)
 
 
-def _watchlist_best(results: Sequence[EmbeddingResult]) -> WatchlistHit | None:
+def _watchlist_best(results: Sequence[EmbeddingResult], tenant: Tenant) -> WatchlistHit | None:
     """The strongest watchlist hit among the recordings of an upload (each is screened on its own)."""
-    hits = [hit for hit in (watchlist_screen(result=result) for result in results) if hit is not None]
+    hits = [hit for hit in (watchlist_screen(result=result, tenant=tenant) for result in results) if hit is not None]
     return max(hits, key=lambda hit: hit.score - hit.threshold, default=None)
 
 

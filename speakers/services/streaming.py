@@ -44,7 +44,7 @@ from ..exceptions import (
     StreamSessionsExhausted,
     StreamTooLong,
 )
-from ..models import AuditAction, Speaker
+from ..models import AuditAction, Speaker, Tenant
 from ..runtime import inference_owner
 from ..selectors import speaker_get
 from .decisions import PairDecision, Reference, pair_decide, recording_reference, speaker_reference
@@ -352,6 +352,7 @@ class StreamSession:
 
 
 def stream_window_process(*, session_reference: Reference | None, window: Window, asnorm: bool | None,
+                          tenant: Tenant | None,
                           embed: Callable[[np.ndarray, int], EmbeddingResult] | None = None,
                           ) -> EmbeddingResult | PairDecision:
     """In a worker thread: embed ``window`` on the inference owner, and decide it against the reference.
@@ -363,14 +364,14 @@ def stream_window_process(*, session_reference: Reference | None, window: Window
     if window.purpose == "reference":
         return result
     assert session_reference is not None
-    return pair_decide(reference=session_reference, probe=result, asnorm=asnorm)
+    return pair_decide(reference=session_reference, probe=result, asnorm=asnorm, tenant=tenant)
 
 
 # --- references and outcomes (database) ---------------------------------------------------------------
 
-def stream_speaker_reference(*, speaker_id: str) -> tuple[Speaker, Reference]:
-    """The enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them)."""
-    speaker = speaker_get(speaker_id=speaker_id)
+def stream_speaker_reference(*, tenant: Tenant, speaker_id: str) -> tuple[Speaker, Reference]:
+    """The tenant's enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them)."""
+    speaker = speaker_get(tenant=tenant, speaker_id=speaker_id)
     verification_lock_check(speaker_id=speaker.id)
     return speaker, speaker_reference(speaker)
 
@@ -428,7 +429,7 @@ def recording_process(*, session: RecordingsSession, recording: Recording, actor
         session.reference = recording_reference(result)
         return {"type": "reference", "status": "reference_set", "speech_s": round(float(result.speech_s), 3),
                 "duration_s": round(float(result.duration_s), 3), "processing_time_ms": elapsed_ms(started)}
-    decision = pair_decide(reference=session.reference, probe=result, asnorm=False)
+    decision = pair_decide(reference=session.reference, probe=result, asnorm=False, tenant=actor.tenant)
     audit_record(actor=actor, action=AuditAction.COMPARE, decision="accepted" if decision.accepted else "rejected",
                  score=decision.score, threshold=decision.threshold,
                  detail={"stream": True, "raw_score": decision.raw_score,

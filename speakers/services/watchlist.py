@@ -27,9 +27,10 @@ from .. import crypto
 from ..audit import Actor, audit_record
 from ..exceptions import ApplicationError, RecordingsRefused, WatchlistMatch
 from ..integrity import voiceprint_of
-from ..models import AuditAction, Speaker, WatchlistEntry, WatchlistVoiceprint
+from ..models import AuditAction, Speaker, Tenant, WatchlistEntry, WatchlistVoiceprint
 from ..runtime.process_local import ProcessLocal
 from ..selectors import decision_policy
+from ..tenancy import tenant_data_key
 from .recordings import Purpose, Recording, Refusal, recordings_embed, side_quality
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,13 @@ class WatchlistHit:
 
 def watchlist_entry_create(*, label: str, notes: str = "", recordings: Sequence[Recording] = (),
                            speaker: Speaker | None = None, actor: Actor) -> WatchlistEntry:
+    """A new entry of the actor's tenant (see below)."""
+    return _entry_create(label=label, notes=notes, recordings=recordings, speaker=speaker, actor=actor,
+                         tenant=speaker.tenant if speaker is not None else actor.tenant)
+
+
+def _entry_create(*, label: str, notes: str, recordings: Sequence[Recording], speaker: Speaker | None,
+                  actor: Actor, tenant: Tenant) -> WatchlistEntry:
     """A new entry from uploaded recordings (each must pass the enrollment gate) or from a speaker's voiceprint.
 
     Exactly one of ``recordings`` and ``speaker``. Refused recordings are left out; if every one is
@@ -65,14 +73,15 @@ def watchlist_entry_create(*, label: str, notes: str = "", recordings: Sequence[
         vector, model_version, quality, refused = _voice_of(recordings)
         source = "recordings"
     with transaction.atomic():
-        entry = WatchlistEntry.objects.create(label=label[:255], notes=notes, created_by=actor.label[:150],
+        entry = WatchlistEntry.objects.create(tenant=tenant, label=label[:255], notes=notes, created_by=actor.label[:150],
                                               source=source, source_speaker_id=speaker.id if speaker else None)
         voiceprint = WatchlistVoiceprint(entry=entry, model_version=model_version, speech_s=quality.speech_s,
                                          snr_db=quality.snr_db, bandwidth_hz=quality.bandwidth_hz)
-        sealed = crypto.vector_encrypt(vector, context=voiceprint.crypto_context())
+        sealed = crypto.vector_encrypt(vector, context=voiceprint.crypto_context(), key=tenant_data_key(entry.tenant_id))
         voiceprint.ciphertext, voiceprint.key_id = sealed.ciphertext, sealed.key_id
         voiceprint.save()
         audit_record(actor=actor, action=AuditAction.WATCHLIST_ADD, speaker_id=speaker.id if speaker else None,
+                     tenant=tenant,
                      decision="added", detail={"entry_id": str(entry.id), "source": source,
                                                "model_version": model_version, "speech_s": round(quality.speech_s, 2),
                                                "refused": [r.code for r in refused]})
@@ -99,7 +108,7 @@ def _voice_of(recordings: Sequence[Recording]) -> tuple[np.ndarray, str, SideQua
 
 def watchlist_entry_delete(*, entry: WatchlistEntry, actor: Actor) -> None:
     with transaction.atomic():
-        audit_record(actor=actor, action=AuditAction.WATCHLIST_REMOVE, decision="removed",
+        audit_record(actor=actor, action=AuditAction.WATCHLIST_REMOVE, decision="removed", tenant=entry.tenant_id,
                      detail={"entry_id": str(entry.id), "label": entry.label})
         entry.delete()
 
@@ -118,10 +127,10 @@ class _Decrypted:
 _cache: ProcessLocal[_Decrypted] = ProcessLocal(_Decrypted)
 
 
-def _entries(model_version: str) -> list[tuple[uuid.UUID, str, np.ndarray, SideQuality]]:
-    rows = WatchlistVoiceprint.objects.filter(model_version=model_version)
+def _entries(model_version: str, tenant: Tenant) -> list[tuple[uuid.UUID, str, np.ndarray, SideQuality]]:
+    rows = WatchlistVoiceprint.objects.filter(model_version=model_version, entry__tenant=tenant)
     # which rows hold which entry's ciphertext under which key: any change (added, removed, re-sealed) rereads
-    key = (model_version, tuple(rows.order_by("id").values_list("id", "entry_id", "key_id")))
+    key = (model_version, tenant.pk, tuple(rows.order_by("id").values_list("id", "entry_id", "key_id")))
     cache = _cache.get()
     with cache.lock:
         if cache.key != key:
@@ -139,12 +148,12 @@ def _entries(model_version: str) -> list[tuple[uuid.UUID, str, np.ndarray, SideQ
         return cache.entries
 
 
-def watchlist_screen(*, result: EmbeddingResult) -> WatchlistHit | None:
-    """The watchlist entry this recording's voice matches, or None (also when the watchlist is empty)."""
-    entries = _entries(result.model_version)
+def watchlist_screen(*, result: EmbeddingResult, tenant: Tenant) -> WatchlistHit | None:
+    """The tenant's watchlist entry this recording's voice matches, or None (also when its watchlist is empty)."""
+    entries = _entries(result.model_version, tenant)
     if not entries:
         return None
-    policy = decision_policy(model_version=result.model_version)
+    policy = decision_policy(model_version=result.model_version, tenant=tenant)
     scores = np.clip(np.stack([vector for _, _, vector, _ in entries]) @ result.vector, -1.0, 1.0).astype(np.float64)
     verdict = policy.calibration.identify(scale=COSINE, scores=scores, enroll=[q for _, _, _, q in entries],
                                           probe=side_quality(result), fir=settings.VOICEPRINT_WATCHLIST_FIR,
@@ -156,13 +165,13 @@ def watchlist_screen(*, result: EmbeddingResult) -> WatchlistHit | None:
                         threshold=verdict.threshold)
 
 
-def watchlist_hit_record(*, hit: WatchlistHit | None, actor: Actor, during: str,
+def watchlist_hit_record(*, hit: WatchlistHit | None, actor: Actor, during: str, tenant: Tenant,
                          speaker_id: uuid.UUID | None = None) -> None:
     """Audit a hit (``during``: enroll, verify); with ``VOICEPRINT_WATCHLIST_REFUSE`` refuse the request."""
     if hit is None:
         return
     refuse = settings.VOICEPRINT_WATCHLIST_REFUSE
-    audit_record(actor=actor, action=AuditAction.WATCHLIST_MATCH, speaker_id=speaker_id,
+    audit_record(actor=actor, action=AuditAction.WATCHLIST_MATCH, speaker_id=speaker_id, tenant=tenant,
                  decision="refused" if refuse else "reported", score=hit.score, threshold=hit.threshold,
                  detail={"entry_id": str(hit.entry_id), "during": during})
     logger.warning("a %s recording matched watchlist entry %s", during, hit.entry_id)

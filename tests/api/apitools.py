@@ -197,7 +197,7 @@ def calibrated_verdict(*, enroll_vector, enroll_quality, probe, scale: str = "co
     from inference.quality_calibration import SideQuality
     from speakers.selectors import decision_policy
 
-    policy = decision_policy(model_version=probe.model_version)
+    policy = decision_policy(model_version=probe.model_version, tenant=None)
     score = float(enroll_vector @ probe.vector)
     if scale == "asnorm":
         score = asnorm.normalise(score, enroll_vector, probe.vector)

@@ -18,9 +18,9 @@ mode, address = sys.argv[1], sys.argv[2]
 real_upsert = milvus.MilvusIndex.upsert
 
 
-def dying_upsert(self, ids, vectors):
+def dying_upsert(self, ids, vectors, partitions=None):
     if mode == "after":
-        real_upsert(self, ids, vectors)
+        real_upsert(self, ids, vectors, partitions)
     print(f"fault_server: exiting {mode} the vector write of {len(ids)} voiceprints", flush=True)
     os._exit(17)
 

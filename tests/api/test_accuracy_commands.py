@@ -13,6 +13,7 @@ from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import shipped_calibration_path
 from speakers.models import AuditEvent, Calibration
 from speakers.selectors import decision_policy
+from speakers.tenancy import default_tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -101,8 +102,8 @@ def test_calibrate_stores_a_site_calibration_and_from_then_on_it_decides(client,
     verified = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
                            format="multipart").json()
     site = QualityCalibration.from_dict(calibration.parameters)
-    shipped = decision_policy(model_version=calibration.model_version)
-    assert shipped.calibration.to_dict() == site.to_dict()  # the site calibration is the one in force
+    in_force = decision_policy(model_version=calibration.model_version, tenant=default_tenant())
+    assert in_force.calibration.to_dict() == site.to_dict()  # the site calibration is the one in force
     assert verified["accepted"] is True and verified["score"] >= verified["threshold"]
     assert AuditEvent.objects.get(action="verify").detail["policy"] == calibration.source
 
@@ -123,11 +124,11 @@ def test_calibration_refuses_a_handful_of_trials(tmp_path):
 
 def test_a_site_calibration_holds_only_for_its_model_version(client, embedder):
     shipped = client.get("/api/v1/policy").json()
-    other = decision_policy(model_version=embedder.model_version).calibration.to_dict()
-    Calibration.objects.create(created_by="tests", model_version="older-model@00000000", method="quality",
+    other = decision_policy(model_version=embedder.model_version, tenant=None).calibration.to_dict()
+    Calibration.objects.create(tenant=default_tenant(), created_by="tests", model_version="older-model@00000000", method="quality",
                                parameters={**other, "model_version": "older-model@00000000"}, eer=0.05)
     assert client.get("/api/v1/policy").json()["calibration_source"] == shipped["calibration_source"]
-    mine = Calibration.objects.create(created_by="tests", model_version=embedder.model_version, method="quality",
+    mine = Calibration.objects.create(tenant=default_tenant(), created_by="tests", model_version=embedder.model_version, method="quality",
                                       parameters=other, eer=0.05)
     assert client.get("/api/v1/policy").json()["calibration_source"] == mine.source
 
@@ -159,8 +160,8 @@ def test_the_policy_shows_the_shipped_calibration_and_the_quality_gates_and_need
 
 
 def test_calibrations_are_read_only_in_the_admin(admin_client, embedder):
-    parameters = decision_policy(model_version=embedder.model_version).calibration.to_dict()
-    calibration = Calibration.objects.create(created_by="tests", model_version=embedder.model_version,
+    parameters = decision_policy(model_version=embedder.model_version, tenant=None).calibration.to_dict()
+    calibration = Calibration.objects.create(tenant=default_tenant(), created_by="tests", model_version=embedder.model_version,
                                              method="quality", parameters=parameters, eer=0.0242,
                                              note="front desk")
     assert admin_client.get("/admin/speakers/calibration/").status_code == 200

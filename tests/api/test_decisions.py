@@ -87,7 +87,9 @@ def test_a_voiceprint_from_another_model_version_is_never_compared(client, uploa
     vector = crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
                                    context=speaker.crypto_context())
     speaker.voiceprint_model_version = "older-model@00000000"
-    sealed = crypto.vector_encrypt(vector, context=speaker.crypto_context())
+    from speakers.tenancy import tenant_data_key
+
+    sealed = crypto.vector_encrypt(vector, context=speaker.crypto_context(), key=tenant_data_key(speaker.tenant_id))
     speaker.voiceprint_ciphertext, speaker.voiceprint_key_id = sealed.ciphertext, sealed.key_id
     speaker.save()
 

@@ -74,3 +74,11 @@ def _a_key() -> str:
     from django.conf import settings
 
     return settings.VOICEPRINT_ENCRYPTION_KEYS[0]
+
+
+def test_the_topology_purges_expired_data_every_day():
+    purge = _compose()["services"]["purge"]
+    command = " ".join(purge["command"])
+    assert "manage.py purge_expired" in command and "sleep 86400" in command
+    assert purge["environment"] == _compose()["services"]["app1"]["environment"]
+    assert purge["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

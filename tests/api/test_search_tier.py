@@ -46,7 +46,7 @@ def _tier(uri: str) -> MilvusIndex:
     speaker = Speaker.objects.exclude(voiceprint_model_version="").first()
     from django.conf import settings
     return MilvusIndex(uri, collection=collection_name(speaker.voiceprint_model_version,
-                                                       settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S))
+                                                       settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S), partitioned=True)
 
 
 def test_identify_gives_the_same_candidates_and_scores_through_flat_and_milvus(client, upload, enrolled, settings,

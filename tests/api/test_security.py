@@ -1,6 +1,7 @@
 """Secrets at rest: no plaintext embedding in the database, key rotation, API key issuance, production guard."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -9,12 +10,13 @@ import sys
 import numpy as np
 import pytest
 from apitools import ENROLLED
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
 from speakers import crypto
-from speakers.models import ApiKey, AuditEvent, Enrollment, Speaker
+from speakers.models import ApiKey, AuditEvent, Enrollment, Speaker, Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -75,8 +77,8 @@ def test_the_audit_log_holds_decisions_but_no_embedding(client, enrolled, upload
                                  "score_normalisation", "policy"}
 
 
-def test_key_rotation_re_encrypts_every_row_and_keeps_every_speaker_verifiable(client, create_speaker, enroll,
-                                                                              upload):
+def test_key_rotation_rewraps_the_tenant_data_key_and_keeps_every_speaker_verifiable(client, create_speaker, enroll,
+                                                                                     upload):
     old_key, new_key = crypto.generate_encryption_key(), crypto.generate_encryption_key()
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[old_key]):
         ids = {}
@@ -89,8 +91,11 @@ def test_key_rotation_re_encrypts_every_row_and_keeps_every_speaker_verifiable(c
     new_id = crypto.encryption_key_id(new_key)
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key, old_key]):
         call_command("rotate_keys", stdout=open(os.devnull, "w"))
-        assert set(Enrollment.objects.values_list("key_id", flat=True)) == {new_id}
-        assert set(Speaker.objects.values_list("voiceprint_key_id", flat=True)) == {new_id}
+        tenant = Tenant.objects.get(slug="default")
+        assert tenant.data_key_wrapping_id == new_id  # the data key is wrapped by the new deployment key
+        # every row is sealed under the tenant's data key, which rotation leaves as it is
+        assert set(Enrollment.objects.values_list("key_id", flat=True)) == {tenant.data_key_id}
+        assert set(Speaker.objects.values_list("voiceprint_key_id", flat=True)) == {tenant.data_key_id}
         call_command("rotate_keys", stdout=open(os.devnull, "w"))  # a second run has nothing to do
 
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key]):  # the old key is gone
@@ -199,3 +204,22 @@ def test_revoking_by_a_name_shared_by_several_keys_needs_all(capsys):
     assert ApiKey.objects.filter(revoked=True).count() == 2
     with pytest.raises(CommandError, match="no API key"):
         call_command("revoke_api_key", "nobody")
+
+
+def test_a_sealed_row_from_before_tenants_is_read_and_moved_under_the_tenant_key_by_rotation(client, enrolled, upload):
+    """Rows written before tenants were sealed by the deployment key: still readable, re-sealed by rotate_keys."""
+    from speakers.tenancy import tenant_data_key
+
+    speaker = Speaker.objects.get(pk=enrolled["a"])
+    vector = crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
+                                   context=speaker.crypto_context())
+    deployment = crypto.keyring()
+    legacy = crypto.data_key_of(base64.urlsafe_b64decode(settings.VOICEPRINT_ENCRYPTION_KEYS[0]))
+    assert legacy.key_id == deployment.primary_id
+    sealed = crypto.vector_encrypt(vector, context=speaker.crypto_context(), key=legacy)
+    Speaker.objects.filter(pk=speaker.pk).update(voiceprint_ciphertext=sealed.ciphertext, voiceprint_key_id=sealed.key_id)
+    body = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt5")},
+                       format="multipart").json()
+    assert body["accepted"] is True
+    call_command("rotate_keys", stdout=open(os.devnull, "w"))
+    assert Speaker.objects.get(pk=speaker.pk).voiceprint_key_id == tenant_data_key(speaker.tenant_id).key_id

@@ -229,9 +229,9 @@ def test_the_worker_embeds_the_window_and_decides_it_with_the_one_rule(speech, s
         calls.append((samples.size, rate))
         return _result()
 
-    result = stream_window_process(session_reference=None, window=reference_window, asnorm=None, embed=embed)
+    result = stream_window_process(session_reference=None, window=reference_window, asnorm=None, tenant=None, embed=embed)
     session.reference_set(reference_window, result)
-    decision = stream_window_process(session_reference=session.reference, window=session.due(), asnorm=False,
+    decision = stream_window_process(session_reference=session.reference, window=session.due(), asnorm=False, tenant=None,
                                      embed=embed)
     assert decision.raw_score == pytest.approx(1.0) and decision.accepted is True
     side = SideQuality(speech_s=3.0, snr_db=30.0, bandwidth_hz=_result().quality.bandwidth_hz)

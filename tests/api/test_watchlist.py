@@ -106,16 +106,19 @@ def test_an_entry_from_unusable_recordings_is_refused_and_nothing_is_stored(clie
     assert not WatchlistEntry.objects.exists()
 
 
-def test_key_rotation_reseals_the_watchlist(client, upload, enrolled, fraudster, settings):
+def test_the_watchlist_survives_a_key_rotation(client, upload, enrolled, fraudster, settings):
     from django.test import override_settings
 
     from speakers import crypto
+    from speakers.models import Tenant
     from speakers.services import Actor, encryption_keys_rotate
 
     new_key = crypto.generate_encryption_key()
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key, *settings.VOICEPRINT_ENCRYPTION_KEYS]):
-        assert encryption_keys_rotate(actor=Actor.cli("tests")).watchlist == 1
-    assert set(WatchlistVoiceprint.objects.values_list("key_id", flat=True)) == {crypto.encryption_key_id(new_key)}
+        assert encryption_keys_rotate(actor=Actor.cli("tests")).data_keys == 1
+    tenant = Tenant.objects.get(slug="default")
+    assert tenant.data_key_wrapping_id == crypto.encryption_key_id(new_key)
+    assert set(WatchlistVoiceprint.objects.values_list("key_id", flat=True)) == {tenant.data_key_id}
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key]):  # the old key is gone
         assert verify(client, upload, enrolled["b"], "b_snt4").json()["watchlist_match"]["entry_id"] == fraudster["id"]
 

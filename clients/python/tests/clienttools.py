@@ -56,7 +56,8 @@ def start_server(work: Path, **settings: str) -> LiveServer:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}", "PYTHONUNBUFFERED": "1",
            "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings", **settings}
     _manage(env, "migrate", "--noinput")
-    key = _manage(env, "create_api_key", "client-tests", "--scopes", "enroll", "verify", "identify", "manage")
+    key = _manage(env, "create_api_key", "client-tests", "--scopes", "enroll", "verify", "identify", "manage",
+                  "watchlist")
     verify_only = _manage(env, "create_api_key", "client-tests-verify", "--scopes", "verify")
     port = _free_port()
     log_path = work / "server.log"

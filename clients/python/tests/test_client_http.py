@@ -243,3 +243,40 @@ def test_the_real_servers_throttle_reaches_the_caller_with_its_retry_after(tmp_p
         assert caught.value.status == 429 and caught.value.retry_after > 1
     finally:
         stop_server(server)
+
+
+def test_consent_is_recorded_changed_withdrawn_and_exported(client, wav):
+    speaker = client.create_speaker(external_id=unique("consent"),
+                                    consent={"reference": "form-1", "purpose": "caller verification"})
+    assert speaker.consent.reference == "form-1" and speaker.consent.given_at is not None
+    client.enroll(speaker.id, wav("a_snt1"), wav("a_snt2"), wav("a_snt3"))
+    changed = client.set_consent(speaker.id, reference="call-7", notice_version="v2")
+    assert changed.consent.reference == "call-7" and changed.consent.notice_version == "v2"
+    export = client.export_speaker(speaker.id)
+    assert export["consent"]["reference"] == "call-7" and len(export["enrollments"]) == 3
+    withdrawn = client.withdraw_consent(speaker.id)
+    assert withdrawn.consent is None and withdrawn.enrollment_count == 0
+    client.delete_speaker(speaker.id)
+
+
+def test_an_opt_out_deletes_the_speaker_and_blocks_the_id(client, wav):
+    name = unique("optout")
+    speaker = client.create_speaker(external_id=name)
+    client.opt_out(speaker.id)
+    with pytest.raises(vc.SpeakerNotFoundError):
+        client.get_speaker(speaker.id)
+    with pytest.raises(vc.OptedOutError) as caught:
+        client.create_speaker(external_id=name)
+    assert caught.value.status == 409
+
+
+def test_the_watchlist_is_added_to_listed_screens_and_is_removed(client, enrolled, wav):
+    entry = client.add_to_watchlist(unique("case"), wav("b_snt5"), wav("b_snt6"), notes="tests")
+    assert entry.source == "recordings" and entry.speech_s > 2
+    assert entry.id in {e.id for e in client.list_watchlist().results}
+    hit = client.verify(enrolled.bob, wav("b_snt4")).watchlist_match
+    assert hit is not None and hit.entry_id == entry.id and hit.score >= hit.threshold
+    assert client.verify(enrolled.alice, wav("a_snt5")).watchlist_match is None
+    client.remove_from_watchlist(entry.id)
+    with pytest.raises(vc.WatchlistEntryNotFoundError):
+        client.get_watchlist_entry(entry.id)

@@ -89,10 +89,11 @@ class Routes:
 
     # --- speakers -----------------------------------------------------------------------------------
     def create_speaker(self, *, external_id: str | None = None, display_name: str | None = None,
-                       metadata: dict[str, Any] | None = None) -> models.Speaker:
-        """``POST /api/v1/speakers`` (all fields optional; ``external_id`` is your own unique id)."""
+                       metadata: dict[str, Any] | None = None, consent: dict[str, Any] | None = None) -> models.Speaker:
+        """``POST /api/v1/speakers`` (all fields optional; ``external_id`` is your own unique id in your tenant;
+        ``consent``: ``{"reference": ..., "notice_version": ..., "purpose": ..., "given_at": ...}``)."""
         body = {k: v for k, v in {"external_id": external_id, "display_name": display_name,
-                                  "metadata": metadata}.items() if v is not None}
+                                  "metadata": metadata, "consent": consent}.items() if v is not None}
         return self._call(Call("POST", "/api/v1/speakers", _model(models.Speaker), json=body, answers=(201,)))
 
     def list_speakers(self, *, page: int | None = None, page_size: int | None = None,
@@ -115,6 +116,50 @@ class Routes:
     def delete_speaker(self, speaker_id: str) -> None:
         """``DELETE``: the speaker, every enrollment and the voiceprint (from every server's index)."""
         return self._call(Call("DELETE", f"/api/v1/speakers/{speaker_id}", _nothing, answers=(204,)))
+
+    # --- consent, opt-out, export (docs/api.md "Consent, opt-out, export and retention") ----------------
+    def set_consent(self, speaker_id: str, *, reference: str, notice_version: str | None = None,
+                    purpose: str | None = None, given_at: str | None = None) -> models.Speaker:
+        """``PUT .../consent``: record (or change) the person's consent."""
+        body = {k: v for k, v in {"reference": reference, "notice_version": notice_version, "purpose": purpose,
+                                  "given_at": given_at}.items() if v is not None}
+        return self._call(Call("PUT", f"/api/v1/speakers/{speaker_id}/consent", _model(models.Speaker), json=body))
+
+    def withdraw_consent(self, speaker_id: str) -> models.Speaker:
+        """``DELETE .../consent``: consent was withdrawn; the speaker's biometric data is deleted, the profile kept."""
+        return self._call(Call("DELETE", f"/api/v1/speakers/{speaker_id}/consent", _model(models.Speaker)))
+
+    def opt_out(self, speaker_id: str) -> None:
+        """``POST .../opt-out``: delete the speaker and everything about them, and block their external id."""
+        return self._call(Call("POST", f"/api/v1/speakers/{speaker_id}/opt-out", _nothing, answers=(204,)))
+
+    def export_speaker(self, speaker_id: str) -> dict[str, Any]:
+        """``GET .../export``: everything stored about the speaker (never a vector), as the server words it."""
+        return self._call(Call("GET", f"/api/v1/speakers/{speaker_id}/export", dict))
+
+    # --- the fraud watchlist (scope watchlist) ---------------------------------------------------------
+    def list_watchlist(self, *, page: int | None = None, page_size: int | None = None) -> models.WatchlistPage:
+        params = {k: v for k, v in {"page": page, "page_size": page_size}.items() if v is not None}
+        return self._call(Call("GET", "/api/v1/watchlist", _model(models.WatchlistPage), params=params))
+
+    def add_to_watchlist(self, label: str, *audio: Audio, notes: str | None = None,
+                         speaker_id: str | None = None) -> models.WatchlistEntry:
+        """``POST /api/v1/watchlist``: a voice from recordings, or (``speaker_id``) an enrolled speaker's voiceprint."""
+        if bool(audio) == (speaker_id is not None):
+            raise ValueError("give recordings or a speaker_id, not both")
+        if speaker_id is not None:
+            body = {k: v for k, v in {"label": label, "notes": notes, "speaker_id": speaker_id}.items() if v is not None}
+            return self._call(Call("POST", "/api/v1/watchlist", _model(models.WatchlistEntry), json=body,
+                                   answers=(201,)))
+        return self._call(Call("POST", "/api/v1/watchlist", _model(models.WatchlistEntry),
+                               data=_fields(label=label, notes=notes), files=[audio_part("audio", a) for a in audio],
+                               answers=(201,)))
+
+    def get_watchlist_entry(self, entry_id: str) -> models.WatchlistEntry:
+        return self._call(Call("GET", f"/api/v1/watchlist/{entry_id}", _model(models.WatchlistEntry)))
+
+    def remove_from_watchlist(self, entry_id: str) -> None:
+        return self._call(Call("DELETE", f"/api/v1/watchlist/{entry_id}", _nothing, answers=(204,)))
 
     # --- enrollments ---------------------------------------------------------------------------------
     def enroll(self, speaker_id: str, *audio: Audio) -> models.EnrollResult:

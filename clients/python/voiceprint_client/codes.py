@@ -153,6 +153,13 @@ class CalibrationRefusedError(InvalidRequest):
     status = 400
 
 
+class ConsentRequiredError(Conflict):
+    """HTTP 409 ``consent_required``."""
+
+    code = "consent_required"
+    status = 409
+
+
 class CsrfFailedError(PermissionDenied):
     """HTTP 403 ``csrf_failed``."""
 
@@ -349,6 +356,13 @@ class NotFoundError(NotFound):
     status = 404
 
 
+class OptedOutError(Conflict):
+    """HTTP 409 ``opted_out``."""
+
+    code = "opted_out"
+    status = 409
+
+
 class ParseError(InvalidRequest):
     """HTTP 400 ``parse_error``."""
 
@@ -395,6 +409,20 @@ class SpeakerNotFoundError(NotFound):
     """HTTP 404 ``speaker_not_found``."""
 
     code = "speaker_not_found"
+    status = 404
+
+
+class TenantExistsError(InvalidRequest):
+    """HTTP 400 ``tenant_exists``."""
+
+    code = "tenant_exists"
+    status = 400
+
+
+class TenantNotFoundError(NotFound):
+    """HTTP 404 ``tenant_not_found``."""
+
+    code = "tenant_not_found"
     status = 404
 
 
@@ -503,6 +531,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "authentication_failed": AuthenticationFailedError,
     "bad_request": BadRequestError,
     "calibration_refused": CalibrationRefusedError,
+    "consent_required": ConsentRequiredError,
     "csrf_failed": CsrfFailedError,
     "database_unavailable": DatabaseUnavailableError,
     "decryption_error": DecryptionError,
@@ -531,6 +560,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "not_acceptable": NotAcceptableError,
     "not_authenticated": NotAuthenticatedError,
     "not_found": NotFoundError,
+    "opted_out": OptedOutError,
     "parse_error": ParseError,
     "permission_denied": PermissionDeniedError,
     "recordings_refused": RecordingsRefusedError,
@@ -538,6 +568,8 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "session_too_long": SessionTooLongError,
     "speaker_not_enrolled": SpeakerNotEnrolledError,
     "speaker_not_found": SpeakerNotFoundError,
+    "tenant_exists": TenantExistsError,
+    "tenant_not_found": TenantNotFoundError,
     "throttled": ThrottledError,
     "too_many_fields": TooManyFieldsError,
     "too_many_files": TooManyFilesError,

@@ -95,6 +95,16 @@ class EnrollmentProgress(Model):
 
 
 @dataclass(frozen=True)
+class Consent(Model):
+    """The person's consent on record (the caller's reference to the form or recording)."""
+
+    reference: str
+    notice_version: str | None
+    purpose: str | None
+    given_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Speaker(Model):
     id: str
     external_id: str | None
@@ -109,6 +119,8 @@ class Speaker(Model):
     updated_at: datetime | None
     last_verified_at: datetime | None
     last_identified_at: datetime | None
+    last_used_at: datetime | None = None
+    consent: Consent | None = None
 
     @property
     def name(self) -> str:
@@ -150,12 +162,44 @@ class Refusal(Model):
 
 
 @dataclass(frozen=True)
+class WatchlistMatch(Model):
+    """A fraud watchlist entry a recording's voice matched."""
+
+    entry_id: str
+    label: str
+    score: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class WatchlistEntry(Model):
+    id: str
+    label: str
+    notes: str
+    source: str  # recordings, speaker
+    source_speaker_id: str | None
+    model_versions: list[str]
+    speech_s: float
+    created_at: datetime | None
+    created_by: str
+
+
+@dataclass(frozen=True)
+class WatchlistPage(Model):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[WatchlistEntry]
+
+
+@dataclass(frozen=True)
 class EnrollResult(Model):
     speaker: Speaker
     accepted: list[Enrollment]
     refused: list[Refusal]
     enrollment_progress: EnrollmentProgress
     processing_time_ms: float
+    watchlist_match: WatchlistMatch | None = None
 
 
 # --- decisions ------------------------------------------------------------------------------------------
@@ -170,6 +214,7 @@ class VerifyResult(Model):
     accepted: bool
     model_version: str
     processing_time_ms: float
+    watchlist_match: WatchlistMatch | None = None
 
 
 @dataclass(frozen=True)

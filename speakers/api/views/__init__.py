@@ -17,11 +17,14 @@ from .policy import PolicyApi
 from .speakers import (
            EnrollmentDetailApi,
            SpeakerCollectionApi,
+           SpeakerConsentApi,
            SpeakerDetailApi,
            SpeakerEnrollApi,
+           SpeakerExportApi,
+           SpeakerOptOutApi,
 )
 from .watchlist import WatchlistCollectionApi, WatchlistDetailApi
 
 __all__ = ["BatchVerifyApi", "ClassicBatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi",
            "VerifyApi", "PolicyApi", "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi",
-           "SpeakerDetailApi", "SpeakerEnrollApi", "WatchlistCollectionApi", "WatchlistDetailApi"]
+           "SpeakerDetailApi", "SpeakerEnrollApi", "SpeakerConsentApi", "SpeakerExportApi", "SpeakerOptOutApi", "WatchlistCollectionApi", "WatchlistDetailApi"]

@@ -7,8 +7,9 @@ from rest_framework.fields import empty
 from rest_framework.request import Request
 
 from ... import selectors
-from ...models import ApiKeyScope
+from ...models import ApiKeyScope, Tenant
 from ...services import Actor, Recording
+from ...services.consent import Consent
 from ..clients import client_address
 from ..schema import ErrorOutput
 from ..validators import validate_metadata
@@ -19,6 +20,11 @@ ENROLL, VERIFY, IDENTIFY, MANAGE, WATCHLIST = (ApiKeyScope.ENROLL, ApiKeyScope.V
 
 def request_actor(request: Request) -> Actor:
     return Actor.from_api_key(request.auth, client_address=client_address(request))
+
+
+def request_tenant(request: Request) -> Tenant:
+    """The tenant of the request's API key: every object it names is looked up there."""
+    return request.auth.tenant
 
 
 def request_recording(upload, field: str | None = None) -> Recording:
@@ -68,6 +74,36 @@ class EnrollmentProgressOutput(serializers.Serializer):
     text = serializers.CharField(help_text='e.g. "4.2 of 6 s"')
 
 
+class ConsentInput(serializers.Serializer):
+    """The caller's record of the person's consent (the form or recording itself stays with the caller)."""
+
+    reference = serializers.CharField(max_length=255, help_text="Your id of the signed form or recorded consent.")
+    notice_version = serializers.CharField(required=False, allow_blank=True, default="", max_length=64,
+                                           help_text="The version of the privacy notice the person agreed to.")
+    purpose = serializers.CharField(required=False, allow_blank=True, default="", max_length=255,
+                                    help_text='What the voice is used for, e.g. "caller verification".')
+    given_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                         help_text="When consent was given (default: now).")
+
+    def to_consent(self) -> Consent:
+        return Consent(**self.validated_data)
+
+
+class ConsentOutput(serializers.Serializer):
+    reference = serializers.CharField(allow_null=True)
+    notice_version = serializers.CharField(allow_null=True)
+    purpose = serializers.CharField(allow_null=True)
+    given_at = serializers.DateTimeField(allow_null=True)
+
+
+def consent_of(speaker) -> dict | None:
+    if not speaker.has_consent:
+        return None
+    return {"reference": speaker.consent_reference, "notice_version": speaker.consent_notice_version or None,
+            "purpose": speaker.consent_purpose or None, "given_at": speaker.consent_given_at}
+
+
+
 class SpeakerOutput(serializers.Serializer):
     id = serializers.UUIDField()
     external_id = serializers.CharField(allow_null=True)
@@ -85,6 +121,9 @@ class SpeakerOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
     last_verified_at = serializers.DateTimeField(allow_null=True)
     last_identified_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text=(
+        "The last enrollment, accepted verification or identify match: the tenant's retention period counts from it."))
+    consent = serializers.SerializerMethodField(help_text="The person's consent on record, or null.")
 
     def _status(self, speaker) -> selectors.VoiceprintStatus:
         # The loaded model's version, looked up once per response (a list shows many speakers).
@@ -102,6 +141,11 @@ class SpeakerOutput(serializers.Serializer):
 
     def get_model_version(self, speaker) -> str | None:
         return speaker.voiceprint_model_version or None
+
+    @extend_schema_field(ConsentOutput(allow_null=True))
+    def get_consent(self, speaker):
+        consent = consent_of(speaker)
+        return None if consent is None else ConsentOutput(consent).data
 
     @extend_schema_field(EnrollmentProgressOutput)
     def get_enrollment_progress(self, speaker):
@@ -155,8 +199,6 @@ class SpeakerFields(serializers.Serializer):
 
     def validate_metadata(self, value):
         return validate_metadata(value)
-
-
 
 
 class WatchlistMatchOutput(serializers.Serializer):

@@ -23,6 +23,7 @@ from .common import (
     WatchlistMatchOutput,
     request_actor,
     request_recording,
+    request_tenant,
 )
 
 SCORE_HELP = ("The calibrated score: the natural log of how many times more likely the two recordings are "
@@ -63,7 +64,7 @@ class VerifyApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        speaker = selectors.speaker_get(speaker_id=data.validated_data["speaker_id"])
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=data.validated_data["speaker_id"])
         decision = services.speaker_verify(speaker=speaker, actor=request_actor(request),
                                            recording=request_recording(data.validated_data["audio"], "audio"),
                                            asnorm=data.validated_data.get("asnorm"))

@@ -1,4 +1,8 @@
-"""Health and readiness: open to anyone (no key), for operators and load balancers."""
+"""Health and readiness: open to anyone (no key), for operators and load balancers.
+
+Health's counts are a tenant's: sent with an API key they are the key's tenant's; without one, the
+deployment's while it serves a single tenant, and none once it serves several.
+"""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -9,12 +13,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import selectors
+from ...models import ApiKey
 from ...runtime import inference_owner, startup
+from ..auth import OptionalApiKeyAuthentication
 from ..schema import refusals
 
 
 class HealthApi(APIView):
-    authentication_classes: list = []
+    authentication_classes = [OptionalApiKeyAuthentication]  # a key only scopes the counts to its tenant
     permission_classes = [AllowAny]
 
     class HealthOutput(serializers.Serializer):
@@ -29,7 +35,8 @@ class HealthApi(APIView):
         model_loaded = serializers.BooleanField()
         model_prepared = serializers.BooleanField()
         database = serializers.ChoiceField(choices=["ok", "unreachable"])
-        enrolled_speakers = serializers.IntegerField(allow_null=True)
+        enrolled_speakers = serializers.IntegerField(
+            allow_null=True, help_text="The key's tenant's (without a key: the deployment's while it has one tenant).")
         unreadable_voiceprints = serializers.IntegerField(allow_null=True,
                                                           help_text="Damaged voiceprints (re-enroll those speakers).")
         missing_key_ids = serializers.ListField(child=serializers.CharField(),
@@ -38,7 +45,8 @@ class HealthApi(APIView):
 
     @extend_schema(responses={**refusals(keyed=False), 200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
     def get(self, request: Request) -> Response:
-        health = selectors.health_status()
+        tenant = request.auth.tenant if isinstance(request.auth, ApiKey) else None
+        health = selectors.health_status(tenant=tenant)
         return Response(self.HealthOutput(health).data,
                         status=503 if health["status"] == "unavailable" else 200)
 

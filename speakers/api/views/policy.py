@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from ... import selectors
 from ..schema import ENGINE, refusals
-from .common import MANAGE
+from .common import MANAGE, request_tenant
 
 
 class SiteCalibrationOutput(serializers.Serializer):
@@ -45,7 +45,7 @@ class PolicyApi(APIView):
     @extend_schema(operation_id="policy_retrieve", tags=["policy"],
                    responses={200: PolicyOutput, **refusals(*ENGINE)})
     def get(self, request: Request) -> Response:
-        policy = selectors.decision_policy(model_version=selectors.current_model_version())
+        policy = selectors.decision_policy(model_version=selectors.current_model_version(), tenant=request_tenant(request))
         return Response(self.PolicyOutput({
             "model_version": policy.model_version,
             "score_normalisation_default": "asnorm" if policy.asnorm_default else "none",

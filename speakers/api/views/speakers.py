@@ -1,6 +1,7 @@
 """Speakers and their enrollments."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -9,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ... import selectors, services
+from ...services import privacy
+from ...services.consent import Consent
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
 from ..schema import ENGINE, JSON_BODY, MULTIPART, RECORDING, refusals
@@ -17,6 +20,7 @@ from .common import (
     MANAGE,
     WATCHLIST_MATCH_HELP,
     AudioFileField,
+    ConsentInput,
     EnrollmentOutput,
     EnrollmentProgressOutput,
     MultipartInput,
@@ -26,17 +30,18 @@ from .common import (
     WatchlistMatchOutput,
     request_actor,
     request_recording,
+    request_tenant,
 )
 
 # --- speakers ------------------------------------------------------------------------------------------
 
 class SpeakerCollectionApi(APIView):
-    required_scopes = {"GET": {ENROLL, MANAGE}, "POST": {ENROLL, MANAGE}}
+    required_scopes = {"GET": {MANAGE}, "POST": {ENROLL}}
     parser_classes = [JsonParser]
     pagination_class = SpeakerPagination  # the schema shows the list as the page it is
 
     class SpeakerCreateInput(SpeakerFields):
-        pass
+        consent = ConsentInput(required=False, help_text="The person's consent, if already given.")
 
     class SpeakerListQuery(serializers.Serializer):
         external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
@@ -49,7 +54,7 @@ class SpeakerCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         query = self.SpeakerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        speakers = selectors.speaker_list(external_id=query.validated_data.get("external_id"))
+        speakers = selectors.speaker_list(tenant=request_tenant(request), external_id=query.validated_data.get("external_id"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(speakers, request, view=self)
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
@@ -59,7 +64,10 @@ class SpeakerCollectionApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.SpeakerCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        speaker = services.speaker_create(actor=request_actor(request), **data.validated_data)
+        fields = dict(data.validated_data)
+        consent = fields.pop("consent", None)
+        speaker = services.speaker_create(actor=request_actor(request), consent=Consent(**consent) if consent else None,
+                                          **fields)
         return Response(SpeakerOutput(speaker).data, status=status.HTTP_201_CREATED)
 
 
@@ -73,13 +81,13 @@ class SpeakerDetailApi(APIView):
     @extend_schema(operation_id="speakers_retrieve", tags=["speakers"],
                    responses={200: SpeakerOutput, **refusals("speaker_not_found")})
     def get(self, request: Request, speaker_id: str) -> Response:
-        return Response(SpeakerOutput(selectors.speaker_get(speaker_id=speaker_id)).data)
+        return Response(SpeakerOutput(selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)).data)
 
     @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, tags=["speakers"],
                    responses={200: SpeakerOutput, **refusals(*JSON_BODY, "speaker_not_found", "external_id_taken",
                                                              "invalid_external_id")})
     def patch(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         speaker = services.speaker_update(speaker=speaker, actor=request_actor(request), **data.validated_data)
@@ -88,9 +96,56 @@ class SpeakerDetailApi(APIView):
     @extend_schema(operation_id="speakers_destroy", tags=["speakers"],
                    responses={204: None, **refusals("speaker_not_found")})
     def delete(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         services.speaker_delete(speaker=speaker, actor=request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- consent, opt-out, export ---------------------------------------------------------------------------
+
+class SpeakerConsentApi(APIView):
+    """PUT: record (or change) the person's consent. DELETE: it was withdrawn: the biometric data is deleted."""
+
+    required_scopes = {"PUT": {ENROLL, MANAGE}, "DELETE": {MANAGE}}
+    parser_classes = [JsonParser]
+
+    @extend_schema(operation_id="speakers_consent_set", request=ConsentInput, responses=SpeakerOutput,
+                   tags=["privacy"])
+    def put(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        data = ConsentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        speaker = privacy.consent_set(speaker=speaker, consent=data.to_consent(), actor=request_actor(request))
+        return Response(SpeakerOutput(speaker).data)
+
+    @extend_schema(operation_id="speakers_consent_withdraw", responses=SpeakerOutput, tags=["privacy"])
+    def delete(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        speaker = privacy.consent_withdraw(speaker=speaker, actor=request_actor(request))
+        return Response(SpeakerOutput(speaker).data)
+
+
+class SpeakerOptOutApi(APIView):
+    """The person opts out: everything about them is deleted and their external id cannot be enrolled again."""
+
+    required_scopes = {"POST": {MANAGE}}
+
+    @extend_schema(operation_id="speakers_opt_out", request=None, responses={204: None}, tags=["privacy"])
+    def post(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        privacy.speaker_opt_out(speaker=speaker, actor=request_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SpeakerExportApi(APIView):
+    """Everything stored about a speaker (never a vector): for a person's access request."""
+
+    required_scopes = {"GET": {MANAGE}}
+
+    @extend_schema(operation_id="speakers_export", responses={200: OpenApiTypes.OBJECT}, tags=["privacy"])
+    def get(self, request: Request, speaker_id: str) -> Response:
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
+        return Response(privacy.speaker_export(speaker=speaker, actor=request_actor(request)))
 
 
 # --- enrollments ---------------------------------------------------------------------------------------
@@ -116,7 +171,7 @@ class SpeakerEnrollApi(APIView):
     @extend_schema(operation_id="enrollments_list", tags=["enrollments"],
                    responses={200: EnrollmentOutput(many=True), **refusals("speaker_not_found")})
     def get(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         return Response(EnrollmentOutput(selectors.enrollment_list(speaker=speaker), many=True).data)
 
     @extend_schema(operation_id="enrollments_create", request={"multipart/form-data": SpeakerEnrollInput},
@@ -126,7 +181,7 @@ class SpeakerEnrollApi(APIView):
                                                                     "voiceprint_unreadable", "decryption_error",
                                                                     "watchlist_match")})
     def post(self, request: Request, speaker_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)
         data.is_valid(raise_exception=True)
         outcome = services.speaker_enroll(speaker=speaker, actor=request_actor(request),
@@ -140,7 +195,7 @@ class EnrollmentDetailApi(APIView):
     @extend_schema(operation_id="enrollments_destroy", tags=["enrollments"],
                    responses={204: None, **refusals("speaker_not_found", "enrollment_not_found", "decryption_error")})
     def delete(self, request: Request, speaker_id: str, enrollment_id: str) -> Response:
-        speaker = selectors.speaker_get(speaker_id=speaker_id)
+        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         enrollment = selectors.enrollment_get(speaker=speaker, enrollment_id=enrollment_id)
         services.enrollment_delete(enrollment=enrollment, actor=request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

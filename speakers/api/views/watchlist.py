@@ -13,7 +13,7 @@ from ...services import watchlist as watchlist_service
 from ..pagination import SpeakerPagination
 from ..parsers import JsonParser
 from ..schema import ENGINE, JSON_BODY, MULTIPART, RECORDING, VOICEPRINT, refusals
-from .common import WATCHLIST, AudioFileField, request_actor, request_recording
+from .common import WATCHLIST, AudioFileField, request_actor, request_recording, request_tenant
 
 
 class WatchlistEntryOutput(serializers.Serializer):
@@ -57,7 +57,7 @@ class WatchlistCollectionApi(APIView):
                    responses={200: WatchlistEntryOutput(many=True), **refusals("validation_error", "not_found")})
     def get(self, request: Request) -> Response:
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.watchlist_list(), request, view=self)
+        page = paginator.paginate_queryset(selectors.watchlist_list(tenant=request_tenant(request)), request, view=self)
         return paginator.get_paginated_response(WatchlistEntryOutput(page, many=True).data)
 
     @extend_schema(operation_id="watchlist_create",
@@ -78,7 +78,7 @@ class WatchlistCollectionApi(APIView):
         else:
             data = self.WatchlistFromSpeakerInput(data=request.data)
             data.is_valid(raise_exception=True)
-            speaker = selectors.speaker_get(speaker_id=data.validated_data["speaker_id"])
+            speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=data.validated_data["speaker_id"])
             entry = watchlist_service.watchlist_entry_create(
                 label=data.validated_data["label"], notes=data.validated_data["notes"], actor=actor, speaker=speaker)
         return Response(WatchlistEntryOutput(entry).data, status=status.HTTP_201_CREATED)
@@ -90,11 +90,11 @@ class WatchlistDetailApi(APIView):
     @extend_schema(operation_id="watchlist_retrieve", tags=["watchlist"],
                    responses={200: WatchlistEntryOutput, **refusals("watchlist_entry_not_found")})
     def get(self, request: Request, entry_id: str) -> Response:
-        return Response(WatchlistEntryOutput(selectors.watchlist_entry_get(entry_id=entry_id)).data)
+        return Response(WatchlistEntryOutput(selectors.watchlist_entry_get(tenant=request_tenant(request), entry_id=entry_id)).data)
 
     @extend_schema(operation_id="watchlist_destroy", tags=["watchlist"],
                    responses={204: None, **refusals("watchlist_entry_not_found")})
     def delete(self, request: Request, entry_id: str) -> Response:
-        entry = selectors.watchlist_entry_get(entry_id=entry_id)
+        entry = selectors.watchlist_entry_get(tenant=request_tenant(request), entry_id=entry_id)
         watchlist_service.watchlist_entry_delete(entry=entry, actor=request_actor(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -21,6 +21,7 @@ from speakers.audit import Actor
 from speakers.exceptions import ApplicationError
 from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
+from speakers.tenancy import tenant_for_command
 
 
 def _pct(value: float | None) -> str:
@@ -46,18 +47,21 @@ class Command(BaseCommand):
         parser.add_argument("--show", action="store_true", help="print the calibration in force and exit")
         parser.add_argument("--revert", action="store_true",
                             help="withdraw the newest site calibration of the loaded model version and exit")
+        parser.add_argument("--tenant", default=None, metavar="SLUG",
+                            help="the tenant whose calibration this is (default: the default tenant)")
 
     def handle(self, *args, **o) -> None:
+        tenant = tenant_for_command(o["tenant"])
         if o["show"]:
-            self._print_policy(selectors.decision_policy(model_version=inference_owner.model_version()))
+            self._print_policy(selectors.decision_policy(model_version=inference_owner.model_version(), tenant=tenant))
             return
         if o["revert"]:
             withdrawn = calibration_service.calibration_revert(model_version=inference_owner.model_version(),
-                                                               actor=Actor.cli("calibrate"))
+                                                               tenant=tenant, actor=Actor.cli("calibrate", tenant=tenant))
             if withdrawn is None:
                 raise CommandError("No site calibration to withdraw for the loaded model version.")
             self.stdout.write(f"Withdrew calibration {withdrawn.pk}.")
-            self._print_policy(selectors.decision_policy(model_version=inference_owner.model_version()))
+            self._print_policy(selectors.decision_policy(model_version=inference_owner.model_version(), tenant=tenant))
             return
         if o["trials"] is None or o["audio_root"] is None:
             raise CommandError("--trials and --audio-root are required")
@@ -69,7 +73,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         try:
             proposal = calibration_service.calibration_measure(
-                trials=trials, audio_root=o["audio_root"], asnorm=not o["no_asnorm"],
+                trials=trials, audio_root=o["audio_root"], tenant=tenant, asnorm=not o["no_asnorm"],
                 quality_gates=not o["no_quality_gates"], force=o["force"])
         except ApplicationError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
@@ -77,7 +81,8 @@ class Command(BaseCommand):
         if o["dry_run"]:
             self.stdout.write("\nDry run: nothing stored.")
             return
-        row = calibration_service.calibration_create(proposal=proposal, actor=Actor.cli("calibrate"), note=o["note"])
+        row = calibration_service.calibration_create(proposal=proposal, actor=Actor.cli("calibrate", tenant=tenant),
+                                                     note=o["note"])
         self.stdout.write(f"\nStored as calibration {row.pk}: it decides from now on for {row.model_version}.")
 
     # --- output -----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from speakers import selectors
 from speakers.runtime import asnorm as service_asnorm
 from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
+from speakers.tenancy import default_tenant
 
 
 def _pct(value: float | None) -> str:
@@ -63,7 +64,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         embedder = calibration_service.AccuracyEmbedder(quality_gates=not no_quality_gates)
-        policy = selectors.decision_policy(model_version=inference_owner.model_version())
+        policy = selectors.decision_policy(model_version=inference_owner.model_version(), tenant=default_tenant())
         norm = service_asnorm.asnorm() if asnorm else None
         scales = ["cosine"] + (["asnorm"] if norm is not None and "asnorm" in policy.calibration.scales else [])
         self.stdout.write(f"Model {policy.model_version}; quality gates {'off' if no_quality_gates else 'on'}; "

@@ -20,10 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json", help="one JSON array instead of a table")
 
     def handle(self, *args, active: bool, as_json: bool, **options) -> None:
-        keys = ApiKey.objects.order_by("created_at", "pk")
+        keys = ApiKey.objects.select_related("tenant").order_by("created_at", "pk")
         if active:
             keys = keys.filter(revoked=False)
-        rows = [{"name": k.name, "prefix": k.prefix, "scopes": list(k.scopes),
+        rows = [{"name": k.name, "tenant": k.tenant.slug, "prefix": k.prefix, "scopes": list(k.scopes),
                  "created_at": k.created_at.isoformat(), "last_used_at": k.last_used_at and k.last_used_at.isoformat(),
                  "revoked_at": k.revoked_at and k.revoked_at.isoformat() if k.revoked else None,
                  "status": "revoked" if k.revoked else "active", "_key": k} for k in keys]
@@ -33,8 +33,8 @@ class Command(BaseCommand):
         if not rows:
             self.stderr.write("No API keys. Create one with: python manage.py create_api_key NAME --scopes ...")
             return
-        table = [("NAME", "PREFIX", "SCOPES", "CREATED", "LAST USED", "STATUS")] + [
-            (r["name"], r["prefix"], ",".join(r["scopes"]), _when(r["_key"].created_at),
+        table = [("NAME", "TENANT", "PREFIX", "SCOPES", "CREATED", "LAST USED", "STATUS")] + [
+            (r["name"], r["tenant"], r["prefix"], ",".join(r["scopes"]), _when(r["_key"].created_at),
              _when(r["_key"].last_used_at),
              f"revoked {_when(r['_key'].revoked_at)}" if r["status"] == "revoked" else "active") for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
