@@ -95,7 +95,8 @@ def test_two_hosts_behind_a_balancer_share_the_milvus_tier_and_the_redis_cache(s
         assert locked.status == 429 and locked.body["error"]["code"] == "verification_locked", locked
         # Both searched one collection, which holds exactly the voiceprints the database holds.
         version = one.request("GET", "/api/v1/health").body["model_version"]
-        tier = MilvusIndex(milvus_uri, collection=collection_name(version, settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S))
+        tier = MilvusIndex(milvus_uri, collection=collection_name(version, settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S),
+                           partitioned=True)
         assert [str(key) for key in tier.ids()] == [bob] and alice != bob
 
 

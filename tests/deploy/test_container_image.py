@@ -226,9 +226,9 @@ def test_the_left_out_plugins_are_never_loaded_by_a_working_engine(speech):
     """Load the model and embed a recording as a server process does, then read what the process mapped."""
     code = (
         "import django, pathlib; django.setup()\n"
-        "from speakers.inference_owner import embed\n"
+        "from speakers.runtime.inference_owner import embed_prepared, prepare\n"
         "import faiss, psycopg, soundfile\n"
-        f"embed(pathlib.Path({str(REPO / 'tests/fixtures/speech/a_snt1.wav')!r}).read_bytes())\n"
+        f"embed_prepared(prepare(pathlib.Path({str(REPO / 'tests/fixtures/speech/a_snt1.wav')!r}).read_bytes()))\n"
         "print('\\n'.join(sorted({l.split()[-1] for l in open('/proc/self/maps') if '.so' in l})))\n")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings", "VOICEPRINT_WARMUP": "false"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
