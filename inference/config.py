@@ -109,6 +109,49 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DiarizationConfig:
+    """Who spoke when (see :mod:`inference.diarization`). Durations in seconds.
+
+    Speech (the VAD of ``EngineConfig.vad``) is cut into ``window_s`` windows every ``hop_s``
+    within each stretch of speech; a stretch shorter than ``window_s`` is one window if it holds
+    ``min_window_s``, and takes its neighbours' speaker otherwise. Windows are clustered
+    agglomeratively (average linkage on the cosine distance) until the closest clusters are
+    ``stop_distance`` apart, a threshold fitted on conversations of the calibration set's train
+    speakers (benchmarks/diarization.py). A cluster with less than ``min_cluster_s`` of speech
+    joins its nearest cluster. Frames then go to the cluster their covering windows are closest
+    to, and a run shorter than ``min_turn_s`` takes its neighbours' speaker. ``max_speakers``
+    caps the clusters when the caller gives no count.
+    """
+
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    min_window_s: float = 0.5
+    stop_distance: float = 0.6
+    min_cluster_s: float = 2.0
+    min_turn_s: float = 0.5
+    max_speakers: int = 20
+    # A window is flagged as overlapped speech when its embedding is this far (cosine distance)
+    # from its own cluster's centroid and the second centroid is within ``overlap_ratio`` of it.
+    overlap_distance: float = 0.7
+    overlap_ratio: float = 1.15
+    # A cluster's voiceprint: the network on up to this much of its speech, longest turns first,
+    # each turn trimmed by ``voiceprint_trim_s`` where another speaker follows without a pause
+    # (0: the mean of its window embeddings instead).
+    voiceprint_s: float = 20.0
+    voiceprint_trim_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.hop_s <= self.window_s:
+            raise ValueError(f"hop_s={self.hop_s} must be in (0, window_s={self.window_s}]")
+        if not 0.0 < self.min_window_s <= self.window_s:
+            raise ValueError(f"min_window_s={self.min_window_s} must be in (0, window_s={self.window_s}]")
+        if not 0.0 < self.stop_distance < 2.0:
+            raise ValueError(f"stop_distance={self.stop_distance}: a cosine distance in (0, 2)")
+        if self.max_speakers < 1:
+            raise ValueError(f"max_speakers={self.max_speakers}: at least 1")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs. ``model_dir`` holds the converted model + manifest."""
 
