@@ -91,13 +91,23 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     if len(plan) == 0:
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
                             speech_s=round(report.speech_s, 3), min_window_s=config.min_window_s)
-    feats = window_features(x, plan, engine.frontend)
     timings["front_end"] = timings.get("front_end", 0.0) + time.perf_counter() - started
-    started = time.perf_counter()
-    embeddings = np.asarray(embed_windows(feats), dtype=np.float32)
-    timings["network"] = timings.get("network", 0.0) + time.perf_counter() - started
-    if embeddings.shape != (len(plan), engine.model.embedding_size):
-        raise ValueError(f"embed_windows returned {embeddings.shape} for {len(plan)} windows")
+    # In batches: the features of an hour are 230 MB at once, and an owner that runs the network
+    # for several callers serves others between two batches instead of once per hour.
+    size = engine.model.embedding_size
+    embeddings = np.zeros((len(plan), size), dtype=np.float32)
+    for first in range(0, len(plan), config.batch_windows):
+        started = time.perf_counter()
+        part = WindowPlan(plan.bounds[first : first + config.batch_windows], plan.region[first : first + config.batch_windows],
+                          plan.regions)
+        feats = window_features(x, part, engine.frontend)
+        timings["front_end"] += time.perf_counter() - started
+        started = time.perf_counter()
+        rows = np.asarray(embed_windows(feats), dtype=np.float32)
+        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - started
+        if rows.shape != (len(part), size):
+            raise ValueError(f"embed_windows returned {rows.shape} for {len(part)} windows")
+        embeddings[first : first + len(part)] = rows
     return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
                             samples=x)
 

@@ -119,6 +119,20 @@ def test_it_refuses_an_embedder_that_returns_the_wrong_shape(clips):
         diarize(samples, RATE, lambda feats: np.zeros((len(feats), 10)))
 
 
+def test_it_hands_the_network_at_most_a_batch_of_windows_per_call(clips):
+    samples, _ = conversation(clips, [f"a_snt{i}" for i in range(1, 4)], [0.0, 0.0, 0.0])
+    calls: list[int] = []
+
+    def embed(feats):
+        calls.append(len(feats))
+        assert all(f.shape[1] == 80 for f in feats)
+        return np.tile(np.eye(1, 192, dtype=np.float32), (len(feats), 1))
+
+    result = diarize(samples, RATE, embed, config=DiarizationConfig(batch_windows=4))
+    assert max(calls[:-1]) <= 4  # the last call is the voiceprints, one per cluster
+    assert sum(calls[:-1]) == result.windows and calls[-1] == len(result.clusters) == 1
+
+
 # --- windows, clustering, smoothing (no network) --------------------------------------------------
 
 def test_windows_stay_inside_each_stretch_of_speech():
