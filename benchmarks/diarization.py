@@ -459,7 +459,8 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
                                           first_speech_s=[c.first_s for c in d.clusters])
                     labels = {n.cluster: n.label for n in names}
                 else:
-                    cfg = dataclasses.replace(config, stop_distance=params[0], min_cluster_s=params[1])
+                    cfg = dataclasses.replace(config, stop_distance=params[0], stop_distance_narrowband=params[0],
+                                              min_cluster_s=params[1])
                     d = diarize_embedded(windows, None, engine=embedder.config, config=cfg)
                     labels = {c.cluster: f"cluster-{c.cluster}" for c in d.clusters}
                 score(tally, conversation, known, d, labels)
@@ -468,9 +469,10 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
     return out
 
 
-def print_fit(results: dict, grid_points: list[tuple[float, float]]) -> tuple[float, float]:
+def print_fit(results: dict, grid_points: list[tuple[float, float]]) -> tuple[float, float, float]:
     print("\nFit of the stopping rule on TRAIN conversations (DER collar +-0.25 s, all four conditions pooled):")
-    print("| stop_distance | min_cluster_s | DER clean | DER tel | DER clean ov | DER tel ov | mean | count error |")
+    print("| stop_distance | min_cluster_s | " + " | ".join(f"DER {c} ov {int(o * 100)}%" for c, o in CONDITIONS)
+          + " | mean | count error |")
     print("|---|---|---|---|---|---|---|---|")
     best, best_value = grid_points[0], np.inf
     for p in grid_points:
@@ -481,12 +483,23 @@ def print_fit(results: dict, grid_points: list[tuple[float, float]]) -> tuple[fl
               + f" | {100 * mean:.1f}% | {np.mean(np.abs(counts)):.2f} |")
         if mean < best_value:
             best, best_value = p, mean
-    print(f"best: stop_distance={best[0]}, min_cluster_s={best[1]} (mean DER {100 * best_value:.1f}%)")
-    for channel in ("clean", "telephone"):
-        chosen = [c for c in CONDITIONS if c[0] == channel]
-        values = {p: float(np.mean([abs(results[c][p].der25) for c in chosen])) for p in grid_points}
-        p = min(values, key=values.get)
-        print(f"  {channel} alone: best stop_distance={p[0]}, min_cluster_s={p[1]} (mean DER {100 * values[p]:.1f}%)")
+    print(f"one threshold for both: stop_distance={best[0]}, min_cluster_s={best[1]} (mean DER {100 * best_value:.1f}%)")
+    # one threshold per band (the engine picks by the recording's measured bandwidth), min_cluster_s shared
+    joint = {}
+    for smallest in sorted({p[1] for p in grid_points}):
+        picks, total = {}, 0.0
+        for channel in ("clean", "telephone"):
+            chosen = [c for c in CONDITIONS if c[0] == channel]
+            values = {p[0]: float(np.mean([abs(results[c][p].der25) for c in chosen]))
+                      for p in grid_points if p[1] == smallest}
+            picks[channel] = min(values, key=values.get)
+            total += values[picks[channel]] / 2
+        joint[smallest] = (picks, total)
+    smallest = min(joint, key=lambda k: joint[k][1])
+    picks, total = joint[smallest]
+    print(f"per band: stop_distance={picks['clean']} (wideband), stop_distance_narrowband={picks['telephone']}, "
+          f"min_cluster_s={smallest} (mean DER {100 * total:.1f}%)")
+    best = (picks["clean"], picks["telephone"], smallest)
     return best
 
 
@@ -562,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="fit the stopping rule on TRAIN conversations first")
     parser.add_argument("--fit-conversations", type=int, default=30)
     parser.add_argument("--stop-distance", type=float, help="override the configured stopping threshold")
+    parser.add_argument("--stop-distance-narrowband", type=float)
     parser.add_argument("--min-cluster-s", type=float, help="override the configured smallest cluster")
     parser.add_argument("--window-s", type=float)
     parser.add_argument("--hop-s", type=float)
@@ -576,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = DiarizationConfig()
     overrides = {k: v for k, v in (("stop_distance", args.stop_distance), ("min_cluster_s", args.min_cluster_s),
+                                   ("stop_distance_narrowband", args.stop_distance_narrowband),
                                    ("window_s", args.window_s), ("hop_s", args.hop_s),
                                    ("voiceprint_s", args.voiceprint_s)) if v is not None}
     config = dataclasses.replace(config, **overrides)
@@ -585,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         points = [(round(s, 3), m) for s in np.arange(0.5, 0.801, 0.025) for m in (0.0, 1.0, 2.0)]
         results = run_split(args, "train", embedder, config, conversations=args.fit_conversations, fit_grid=points)
         best = print_fit(results, points)
-        config = dataclasses.replace(config, stop_distance=best[0], min_cluster_s=best[1])
+        config = dataclasses.replace(config, stop_distance=best[0], stop_distance_narrowband=best[1],
+                                     min_cluster_s=best[2])
     if not args.skip_heldout:
         results = run_split(args, "heldout", embedder, config, conversations=args.conversations)
         print_table(results, "heldout")

@@ -116,8 +116,9 @@ class DiarizationConfig:
     within each stretch of speech; a stretch shorter than ``window_s`` is one window if it holds
     ``min_window_s``, and takes its neighbours' speaker otherwise. Windows are clustered
     agglomeratively (average linkage on the cosine distance) until the closest clusters are
-    ``stop_distance`` apart, a threshold fitted on conversations of the calibration set's train
-    speakers (benchmarks/diarization.py). A cluster with less than ``min_cluster_s`` of speech
+    ``stop_distance`` apart (``stop_distance_narrowband`` when the recording's speech reaches no
+    higher than a telephone band: narrowband voices sit closer together), thresholds fitted on
+    conversations of the calibration set's train speakers (benchmarks/diarization.py --fit). A cluster with less than ``min_cluster_s`` of speech
     joins its nearest cluster. Frames then go to the cluster their covering windows are closest
     to, and a run shorter than ``min_turn_s`` takes its neighbours' speaker. ``max_speakers``
     caps the clusters when the caller gives no count.
@@ -126,7 +127,8 @@ class DiarizationConfig:
     window_s: float = 1.5
     hop_s: float = 0.75
     min_window_s: float = 0.5
-    stop_distance: float = 0.6
+    stop_distance: float = 0.775
+    stop_distance_narrowband: float = 0.625
     min_cluster_s: float = 2.0
     min_turn_s: float = 0.5
     max_speakers: int = 20
@@ -150,8 +152,9 @@ class DiarizationConfig:
             raise ValueError(f"hop_s={self.hop_s} must be in (0, window_s={self.window_s}]")
         if not 0.0 < self.min_window_s <= self.window_s:
             raise ValueError(f"min_window_s={self.min_window_s} must be in (0, window_s={self.window_s}]")
-        if not 0.0 < self.stop_distance < 2.0:
-            raise ValueError(f"stop_distance={self.stop_distance}: a cosine distance in (0, 2)")
+        for name in ("stop_distance", "stop_distance_narrowband"):
+            if not 0.0 < getattr(self, name) < 2.0:
+                raise ValueError(f"{name}={getattr(self, name)}: a cosine distance in (0, 2)")
         if self.max_speakers < 1:
             raise ValueError(f"max_speakers={self.max_speakers}: at least 1")
         if self.batch_windows < 1:

@@ -18,6 +18,7 @@ from inference.diarization import clustering, refinement
 from inference.diarization.clustering import ClusteringFigures, unit_rows
 from inference.diarization.windows import WindowPlan, frame_owners, plan_windows, window_features
 from inference.errors import NoSpeechError
+from inference.quality_calibration import NARROWBAND_HZ
 
 EmbedWindows = Callable[[Sequence[np.ndarray]], np.ndarray]
 
@@ -153,8 +154,10 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     owners = frame_owners(plan, len(speech), frame_s)
     owned_s = np.bincount(owners[(owners >= 0) & speech], minlength=len(plan)) * frame_s
 
+    narrowband = windows.report.bandwidth_hz < NARROWBAND_HZ
+    stop = config.stop_distance_narrowband if narrowband else config.stop_distance
     labels, last, following = clustering.agglomerate(
-        emb, stop_distance=config.stop_distance, num_speakers=num_speakers,
+        emb, stop_distance=stop, num_speakers=num_speakers,
         max_speakers=max_speakers if max_speakers is not None else config.max_speakers)
     found = int(labels.max()) + 1
     absorbed = 0
@@ -196,7 +199,7 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
         segments=tuple(segments), clusters=tuple(clusters), overlaps=overlaps,
         duration_s=round(windows.report.duration_s, 3), speech_s=round(float(np.sum(frame_lab >= 0) * frame_s), 3),
         snr_db=windows.report.snr_db, bandwidth_hz=windows.report.bandwidth_hz, windows=len(plan),
-        clustering=ClusteringFigures(clusters_found=found, stop_distance=config.stop_distance, last_merge=last,
+        clustering=ClusteringFigures(clusters_found=found, stop_distance=stop, last_merge=last,
                                      next_merge=following, absorbed=absorbed),
         timings_s=timings)
 
