@@ -436,6 +436,8 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
             raise SystemExit(f"no shipped calibration for {embedder.model_version}")
     known = {s.name for s in pool if s.known}
     for channel, overlap in CONDITIONS:
+        if args.channel and channel != args.channel:
+            continue
         tallies = {p: Tally() for p in (fit_grid or [None])}
         for i in range(conversations):
             key = f"{split}-{args.seed}-{i}"
@@ -577,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-distance", type=float, help="override the configured stopping threshold")
     parser.add_argument("--stop-distance-narrowband", type=float)
     parser.add_argument("--min-cluster-s", type=float, help="override the configured smallest cluster")
+    parser.add_argument("--overlap-distance", type=float, help="flag overlapped windows (off by default)")
     parser.add_argument("--window-s", type=float)
     parser.add_argument("--hop-s", type=float)
     parser.add_argument("--thin", type=int, default=1,
@@ -584,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voiceprint-s", type=float, help="0: identify clusters by their mean window embedding")
     parser.add_argument("--rtf-minutes", type=float, default=10.0, help="0 skips the real-time factor")
     parser.add_argument("--skip-heldout", action="store_true")
+    parser.add_argument("--channel", choices=("clean", "telephone"), help="only this channel")
     args = parser.parse_args(argv)
 
     from inference.embedder import Embedder
@@ -591,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     config = DiarizationConfig()
     overrides = {k: v for k, v in (("stop_distance", args.stop_distance), ("min_cluster_s", args.min_cluster_s),
                                    ("stop_distance_narrowband", args.stop_distance_narrowband),
-                                   ("window_s", args.window_s), ("hop_s", args.hop_s),
+                                   ("window_s", args.window_s), ("overlap_distance", args.overlap_distance), ("hop_s", args.hop_s),
                                    ("voiceprint_s", args.voiceprint_s)) if v is not None}
     config = dataclasses.replace(config, **overrides)
     embedder = Embedder.load(EngineConfig(threads=args.threads))

@@ -132,12 +132,13 @@ class DiarizationConfig:
     min_cluster_s: float = 2.0
     min_turn_s: float = 0.5
     max_speakers: int = 20
-    # A window is flagged as overlapped speech when its embedding is this far (cosine distance)
-    # from its own cluster's centroid and the second centroid is within ``overlap_ratio`` times
-    # that distance. A weak hint, measured on train conversations with 10% overlap: precision
-    # 0.67, recall 0.25 of the windows holding 30% overlap or more (embedding distances separate
-    # them with an AUC of 0.75 only); such frames stay with one speaker in the segments.
-    overlap_distance: float = 0.4
+    # With ``overlap_distance`` set, a window is flagged as overlapped speech when its embedding
+    # is that far (cosine distance) from its own cluster's centroid and the second centroid is
+    # within ``overlap_ratio`` times that distance. Off by default: embedding distances tell
+    # windows holding overlap apart with an AUC of 0.75 only (train conversations with 10%
+    # overlap), and at 0.4 / 1.5 the flags were right 27-44% of the time on held-out
+    # conversations and found 8% of the overlapped speech (benchmarks/diarization.py).
+    overlap_distance: float | None = None
     overlap_ratio: float = 1.5
     # A cluster's voiceprint: the network on up to this much of its speech, longest turns first,
     # each turn trimmed by ``voiceprint_trim_s`` where another speaker follows without a pause

@@ -49,7 +49,8 @@ class Diarization:
 
     ``segments``: ``[(start_s, end_s, cluster), ...]`` in time order, pauses left out; clusters are
     numbered 0, 1, ... in the order they first speak. ``overlaps``: ``[(start_s, end_s), ...]``
-    stretches flagged as two voices at once (their frames stay with one cluster in ``segments``).
+    stretches flagged as two voices at once when ``DiarizationConfig.overlap_distance`` is set (a
+    weak hint; their frames stay with one cluster in ``segments``).
     ``snr_db`` and ``bandwidth_hz`` are the whole recording's (the probe side of an identification).
     """
 
@@ -207,7 +208,7 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
 def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.ndarray, config: DiarizationConfig,
               frames: int, frame_s: float, speech: np.ndarray) -> tuple[tuple[float, float], ...]:
     """Stretches covered only by windows that sit between two centroids, far from their own."""
-    if cents.shape[0] < 2 or len(plan) == 0:
+    if config.overlap_distance is None or cents.shape[0] < 2 or len(plan) == 0:
         return ()
     distance = 1.0 - emb @ cents.T  # (N, K)
     ranked = np.sort(distance, axis=1)
