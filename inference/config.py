@@ -115,6 +115,60 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DiarizationConfig:
+    """Who spoke when (see :mod:`inference.diarization`). Durations in seconds.
+
+    Speech (the VAD of ``EngineConfig.vad``) is cut into ``window_s`` windows every ``hop_s``
+    within each stretch of speech; a stretch shorter than ``window_s`` is one window if it holds
+    ``min_window_s``, and takes its neighbours' speaker otherwise. Windows are clustered
+    agglomeratively (average linkage on the cosine distance) until the closest clusters are
+    ``stop_distance`` apart (``stop_distance_narrowband`` when the recording's speech reaches no
+    higher than a telephone band: narrowband voices sit closer together), thresholds fitted on
+    conversations of the calibration set's train speakers (benchmarks/diarization.py --fit). A cluster with less than ``min_cluster_s`` of speech
+    joins its nearest cluster. Frames then go to the cluster their covering windows are closest
+    to, and a run shorter than ``min_turn_s`` takes its neighbours' speaker. ``max_speakers``
+    caps the clusters when the caller gives no count.
+    """
+
+    window_s: float = 1.5
+    hop_s: float = 0.75
+    min_window_s: float = 0.5
+    stop_distance: float = 0.775
+    stop_distance_narrowband: float = 0.625
+    min_cluster_s: float = 2.0
+    min_turn_s: float = 0.5
+    max_speakers: int = 20
+    # With ``overlap_distance`` set, a window is flagged as overlapped speech when its embedding
+    # is that far (cosine distance) from its own cluster's centroid and the second centroid is
+    # within ``overlap_ratio`` times that distance. Off by default: embedding distances tell
+    # windows holding overlap apart with an AUC of 0.75 only (train conversations with 10%
+    # overlap), and at 0.4 / 1.5 the flags were right 27-44% of the time on held-out
+    # conversations and found 8% of the overlapped speech (benchmarks/diarization.py).
+    overlap_distance: float | None = None
+    overlap_ratio: float = 1.5
+    # A cluster's voiceprint: the network on up to this much of its speech, longest turns first,
+    # each turn trimmed by ``voiceprint_trim_s`` where another speaker follows without a pause
+    # (0: the mean of its window embeddings instead).
+    voiceprint_s: float = 20.0
+    voiceprint_trim_s: float = 0.25
+    # Windows handed to ``embed_windows`` per call (about 2-5 s of network time each on 2 cores).
+    batch_windows: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.hop_s <= self.window_s:
+            raise ValueError(f"hop_s={self.hop_s} must be in (0, window_s={self.window_s}]")
+        if not 0.0 < self.min_window_s <= self.window_s:
+            raise ValueError(f"min_window_s={self.min_window_s} must be in (0, window_s={self.window_s}]")
+        for name in ("stop_distance", "stop_distance_narrowband"):
+            if not 0.0 < getattr(self, name) < 2.0:
+                raise ValueError(f"{name}={getattr(self, name)}: a cosine distance in (0, 2)")
+        if self.max_speakers < 1:
+            raise ValueError(f"max_speakers={self.max_speakers}: at least 1")
+        if self.batch_windows < 1:
+            raise ValueError(f"batch_windows={self.batch_windows}: at least 1")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs. ``model_dir`` holds the converted model + manifest."""
 

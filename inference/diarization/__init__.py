@@ -1,0 +1,35 @@
+"""Who spoke when: a long recording segmented by speaker, each speaker a cluster to identify.
+
+``diarize(samples, rate, embed_windows)`` finds the speakers (their number is found, or given)
+and their turns; :func:`name_clusters` then names each cluster after an enrolled speaker with the
+caller's calibrated scores, one-to-one, or ``unknown-k``. Modules by concern: :mod:`.windows`
+(where the windows lie), :mod:`.clustering` (agglomerative, the stopping rule),
+:mod:`.refinement` (frames, islands, turns), :mod:`.naming` (open-set naming), :mod:`.pipeline`
+(the orchestrator).
+"""
+from __future__ import annotations
+
+from inference.diarization.clustering import ClusteringFigures
+from inference.diarization.naming import ClusterName, name_clusters
+from inference.diarization.pipeline import (
+    Diarization,
+    EmbedWindows,
+    SpeakerCluster,
+    WindowEmbeddings,
+    diarize,
+    diarize_embedded,
+    embed_recording,
+)
+
+__all__ = [
+    "ClusterName",
+    "ClusteringFigures",
+    "Diarization",
+    "EmbedWindows",
+    "SpeakerCluster",
+    "WindowEmbeddings",
+    "diarize",
+    "diarize_embedded",
+    "embed_recording",
+    "name_clusters",
+]

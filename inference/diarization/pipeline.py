@@ -1,0 +1,267 @@
+"""The orchestrator: samples -> VAD -> windows -> embeddings (the caller's network) -> clusters -> turns.
+
+The network runs only through ``embed_windows``, the one callable the caller passes in (in the
+service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
+twice: once for the windows, once for the clusters' voiceprints. Everything else is numpy.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference import audio, features, vad
+from inference.config import DiarizationConfig, EngineConfig
+from inference.diarization import clustering, refinement
+from inference.diarization.clustering import ClusteringFigures, unit_rows
+from inference.diarization.windows import WindowPlan, frame_owners, plan_windows, window_features
+from inference.errors import NoSpeechError
+from inference.quality_calibration import NARROWBAND_HZ
+
+EmbedWindows = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SpeakerCluster:
+    """One speaker found in the recording (not yet named).
+
+    ``voiceprint`` is the ``(192,)`` unit embedding to identify it with: the network on up to
+    ``DiarizationConfig.voiceprint_s`` of its speech, its longest turns first (or, with
+    ``voiceprint_s=0``, the mean of its windows). ``voiceprint_speech_s`` is the speech that went
+    into it, ``speech_s`` all its speech. ``cohesion``: mean cosine of its windows to their mean.
+    """
+
+    cluster: int
+    speech_s: float
+    turns: int
+    first_s: float
+    voiceprint: np.ndarray
+    voiceprint_speech_s: float
+    windows: int
+    cohesion: float
+
+
+@dataclass(frozen=True)
+class Diarization:
+    """Who spoke when.
+
+    ``segments``: ``[(start_s, end_s, cluster), ...]`` in time order, pauses left out; clusters are
+    numbered 0, 1, ... in the order they first speak. ``overlaps``: ``[(start_s, end_s), ...]``
+    stretches flagged as two voices at once when ``DiarizationConfig.overlap_distance`` is set (a
+    weak hint; their frames stay with one cluster in ``segments``).
+    ``snr_db`` and ``bandwidth_hz`` are the whole recording's (the probe side of an identification).
+    """
+
+    segments: tuple[tuple[float, float, int], ...]
+    clusters: tuple[SpeakerCluster, ...]
+    overlaps: tuple[tuple[float, float], ...]
+    duration_s: float
+    speech_s: float
+    snr_db: float
+    bandwidth_hz: float
+    windows: int
+    clustering: ClusteringFigures
+    timings_s: dict[str, float]
+
+
+@dataclass(frozen=True)
+class WindowEmbeddings:
+    """What the network said about one recording's windows (a benchmark caches this)."""
+
+    plan: WindowPlan
+    embeddings: np.ndarray  # (N, 192)
+    speech: np.ndarray  # (F,) bool VAD frames
+    frame_s: float
+    report: vad.SpeechReport
+    samples: np.ndarray  # 16 kHz float32, DC removed
+
+
+def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
+                    engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
+                    timings: dict[str, float] | None = None) -> WindowEmbeddings:
+    """VAD, windows and their embeddings. Raises :class:`NoSpeechError` without a window of speech."""
+    timings = {} if timings is None else timings
+    started = time.perf_counter()
+    rate = engine.audio.sample_rate
+    x = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, rate)
+    x = x - np.float32(x.mean()) if x.size else x
+    speech, report = vad.detect_speech(x, rate, engine.vad)
+    frame_s = engine.vad.frame_ms / 1000.0
+    plan = plan_windows(report.segments, config)
+    if len(plan) == 0:
+        raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
+                            speech_s=round(report.speech_s, 3), min_window_s=config.min_window_s)
+    timings["front_end"] = timings.get("front_end", 0.0) + time.perf_counter() - started
+    # In batches: the features of an hour are 230 MB at once, and an owner that runs the network
+    # for several callers serves others between two batches instead of once per hour.
+    size = engine.model.embedding_size
+    embeddings = np.zeros((len(plan), size), dtype=np.float32)
+    for first in range(0, len(plan), config.batch_windows):
+        started = time.perf_counter()
+        part = WindowPlan(plan.bounds[first : first + config.batch_windows], plan.region[first : first + config.batch_windows],
+                          plan.regions)
+        feats = window_features(x, part, engine.frontend)
+        timings["front_end"] += time.perf_counter() - started
+        started = time.perf_counter()
+        rows = np.asarray(embed_windows(feats), dtype=np.float32)
+        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - started
+        if rows.shape != (len(part), size):
+            raise ValueError(f"embed_windows returned {rows.shape} for {len(part)} windows")
+        embeddings[first : first + len(part)] = rows
+    return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
+                            samples=x)
+
+
+def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
+            engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
+            num_speakers: int | None = None, max_speakers: int | None = None) -> Diarization:
+    """Who spoke when in a mono recording at any rate (resampled to the engine's rate).
+
+    Parameters
+    ----------
+    embed_windows
+        ``[(T_i, 80) features] -> (N, 192)`` unit rows: the network, run by whoever owns it.
+    num_speakers
+        The number of speakers when the caller knows it (else it is found).
+    max_speakers
+        At most this many speakers (default ``config.max_speakers``).
+
+    Raises
+    ------
+    NoSpeechError
+        No stretch of speech long enough for one window.
+    """
+    timings: dict[str, float] = {}
+    windows = embed_recording(samples, sample_rate, embed_windows, engine=engine, config=config, timings=timings)
+    return diarize_embedded(windows, embed_windows, engine=engine, config=config, num_speakers=num_speakers,
+                            max_speakers=max_speakers, timings=timings)
+
+
+def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | None, *,
+                     engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
+                     num_speakers: int | None = None, max_speakers: int | None = None,
+                     timings: dict[str, float] | None = None) -> Diarization:
+    """:func:`diarize` from the windows' embeddings on. Without ``embed_windows`` the voiceprints are
+    the clusters' mean window embeddings."""
+    timings = {} if timings is None else timings
+    if num_speakers is not None and num_speakers < 1:
+        raise ValueError(f"num_speakers={num_speakers}: at least 1")
+    if max_speakers is not None and max_speakers < 1:
+        raise ValueError(f"max_speakers={max_speakers}: at least 1")
+    started = time.perf_counter()
+    plan, emb, speech, frame_s = windows.plan, unit_rows(windows.embeddings.astype(np.float64)), windows.speech, windows.frame_s
+    owners = frame_owners(plan, len(speech), frame_s)
+    owned_s = np.bincount(owners[(owners >= 0) & speech], minlength=len(plan)) * frame_s
+
+    narrowband = windows.report.bandwidth_hz < NARROWBAND_HZ
+    stop = config.stop_distance_narrowband if narrowband else config.stop_distance
+    labels, last, following = clustering.agglomerate(
+        emb, stop_distance=stop, num_speakers=num_speakers,
+        max_speakers=max_speakers if max_speakers is not None else config.max_speakers)
+    found = int(labels.max()) + 1
+    absorbed = 0
+    if num_speakers is None:
+        labels, absorbed = clustering.absorb_small(emb, labels, owned_s, config.min_cluster_s)
+    count = int(labels.max()) + 1
+    cents = clustering.centroids(emb, labels, count, weights=np.maximum(owned_s, frame_s))
+    window_scores = emb @ cents.T
+
+    frame_lab = refinement.frame_labels(plan, window_scores, speech, frame_s)
+    frame_lab = refinement.smooth_islands(frame_lab, int(round(config.min_turn_s / frame_s)))
+    # clusters that lost every frame to their neighbours are dropped; renumber by first speech
+    present = [c for c in dict.fromkeys(frame_lab[frame_lab >= 0].tolist())]
+    renumber = {old: new for new, old in enumerate(present)}
+    frame_lab = np.where(frame_lab >= 0, np.vectorize(lambda v: renumber.get(v, -1))(frame_lab), -1) \
+        if frame_lab.size else frame_lab
+    window_lab = np.asarray([renumber.get(int(v), -1) for v in labels], dtype=np.int64)
+    segments = refinement.segments_of(frame_lab, frame_s)
+    count = len(present)
+    cents = cents[present] if count else cents[:0]
+    overlaps = _overlaps(plan, emb, cents, window_lab, config, len(speech), frame_s, speech)
+    timings["clustering"] = timings.get("clustering", 0.0) + time.perf_counter() - started
+
+    started = time.perf_counter()
+    voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config)
+    timings["voiceprints"] = timings.get("voiceprints", 0.0) + time.perf_counter() - started
+
+    turns = refinement.turns_per_cluster(segments, count)
+    clusters = []
+    for c in range(count):
+        mine = [s for s in segments if s[2] == c]
+        members = emb[window_lab == c]
+        clusters.append(SpeakerCluster(
+            cluster=c, speech_s=round(float(np.sum(frame_lab == c) * frame_s), 3), turns=int(turns[c]),
+            first_s=mine[0][0], voiceprint=voiceprints[c], voiceprint_speech_s=round(voiceprint_s[c], 3),
+            windows=int(len(members)),
+            cohesion=float(np.mean(members @ cents[c])) if len(members) else float("nan")))
+    return Diarization(
+        segments=tuple(segments), clusters=tuple(clusters), overlaps=overlaps,
+        duration_s=round(windows.report.duration_s, 3), speech_s=round(float(np.sum(frame_lab >= 0) * frame_s), 3),
+        snr_db=windows.report.snr_db, bandwidth_hz=windows.report.bandwidth_hz, windows=len(plan),
+        clustering=ClusteringFigures(clusters_found=found, stop_distance=stop, last_merge=last,
+                                     next_merge=following, absorbed=absorbed),
+        timings_s=timings)
+
+
+def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.ndarray, config: DiarizationConfig,
+              frames: int, frame_s: float, speech: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Stretches covered only by windows that sit between two centroids, far from their own."""
+    if config.overlap_distance is None or cents.shape[0] < 2 or len(plan) == 0:
+        return ()
+    distance = 1.0 - emb @ cents.T  # (N, K)
+    ranked = np.sort(distance, axis=1)
+    flagged = (ranked[:, 0] > config.overlap_distance) & (ranked[:, 1] <= ranked[:, 0] * config.overlap_ratio)
+    hits = np.zeros(frames)
+    total = np.zeros(frames)
+    for index, (start, end) in enumerate(plan.bounds):
+        lo, hi = max(int(np.floor(start / frame_s)), 0), min(int(np.ceil(end / frame_s)), frames)
+        total[lo:hi] += 1
+        hits[lo:hi] += flagged[index]
+    mask = speech & (total > 0) & (hits == total)
+    return tuple((round(s * frame_s, 3), round(e * frame_s, 3)) for s, e, v in refinement.runs(mask.astype(np.int64))
+                 if v == 1)
+
+
+def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, int]], cents: np.ndarray, count: int,
+                 embed_windows: EmbedWindows | None, engine: EngineConfig,
+                 config: DiarizationConfig) -> tuple[list[np.ndarray], list[float]]:
+    """Each cluster's voiceprint: the network on its longest turns (up to ``voiceprint_s``), an edge
+    of ``voiceprint_trim_s`` cut where another speaker follows or precedes without a pause."""
+    means = [cents[c].astype(np.float32) for c in range(count)]
+    if embed_windows is None or config.voiceprint_s <= 0 or count == 0:
+        spoken = [sum(e - s for s, e, c in segments if c == k) for k in range(count)]
+        return means, spoken
+    rate = engine.audio.sample_rate
+    trim = config.voiceprint_trim_s
+    pieces: list[list[tuple[float, float]]] = [[] for _ in range(count)]
+    for i, (start, end, cluster) in enumerate(segments):
+        if i > 0 and segments[i - 1][2] != cluster and segments[i - 1][1] >= start - 1e-6:
+            start += trim
+        if i + 1 < len(segments) and segments[i + 1][2] != cluster and segments[i + 1][0] <= end + 1e-6:
+            end -= trim
+        if end - start >= config.min_window_s:
+            pieces[cluster].append((start, end))
+    limit = min(config.voiceprint_s, (engine.window_frames - 1) / 100.0)
+    feats, spoken = [], []
+    for cluster in range(count):
+        chosen, total = [], 0.0
+        for start, end in sorted(pieces[cluster], key=lambda p: p[0] - p[1]):
+            take = min(end - start, limit - total)
+            if take <= 0:
+                break
+            chosen.append((start, start + take))
+            total += take
+        if not chosen:  # every turn was too short to trim: the whole turns
+            chosen = [(s, e) for s, e, c in segments if c == cluster]
+            total = sum(e - s for s, e in chosen)
+            if total > limit:
+                chosen, total = chosen[:1], min(chosen[0][1] - chosen[0][0], limit)
+                chosen = [(chosen[0][0], chosen[0][0] + total)]
+        chosen.sort()
+        speech = np.concatenate([windows.samples[int(round(s * rate)) : int(round(e * rate))] for s, e in chosen])
+        feats.append(features.compute_features(speech, engine.frontend)[: engine.window_frames])
+        spoken.append(total)
+    vectors = np.asarray(embed_windows(feats), dtype=np.float32)
+    return [unit_rows(vectors[c : c + 1])[0] for c in range(count)], spoken
