@@ -33,7 +33,7 @@ import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,7 +136,23 @@ def read_source_files(source: Path) -> dict[str, bytes]:
 
 
 def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConfig()) -> EcapaTdnn:
-    """Build the MindSpore network and load every source parameter into it.
+    """Build the MindSpore ECAPA-TDNN and load every source parameter into it.
+
+    Raises
+    ------
+    ModelIntegrityError
+        A network parameter has no source, a source parameter has no place, or shapes differ.
+    """
+    from inference.ecapa import EcapaTdnn
+
+    return load_leaves(EcapaTdnn(config), state, "ECAPA-TDNN")
+
+
+def load_leaves(net: Any, state: dict[str, np.ndarray], architecture: str) -> Any:
+    """Load every source parameter of ``state`` into the leaves of ``net`` (``net.leaves()``); return ``net``.
+
+    Every network parameter must get exactly one source of the right shape and every source
+    parameter (but BatchNorm's batch counters) must land somewhere.
 
     Raises
     ------
@@ -145,9 +161,6 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
     """
     import mindspore as ms
 
-    from inference.ecapa import EcapaTdnn
-
-    net = EcapaTdnn(config)
     used: set[str] = set()
     problems: list[str] = []
     for leaf in net.leaves():
@@ -171,7 +184,8 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
     problems += [f"unexpected source parameter {k} {state[k].shape}" for k in extra]
     if problems:
         raise ModelIntegrityError(
-            f"the checkpoint does not match the ECAPA-TDNN structure ({len(problems)} problems): " + "; ".join(problems[:5]),
+            f"the checkpoint does not match the {architecture} structure ({len(problems)} problems): "
+            + "; ".join(problems[:5]),
             problems=problems,
         )
     return net
