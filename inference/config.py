@@ -202,6 +202,9 @@ class EngineConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    # CAM++ beside ECAPA (inference.campplus_model): its network and its Kaldi front end.
+    campplus: CampplusConfig = field(default_factory=CampplusConfig)
+    kaldi_fbank: KaldiFbankConfig = field(default_factory=KaldiFbankConfig)
     # The longest stretch of speech embedded in one forward pass, in feature frames (1 frame =
     # 10 ms; n seconds of speech make 100 n + 1 frames). The network runs on a dynamic time
     # axis (one compiled graph for every length), but MindSpore keeps the working memory of the
