@@ -31,8 +31,10 @@ small inputs computed in numpy by :func:`frame_inputs`:
   precomputed positions (a position past either end points at an appended zero frame);
 * the segment pooling is exact for every length: ``weights (T', S)`` holds ``1/|segment|`` for
   the frames of each of the ``S`` segments plus ``1/T'`` everywhere (so one product gives the
-  context ``mean + segment mean`` of every segment), and ``segment (T',)`` maps each frame to its
-  segment. The mask is computed once per segment, not once per frame, and gathered out.
+  context ``mean + segment mean`` of every segment), and ``expand (S, T')`` is one where a frame
+  belongs to a segment. The mask is computed once per segment, not once per frame, and copied out
+  to the frames by a product with ``expand``. Products are 2-d ``MatMul`` primitives with their
+  transposes folded in (``ops.matmul`` adds broadcasts and transposes on a dynamic axis).
 
 Shapes: ``T`` feature frames, ``F`` = 80 mel bins, ``C`` channels, ``T'`` frames after the stride.
 """
@@ -211,9 +213,9 @@ class CamDenseLayer(_Leaf):
         "b1": (_bn_names("nonlinear2.batchnorm"), _bn_shift),
         "local": (("cam_layer.linear_local.weight",), _taps_stacked),
         "ctx_w1": (("cam_layer.linear1.weight",), lambda w: w[:, :, 0]),
-        "ctx_b1": (("cam_layer.linear1.bias",), lambda b: b[:, None]),
+        "ctx_b1": (("cam_layer.linear1.bias",), _identity),
         "ctx_w2": (("cam_layer.linear2.weight",), lambda w: w[:, :, 0]),
-        "ctx_b2": (("cam_layer.linear2.bias",), lambda b: b[:, None]),
+        "ctx_b2": (("cam_layer.linear2.bias",), _identity),
     }
 
     def __init__(self, prefix: str, in_channels: int, bottleneck: int, growth: int, kernel: int, reduction: int) -> None:
@@ -227,10 +229,14 @@ class CamDenseLayer(_Leaf):
         self.b1 = _param((bottleneck,), "b1")
         self.local = _param((kernel * growth, bottleneck, 1, 1), "local")
         self.ctx_w1 = _param((bottleneck // reduction, bottleneck), "ctx_w1")
-        self.ctx_b1 = _param((bottleneck // reduction, 1), "ctx_b1")
+        self.ctx_b1 = _param((bottleneck // reduction,), "ctx_b1")
         self.ctx_w2 = _param((growth, bottleneck // reduction), "ctx_w2")
-        self.ctx_b2 = _param((growth, 1), "ctx_b2")
+        self.ctx_b2 = _param((growth,), "ctx_b2")
         self.zero = ms.Tensor(np.zeros((1, growth, 1, 1), dtype=np.float32))
+        # 2-d products without the batch machinery of ops.matmul (broadcasts and transposes on a dynamic axis)
+        self.matmul_tt = ops.MatMul(transpose_a=True, transpose_b=True)
+        self.matmul_nt = ops.MatMul(transpose_b=True)
+        self.matmul_tn = ops.MatMul(transpose_a=True)
 
     def source_shapes(self) -> dict[str, tuple[int, ...]]:
         bottleneck, in_ch = self.w1.shape[:2]
@@ -247,9 +253,9 @@ class CamDenseLayer(_Leaf):
         }
 
     def construct(self, x: ms.Tensor, left: ms.Tensor, right: ms.Tensor, weights: ms.Tensor,
-                  segment: ms.Tensor) -> ms.Tensor:
+                  expand: ms.Tensor) -> ms.Tensor:
         """``x (1, C_in, 1, T')``; ``left``/``right`` ``(T',)`` positions of ``t -/+ d`` (``T'`` past either
-        end: the zero frame); ``weights (T', S)``, ``segment (T',)`` (see the module's docstring).
+        end: the zero frame); ``weights (T', S)``, ``expand (S, T')`` (see the module's docstring).
         Returns ``(1, growth, 1, T')``."""
         h = ops.relu(_scale_channels(x, self.bn_scale, self.bn_shift))
         h = ops.relu(ops.conv2d(h, self.w1, self.b1))  # (1, B, 1, T')
@@ -257,10 +263,10 @@ class CamDenseLayer(_Leaf):
         before = ops.gather(ops.concat((taps[0], self.zero), axis=3), left, 3)
         after = ops.gather(ops.concat((taps[2], self.zero), axis=3), right, 3)
         local = before + taps[1] + after
-        context = ops.matmul(ops.reshape(h, (h.shape[1], -1)), weights)  # (B, S): mean + segment mean
-        gate = ops.relu(ops.matmul(self.ctx_w1, context) + self.ctx_b1)
-        mask = ops.sigmoid(ops.matmul(self.ctx_w2, gate) + self.ctx_b2)  # (growth, S)
-        return local * ops.reshape(ops.gather(mask, segment, 1), (1, self.growth, 1, -1))
+        context = self.matmul_tt(weights, ops.reshape(h, (h.shape[1], -1)))  # (S, B): mean + segment mean
+        gate = ops.relu(ops.bias_add(self.matmul_nt(context, self.ctx_w1), self.ctx_b1))
+        mask = ops.sigmoid(ops.bias_add(self.matmul_nt(gate, self.ctx_w2), self.ctx_b2))  # (S, growth)
+        return local * ops.reshape(self.matmul_tn(mask, expand), (1, self.growth, 1, -1))
 
 
 class Transit(_Leaf):
@@ -357,7 +363,7 @@ class CamPlusPlus(nn.Cell):
     shifts : ``(2 * len(dilations), T')`` int32, positions of ``t - d`` and ``t + d`` per block
         (``T'`` where that falls outside the utterance).
     weights : ``(T', S)`` float32, ``1/|segment|`` on each frame's segment plus ``1/T'``.
-    segment : ``(T',)`` int32, each frame's segment.
+    expand : ``(S, T')`` float32, one where frame ``t`` is in segment ``s``.
 
     Returns ``(1, embedding_size)`` float32.
     """
@@ -384,12 +390,12 @@ class CamPlusPlus(nn.Cell):
         self.out = BnRelu("xvector.out_nonlinear", channels)
         self.dense = Embedding("xvector.dense", 2 * channels, config.embedding_size)
 
-    def construct(self, feats: ms.Tensor, shifts: ms.Tensor, weights: ms.Tensor, segment: ms.Tensor) -> ms.Tensor:
+    def construct(self, feats: ms.Tensor, shifts: ms.Tensor, weights: ms.Tensor, expand: ms.Tensor) -> ms.Tensor:
         x = self.tdnn(self.head(feats))
         for b in range(len(self.blocks)):
             left, right = shifts[2 * b], shifts[2 * b + 1]
             for layer in self.blocks[b]:
-                x = ops.concat((x, layer(x, left, right, weights, segment)), axis=1)
+                x = ops.concat((x, layer(x, left, right, weights, expand)), axis=1)
             x = self.transits[b](x)
         return self.dense(_stats_pool(self.out(x)))
 
@@ -404,7 +410,7 @@ def dynamic_inputs(config: CampplusConfig = CampplusConfig()) -> tuple[ms.Tensor
         ms.Tensor(shape=[1, 1, config.input_size, None], dtype=ms.float32),
         ms.Tensor(shape=[2 * len(config.dilations), None], dtype=ms.int32),
         ms.Tensor(shape=[None, None], dtype=ms.float32),
-        ms.Tensor(shape=[None], dtype=ms.int32),
+        ms.Tensor(shape=[None, None], dtype=ms.float32),
     )
 
 
@@ -421,23 +427,26 @@ def zero_padded_index(frames: int, offset: int) -> np.ndarray:
 
 
 def segment_inputs(frames: int, segment_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """``weights (T', S)`` float32 and ``segment (T',)`` int32 of the CAM context for ``T'`` frames.
+    """``weights (T', S)`` and ``expand (S, T')`` float32 of the CAM context for ``T'`` frames.
 
     Frame ``t`` belongs to segment ``t // segment_frames``; the last segment may be shorter and
     is averaged over the frames it has (PyTorch's ``avg_pool1d(ceil_mode=True)`` without
-    padding). ``x @ weights`` is then ``mean(x) + mean of each segment``.
+    padding). ``x @ weights`` is then ``mean(x) + mean of each segment``, and ``m @ expand``
+    copies each segment's column of ``m`` out to its frames.
     """
-    segment = (np.arange(frames) // segment_frames).astype(np.int32)
+    segment = np.arange(frames) // segment_frames
     counts = np.bincount(segment)
     weights = np.full((frames, counts.size), 1.0 / frames)
     weights[np.arange(frames), segment] += 1.0 / counts[segment]
-    return weights.astype(np.float32), segment
+    expand = np.zeros((counts.size, frames), dtype=np.float32)
+    expand[segment, np.arange(frames)] = 1.0
+    return weights.astype(np.float32), expand
 
 
 def frame_inputs(features: np.ndarray, config: CampplusConfig = CampplusConfig()) -> tuple[np.ndarray, ...]:
     """The network inputs for one utterance's normalised features ``(T, F)`` (``T >= 3``).
 
-    Returns ``feats (1, 1, F, T)``, ``shifts (2 * blocks, T')``, ``weights (T', S)``, ``segment (T',)``.
+    Returns ``feats (1, 1, F, T)``, ``shifts (2 * blocks, T')``, ``weights (T', S)``, ``expand (S, T')``.
     """
     frames = features.shape[0]
     if frames < 3:
@@ -445,5 +454,5 @@ def frame_inputs(features: np.ndarray, config: CampplusConfig = CampplusConfig()
     strided = strided_frames(frames)
     feats = np.ascontiguousarray(features.T, dtype=np.float32)[None, None]
     shifts = np.stack([zero_padded_index(strided, sign * d) for d in config.dilations for sign in (-1, 1)])
-    weights, segment = segment_inputs(strided, config.segment_frames)
-    return feats, shifts, weights, segment
+    weights, expand = segment_inputs(strided, config.segment_frames)
+    return feats, shifts, weights, expand

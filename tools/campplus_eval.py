@@ -140,6 +140,34 @@ class Engines:
                                   dataclasses.asdict(config.frontend), dataclasses.asdict(config.kaldi_fbank),
                                   config.window_frames, config.campplus.window_frames], sort_keys=True, default=str)
         self.key = hashlib.sha256(config_json.encode()).hexdigest()[:16]
+        self.known_ecapa: dict[str, np.ndarray] = {}
+        self._report_cache: tuple[Path, float] | None = None
+
+    def reuse_ecapa(self, report_cache: Path, files: dict[str, Path]) -> dict[str, np.ndarray]:
+        """ECAPA's vectors from ``tools.calibration_report``'s cache (the same engine path), if a spot check of
+        three of them against this process's ECAPA agrees bit for bit; else nothing."""
+        if not report_cache.is_file():
+            return {}
+        with np.load(report_cache, allow_pickle=False) as data:
+            vectors = dict(zip(data["names"].tolist(), data["vectors"]))
+        for path in [p for p in files if p in vectors][:3]:
+            mine = self.ecapa.embed(files[path].read_bytes()).vector
+            if not np.array_equal(mine, vectors[path]):
+                logger.warning("%s holds other ECAPA vectors than this engine's: not used", report_cache)
+                return {}
+        logger.info("ECAPA: %d vectors taken from %s", len(vectors), report_cache)
+        self._report_cache = (report_cache, report_cache.stat().st_mtime)
+        return vectors
+
+    def refresh_ecapa(self) -> None:
+        """Take the vectors ``tools.calibration_report`` added since (it may be running beside this)."""
+        if self._report_cache is None:
+            return
+        path, mtime = self._report_cache
+        if path.is_file() and path.stat().st_mtime != mtime:
+            with np.load(path, allow_pickle=False) as data:
+                self.known_ecapa.update(zip(data["names"].tolist(), data["vectors"]))
+            self._report_cache = (path, path.stat().st_mtime)
 
     def embed(self, data: bytes, cache: Cache, path: str) -> None:
         """One file into ``cache``: prepared once, then each network (each may refuse on its own)."""
@@ -153,8 +181,11 @@ class Engines:
         cache.quality[path] = [prepared.duration_s, prepared.speech_s, q.snr_db, q.speech_level_dbfs,
                                q.clipping_ratio, q.bandwidth_hz]
         try:
-            cache.vectors["ecapa"][path] = self.ecapa.finish(
-                prepared, self.ecapa.forward(self.ecapa.features(prepared))).vector
+            if path in self.known_ecapa:
+                cache.vectors["ecapa"][path] = self.known_ecapa[path]
+            else:
+                cache.vectors["ecapa"][path] = self.ecapa.finish(
+                    prepared, self.ecapa.forward(self.ecapa.features(prepared))).vector
         except InferenceError as exc:
             cache.refused["ecapa"][path] = exc.code
         try:
@@ -164,14 +195,15 @@ class Engines:
 
 
 def embed_files(engines: Engines, files: dict[str, Path], cache_path: Path) -> Cache:
-    """Embed every ``{key: file}`` not yet in ``cache_path``; the cache is written every 200 files."""
+    """Embed every ``{key: file}`` (in its order) not yet in ``cache_path``; the cache is written every 25 files."""
     cache = Cache.read(cache_path, engines.key)
-    todo = [k for k in sorted(files) if not cache.done(k)]
+    todo = [k for k in files if not cache.done(k)]
     started = time.monotonic()
     for done, key in enumerate(todo, start=1):
         engines.embed(files[key].read_bytes(), cache, key)
-        if done % 200 == 0 or done == len(todo):
+        if done % 25 == 0 or done == len(todo):
             cache.write(cache_path)
+            engines.refresh_ecapa()
             logger.info("%s: %d of %d new files (%.0f s)", cache_path.name, done, len(todo), time.monotonic() - started)
     return cache
 
@@ -179,8 +211,27 @@ def embed_files(engines: Engines, files: dict[str, Path], cache_path: Path) -> C
 # --- the lists -------------------------------------------------------------------------------------
 
 
+# The order files are embedded in, so that a partial run covers whole conditions: one or two of each group
+# on the held-out speakers, the train speakers' clean recordings (the normalisations), the other held-out
+# conditions, then the rest of the train split.
+PRIORITY = (
+    ("heldout", "clean"), ("heldout", "short_1.0s"), ("heldout", "narrowband_8k"), ("heldout", "codec_opus_8k"),
+    ("heldout", "noise_babble_5db"), ("heldout", "noise_white_10db"), ("heldout", "reverb_rt60_0.6s"),
+    ("heldout", "emotional"), ("heldout", "other_language"), ("train", "clean"), ("heldout", "short_3.0s"),
+    ("heldout", "noise_hum_10db"), ("heldout", "noise_pink_5db"), ("heldout", "narrowband_8k_both"),
+    ("heldout", "codec_mp3_16k"),
+)
+
+
+def _condition_files(lists: Path, split: str, condition: str) -> list[str]:
+    files = [p for paths in read_enrollment_sets(lists / "enrollments" / split / f"{condition}.txt").values()
+             for p in paths]
+    return files + [t.probe for t in read_set_trials(lists / "trials_dense" / split / f"{condition}.txt")]
+
+
 def calibration_files(lists: Path, audio_root: Path) -> dict[str, Path]:
-    """Every file the calibration set's lists name (what ``tools.calibration_report`` embeds), held-out first."""
+    """Every file the calibration set's lists name (what ``tools.calibration_report`` embeds), in the order
+    of :data:`PRIORITY`, then the other held-out conditions, then the rest."""
     paths: set[str] = set()
     for f in (lists / "enrollments").glob("*/*.txt"):
         for files in read_enrollment_sets(f).values():
@@ -191,13 +242,13 @@ def calibration_files(lists: Path, audio_root: Path) -> dict[str, Path]:
         enrolled, probes = read_identification_list(f)
         paths.update(p for files in enrolled.values() for p in files)
         paths.update(p for _, p in probes)
-    heldout: set[str] = set()
-    for f in (lists / "trials_dense" / "heldout").glob("*.txt"):
-        heldout.update(t.probe for t in read_set_trials(f))
-    for f in (lists / "enrollments" / "heldout").glob("*.txt"):
-        heldout.update(p for files in read_enrollment_sets(f).values() for p in files)
+    order: dict[str, int] = {}
+    conditions = list(PRIORITY) + sorted(("heldout", f.stem) for f in (lists / "trials_dense" / "heldout").glob("*.txt"))
+    for rank, (split, condition) in enumerate(conditions):
+        for p in _condition_files(lists, split, condition):
+            order.setdefault(p, rank)
     out = {}
-    for p in sorted(paths, key=lambda p: (p not in heldout, p)):
+    for p in sorted(paths, key=lambda p: (order.get(p, len(conditions)), p)):
         out[p] = next((root / p for root in (audio_root, lists) if (root / p).is_file()), audio_root / p)
     return out
 
@@ -365,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi", type=Path, help="the shared multi-speaker set (trials.txt)")
     parser.add_argument("--lists", type=Path, help="the calibration set's lists (and audio/)")
     parser.add_argument("--audio-root", type=Path, help="the calibration set's degraded audio (degraded/)")
+    parser.add_argument("--ecapa-cache", type=Path, help="tools.calibration_report's cache of ECAPA vectors of the "
+                                                         "same files, reused (after a spot check)")
     parser.add_argument("--shard", metavar="K/N", help="embed every N-th calibration file from the K-th into its "
                                                        "own cache and stop")
     args = parser.parse_args(argv)
@@ -374,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration = None
     if args.lists:
         files = calibration_files(args.lists, args.audio_root or args.lists)
+        if args.ecapa_cache:
+            engines.known_ecapa = engines.reuse_ecapa(args.ecapa_cache, files)
         if args.shard:
             k, n = (int(v) for v in args.shard.split("/"))
             share = dict(list(files.items())[k::n])

@@ -45,9 +45,11 @@ def _avg_pool_ceil(x: np.ndarray, size: int) -> np.ndarray:
 @pytest.mark.parametrize("frames", [1, 2, 99, 100, 101, 199, 200, 250, 1001])
 def test_the_segment_inputs_give_the_utterance_mean_plus_each_frames_segment_mean(frames) -> None:
     x = np.random.default_rng(frames).standard_normal((8, frames))
-    weights, segment = segment_inputs(frames, 100)
-    assert weights.shape == (frames, -(-frames // 100)) and segment.shape == (frames,)
-    context = (x @ weights.astype(np.float64))[:, segment]
+    weights, expand = segment_inputs(frames, 100)
+    segments = -(-frames // 100)
+    assert weights.shape == (frames, segments) and expand.shape == (segments, frames)
+    assert (expand.sum(axis=0) == 1).all() and set(np.unique(expand)) <= {0.0, 1.0}
+    context = (x @ weights.astype(np.float64)) @ expand  # per segment, then copied out to its frames
     expected = x.mean(axis=1, keepdims=True) + _avg_pool_ceil(x, 100)
     np.testing.assert_allclose(context, expected, rtol=1e-5, atol=1e-6)
 
@@ -62,10 +64,11 @@ def test_shifted_positions_past_either_end_point_at_the_zero_frame(offset) -> No
 
 
 def test_frame_inputs_cover_the_strided_axis_and_refuse_fewer_than_three_frames() -> None:
-    feats, shifts, weights, segment = frame_inputs(np.zeros((401, 80), np.float32))
+    feats, shifts, weights, expand = frame_inputs(np.zeros((401, 80), np.float32))
     assert feats.shape == (1, 1, 80, 401) and strided_frames(401) == 201
     assert shifts.shape == (6, 201) and shifts.dtype == np.int32
-    assert weights.shape == (201, 3) and segment.tolist()[-2:] == [1, 2]  # frame 200 alone in the last segment
+    assert weights.shape == (201, 3) and expand.shape == (3, 201)
+    assert expand[2].tolist() == [0.0] * 200 + [1.0]  # frame 200 alone in the last segment
     with pytest.raises(ValueError):
         frame_inputs(np.zeros((2, 80), np.float32))
 
