@@ -45,6 +45,7 @@ from inference.asnorm import ASNorm
 from inference.campplus_model import CampplusModel
 from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials, read_trials
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
+from inference.prepare import read_campplus_manifest, read_manifest
 from inference.scoring import average_embeddings
 
 logger = logging.getLogger("campplus_eval")
@@ -128,18 +129,24 @@ class Cache:
         tmp.replace(path)
 
 
+def engine_key(config: EngineConfig) -> str:
+    """What the cached vectors depend on: both model versions and every setting before the networks."""
+    versions = [read_manifest(config.model_dir, verify=())["version"],
+                read_campplus_manifest(config.model_dir, verify=())["version"]]
+    config_json = json.dumps([*versions, dataclasses.asdict(config.audio), dataclasses.asdict(config.vad),
+                              dataclasses.asdict(config.frontend), dataclasses.asdict(config.kaldi_fbank),
+                              config.window_frames, config.campplus.window_frames], sort_keys=True, default=str)
+    return hashlib.sha256(config_json.encode()).hexdigest()[:16]
+
+
 class Engines:
     """ECAPA and CAM++ loaded once in this process, sharing decoding and VAD."""
 
     def __init__(self, model_dir: Path) -> None:
         config = EngineConfig(model_dir=model_dir, threads=1)
+        self.key = engine_key(config)
         self.ecapa = Embedder.load(config)
         self.campplus = CampplusModel.load(config)
-        config_json = json.dumps([self.ecapa.model_version, self.campplus.model_version,
-                                  dataclasses.asdict(config.audio), dataclasses.asdict(config.vad),
-                                  dataclasses.asdict(config.frontend), dataclasses.asdict(config.kaldi_fbank),
-                                  config.window_frames, config.campplus.window_frames], sort_keys=True, default=str)
-        self.key = hashlib.sha256(config_json.encode()).hexdigest()[:16]
         self.known_ecapa: dict[str, np.ndarray] = {}
         self._report_cache: tuple[Path, float] | None = None
 
@@ -261,6 +268,12 @@ class Trials:
     scores: dict[str, np.ndarray]
     skipped: int = 0
 
+    @property
+    def coverage(self) -> float:
+        """The share of the list's trials scored (the others name a file not embedded, or refused)."""
+        total = self.labels.size + self.skipped
+        return self.labels.size / total if total else 0.0
+
 
 class Normaliser:
     """Per-model z-norm statistics and AS-norm cohorts, from the train speakers."""
@@ -303,6 +316,8 @@ def score_pairs(vectors: dict[str, dict[str, np.ndarray]], pairs: list[tuple[int
         skipped += 1
     scores: dict[str, np.ndarray] = {}
     normed: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    if not labels:
+        return Trials(np.zeros(0, dtype=int), {k: np.zeros(0) for k in ("ecapa", "campplus", "mean")}, skipped)
     for m in MODELS:
         enroll, probe = np.stack(rows[m][0]), np.stack(rows[m][1])
         scores[m] = np.sum(enroll * probe, axis=1, dtype=np.float64)
@@ -325,10 +340,15 @@ def dense_pairs(lists: Path, split: str) -> dict[str, list[tuple[int, list[str],
     return out
 
 
-def fit_normaliser(vectors: dict[str, dict[str, np.ndarray]], lists: Path) -> Normaliser:
-    """z-norm statistics from the train speakers' non-target trials (all conditions), AS-norm cohorts from
-    their clean recordings (enrollment files and probes of the clean condition)."""
-    pairs = [p for condition in dense_pairs(lists, "train").values() for p in condition]
+def fit_normaliser(vectors: dict[str, dict[str, np.ndarray]], lists: Path) -> Normaliser | None:
+    """z-norm statistics from the train speakers' non-target trials (every condition embedded so far), AS-norm
+    cohorts from their clean recordings (enrollment files and probes of the clean condition); None while
+    fewer than 90% of the train speakers' clean trials are embedded."""
+    train = dense_pairs(lists, "train")
+    if score_pairs(vectors, train["clean"], None).coverage < 0.9:
+        logger.info("the train speakers' clean recordings are not embedded yet: no z-norm or AS-norm")
+        return None
+    pairs = [p for condition in train.values() for p in condition]
     raw = score_pairs(vectors, pairs, None)
     z = {m: (float(raw.scores[m][raw.labels == 0].mean()), float(raw.scores[m][raw.labels == 0].std()))
          for m in MODELS}
@@ -374,20 +394,24 @@ def merge(trials: list[Trials]) -> Trials:
                   sum(t.skipped for t in trials))
 
 
-def report_calibration(cache: Cache, lists: Path) -> str:
-    normaliser = fit_normaliser(cache.vectors, lists)
-    per_condition = {c: score_pairs(cache.vectors, pairs, normaliser)
-                     for c, pairs in dense_pairs(lists, "heldout").items()}
+def report_calibration(cache: Cache, lists: Path, normaliser: Normaliser | None) -> str:
+    """Per condition with at least 90% of its trials embedded (the others are listed as pending), and by group."""
+    scored = {c: score_pairs(cache.vectors, pairs, normaliser) for c, pairs in dense_pairs(lists, "heldout").items()}
+    per_condition = {c: t for c, t in scored.items() if t.coverage >= 0.9}
+    pending = sorted(c for c in scored if c not in per_condition)
     skipped = {c: t.skipped for c, t in per_condition.items() if t.skipped}
     rows = [(c, t) for c, t in per_condition.items()]
-    groups = [(g, merge([per_condition[c] for c in cs if c in per_condition])) for g, cs in GROUPS.items()]
-    groups.append(("all held-out", merge(list(per_condition.values()))))
-    wins = {k: sum(metrics(t)[k][0] < metrics(t)["ecapa"][0] for _, t in groups[:-1]) for k in SCORES[1:]}
-    worse = {k: sum(metrics(t)[k][0] > metrics(t)["ecapa"][0] for _, t in groups[:-1]) for k in SCORES[1:]}
+    groups = [(g, merge([per_condition[c] for c in cs if c in per_condition])) for g, cs in GROUPS.items()
+              if any(c in per_condition for c in cs)]
+    groups.append(("all embedded held-out conditions", merge(list(per_condition.values()))))
+    kinds = [k for k in SCORES[1:] if k in rows[0][1].scores]
+    wins = {k: sum(metrics(t)[k][0] < metrics(t)["ecapa"][0] for _, t in groups[:-1]) for k in kinds}
+    worse = {k: sum(metrics(t)[k][0] > metrics(t)["ecapa"][0] for _, t in groups[:-1]) for k in kinds}
     text = ["## Calibration set, held-out speakers, per condition (trials_dense)", "", table(rows), "",
-            "## By group", "", table(groups), "",
+            "## By group (the conditions above pooled)", "", table(groups), "",
             f"Groups where EER is below ECAPA's: {wins}; above it: {worse} (of {len(groups) - 1}).",
-            f"Trials skipped (a file refused by a model): {skipped or 'none'}."]
+            f"Trials not scored in the conditions shown (a file refused or not yet embedded): {skipped or 'none'}.",
+            f"Conditions not embedded yet: {', '.join(pending) or 'none'}."]
     return "\n".join(text)
 
 
@@ -418,33 +442,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-root", type=Path, help="the calibration set's degraded audio (degraded/)")
     parser.add_argument("--ecapa-cache", type=Path, help="tools.calibration_report's cache of ECAPA vectors of the "
                                                          "same files, reused (after a spot check)")
+    parser.add_argument("--report-only", action="store_true", help="report from the caches as they are "
+                                                                   "(a partial run: whole conditions only)")
     parser.add_argument("--shard", metavar="K/N", help="embed every N-th calibration file from the K-th into its "
                                                        "own cache and stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    engines = Engines(args.model_dir)
+    key = engine_key(EngineConfig(model_dir=args.model_dir))
+    engines = None if args.report_only else Engines(args.model_dir)
     sections = []
     calibration = None
     if args.lists:
         files = calibration_files(args.lists, args.audio_root or args.lists)
-        if args.ecapa_cache:
+        if args.ecapa_cache and engines:
             engines.known_ecapa = engines.reuse_ecapa(args.ecapa_cache, files)
         if args.shard:
             k, n = (int(v) for v in args.shard.split("/"))
             share = dict(list(files.items())[k::n])
             embed_files(engines, share, args.cache_dir / f"calibration.shard{k}.npz")
             return 0
-        calibration = Cache.empty(engines.key)
+        calibration = Cache.empty(key)
         for shard in sorted(args.cache_dir.glob("calibration.shard*.npz")):
-            calibration.merge(Cache.read(shard, engines.key))
+            calibration.merge(Cache.read(shard, key))
         cache_path = args.cache_dir / "calibration.npz"
-        calibration.merge(Cache.read(cache_path, engines.key))
+        calibration.merge(Cache.read(cache_path, key))
         calibration.write(cache_path)
-        calibration = embed_files(engines, files, cache_path)
-        sections += [report_calibration(calibration, args.lists), "", "Refusals: " + refusal_summary(calibration)]
+        if engines:
+            calibration = embed_files(engines, files, cache_path)
+        normaliser = fit_normaliser(calibration.vectors, args.lists)
+        sections += [report_calibration(calibration, args.lists, normaliser), "",
+                     "Refusals: " + refusal_summary(calibration)]
     if args.multi:
         files = {str(p.relative_to(args.multi)): p for p in sorted(args.multi.glob("*/*.wav"))}
-        cache = embed_files(engines, files, args.cache_dir / "multi.npz")
+        cache = embed_files(engines, files, args.cache_dir / "multi.npz") if engines else \
+            Cache.read(args.cache_dir / "multi.npz", key)
         normaliser = fit_normaliser(calibration.vectors, args.lists) if calibration else None
         sections += ["", report_multi(cache, args.multi, normaliser), "", "Refusals: " + refusal_summary(cache)]
     sys.stdout.write("\n".join(sections) + "\n")
