@@ -26,9 +26,10 @@ scale and shift (a depthwise 1x1 convolution: fast on a dynamic axis). The time 
 (one compiled graph for every length) and everything that depends on the length comes in as
 small inputs computed in numpy by :func:`frame_inputs`:
 
-* the kernel-3 convolutions pad with zeros: ``y(t) = W0 x(t-d) + W1 x(t) + W2 x(t+d)`` is one 1x1
-  convolution to the three taps' 96 outputs, whose outer two are shifted by gathering with
-  precomputed positions (a position past either end points at an appended zero frame);
+* the kernel-3 convolutions of the CAM layers are ``Conv2d`` with a ``(1, 3)`` kernel, dilated and
+  zero-padded like PyTorch's ``Conv1d``: with 128 channels in and 32 out, one kernel measured as fast
+  as a 1x1 convolution of the three taps and the eight gathers, shifts and adds that align them, and
+  the graph is a fifth smaller (it compiles faster);
 * the segment pooling is exact for every length: ``weights (T', S)`` holds ``1/|segment|`` for
   the frames of each of the ``S`` segments plus ``1/T'`` everywhere (so one product gives the
   context ``mean + segment mean`` of every segment), and ``expand (S, T')`` is one where a frame
@@ -62,12 +63,6 @@ def _folded_weight(w: np.ndarray, gamma: np.ndarray, var: np.ndarray) -> np.ndar
 def _folded_conv1d(w: np.ndarray, gamma: np.ndarray, var: np.ndarray) -> np.ndarray:
     """Conv1d ``(out, in, 1)`` + BatchNorm -> 1x1 Conv2d ``(out, in, 1, 1)``."""
     return _folded_weight(w, gamma, var)[:, :, :, None]
-
-
-def _taps_stacked(w: np.ndarray) -> np.ndarray:
-    """Conv1d ``(out, in, k)`` -> 1x1 Conv2d ``(k*out, in, 1, 1)``: tap ``j``'s outputs in rows ``j*out ..``."""
-    out_ch, in_ch, k = w.shape
-    return w.transpose(2, 0, 1).reshape(k * out_ch, in_ch, 1, 1)
 
 
 def _strided_tdnn(w: np.ndarray, gamma: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -211,28 +206,28 @@ class CamDenseLayer(_Leaf):
         "bn_shift": (_bn_names("nonlinear1.batchnorm"), _bn_shift),
         "w1": (("linear1.weight", "nonlinear2.batchnorm.weight", "nonlinear2.batchnorm.running_var"), _folded_conv1d),
         "b1": (_bn_names("nonlinear2.batchnorm"), _bn_shift),
-        "local": (("cam_layer.linear_local.weight",), _taps_stacked),
+        "local": (("cam_layer.linear_local.weight",), lambda w: w[:, :, None, :]),
         "ctx_w1": (("cam_layer.linear1.weight",), lambda w: w[:, :, 0]),
         "ctx_b1": (("cam_layer.linear1.bias",), _identity),
         "ctx_w2": (("cam_layer.linear2.weight",), lambda w: w[:, :, 0]),
         "ctx_b2": (("cam_layer.linear2.bias",), _identity),
     }
 
-    def __init__(self, prefix: str, in_channels: int, bottleneck: int, growth: int, kernel: int, reduction: int) -> None:
+    def __init__(self, prefix: str, in_channels: int, bottleneck: int, growth: int, kernel: int, dilation: int,
+                 reduction: int) -> None:
         super().__init__(prefix)
-        if kernel != 3:
-            raise ValueError("this CAM layer supports kernel 3")
         self.growth = growth
+        self.kernel = kernel
+        self.dilation = dilation
         self.bn_scale = _param((in_channels,), "bn_scale")
         self.bn_shift = _param((in_channels,), "bn_shift")
         self.w1 = _param((bottleneck, in_channels, 1, 1), "w1")
         self.b1 = _param((bottleneck,), "b1")
-        self.local = _param((kernel * growth, bottleneck, 1, 1), "local")
+        self.local = _param((growth, bottleneck, 1, kernel), "local")
         self.ctx_w1 = _param((bottleneck // reduction, bottleneck), "ctx_w1")
         self.ctx_b1 = _param((bottleneck // reduction,), "ctx_b1")
         self.ctx_w2 = _param((growth, bottleneck // reduction), "ctx_w2")
         self.ctx_b2 = _param((growth,), "ctx_b2")
-        self.zero = ms.Tensor(np.zeros((1, growth, 1, 1), dtype=np.float32))
         # 2-d products without the batch machinery of ops.matmul (broadcasts and transposes on a dynamic axis)
         self.matmul_tt = ops.MatMul(transpose_a=True, transpose_b=True)
         self.matmul_nt = ops.MatMul(transpose_b=True)
@@ -245,24 +240,20 @@ class CamDenseLayer(_Leaf):
             **_bn_shapes("nonlinear1.batchnorm", in_ch),
             "linear1.weight": (bottleneck, in_ch, 1),
             **_bn_shapes("nonlinear2.batchnorm", bottleneck),
-            "cam_layer.linear_local.weight": (self.growth, bottleneck, 3),
+            "cam_layer.linear_local.weight": (self.growth, bottleneck, self.kernel),
             "cam_layer.linear1.weight": (reduced, bottleneck, 1),
             "cam_layer.linear1.bias": (reduced,),
             "cam_layer.linear2.weight": (self.growth, reduced, 1),
             "cam_layer.linear2.bias": (self.growth,),
         }
 
-    def construct(self, x: ms.Tensor, left: ms.Tensor, right: ms.Tensor, weights: ms.Tensor,
-                  expand: ms.Tensor) -> ms.Tensor:
-        """``x (1, C_in, 1, T')``; ``left``/``right`` ``(T',)`` positions of ``t -/+ d`` (``T'`` past either
-        end: the zero frame); ``weights (T', S)``, ``expand (S, T')`` (see the module's docstring).
+    def construct(self, x: ms.Tensor, weights: ms.Tensor, expand: ms.Tensor) -> ms.Tensor:
+        """``x (1, C_in, 1, T')``; ``weights (T', S)``, ``expand (S, T')`` (see the module's docstring).
         Returns ``(1, growth, 1, T')``."""
         h = ops.relu(_scale_channels(x, self.bn_scale, self.bn_shift))
         h = ops.relu(ops.conv2d(h, self.w1, self.b1))  # (1, B, 1, T')
-        taps = ops.split(ops.conv2d(h, self.local), self.growth, axis=1)
-        before = ops.gather(ops.concat((taps[0], self.zero), axis=3), left, 3)
-        after = ops.gather(ops.concat((taps[2], self.zero), axis=3), right, 3)
-        local = before + taps[1] + after
+        pad = (self.kernel - 1) // 2 * self.dilation
+        local = ops.conv2d(h, self.local, pad_mode="pad", padding=(0, pad), dilation=(1, self.dilation))
         context = self.matmul_tt(weights, ops.reshape(h, (h.shape[1], -1)))  # (S, B): mean + segment mean
         gate = ops.relu(ops.bias_add(self.matmul_nt(context, self.ctx_w1), self.ctx_b1))
         mask = ops.sigmoid(ops.bias_add(self.matmul_nt(gate, self.ctx_w2), self.ctx_b2))  # (S, growth)
@@ -360,8 +351,6 @@ class CamPlusPlus(nn.Cell):
     Inputs (see :func:`frame_inputs`)
     ------
     feats : ``(1, 1, F, T)`` float32, the features with time last.
-    shifts : ``(2 * len(dilations), T')`` int32, positions of ``t - d`` and ``t + d`` per block
-        (``T'`` where that falls outside the utterance).
     weights : ``(T', S)`` float32, ``1/|segment|`` on each frame's segment plus ``1/T'``.
     expand : ``(S, T')`` float32, one where frame ``t`` is in segment ``s``.
 
@@ -376,10 +365,10 @@ class CamPlusPlus(nn.Cell):
         channels = config.init_channels
         bottleneck = config.bn_size * config.growth_rate
         blocks, transits = [], []
-        for b, layers in enumerate(config.block_layers, start=1):
+        for b, (layers, dilation) in enumerate(zip(config.block_layers, config.dilations), start=1):
             blocks.append(nn.CellList([
                 CamDenseLayer(f"xvector.block{b}.tdnnd{i + 1}", channels + i * config.growth_rate, bottleneck,
-                              config.growth_rate, config.kernel_size, config.cam_reduction)
+                              config.growth_rate, config.kernel_size, dilation, config.cam_reduction)
                 for i in range(layers)
             ]))
             channels += layers * config.growth_rate
@@ -390,12 +379,11 @@ class CamPlusPlus(nn.Cell):
         self.out = BnRelu("xvector.out_nonlinear", channels)
         self.dense = Embedding("xvector.dense", 2 * channels, config.embedding_size)
 
-    def construct(self, feats: ms.Tensor, shifts: ms.Tensor, weights: ms.Tensor, expand: ms.Tensor) -> ms.Tensor:
+    def construct(self, feats: ms.Tensor, weights: ms.Tensor, expand: ms.Tensor) -> ms.Tensor:
         x = self.tdnn(self.head(feats))
         for b in range(len(self.blocks)):
-            left, right = shifts[2 * b], shifts[2 * b + 1]
             for layer in self.blocks[b]:
-                x = ops.concat((x, layer(x, left, right, weights, expand)), axis=1)
+                x = ops.concat((x, layer(x, weights, expand)), axis=1)
             x = self.transits[b](x)
         return self.dense(_stats_pool(self.out(x)))
 
@@ -408,7 +396,6 @@ def dynamic_inputs(config: CampplusConfig = CampplusConfig()) -> tuple[ms.Tensor
     """Placeholders of the network's inputs with the time axes (and the segment count) left open."""
     return (
         ms.Tensor(shape=[1, 1, config.input_size, None], dtype=ms.float32),
-        ms.Tensor(shape=[2 * len(config.dilations), None], dtype=ms.int32),
         ms.Tensor(shape=[None, None], dtype=ms.float32),
         ms.Tensor(shape=[None, None], dtype=ms.float32),
     )
@@ -417,13 +404,6 @@ def dynamic_inputs(config: CampplusConfig = CampplusConfig()) -> tuple[ms.Tensor
 def strided_frames(frames: int) -> int:
     """Frames after the TDNN's stride 2 (kernel 5, padding 2): ``ceil(T / 2)``."""
     return (frames + 1) // 2
-
-
-def zero_padded_index(frames: int, offset: int) -> np.ndarray:
-    """Positions of ``x(t + offset)`` for ``t < frames``, ``(frames,)`` int32; ``frames`` (the appended
-    zero frame) where that falls outside the utterance: zero padding."""
-    j = np.arange(frames) + offset
-    return np.where((j < 0) | (j >= frames), frames, j).astype(np.int32)
 
 
 def segment_inputs(frames: int, segment_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -446,13 +426,11 @@ def segment_inputs(frames: int, segment_frames: int) -> tuple[np.ndarray, np.nda
 def frame_inputs(features: np.ndarray, config: CampplusConfig = CampplusConfig()) -> tuple[np.ndarray, ...]:
     """The network inputs for one utterance's normalised features ``(T, F)`` (``T >= 3``).
 
-    Returns ``feats (1, 1, F, T)``, ``shifts (2 * blocks, T')``, ``weights (T', S)``, ``expand (S, T')``.
+    Returns ``feats (1, 1, F, T)``, ``weights (T', S)``, ``expand (S, T')``.
     """
     frames = features.shape[0]
     if frames < 3:
         raise ValueError(f"{frames} frames are too few for CAM++ (at least 3: two after the stride, for the std)")
-    strided = strided_frames(frames)
     feats = np.ascontiguousarray(features.T, dtype=np.float32)[None, None]
-    shifts = np.stack([zero_padded_index(strided, sign * d) for d in config.dilations for sign in (-1, 1)])
-    weights, expand = segment_inputs(strided, config.segment_frames)
-    return feats, shifts, weights, expand
+    weights, expand = segment_inputs(strided_frames(frames), config.segment_frames)
+    return feats, weights, expand

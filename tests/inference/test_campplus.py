@@ -20,7 +20,6 @@ from inference.campplus import (
     frame_inputs,
     segment_inputs,
     strided_frames,
-    zero_padded_index,
 )
 from inference.campplus_model import CampplusModel
 from inference.config import CampplusConfig
@@ -54,19 +53,9 @@ def test_the_segment_inputs_give_the_utterance_mean_plus_each_frames_segment_mea
     np.testing.assert_allclose(context, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("offset", [-2, -1, 1, 2])
-def test_shifted_positions_past_either_end_point_at_the_zero_frame(offset) -> None:
-    frames = 7
-    index = zero_padded_index(frames, offset)
-    x = np.append(np.arange(1.0, frames + 1), 0.0)  # the zero frame appended at position `frames`
-    padded = np.pad(np.arange(1.0, frames + 1), abs(offset))
-    np.testing.assert_array_equal(x[index], padded[np.arange(frames) + abs(offset) + offset])
-
-
 def test_frame_inputs_cover_the_strided_axis_and_refuse_fewer_than_three_frames() -> None:
-    feats, shifts, weights, expand = frame_inputs(np.zeros((401, 80), np.float32))
+    feats, weights, expand = frame_inputs(np.zeros((401, 80), np.float32))
     assert feats.shape == (1, 1, 80, 401) and strided_frames(401) == 201
-    assert shifts.shape == (6, 201) and shifts.dtype == np.int32
     assert weights.shape == (201, 3) and expand.shape == (3, 201)
     assert expand[2].tolist() == [0.0] * 200 + [1.0]  # frame 200 alone in the last segment
     with pytest.raises(ValueError):
