@@ -6,7 +6,8 @@ Kaldi's filterbank, which differs from SpeechBrain's (:mod:`inference.features`,
 every step: whole frames only (``snip_edges``: no centring, no padding), each frame's DC
 removed and pre-emphasised, the povey window, a 512-point FFT, triangles on the *mel* axis of
 the natural-log mel scale from 20 Hz, natural log floored at float32's epsilon, no top-dB
-clamp. ``tests/inference/test_kaldi_fbank.py`` holds it equal to ``kaldi-native-fbank``.
+clamp. Computed in float32 like Kaldi (scipy's float32 FFT: a quarter of the time of numpy's float64 one,
+and as close to Kaldi). ``tests/inference/test_kaldi_fbank.py`` holds it equal to ``kaldi-native-fbank``.
 
 Shapes: ``n`` samples, ``T = 1 + (n - frame_length) // frame_shift`` frames, ``F`` mel bins.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.fft
 
 from inference.config import KaldiFbankConfig
 
@@ -47,6 +49,11 @@ def mel_banks(config: KaldiFbankConfig) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
+def _mel_banks32(config: KaldiFbankConfig) -> np.ndarray:
+    return mel_banks(config).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
 def povey_window(frame_length: int, power: float) -> np.ndarray:
     """``(0.5 - 0.5 cos(2 pi i / (N - 1))) ** power`` for ``i < N``: ``(N,)`` float64."""
     i = np.arange(frame_length)
@@ -73,7 +80,7 @@ def fbank(wave: np.ndarray, config: KaldiFbankConfig = KaldiFbankConfig()) -> np
     np.ndarray
         ``(T, n_mels)`` float32 natural-log energies; ``T`` may be 0 (shorter than one frame).
     """
-    x = np.asarray(wave, dtype=np.float64)
+    x = np.ascontiguousarray(wave, dtype=np.float32)
     frames = num_frames(x.shape[0], config)
     if frames == 0:
         return np.zeros((0, config.n_mels), dtype=np.float32)
@@ -84,12 +91,13 @@ def fbank(wave: np.ndarray, config: KaldiFbankConfig = KaldiFbankConfig()) -> np
     if config.remove_dc_offset:
         strided = strided - strided.mean(axis=1, keepdims=True)
     emphasised = np.empty_like(strided)
-    emphasised[:, 1:] = strided[:, 1:] - config.preemphasis * strided[:, :-1]
-    emphasised[:, 0] = strided[:, 0] * (1.0 - config.preemphasis)
-    spectrum = np.fft.rfft(emphasised * povey_window(config.frame_length, config.window_power), n=config.n_fft, axis=1)
+    emphasised[:, 1:] = strided[:, 1:] - np.float32(config.preemphasis) * strided[:, :-1]
+    emphasised[:, 0] = strided[:, 0] * np.float32(1.0 - config.preemphasis)
+    window = povey_window(config.frame_length, config.window_power).astype(np.float32)
+    spectrum = scipy.fft.rfft(emphasised * window, n=config.n_fft, axis=1)  # float32 in, complex64 out
     power = spectrum.real**2 + spectrum.imag**2
-    energies = power @ mel_banks(config)
-    return np.log(np.maximum(energies, config.log_floor)).astype(np.float32)
+    energies = power @ _mel_banks32(config)
+    return np.log(np.maximum(energies, np.float32(config.log_floor)))
 
 
 def normalise(features: np.ndarray, config: KaldiFbankConfig = KaldiFbankConfig()) -> np.ndarray:

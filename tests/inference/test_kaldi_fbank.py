@@ -12,8 +12,8 @@ from inference import features
 from inference.config import KaldiFbankConfig
 from inference.kaldi_fbank import compute_features, fbank, mel_banks, normalise, num_frames
 
-# Measured on the dev and multi clips: largest difference 1.4e-3 (natural log), mean 6e-6 (float32 in
-# kaldi-native-fbank against float64 here; the largest sit on the quietest bins).
+# Measured on the dev and multi clips: largest difference 1.4e-3 (natural log), mean 6e-6 (both in float32,
+# with other FFTs and summation orders; the largest sit on the quietest bins).
 MAX_DIFF = 5e-3
 MEAN_DIFF = 2e-5
 
