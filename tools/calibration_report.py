@@ -49,6 +49,8 @@ QUALITY_FIELDS = ("duration_s", "speech_s", "snr_db", "speech_level_dbfs", "clip
 def _config_key(embedder: Embedder) -> str:
     config = dataclasses.asdict(embedder.config)
     config.pop("model_dir", None)
+    for cam_plus_plus in ("campplus", "kaldi_fbank"):  # CAM++'s settings: ECAPA's vectors do not depend on them
+        config.pop(cam_plus_plus, None)
     return hashlib.sha256(json.dumps([embedder.model_version, config], sort_keys=True, default=str)
                           .encode()).hexdigest()[:16]
 

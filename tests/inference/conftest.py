@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 
 from inference import Embedder, EmbeddingResult, EngineConfig
-from inference.prepare import WHEEL_GLOB
+from inference.campplus_model import CampplusModel
+from inference.prepare import CAMPPLUS_MANIFEST_FILE, CAMPPLUS_WHEEL_GLOB, WHEEL_GLOB
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH_DIR = REPO / "tests" / "fixtures" / "speech"
@@ -27,6 +28,8 @@ SPEECH_DIR = REPO / "tests" / "fixtures" / "speech"
 MULTI_DIR = Path(os.environ.get("VOICEPRINT_SHARED_DIR", REPO.parent / "shared")) / "speech" / "multi"
 FIXTURES = REPO / "tests" / "fixtures"
 WHEEL = next(iter(sorted((REPO / "var" / "downloads").glob(WHEEL_GLOB))), REPO / "var" / "downloads" / WHEEL_GLOB)
+CAMPPLUS_WHEEL = next(iter(sorted((REPO / "var" / "downloads").glob(CAMPPLUS_WHEEL_GLOB))),
+                      REPO / "var" / "downloads" / CAMPPLUS_WHEEL_GLOB)
 DEV_CLIPS = tuple(f"{s}_snt{i}" for s in "ab" for i in range(1, 7))
 PREPARE_HINT = "run `python -m inference prepare-model` from the repository root first"
 
@@ -147,4 +150,29 @@ def reference_embeddings() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def reference_features() -> dict[str, np.ndarray]:
     with np.load(FIXTURES / "reference_features.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+# -- CAM++ beside ECAPA ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def campplus(prepared_model_dir: Path) -> CampplusModel:
+    """CAM++ loaded once for the session from the same model directory (its graph compiled for every length)."""
+    if not (prepared_model_dir / CAMPPLUS_MANIFEST_FILE).is_file():
+        pytest.fail(f"CAM++ is not prepared in {prepared_model_dir}: {PREPARE_HINT}", pytrace=False)
+    return CampplusModel.load(EngineConfig(model_dir=prepared_model_dir))
+
+
+@pytest.fixture(scope="session")
+def campplus_wheel() -> Path:
+    if not CAMPPLUS_WHEEL.is_file():
+        pytest.fail(f"{CAMPPLUS_WHEEL} is missing (prepare-model downloads it): {PREPARE_HINT}", pytrace=False)
+    return CAMPPLUS_WHEEL
+
+
+@pytest.fixture(scope="session")
+def campplus_reference() -> dict[str, np.ndarray]:
+    """The PyTorch CAM++ fixture (tests/reference/make_campplus_reference.py): every array of it."""
+    with np.load(FIXTURES / "campplus_reference.npz") as data:
         return {key: data[key] for key in data.files}
