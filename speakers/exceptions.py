@@ -82,11 +82,6 @@ class TenantExists(ApplicationError):
     default_message = "A tenant with this slug exists."
 
 
-class TenantNotFound(ApplicationError):
-    code = "tenant_not_found"
-    default_message = "No tenant with this slug."
-
-
 class WatchlistEntryNotFound(ApplicationError):
     code = "watchlist_entry_not_found"
     default_message = "No watchlist entry with this id."

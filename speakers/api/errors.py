@@ -46,7 +46,6 @@ STATUS: dict[str, int] = {
     "watchlist_match": 403,
     "consent_required": 409,
     "opted_out": 409,
-    "tenant_not_found": 404,
     "external_id_taken": 409,
     "invalid_external_id": 400,
     "speaker_not_enrolled": 409,

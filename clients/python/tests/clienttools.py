@@ -113,3 +113,13 @@ def silence_wav(seconds: float = 2.0, rate: int = 16_000) -> bytes:
         out.setframerate(rate)
         out.writeframes(b"\0\0" * int(seconds * rate))
     return buffer.getvalue()
+
+
+def run_async(coroutine):
+    """``asyncio.run`` in a thread of its own: a test session may hold an event loop in the main thread already
+    (Playwright's sync API keeps one running for the browser tests), and asyncio.run refuses to nest."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

@@ -1,7 +1,6 @@
 """The HTTP client against a real server: every route, typed results, errors by code, retries."""
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import threading
@@ -9,7 +8,7 @@ import time
 
 import pytest
 import voiceprint_client as vc
-from clienttools import silence_wav, start_server, stop_server, unique
+from clienttools import run_async, silence_wav, start_server, stop_server, unique
 from voiceprint_client import AsyncVoiceprintClient, Retry, VoiceprintClient, models
 
 pytestmark = pytest.mark.servers
@@ -155,7 +154,7 @@ def test_the_async_client_gives_the_same_answers(voiceprint_server, enrolled, wa
                 await vp.identify(("quiet.wav", silence_wav()))
             return verify, speaker, ids
 
-    verify, speaker, ids = asyncio.run(run())
+    verify, speaker, ids = run_async(run())
     assert verify.accepted and speaker.id == enrolled.bob and {enrolled.alice, enrolled.bob} <= set(ids)
 
 

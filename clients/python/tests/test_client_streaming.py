@@ -1,12 +1,11 @@
 """The streaming helpers against a real server: the PCM protocol and the whole-recordings one, sync and async."""
 from __future__ import annotations
 
-import asyncio
 import wave
 
 import pytest
 import voiceprint_client as vc
-from clienttools import silence_wav
+from clienttools import run_async, silence_wav
 from voiceprint_client import VoiceprintClient, models
 from voiceprint_client.audio import read_wav
 
@@ -98,5 +97,5 @@ def test_the_async_helpers_stream_both_protocols(voiceprint_server, enrolled, wa
                 result = await session.send(wav("b_snt2"))
             return summary, result
 
-    summary, result = asyncio.run(run())
+    summary, result = run_async(run())
     assert summary.final.accepted and result.accepted

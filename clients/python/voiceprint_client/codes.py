@@ -419,13 +419,6 @@ class TenantExistsError(InvalidRequest):
     status = 400
 
 
-class TenantNotFoundError(NotFound):
-    """HTTP 404 ``tenant_not_found``."""
-
-    code = "tenant_not_found"
-    status = 404
-
-
 class ThrottledError(RateLimited):
     """HTTP 429 ``throttled``."""
 
@@ -569,7 +562,6 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "speaker_not_enrolled": SpeakerNotEnrolledError,
     "speaker_not_found": SpeakerNotFoundError,
     "tenant_exists": TenantExistsError,
-    "tenant_not_found": TenantNotFoundError,
     "throttled": ThrottledError,
     "too_many_fields": TooManyFieldsError,
     "too_many_files": TooManyFilesError,

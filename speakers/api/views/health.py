@@ -17,10 +17,12 @@ from ...models import ApiKey
 from ...runtime import inference_owner, startup
 from ..auth import OptionalApiKeyAuthentication
 from ..schema import refusals
+from ..throttles import ClientRateThrottle
 
 
 class HealthApi(APIView):
     authentication_classes = [OptionalApiKeyAuthentication]  # a key only scopes the counts to its tenant
+    throttle_classes = [ClientRateThrottle]  # a probe with a key does not spend the key's request rate
     permission_classes = [AllowAny]
 
     class HealthOutput(serializers.Serializer):

@@ -60,7 +60,8 @@ class SpeakerCollectionApi(APIView):
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
 
     @extend_schema(operation_id="speakers_create", request=SpeakerCreateInput, tags=["speakers"],
-                   responses={201: SpeakerOutput, **refusals(*JSON_BODY, "external_id_taken", "invalid_external_id")})
+                   responses={201: SpeakerOutput, **refusals(*JSON_BODY, "external_id_taken", "invalid_external_id",
+                                                             "opted_out")})
     def post(self, request: Request) -> Response:
         data = self.SpeakerCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -85,7 +86,7 @@ class SpeakerDetailApi(APIView):
 
     @extend_schema(operation_id="speakers_update", request=SpeakerUpdateInput, tags=["speakers"],
                    responses={200: SpeakerOutput, **refusals(*JSON_BODY, "speaker_not_found", "external_id_taken",
-                                                             "invalid_external_id")})
+                                                             "invalid_external_id", "opted_out")})
     def patch(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerUpdateInput(data=request.data, partial=True)
@@ -109,8 +110,8 @@ class SpeakerConsentApi(APIView):
     required_scopes = {"PUT": {ENROLL, MANAGE}, "DELETE": {MANAGE}}
     parser_classes = [JsonParser]
 
-    @extend_schema(operation_id="speakers_consent_set", request=ConsentInput, responses=SpeakerOutput,
-                   tags=["privacy"])
+    @extend_schema(operation_id="speakers_consent_set", request=ConsentInput, tags=["privacy"],
+                   responses={200: SpeakerOutput, **refusals(*JSON_BODY, "speaker_not_found")})
     def put(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = ConsentInput(data=request.data)
@@ -118,7 +119,8 @@ class SpeakerConsentApi(APIView):
         speaker = privacy.consent_set(speaker=speaker, consent=data.to_consent(), actor=request_actor(request))
         return Response(SpeakerOutput(speaker).data)
 
-    @extend_schema(operation_id="speakers_consent_withdraw", responses=SpeakerOutput, tags=["privacy"])
+    @extend_schema(operation_id="speakers_consent_withdraw", tags=["privacy"],
+                   responses={200: SpeakerOutput, **refusals("speaker_not_found")})
     def delete(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         speaker = privacy.consent_withdraw(speaker=speaker, actor=request_actor(request))
@@ -130,7 +132,8 @@ class SpeakerOptOutApi(APIView):
 
     required_scopes = {"POST": {MANAGE}}
 
-    @extend_schema(operation_id="speakers_opt_out", request=None, responses={204: None}, tags=["privacy"])
+    @extend_schema(operation_id="speakers_opt_out", request=None, tags=["privacy"],
+                   responses={204: None, **refusals("speaker_not_found")})
     def post(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         privacy.speaker_opt_out(speaker=speaker, actor=request_actor(request))
@@ -142,7 +145,8 @@ class SpeakerExportApi(APIView):
 
     required_scopes = {"GET": {MANAGE}}
 
-    @extend_schema(operation_id="speakers_export", responses={200: OpenApiTypes.OBJECT}, tags=["privacy"])
+    @extend_schema(operation_id="speakers_export", responses={200: OpenApiTypes.OBJECT, **refusals("speaker_not_found")},
+                   tags=["privacy"])
     def get(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         return Response(privacy.speaker_export(speaker=speaker, actor=request_actor(request)))
@@ -179,7 +183,7 @@ class SpeakerEnrollApi(APIView):
                    responses={201: SpeakerEnrollOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *ENGINE,
                                                                     "enrollment_inconsistent", "recordings_refused",
                                                                     "voiceprint_unreadable", "decryption_error",
-                                                                    "watchlist_match")})
+                                                                    "watchlist_match", "consent_required")})
     def post(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)
