@@ -20,6 +20,7 @@ from inference.quality_calibration import shipped_calibration, shipped_calibrati
 
 from . import crypto
 from .exceptions import (
+    ApplicationError,
     EngineUnavailable,
     EnrollmentNotFound,
     InvalidApiKey,
@@ -47,6 +48,18 @@ def speaker_get(*, tenant: Tenant, speaker_id: uuid.UUID | str) -> Speaker:
     speaker = Speaker.objects.for_tenant(tenant).filter(pk=key).first() if key else None
     if speaker is None:
         raise SpeakerNotFound(speaker_id=str(speaker_id))
+    return speaker
+
+
+def speaker_by_external_id(*, tenant: Tenant, external_id: str) -> Speaker:
+    """The tenant's speaker whose external id is ``external_id`` (in its normal form), else SpeakerNotFound."""
+    try:
+        normal = external_id_normalise(external_id)
+    except ApplicationError:
+        normal = None
+    speaker = Speaker.objects.for_tenant(tenant).filter(external_id=normal).first() if normal else None
+    if speaker is None:
+        raise SpeakerNotFound("No speaker with this external id.", external_id=external_id)
     return speaker
 
 
@@ -99,9 +112,12 @@ class EnrollmentProgress:
 
     @property
     def text(self) -> str:
+        """``"4.3 of 6 s"`` on the way to the target; ``"8.7 s (6 s needed)"`` once it is reached."""
         # Rounded half up (8.66 s reads 8.7), but never up to the target before the voiceprint is complete.
         shown = math.floor(self.speech_s * 10 + 0.5 + 1e-9) / 10
-        if not self.complete and shown >= self.required_s:
+        if self.complete:
+            return f"{shown:.1f} s ({self.required_s:g} s needed)"
+        if shown >= self.required_s:
             shown = _floor(self.speech_s, 1)
         return f"{shown:.1f} of {self.required_s:g} s"
 

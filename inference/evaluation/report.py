@@ -62,10 +62,10 @@ _DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 def _det_probit(p: np.ndarray) -> np.ndarray:
-    """Error rates on a DET plot's normal-deviate axis (0 and 1 clipped to the axis' ends)."""
+    """Error rates on a DET plot's normal-deviate axis; 0 is drawn on the axis' low edge (visible, not lost)."""
     from scipy.stats import norm
 
-    return norm.ppf(np.clip(p, _DET_TICKS[0] / 2, 1 - _DET_TICKS[0] / 2))
+    return norm.ppf(np.clip(p, _DET_TICKS[0], 1 - _DET_TICKS[0]))
 
 
 def _det_axes(ax: Any) -> None:
@@ -76,10 +76,12 @@ def _det_axes(ax: Any) -> None:
     ax.plot([lo, hi], [lo, hi], ":", color="grey", linewidth=0.8)
     ticks = norm.ppf(_DET_TICKS)
     tick_labels = [f"{100 * t:g}" for t in _DET_TICKS]
+    tick_labels[0] = f"<={tick_labels[0]}"  # the low edge also holds the rates of zero (no error at all)
     ax.set_xticks(ticks, tick_labels)
     ax.set_yticks(ticks, tick_labels)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
+    margin = 0.12 * (hi - lo)  # room around the edges so a curve or dot lying on one stays in view
+    ax.set_xlim(lo - margin, hi)
+    ax.set_ylim(lo - margin, hi)
     ax.set_xlabel("false acceptance rate (%)")
     ax.set_ylabel("false rejection rate (%)")
 
@@ -169,18 +171,55 @@ def write_condition_figure(table: Any, decide: Any, png_path: Path | str, *, max
     ax = fig.subplots()
     groups = [g for g in sorted(set(table.groups.tolist()))
               if 0 < table.labels[table.groups == g].sum() < (table.groups == g).sum()][:max_groups]
-    for group in groups:
+    markers = "osD^v<>pP*Xh"
+    for i, group in enumerate(groups):
         mask = table.groups == group
         y = table.labels[mask].astype(bool)
         fpr, fnr, _ = det_curve(scores[mask], y)
-        line = ax.plot(_det_probit(fpr), _det_probit(fnr), drawstyle="steps-post", linewidth=1.0,
-                       label=f"{group} ({int(y.sum())} / {int((~y).sum())})")[0]
-        far, frr = accepted[mask][~y].mean(), 1.0 - accepted[mask][y].mean()
-        ax.plot([_det_probit(np.array([far]))[0]], [_det_probit(np.array([frr]))[0]], "o", color=line.get_color())
+        far, frr = float(accepted[mask][~y].mean()), float(1.0 - accepted[mask][y].mean())
+        separated = bool(np.min(fpr + fnr) == 0)  # some threshold makes no error: the curve runs along the edges
+        line = ax.plot(_det_probit(fpr), _det_probit(fnr), drawstyle="steps-post",
+                       linewidth=2.2 if separated else 1.0, linestyle="--" if separated else "-",
+                       label=(f"{group} ({int(y.sum())} / {int((~y).sum())}"
+                              f"{', no error possible' if separated else ''}): "
+                              f"FAR {100 * far:.1f}%, FRR {100 * frr:.1f}%"), zorder=2)[0]
+        ax.plot([_det_probit(np.array([far]))[0]], [_det_probit(np.array([frr]))[0]], markers[i % len(markers)],
+                markersize=8, markeredgecolor="black", color=line.get_color(), zorder=3)
     _det_axes(ax)
-    ax.set_title("DET per condition; dots: the calibrated decision")
+    ax.set_title("DET per condition; dots: where the calibrated decision lands\n"
+                 "(rates of zero on the low edges; dashed: a condition some threshold separates without error)",
+                 fontsize=9)
     ax.grid(True, linewidth=0.4)
     ax.legend(fontsize=6, loc="upper right")
+    FigureCanvasAgg(fig)
+    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=110)
+
+
+def write_identification_figure(report: Mapping[str, Any], png_path: Path | str) -> None:
+    """Open-set identification as bars per score scale: top-1, correct matches, false identification of unknowns."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    scales = [scale for scale in ("cosine", "asnorm") if scale in report]
+    measures = [("top1_accuracy", "right person ranked first"), ("correct_match", "right person matched"),
+                ("false_identification", "unknown voice matched to someone")]
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(len(scales), 1)
+    for j, scale in enumerate(scales):
+        values = [100 * (report[scale].get(key) or 0.0) for key, _ in measures]
+        bars = ax.bar(np.arange(len(measures)) + (j - (len(scales) - 1) / 2) * width, values, width,
+                      label=f"{scale} ({report[scale]['known_probes']} known / {report[scale]['unknown_probes']} "
+                            "unknown probes)")
+        for bar, value in zip(bars, values):
+            ax.annotate(f"{value:.1f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(np.arange(len(measures)), [label for _, label in measures])
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("% of probes")
+    ax.set_title(f"Open-set identification: {report['speakers']} speakers, {report['runs']} hold-out run(s)")
+    ax.legend(fontsize=8, loc="upper right")
     FigureCanvasAgg(fig)
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path, dpi=110)

@@ -180,7 +180,7 @@ def test_admin_pages_show_numbers_rounded(admin_client, enrolled, client, upload
         html = admin_client.get(url).content.decode()
         assert not LONG_DECIMAL.search(html), (url, LONG_DECIMAL.search(html))
     listing = admin_client.get("/admin/speakers/speaker/").content.decode()
-    assert "8.7 of 6 s" in listing  # a_snt1..3: 8.66 s of speech
+    assert "8.7 s (6 s needed)" in listing  # a_snt1..3: 8.66 s of speech
 
 
 def test_the_audit_log_names_speakers_and_says_when_one_was_deleted(admin_client, client, enrolled):

@@ -100,10 +100,11 @@ def test_the_admin_filters_speakers_by_voiceprint_status(admin_client, enrolled,
 
 
 @pytest.mark.parametrize("speech_s, complete, text", [
-    (8.66, True, "8.7 of 6 s"),    # rounded, not cut: 8.66 s used to read "8.6 of 6 s"
+    (8.66, True, "8.7 s (6 s needed)"),  # rounded, not cut: 8.66 s used to read "8.6 of 6 s"
+    (15.7, True, "15.7 s (6 s needed)"),  # not "15.7 of 6 s"
     (4.25, False, "4.3 of 6 s"),
     (5.97, False, "5.9 of 6 s"),   # never "6.0 of 6 s" while it is not complete
-    (6.0, True, "6.0 of 6 s"),
+    (6.0, True, "6.0 s (6 s needed)"),
     (0.0, False, "0.0 of 6 s"),
 ])
 def test_enrollment_progress_reads_rounded_but_never_complete_before_it_is(speech_s, complete, text):

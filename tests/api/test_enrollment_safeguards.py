@@ -39,7 +39,7 @@ def test_enrollment_progress_counts_the_speech_until_the_voiceprint_is_complete(
         shown = math.floor(progress["speech_s"] * 10 + 0.5 + 1e-9) / 10  # rounded half up...
         if not complete and shown >= 6.0:
             shown = math.floor(progress["speech_s"] * 10 + 1e-6) / 10  # ...but never "6.0" before it is complete
-        assert progress["text"] == f"{shown:.1f} of 6 s"
+        assert progress["text"] == (f"{shown:.1f} s (6 s needed)" if complete else f"{shown:.1f} of 6 s")
     assert client.get(f"/api/v1/speakers/{speaker['id']}").json()["enrollment_progress"]["complete"] is True
     assert AuditEvent.objects.filter(action="enroll", detail__complete=True).count() == 1
 

@@ -61,7 +61,7 @@ def test_identify_gives_the_same_candidates_and_scores_through_flat_and_milvus(c
     for flat, shared in zip(answers["flat"], answers["milvus"]):
         assert [c["speaker_id"] for c in shared["candidates"]] == [c["speaker_id"] for c in flat["candidates"]]
         assert [c["raw_score"] for c in shared["candidates"]] == pytest.approx(
-            [c["raw_score"] for c in flat["candidates"]], abs=1e-5)
+            [c["raw_score"] for c in flat["candidates"]], abs=1e-3)  # shown to three decimals
         assert (shared["match"] or {}).get("speaker_id") == (flat["match"] or {}).get("speaker_id")
 
 

@@ -51,7 +51,7 @@ def test_a_person_enrolls_from_the_microphone_then_verifies_and_identifies(launc
     page.wait_for_selector("#enroll-message .success, #enroll-message .refusal")
     assert page.query_selector("#enroll-message .refusal") is None, page.text_content("#enroll-message")
     progress = page.text_content("#enroll-progress-text")
-    assert progress.endswith("of 6 s of speech: complete"), progress
+    assert progress.startswith("Complete: ") and progress.endswith(" s (6 s needed) of speech"), progress
     assert float(page.get_attribute("#enroll-progress", "aria-valuenow")) >= 6.0
     assert page.text_content("#speaker-status") == "enrolled"
     page.screenshot(path=reports_dir / "03-enrolled.png", full_page=True)

@@ -1,6 +1,7 @@
 """What every view shares: the actor and recordings of a request, upload fields, the shared output shapes."""
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -32,6 +33,9 @@ def request_recording(upload, field: str | None = None) -> Recording:
     return Recording(filename=upload.name or "", data=upload.read(), field=field)
 
 
+@extend_schema_field({"type": "boolean", "default": settings.VOICEPRINT_ASNORM,
+                      "description": "Score with AS-norm (true) or the raw cosine (false); left out: the deployment's "
+                                     "setting (the default shown)."})
 class ScoreNormalisationField(serializers.BooleanField):
     """``asnorm=true|false``; left out, the deployment's default (VOICEPRINT_ASNORM) applies."""
 
@@ -65,11 +69,46 @@ class MultipartInput(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+# --- figures as a person reads them --------------------------------------------------------------
+
+class Rounded(serializers.FloatField):
+    """A figure rounded for reading: ``decimals`` places. Decisions use the exact values (``accepted`` is the
+    decision: a score and threshold that round alike can still fall either side)."""
+
+    def __init__(self, decimals: int, **kwargs):
+        self.decimals = decimals
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return round(float(value), self.decimals)
+
+
+def Score(**kwargs) -> Rounded:  # noqa: N802 - a field type, named like one
+    """A score, threshold or cosine: three decimals."""
+    return Rounded(3, **kwargs)
+
+
+def Decibels(**kwargs) -> Rounded:  # noqa: N802
+    return Rounded(1, **kwargs)
+
+
+def Seconds(**kwargs) -> Rounded:  # noqa: N802
+    return Rounded(2, **kwargs)
+
+
+def Milliseconds(**kwargs) -> Rounded:  # noqa: N802
+    return Rounded(1, **kwargs)
+
+
+def Ratio(**kwargs) -> Rounded:  # noqa: N802
+    return Rounded(4, **kwargs)
+
+
 # --- shared output shapes ------------------------------------------------------------------------
 
 class EnrollmentProgressOutput(serializers.Serializer):
-    speech_s = serializers.FloatField(help_text="Net speech of the voiceprint's enrollments, seconds.")
-    required_s = serializers.FloatField(help_text="Net speech a usable voiceprint needs.")
+    speech_s = Seconds(help_text="Net speech of the voiceprint's enrollments, seconds.")
+    required_s = Seconds(help_text="Net speech a usable voiceprint needs.")
     complete = serializers.BooleanField(help_text="True once the voiceprint can be verified and identified.")
     text = serializers.CharField(help_text='e.g. "4.2 of 6 s"')
 
@@ -153,9 +192,9 @@ class SpeakerOutput(serializers.Serializer):
 
 
 class QualityOutput(serializers.Serializer):
-    clipping_ratio = serializers.FloatField()
-    snr_db = serializers.FloatField()
-    speech_ratio = serializers.FloatField()
+    clipping_ratio = Ratio()
+    snr_db = Decibels()
+    speech_ratio = Ratio()
 
 
 class EnrollmentOutput(serializers.Serializer):
@@ -163,8 +202,8 @@ class EnrollmentOutput(serializers.Serializer):
     speaker_id = serializers.UUIDField()
     filename = serializers.CharField()
     model_version = serializers.CharField()
-    duration_s = serializers.FloatField()
-    speech_s = serializers.FloatField()
+    duration_s = Seconds()
+    speech_s = Seconds()
     quality = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
@@ -204,9 +243,25 @@ class SpeakerFields(serializers.Serializer):
 class WatchlistMatchOutput(serializers.Serializer):
     entry_id = serializers.UUIDField()
     label = serializers.CharField()
-    score = serializers.FloatField(help_text="Calibrated score of the recording against the entry (llr).")
-    threshold = serializers.FloatField(help_text="The score a watchlist hit needs (VOICEPRINT_WATCHLIST_FIR).")
+    score = Score(help_text="Calibrated score of the recording against the entry (llr).")
+    threshold = Score(help_text="The score a watchlist hit needs (VOICEPRINT_WATCHLIST_FIR).")
 
 
 WATCHLIST_MATCH_HELP = ("The fraud watchlist entry this voice matches, or null. A hit is audited; with "
                         "VOICEPRINT_WATCHLIST_REFUSE the request is refused (403 watchlist_match) instead.")
+
+
+EXPLANATION_HELP = ("The decision in a sentence: the score against its threshold, and what a negative threshold "
+                    "means when there is one.")
+
+
+def decision_explanation(decision) -> str:
+    """``score`` against ``threshold`` in words (the numbers as the answer shows them)."""
+    score, threshold = round(decision.score, 3), round(decision.threshold, 3)
+    verdict = (f"Accepted: the score {score:g} reaches the threshold {threshold:g}." if decision.accepted
+               else f"Rejected: the score {score:g} is below the threshold {threshold:g}.")
+    if threshold < 0:
+        verdict += (" The threshold is negative because, for recordings of this quality, the false-accept target "
+                    "is met even when the evidence leans slightly towards two different people (a score of 0 is "
+                    "as likely either way).")
+    return verdict

@@ -13,14 +13,18 @@ from rest_framework.views import APIView
 from ... import selectors, services
 from ..schema import ENGINE, MULTIPART, RECORDING, SCORING, VOICEPRINT, refusals
 from .common import (
+    EXPLANATION_HELP,
     IDENTIFY,
     VERIFY,
     WATCHLIST_MATCH_HELP,
     AudioFileField,
     ErrorOutput,
+    Milliseconds,
     MultipartInput,
+    Score,
     ScoreNormalisationField,
     WatchlistMatchOutput,
+    decision_explanation,
     request_actor,
     request_recording,
     request_tenant,
@@ -43,20 +47,31 @@ class VerifyApi(APIView):
     parser_classes = [MultiPartParser]
 
     class VerifyInput(MultipartInput):
-        speaker_id = serializers.UUIDField()
+        speaker_id = serializers.UUIDField(required=False, help_text="The speaker's id (or give external_id).")
+        external_id = serializers.CharField(required=False, max_length=255,
+                                            help_text="Your own id of the speaker, instead of speaker_id.")
         audio = AudioFileField()
         asnorm = ScoreNormalisationField()
 
+        def validate(self, data):
+            if ("speaker_id" in data) == ("external_id" in data):
+                raise serializers.ValidationError({"speaker_id": ["Give speaker_id or external_id (one of them)."]})
+            return data
+
     class VerifyOutput(serializers.Serializer):
         speaker_id = serializers.UUIDField()
-        score = serializers.FloatField(help_text=SCORE_HELP)
-        raw_score = serializers.FloatField(help_text=RAW_SCORE_HELP)
+        score = Score(help_text=SCORE_HELP)
+        raw_score = Score(help_text=RAW_SCORE_HELP)
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"], help_text=NORMALISATION_HELP)
-        threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
+        threshold = Score(help_text=THRESHOLD_HELP)
         accepted = serializers.BooleanField(help_text="score >= threshold")
+        explanation = serializers.SerializerMethodField(help_text=EXPLANATION_HELP)
         model_version = serializers.CharField()
-        processing_time_ms = serializers.FloatField()
+        processing_time_ms = Milliseconds()
         watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
+
+        def get_explanation(self, decision) -> str:
+            return decision_explanation(decision)
 
     @extend_schema(request={"multipart/form-data": VerifyInput}, tags=["decisions"],
                    responses={200: VerifyOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *SCORING,
@@ -64,7 +79,11 @@ class VerifyApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=data.validated_data["speaker_id"])
+        if "speaker_id" in data.validated_data:
+            speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=data.validated_data["speaker_id"])
+        else:
+            speaker = selectors.speaker_by_external_id(tenant=request_tenant(request),
+                                                       external_id=data.validated_data["external_id"])
         decision = services.speaker_verify(speaker=speaker, actor=request_actor(request),
                                            recording=request_recording(data.validated_data["audio"], "audio"),
                                            asnorm=data.validated_data.get("asnorm"))
@@ -75,8 +94,8 @@ class CandidateOutput(serializers.Serializer):
     speaker_id = serializers.UUIDField()
     external_id = serializers.CharField(allow_null=True)
     display_name = serializers.CharField()
-    score = serializers.FloatField()
-    raw_score = serializers.FloatField()
+    score = Score()
+    raw_score = Score()
 
 
 class IdentifyApi(APIView):
@@ -97,16 +116,16 @@ class IdentifyApi(APIView):
         candidates = CandidateOutput(many=True)
         match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold and it "
                                                            "leads the runner-up by >= margin.")
-        threshold = serializers.FloatField(allow_null=True, help_text=(
+        threshold = Score(allow_null=True, help_text=(
             "The best candidate's threshold (log-likelihood ratio) for the false-identification target among "
             "every voice searched; null when nobody was searched."))
-        margin = serializers.FloatField(help_text="Lead over the runner-up a match needs (log-likelihood ratio).")
-        runner_up_score = serializers.FloatField(allow_null=True, help_text="Score of the second best voiceprint.")
+        margin = Score(help_text="Lead over the runner-up a match needs (log-likelihood ratio).")
+        runner_up_score = Score(allow_null=True, help_text="Score of the second best voiceprint.")
         no_match_reason = serializers.ChoiceField(
             choices=["no_candidates", "below_threshold", "ambiguous"], allow_null=True)
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
-        processing_time_ms = serializers.FloatField()
+        processing_time_ms = Milliseconds()
 
     @extend_schema(request={"multipart/form-data": IdentifyInput}, tags=["decisions"],
                    responses={200: IdentifyOutput, **refusals(*MULTIPART, *RECORDING, *SCORING, "search_unavailable",
@@ -130,14 +149,18 @@ class CompareApi(APIView):
         asnorm = ScoreNormalisationField()
 
     class CompareOutput(serializers.Serializer):
-        similarity = serializers.FloatField(source="raw_score", help_text="Cosine similarity in [-1, 1] (= raw_score).")
-        score = serializers.FloatField(help_text=SCORE_HELP)
-        raw_score = serializers.FloatField()
+        similarity = Score(source="raw_score", help_text="Cosine similarity in [-1, 1] (= raw_score).")
+        score = Score(help_text=SCORE_HELP)
+        raw_score = Score()
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
-        threshold = serializers.FloatField()
+        threshold = Score()
         accepted = serializers.BooleanField()
+        explanation = serializers.SerializerMethodField(help_text=EXPLANATION_HELP)
         model_version = serializers.CharField()
-        processing_time_ms = serializers.FloatField()
+        processing_time_ms = Milliseconds()
+
+        def get_explanation(self, decision) -> str:
+            return decision_explanation(decision)
 
     @extend_schema(request={"multipart/form-data": CompareInput}, tags=["decisions"],
                    responses={200: CompareOutput, **refusals(*MULTIPART, *RECORDING, *SCORING)})
@@ -166,11 +189,11 @@ class ClassicVerifySpeakerApi(APIView):
         test = AudioFileField(help_text="Also accepted as audio2 or file2.")
 
     class ClassicVerifySpeakerOutput(serializers.Serializer):
-        similarity = serializers.FloatField(source="raw_score", help_text=RAW_SCORE_HELP)
+        similarity = Score(source="raw_score", help_text=RAW_SCORE_HELP)
         verification_result = serializers.BooleanField(source="accepted", help_text="The calibrated decision.")
-        score = serializers.FloatField(help_text=SCORE_HELP)
-        threshold = serializers.FloatField(help_text=THRESHOLD_HELP)
-        processing_time_ms = serializers.FloatField()
+        score = Score(help_text=SCORE_HELP)
+        threshold = Score(help_text=THRESHOLD_HELP)
+        processing_time_ms = Milliseconds()
 
     @extend_schema(request={"multipart/form-data": ClassicVerifySpeakerInput}, tags=["decisions"],
                    responses={200: ClassicVerifySpeakerOutput, **refusals(*MULTIPART, *RECORDING, *ENGINE)})
@@ -195,9 +218,9 @@ class ClassicVerifySpeakerApi(APIView):
 
 class BatchItemOutput(serializers.Serializer):
     filename = serializers.CharField()
-    similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
-    score = serializers.FloatField(allow_null=True, help_text=SCORE_HELP)
-    threshold = serializers.FloatField(allow_null=True, help_text=THRESHOLD_HELP)
+    similarity = Score(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
+    score = Score(allow_null=True, help_text=SCORE_HELP)
+    threshold = Score(allow_null=True, help_text=THRESHOLD_HELP)
     accepted = serializers.BooleanField(allow_null=True)
     error = serializers.SerializerMethodField()
 
@@ -226,7 +249,7 @@ class BatchVerifyApi(APIView):
         results = BatchItemOutput(many=True, help_text="One per test file; each has its own threshold (its quality).")
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
-        processing_time_ms = serializers.FloatField()
+        processing_time_ms = Milliseconds()
 
     @extend_schema(request={"multipart/form-data": BatchVerifyInput}, tags=["decisions"],
                    responses={200: BatchVerifyOutput, **refusals(*MULTIPART, *RECORDING, *SCORING)})
@@ -243,12 +266,12 @@ class BatchVerifyApi(APIView):
 
 class ClassicBatchItemOutput(serializers.Serializer):
     filename = serializers.CharField()
-    similarity = serializers.FloatField(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
+    similarity = Score(source="raw_score", allow_null=True, help_text="Cosine similarity in [-1, 1].")
     result = serializers.BooleanField(source="accepted", allow_null=True,
                                       help_text="The calibrated decision (score >= threshold); null when the file "
                                                 "was refused.")
-    score = serializers.FloatField(allow_null=True, help_text=SCORE_HELP)
-    threshold = serializers.FloatField(allow_null=True, help_text=THRESHOLD_HELP)
+    score = Score(allow_null=True, help_text=SCORE_HELP)
+    threshold = Score(allow_null=True, help_text=THRESHOLD_HELP)
     error = serializers.SerializerMethodField(help_text="Why the file was refused; null when it was scored.")
 
     @extend_schema_field(ErrorOutput(allow_null=True))

@@ -23,6 +23,7 @@ from .common import (
     ConsentInput,
     EnrollmentOutput,
     EnrollmentProgressOutput,
+    Milliseconds,
     MultipartInput,
     RefusalOutput,
     SpeakerFields,
@@ -169,7 +170,7 @@ class SpeakerEnrollApi(APIView):
         accepted = EnrollmentOutput(many=True)
         refused = RefusalOutput(many=True)
         enrollment_progress = EnrollmentProgressOutput()
-        processing_time_ms = serializers.FloatField()
+        processing_time_ms = Milliseconds()
         watchlist_match = WatchlistMatchOutput(allow_null=True, help_text=WATCHLIST_MATCH_HELP)
 
     @extend_schema(operation_id="enrollments_list", tags=["enrollments"],

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation
 from inference.evaluation import calibrated
-from inference.evaluation.report import write_condition_figure
+from inference.evaluation.report import write_condition_figure, write_identification_figure
 from speakers import selectors
 from speakers.runtime import asnorm as service_asnorm
 from speakers.runtime import inference_owner
@@ -98,6 +98,7 @@ class Command(BaseCommand):
             path = out_dir / "identification.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(report, indent=1) + "\n")
+            write_identification_figure(report, out_dir / "identification.png")
             self._print_identification(report, path)
 
     # --- identification with the calibrated rule -------------------------------------------------------
@@ -178,5 +179,5 @@ class Command(BaseCommand):
                 lines.append(f"  {scale}: top-1 {_pct(r['top1_accuracy'])}, correct match {_pct(r['correct_match'])}, "
                              f"false identification of unknown voices {_pct(r['false_identification'])} "
                              f"({r['known_probes']} known / {r['unknown_probes']} unknown probes)")
-        lines.append(f"  Report: {path}")
+        lines.append(f"  Reports: {path}, {path.with_suffix('.png')}")
         self.stdout.write("\n".join(lines))

@@ -186,7 +186,8 @@ function showProgress(progress) {
   }
   const share = Math.min(1, progress.speech_s / progress.required_s);
   $("#enroll-progress-done").style.width = `${(100 * share).toFixed(1)}%`;
-  $("#enroll-progress-text").textContent = `${progress.text} of speech${progress.complete ? ": complete" : ""}`;
+  $("#enroll-progress-text").textContent = progress.complete ? `Complete: ${progress.text} of speech`
+                                                             : `${progress.text} of speech`;
   bar.setAttribute("aria-valuenow", String(progress.speech_s));
   bar.dataset.speechS = String(progress.speech_s);
   bar.dataset.complete = String(progress.complete);

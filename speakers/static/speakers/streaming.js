@@ -17,7 +17,8 @@ export function setupStreaming({ root, path, words, getKey, getSpeaker }) {
   const note = (text) => {
     const li = document.createElement("li");
     li.textContent = text;
-    log.prepend(li);
+    log.append(li);  // oldest first, numbered in the order things happened
+    li.scrollIntoView({ block: "nearest" });
   };
 
   const showScore = (m) => {
