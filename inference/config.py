@@ -182,10 +182,10 @@ class FingerprintConfig:
     tempos: tuple[float, ...] = (0.943, 0.957, 0.971, 0.986, 1.014, 1.029, 1.043, 1.057)
     match_reversed: bool = True
     offset_bin_frames: int = 2
-    min_aligned_hashes: int = 10
-    min_segment_hashes: int = 4
-    min_segments: int = 3
-    min_segment_total: int = 20
+    vote_cell_frames: int = 5
+    min_score: float = 4.0
+    min_segment_score: float = 1.0
+    min_segments_score: float = 6.0
 
     def __post_init__(self) -> None:
         if not 0 < self.low_hz < self.high_hz <= self.analysis_rate / 2:

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter
 from scipy.signal import resample_poly
+from scipy.special import gammaln
 
 from inference.config import FingerprintConfig
 from inference.errors import InferenceError
@@ -57,7 +58,10 @@ _BLOCK_FRAMES = 4096
 # Offsets are binned with this much room on either side (frames / offset_bin_frames).
 _OFFSET_SHIFT = 1 << 22
 _GROUP_SHIFT = 24
+# Probe time cells (moments) are packed under the group and bin.
+_CELL_BITS = 20
 _BIN_MASK = (1 << _GROUP_SHIFT) - 1
+_CELL_SHIFT = 1 << 18
 # Anchors keep the first frame of a recording representable: uint16 frames (10 ms) last 655 s.
 _MAX_FRAMES = np.iinfo(np.uint16).max
 
@@ -151,14 +155,23 @@ class ReplayMatch:
     ----------
     matched
         The decision: the probe is (a transformed copy of part of) the stored recording.
+    score
+        How unlikely the best alignment is by chance: ``-log10`` of the chance of that much evidence on
+        any offset under any hypothesis (0: as chance would have it; 3: one in a thousand).
+    segment_score
+        The same added up over every segment that passes ``min_segment_score`` (shuffled snippets).
     hashes
         Hashes the probe shares with the print under the best hypothesis, at any offset.
     aligned_hashes
-        Of those, the most that agree on one time offset (Shazam's histogram peak).
+        Of those, the ones on the best time offset (Shazam's histogram peak).
+    aligned_moments
+        The evidence of that offset: distinct moments (``vote_cell_frames`` cells of the probe's time)
+        holding an aligned hash. The decision counts moments, not hashes.
     offset_s
         That offset: stored time minus probe time (probe time on the stored recording's time scale).
-    segments, segment_hashes
-        Offsets holding at least ``min_segment_hashes`` each, and the hashes on them (shuffled snippets).
+    segments, segment_moments
+        Offsets (runs of adjacent offset bins) whose surprise passes ``min_segment_score``, and the
+        moments on them added up (shuffled snippets of the recording, each at its own offset).
     probe_span_s, stored_span_s
         ``(start, end)`` in seconds of the hashes on the best offset, in the probe (its own time) and in
         the stored recording; ``None`` without any.
@@ -167,11 +180,14 @@ class ReplayMatch:
     """
 
     matched: bool
+    score: float
+    segment_score: float
     hashes: int
     aligned_hashes: int
+    aligned_moments: int
     offset_s: float
     segments: int
-    segment_hashes: int
+    segment_moments: int
     probe_span_s: tuple[float, float] | None
     stored_span_s: tuple[float, float] | None
     speed: float = 1.0
@@ -421,8 +437,15 @@ def match_many(probe: Fingerprint | ProbeHashes, stored: Sequence[Fingerprint],
     query = probe if isinstance(probe, ProbeHashes) else probe_hashes(probe, config)
     for fp in stored:
         _check_digest(fp, config)
-    if not stored:
-        return []
+    # (print, hypothesis) pairs are packed in 19 bits of the vote keys.
+    per_pass = max(1, (1 << 19) // len(query.hypotheses))
+    results: list[ReplayMatch] = []
+    for start in range(0, len(stored), per_pass):
+        results += _match_pass(query, stored[start:start + per_pass], config)
+    return results
+
+
+def _match_pass(query: ProbeHashes, stored: Sequence[Fingerprint], config: FingerprintConfig) -> list[ReplayMatch]:
     sizes = np.array([len(fp.hashes) for fp in stored])
     stored_hashes = np.concatenate([fp.hashes for fp in stored])
     stored_times = np.concatenate([fp.times for fp in stored]).astype(np.float64)
@@ -433,84 +456,128 @@ def match_many(probe: Fingerprint | ProbeHashes, stored: Sequence[Fingerprint],
     hit_stored = np.repeat(np.arange(len(stored_hashes)), counts)
     starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
     hit_probe = starts + np.arange(len(hit_stored))
-    return _decide(query, stored, owner[hit_stored], stored_times[hit_stored], hit_probe, config)
+    frames = np.array([fp.frames for fp in stored], dtype=np.float64)
+    return _decide(query, frames, owner[hit_stored], stored_times[hit_stored], hit_probe, config)
 
 
-def _decide(query: ProbeHashes, stored: Sequence[Fingerprint], owner: np.ndarray, stored_times: np.ndarray,
+def _surprise(moments: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """``-log10 P(X >= moments)`` for ``X ~ Poisson(expected)``, 0 where ``moments <= expected``.
+
+    The tail's leading terms (``k ln mu - mu - ln k!`` and the geometric bound of the rest) are exact
+    enough where it matters (k well above mu) and never underflow."""
+    k = moments.astype(np.float64)
+    mu = np.maximum(expected, 1e-9)
+    log_tail = k * np.log(mu) - mu - gammaln(k + 1.0) - np.log1p(-np.minimum(mu / (k + 1.0), 0.999))
+    return np.where(k > mu, np.maximum(-log_tail / math.log(10.0), 0.0), 0.0)
+
+
+def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, stored_times: np.ndarray,
             hit_probe: np.ndarray, config: FingerprintConfig) -> list[ReplayMatch]:
     """Votes -> one :class:`ReplayMatch` per print.
 
-    Votes are counted per (print, hypothesis, offset bin). A bin and the next one together are an
-    alignment (an offset on a bin edge, or a small drift, is not split); a run of adjacent non-empty
-    bins is one segment, worth its best alignment."""
-    n_hyp, n_prints = len(query.hypotheses), len(stored)
-    n_groups = n_prints * n_hyp
-    width = config.offset_bin_frames
+    A hit votes for (print, hypothesis, offset). Evidence is counted in *moments*: distinct
+    ``vote_cell_frames`` cells of the probe's time holding a hit, so a burst of peaks in one instant (a
+    click, an onset lighting up every frequency) is one piece of evidence, not dozens of hashes. An
+    alignment is a window of two adjacent offset bins (an offset on a bin edge, a small drift, is not
+    split); a run of overlapping non-empty windows is one segment, worth its best window.
+
+    How much evidence chance gives depends on how many hashes two recordings share (long recordings,
+    the same voice, share more), so an alignment is scored by its surprise: ``-log10`` of the chance
+    that a window holds that many moments when the pair's moments are spread over its possible offsets
+    in proportion to how much the two recordings overlap there (Poisson), less ``log10`` of the number
+    of offsets (any of them could have been the best).
+    ``score`` is the best alignment's, less ``log10`` of the number of hypotheses tried;
+    ``segment_score`` adds up every segment whose surprise passes ``min_segment_score``."""
+    n_prints, n_hyp = len(stored_frames), len(query.hypotheses)
     group = owner.astype(np.int64) * n_hyp + query.hypothesis[hit_probe]
-    bins = np.floor((stored_times - query.times[hit_probe]) / width).astype(np.int64) + _OFFSET_SHIFT
+    probe_times = query.times[hit_probe]
+    bins = np.floor((stored_times - probe_times) / config.offset_bin_frames).astype(np.int64) + _OFFSET_SHIFT
     keys = (group << _GROUP_SHIFT) | bins
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    cells = np.floor(probe_times / config.vote_cell_frames).astype(np.int64) + _CELL_SHIFT
+    # Every hit counts in the window starting at its bin and in the one starting a bin earlier.
+    windows = np.concatenate((keys, keys - 1))
+    pair_cells = np.unique((windows << _CELL_BITS) | np.concatenate((cells, cells)))
+    unique, moments = np.unique(pair_cells >> _CELL_BITS, return_counts=True)
     groups = unique >> _GROUP_SHIFT
+    # The offsets a pair could take (windows), and the moments a window would hold by chance: the
+    # pair's moments spread in proportion to how much of the two recordings overlaps at that offset.
+    width = config.offset_bin_frames
+    scales = np.array([h.speed * h.tempo for h in query.hypotheses])
+    probe_len = np.tile(query.frames * scales, n_prints)
+    stored_len = np.repeat(stored_frames, n_hyp)
+    n_windows = (probe_len + stored_len) / width + 1
+    offset = ((unique & _BIN_MASK) - _OFFSET_SHIFT + 1).astype(np.float64) * width
+    overlap = np.minimum(stored_len[groups], offset + probe_len[groups]) - np.maximum(0.0, offset)
+    # An offset where the recordings barely overlap (their ends) is given a second's worth of chance
+    # matches at least: the ends of recordings (silence, a click) match more than their share.
+    overlap = np.maximum(overlap, 1.0 / _frame_s(config))
+    total = np.bincount(groups, weights=moments, minlength=n_prints * n_hyp)
+    expected = total[groups] * overlap * width / (probe_len[groups] * stored_len[groups])
+    evidence = _surprise(moments, expected) - np.log10(n_windows[groups])
     adjacent = unique[1:] == unique[:-1] + 1
-    pair = counts.copy()
-    pair[:-1] += np.where(adjacent, counts[1:], 0)
-    run_starts = np.flatnonzero(np.concatenate(([True], ~adjacent))) if len(unique) else np.zeros(0, np.intp)
-    run_value = np.maximum.reduceat(pair, run_starts) if len(unique) else np.zeros(0, np.int64)
+    run_starts = np.flatnonzero(np.concatenate(([True], ~adjacent)))
+    n_groups = n_prints * n_hyp
+    run_evidence = np.maximum.reduceat(evidence, run_starts) if len(unique) else np.zeros(0)
+    run_moments = np.maximum.reduceat(moments, run_starts) if len(unique) else np.zeros(0, np.int64)
     run_group = groups[run_starts]
+    best = np.full(n_groups, -np.inf)
+    np.maximum.at(best, run_group, run_evidence)
     aligned = np.zeros(n_groups, dtype=np.int64)
-    np.maximum.at(aligned, run_group, run_value)
-    strong = run_value >= config.min_segment_hashes
+    np.maximum.at(aligned, run_group, run_moments)
+    strong = run_evidence >= config.min_segment_score
     segments = np.bincount(run_group[strong], minlength=n_groups)
-    segment_sum = np.bincount(run_group[strong], weights=run_value[strong], minlength=n_groups).astype(np.int64)
+    segment_sum = np.bincount(run_group[strong], weights=run_evidence[strong], minlength=n_groups)
+    segment_moments = np.bincount(run_group[strong], weights=run_moments[strong], minlength=n_groups).astype(np.int64)
     shared = np.bincount(group, minlength=n_groups)
-    # Per print: the hypothesis with the strongest alignment, or failing one the most segment votes.
-    aligned_2d, segments_2d, segment_sum_2d = (a.reshape(n_prints, n_hyp) for a in (aligned, segments, segment_sum))
-    by_alignment = aligned_2d.argmax(axis=1)
-    by_segments = segment_sum_2d.argmax(axis=1)
+    # Per print: the hypothesis with the most surprising alignment, or failing one the most segment evidence.
+    trials = math.log10(n_hyp)
+    best_2d, segments_2d, segment_sum_2d = (a.reshape(n_prints, n_hyp) for a in (best, segments, segment_sum))
     rows = np.arange(n_prints)
-    best_aligned = aligned_2d[rows, by_alignment]
-    seg_n, seg_total = segments_2d[rows, by_segments], segment_sum_2d[rows, by_segments]
-    by_offset = best_aligned >= config.min_aligned_hashes
-    by_snippets = (seg_n >= config.min_segments) & (seg_total >= config.min_segment_total)
-    hyp = np.where(by_offset | ~by_snippets, by_alignment, by_segments)
-    best_group = rows * n_hyp + hyp
-    # The best alignment's bin pair in each print's chosen hypothesis, and the hits on it.
+    by_alignment, by_segments = best_2d.argmax(axis=1), segment_sum_2d.argmax(axis=1)
+    score = np.maximum(best_2d[rows, by_alignment] - trials, 0.0)
+    segment_score = np.maximum(segment_sum_2d[rows, by_segments] - trials, 0.0)
+    by_offset = score >= config.min_score
+    by_snippets = (segments_2d[rows, by_segments] >= 2) & (segment_score >= config.min_segments_score)
+    best_group = rows * n_hyp + np.where(by_offset | ~by_snippets, by_alignment, by_segments)
+    # Each print's best alignment (its first bin) in the chosen hypothesis, and the hits on it.
     best_key = np.full(n_prints, -1, dtype=np.int64)
-    if len(unique):
-        in_best = np.isin(groups, best_group)
-        candidates = np.flatnonzero(in_best)
-        order = candidates[np.lexsort((-pair[candidates], groups[candidates]))]
-        first = np.concatenate(([True], groups[order][1:] != groups[order][:-1]))
-        chosen = order[first]
+    candidates = np.flatnonzero(np.isin(groups, best_group))
+    if len(candidates):
+        order = candidates[np.lexsort((-evidence[candidates], groups[candidates]))]
+        chosen = order[np.concatenate(([True], groups[order][1:] != groups[order][:-1]))]
         best_key[groups[chosen] // n_hyp] = unique[chosen]
-    hit_key = keys
-    on_best = (hit_key == best_key[owner]) | (hit_key == best_key[owner] + 1)
+    on_best = (keys == best_key[owner]) | (keys == best_key[owner] + 1)
+    # The probe's own time on the best alignment: the hypothesis undone.
+    hypothesis = query.hypothesis[hit_probe[on_best]]
+    native = probe_times[on_best] / scales[hypothesis]
+    native = np.where(np.array([h.reversed for h in query.hypotheses])[hypothesis], (query.frames - 1) - native, native)
+    probe_spans, stored_spans = _spans(owner[on_best], native, stored_times[on_best], n_prints, config)
+    aligned_hashes = np.bincount(owner[on_best], minlength=n_prints)
+    offsets = np.bincount(owner[on_best], weights=(stored_times - probe_times)[on_best], minlength=n_prints)
     results = []
     for index in range(n_prints):
-        h = query.hypotheses[int(hyp[index])]
-        if best_key[index] < 0:
-            results.append(ReplayMatch(False, 0, 0, 0.0, 0, 0, None, None))
-            continue
-        mask = on_best & (owner == index)
-        probe_span, stored_span = _spans(query, stored_times[mask], hit_probe[mask], h, config)
-        bin_ = int(best_key[index] & _BIN_MASK) - _OFFSET_SHIFT
+        g = best_group[index]
+        h = query.hypotheses[g % n_hyp]
         results.append(ReplayMatch(
-            matched=bool(by_offset[index] or by_snippets[index]), hashes=int(shared[best_group[index]]),
-            aligned_hashes=int(aligned[best_group[index]]), offset_s=round((bin_ + 1) * width * _frame_s(config), 3),
-            segments=int(segments[best_group[index]]), segment_hashes=int(segment_sum[best_group[index]]),
-            probe_span_s=probe_span, stored_span_s=stored_span, speed=h.speed, tempo=h.tempo, reversed=h.reversed))
+            matched=bool(by_offset[index] or by_snippets[index]),
+            score=round(float(score[index]), 2), segment_score=round(float(segment_score[index]), 2),
+            hashes=int(shared[g]), aligned_hashes=int(aligned_hashes[index]), aligned_moments=int(aligned[g]),
+            offset_s=round(float(offsets[index] / max(aligned_hashes[index], 1)) * _frame_s(config), 3),
+            segments=int(segments[g]), segment_moments=int(segment_moments[g]),
+            probe_span_s=probe_spans[index], stored_span_s=stored_spans[index],
+            speed=h.speed, tempo=h.tempo, reversed=h.reversed))
     return results
 
 
-def _spans(query: ProbeHashes, stored_times: np.ndarray, hit_probe: np.ndarray, h: _Hypothesis,
-           config: FingerprintConfig) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
-    """Start and end (s) of the given hits in the probe (its own time) and in the stored recording."""
-    if not len(hit_probe):
-        return None, None
+def _spans(owner: np.ndarray, probe_times: np.ndarray, stored_times: np.ndarray, n_prints: int,
+           config: FingerprintConfig) -> tuple[list[tuple[float, float] | None], list[tuple[float, float] | None]]:
+    """Per print, ``(start, end)`` in seconds of the given hits in the probe and in the stored recording."""
     second = _frame_s(config)
-    probe_t = query.times[hit_probe] / (h.speed * h.tempo)
-    if h.reversed:
-        probe_t = (query.frames - 1) - probe_t
-    stored_t = stored_times
-    return ((round(float(probe_t.min()) * second, 3), round(float(probe_t.max()) * second, 3)),
-            (round(float(stored_t.min()) * second, 3), round(float(stored_t.max()) * second, 3)))
+    spans = []
+    for times in (probe_times, stored_times):
+        low, high = np.full(n_prints, np.inf), np.full(n_prints, -np.inf)
+        np.minimum.at(low, owner, times)
+        np.maximum.at(high, owner, times)
+        spans.append([(round(float(a) * second, 3), round(float(b) * second, 3)) if np.isfinite(a) else None
+                      for a, b in zip(low, high)])
+    return spans[0], spans[1]
