@@ -149,7 +149,8 @@ class FingerprintConfig:
     ``hop_length`` hop is kept between ``low_hz`` and ``high_hz`` (the telephone band, so a probe
     band-limited to 8 kHz telephone quality sees the same band as a wideband original). A peak is a
     time-frequency point that is the largest within ``peak_freq_radius`` bins and ``peak_time_radius``
-    frames, no more than ``peak_floor_db`` under the recording's loud end; the ``peaks_per_second``
+    frames, no more than ``peak_floor_db`` under the recording's loud end and above ``silence_db`` (power
+    of a frame's bin; a full-scale tone reaches about +36 dB); the ``peaks_per_second``
     most prominent ones (level over that frequency's typical level) are kept. Each peak is paired
     with the next ``fan_out`` peaks within ``max_dt_frames`` frames and ``max_df_octaves`` octaves;
     a pair is hashed as (its first frequency, the interval to the second on a log axis with
@@ -173,7 +174,8 @@ class FingerprintConfig:
     peak_freq_radius: int = 2
     peak_time_radius: int = 3
     peak_floor_db: float = 50.0
-    peaks_per_second: float = 30.0
+    silence_db: float = -60.0
+    peaks_per_second: float = 50.0
     bins_per_octave: int = 24
     fan_out: int = 5
     max_dt_frames: int = 20
@@ -182,10 +184,10 @@ class FingerprintConfig:
     tempos: tuple[float, ...] = (0.943, 0.957, 0.971, 0.986, 1.014, 1.029, 1.043, 1.057)
     match_reversed: bool = True
     offset_bin_frames: int = 2
-    vote_cell_frames: int = 5
-    min_score: float = 4.0
+    vote_cell_frames: int = 1
+    min_score: float = 8.0
     min_segment_score: float = 1.0
-    min_segments_score: float = 6.0
+    min_segments_score: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0 < self.low_hz < self.high_hz <= self.analysis_rate / 2:

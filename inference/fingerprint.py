@@ -117,7 +117,7 @@ class Fingerprint:
 
     def to_bytes(self) -> bytes:
         """``VPFP``, version, analysis digest, frames, pair count, then the hashes and the times
-        (little-endian): ``14 + 6 n`` bytes. The peaks are not written."""
+        (little-endian): ``17 + 6 n`` bytes. The peaks are not written."""
         header = _HEADER.pack(_MAGIC, FORMAT_VERSION, self.digest, self.frames, len(self.hashes))
         return header + self.hashes.astype("<u4").tobytes() + self.times.astype("<u2").tobytes()
 
@@ -176,7 +176,8 @@ class ReplayMatch:
         ``(start, end)`` in seconds of the hashes on the best offset, in the probe (its own time) and in
         the stored recording; ``None`` without any.
     speed, tempo, reversed
-        The hypothesis that matched best (1.0, 1.0, False: the recording as it was).
+        The hypothesis with the most aligned evidence (1.0, 1.0, False: the recording as it was); the
+        other figures (but ``score`` and ``segment_score``, the best over all hypotheses) are its own.
     """
 
     matched: bool
@@ -203,7 +204,8 @@ def _frame_s(config: FingerprintConfig) -> float:
 def analysis_digest(config: FingerprintConfig) -> bytes:
     """4 bytes that change with any parameter that changes the hashes (not with the matching rule)."""
     fields = (config.analysis_rate, config.n_fft, config.hop_length, config.low_hz, config.high_hz,
-              config.peak_freq_radius, config.peak_time_radius, config.peak_floor_db, config.peaks_per_second,
+              config.peak_freq_radius, config.peak_time_radius, config.peak_floor_db, config.silence_db,
+              config.peaks_per_second,
               config.bins_per_octave, config.fan_out, config.max_dt_frames, config.max_df_octaves, FORMAT_VERSION)
     return hashlib.sha256(repr(fields).encode()).digest()[:4]
 
@@ -243,7 +245,7 @@ def find_peaks(samples: np.ndarray, config: FingerprintConfig = FingerprintConfi
     loud = float(np.percentile(db.max(axis=1), 99)) if n_frames else 0.0
     footprint = (2 * config.peak_time_radius + 1, 2 * config.peak_freq_radius + 1)
     local_max = maximum_filter(db, size=footprint, mode="nearest")
-    candidate = (db == local_max) & (db > loud - config.peak_floor_db)
+    candidate = (db == local_max) & (db > max(loud - config.peak_floor_db, config.silence_db))
     # Level over each frequency's typical level in the louder frames: a channel's tilt cancels.
     active = db.max(axis=1) > loud - 30.0
     reference = db[active].mean(axis=0) if active.any() else db.mean(axis=0)
@@ -515,7 +517,7 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     expected = total[groups] * overlap * width / (probe_len[groups] * stored_len[groups])
     evidence = _surprise(moments, expected) - np.log10(n_windows[groups])
     adjacent = unique[1:] == unique[:-1] + 1
-    run_starts = np.flatnonzero(np.concatenate(([True], ~adjacent)))
+    run_starts = np.flatnonzero(np.concatenate(([True], ~adjacent))) if len(unique) else np.zeros(0, np.intp)
     n_groups = n_prints * n_hyp
     run_evidence = np.maximum.reduceat(evidence, run_starts) if len(unique) else np.zeros(0)
     run_moments = np.maximum.reduceat(moments, run_starts) if len(unique) else np.zeros(0, np.int64)
@@ -538,7 +540,12 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     segment_score = np.maximum(segment_sum_2d[rows, by_segments] - trials, 0.0)
     by_offset = score >= config.min_score
     by_snippets = (segments_2d[rows, by_segments] >= 2) & (segment_score >= config.min_segments_score)
-    best_group = rows * n_hyp + np.where(by_offset | ~by_snippets, by_alignment, by_segments)
+    # The hypothesis reported: the one with the most aligned moments, the nearest to the recording as it
+    # was among equals (a true copy gathers as many under a neighbouring speed or tempo, and may score a
+    # little higher there on fewer chance hits).
+    distance = np.array([abs(math.log(h.speed)) + abs(math.log(h.tempo)) for h in query.hypotheses])
+    most_moments = (aligned.reshape(n_prints, n_hyp) - distance[None, :]).argmax(axis=1)
+    best_group = rows * n_hyp + np.where(by_offset | ~by_snippets, most_moments, by_segments)
     # Each print's best alignment (its first bin) in the chosen hypothesis, and the hits on it.
     best_key = np.full(n_prints, -1, dtype=np.int64)
     candidates = np.flatnonzero(np.isin(groups, best_group))

@@ -280,8 +280,8 @@ def _print_of(path: str) -> tuple[str, bytes]:
 
 
 def _summary(result) -> dict:
-    return {"matched": result.matched, "aligned": result.aligned_moments, "segments": result.segments,
-            "segment_hashes": result.segment_moments}
+    return {"matched": result.matched, "score": result.score, "segments": result.segments,
+            "segment_score": result.segment_score}
 
 
 def _catch(job: tuple[Recording, str, str, list[str]]) -> dict:
@@ -300,18 +300,18 @@ def _catch(job: tuple[Recording, str, str, list[str]]) -> dict:
     return {"key": recording.key, "transform": name, "applicable": True, **_summary(result),
             "hypothesis": [result.speed, result.tempo, result.reversed],
             "others": len(others), "others_flagged": [key for key, r in zip(others, others_results) if r.matched],
-            "others_max_aligned": max((r.aligned_moments for r in others_results), default=0)}
+            "others_max_score": max((r.score for r in others_results), default=0.0)}
 
 
 def _against_all(key: str) -> tuple[str, np.ndarray]:
-    """One recording against every print of its set (itself included): ``(prints, 4)`` int32 of
-    matched, aligned, segments, segment hashes."""
+    """One recording against every print of its set (itself included): ``(prints, 4)`` of matched,
+    score, segments, segment score."""
     config = _STATE["config"]
     prints = _STATE["prints"]
     recording_path = _STATE["paths"][key]
     query = probe_hashes(fingerprint(_load(recording_path), config), config)
     results = match_many(query, [prints[k] for k in _STATE["keys"]], config)
-    return key, np.array([[r.matched, r.aligned_moments, r.segments, r.segment_moments] for r in results], np.int32)
+    return key, np.array([[r.matched, r.score, r.segments, r.segment_score] for r in results], np.float64)
 
 
 def _degraded(job: tuple[str, str, str, str]) -> dict:
@@ -353,11 +353,12 @@ def catch_rates(recordings: list[Recording], prints: dict[str, bytes], config: F
         table[name] = {
             "probes": len(mine), "refused_by_decoder": len(mine) - len(ok), "caught": len(caught),
             "rate": round(len(caught) / len(mine), 4) if mine else None,
-            "median_aligned": statistics.median([row["aligned"] for row in ok]) if ok else None,
+            "median_score": statistics.median([row["score"] for row in ok]) if ok else None,
+            "lowest_scores": sorted(row["score"] for row in ok)[:5],
             "missed": sorted(row["key"] for row in ok if not row["matched"])[:10],
             "other_recordings_checked": sum(row["others"] for row in ok),
             "other_recordings_flagged": sum(len(row["others_flagged"]) for row in ok),
-            "other_recordings_max_aligned": max((row["others_max_aligned"] for row in ok), default=0),
+            "other_recordings_max_score": max((row["others_max_score"] for row in ok), default=0.0),
         }
     return {"recordings": len(chosen), "transforms": table}
 
@@ -370,7 +371,7 @@ def false_replays(recordings: list[Recording], prints: dict[str, bytes], config:
     with ProcessPoolExecutor(jobs, initializer=_init, initargs=(prints, config, paths)) as pool:
         rows = dict(pool.map(_against_all, keys, chunksize=8))
     kinds: dict[str, dict] = {}
-    flagged_pairs = []
+    highest: list[tuple] = []
     self_missed = []
     for probe_key, table in rows.items():
         probe = info[probe_key]
@@ -385,18 +386,23 @@ def false_replays(recordings: list[Recording], prints: dict[str, bytes], config:
             kind = ("same speaker, same words" if same_speaker and same_words else
                     "same speaker" if same_speaker else
                     "different speakers, same words" if same_words else "different speakers")
-            entry = kinds.setdefault(kind, {"pairs": 0, "flagged": 0, "max_aligned": 0, "max_segment_hashes": 0,
-                                            "max_segments": 0})
-            matched, aligned, segments, segment_hashes = (int(v) for v in table[i])
+            entry = kinds.setdefault(kind, {"pairs": 0, "flagged": 0, "max_score": 0.0, "max_segment_score": 0.0,
+                                            "max_segments": 0, "scores": []})
+            matched, score, segments, segment_score = table[i]
             entry["pairs"] += 1
-            entry["flagged"] += matched
-            entry["max_aligned"] = max(entry["max_aligned"], aligned)
-            entry["max_segments"] = max(entry["max_segments"], segments)
-            entry["max_segment_hashes"] = max(entry["max_segment_hashes"], segment_hashes)
-            if matched:
-                flagged_pairs.append([probe_key, stored_key, aligned, segments, segment_hashes])
+            entry["flagged"] += int(matched)
+            entry["max_score"] = max(entry["max_score"], float(score))
+            entry["max_segments"] = max(entry["max_segments"], int(segments))
+            entry["max_segment_score"] = max(entry["max_segment_score"], float(segment_score))
+            entry["scores"].append(float(score))
+            highest.append((float(score), float(segment_score), probe_key, stored_key, bool(matched)))
+    for entry in kinds.values():
+        scores = np.array(entry.pop("scores"))
+        entry["pairs_with_score_over"] = {str(t): int((scores >= t).sum()) for t in (2, 4, 6, 8)}
+    highest.sort(reverse=True)
+    flagged_pairs = [row for row in highest if row[4]]
     return {"recordings": len(keys), "kinds": kinds, "flagged_pairs": flagged_pairs[:50],
-            "identical_not_matched": self_missed}
+            "highest_scores": highest[:20], "identical_not_matched": self_missed}
 
 
 def degraded_rates(root: Path, listing: Path, corpus_prints: dict[str, bytes], config: FingerprintConfig,
@@ -409,16 +415,17 @@ def degraded_rates(root: Path, listing: Path, corpus_prints: dict[str, bytes], c
         results = list(pool.map(_degraded, jobs_list, chunksize=16))
     table: dict[str, dict] = {}
     for result in results:
-        entry = table.setdefault(result["condition"], {"probes": 0, "refused_by_decoder": 0, "caught": 0, "aligned": []})
+        entry = table.setdefault(result["condition"], {"probes": 0, "refused_by_decoder": 0, "caught": 0, "scores": []})
         entry["probes"] += 1
         if "error" in result:
             entry["refused_by_decoder"] += 1
             continue
         entry["caught"] += result["matched"]
-        entry["aligned"].append(result["aligned"])
+        entry["scores"].append(result["score"])
     for entry in table.values():
         entry["rate"] = round(entry["caught"] / entry["probes"], 4)
-        entry["median_aligned"] = statistics.median(entry.pop("aligned") or [0])
+        scores = sorted(entry.pop("scores")) or [0.0]
+        entry["median_score"], entry["lowest_score"] = statistics.median(scores), scores[0]
     return dict(sorted(table.items()))
 
 
@@ -470,23 +477,29 @@ def print_sizes(prints: dict[str, bytes], recordings: list[Recording]) -> dict:
 
 def _print_catch(title: str, table: dict) -> None:
     print(f"\n{title}: caught / probes per transform (others: the speaker's other recordings flagged / checked)")
-    print(f"{'transform':24s} {'caught':>13s} {'rate':>7s} {'med. aligned':>12s} {'others flagged':>16s}")
+    print(f"{'transform':24s} {'caught':>13s} {'rate':>7s} {'med. score':>10s} {'lowest':>6s} {'others flagged':>16s} "
+          f"{'others max score':>16s}")
     for name, row in table.items():
         rate = "-" if row["rate"] is None else f"{100 * row['rate']:.1f}%"
-        print(f"{name:24s} {row['caught']:>6d} / {row['probes']:<5d} {rate:>7s} {str(row['median_aligned']):>12s} "
-              f"{row['other_recordings_flagged']:>7d} / {row['other_recordings_checked']:<7d}")
+        median = "-" if row["median_score"] is None else f"{row['median_score']:.1f}"
+        lowest = f"{row['lowest_scores'][0]:.1f}" if row["lowest_scores"] else "-"
+        print(f"{name:24s} {row['caught']:>6d} / {row['probes']:<5d} {rate:>7s} {median:>10s} {lowest:>6s} "
+              f"{row['other_recordings_flagged']:>7d} / {row['other_recordings_checked']:<7d} "
+              f"{row['other_recordings_max_score']:>10.1f}")
 
 
 def _print_false(title: str, result: dict) -> None:
     print(f"\n{title}: {result['recordings']} recordings, each against every other's print")
-    print(f"{'pair kind':32s} {'pairs':>9s} {'flagged':>8s} {'max aligned':>12s} {'max segments':>13s} {'max seg. hashes':>16s}")
+    print(f"{'pair kind':32s} {'pairs':>9s} {'flagged':>8s} {'max score':>10s} {'max segment score':>18s} "
+          f"{'pairs with score >= 2 / 4 / 6 / 8':>36s}")
     for kind, row in sorted(result["kinds"].items()):
-        print(f"{kind:32s} {row['pairs']:>9d} {row['flagged']:>8d} {row['max_aligned']:>12d} {row['max_segments']:>13d} "
-              f"{row['max_segment_hashes']:>16d}")
+        over = " / ".join(str(v) for v in row["pairs_with_score_over"].values())
+        print(f"{kind:32s} {row['pairs']:>9d} {row['flagged']:>8d} {row['max_score']:>10.2f} {row['max_segment_score']:>18.2f} "
+              f"{over:>36s}")
     if result["identical_not_matched"]:
         print(f"  identical copy NOT matched: {result['identical_not_matched'][:5]}")
-    for pair in result["flagged_pairs"][:10]:
-        print("  flagged:", pair)
+    for pair in result["highest_scores"][:8]:
+        print("  highest:", pair)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -529,7 +542,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             print(f"\n[{name}] the calibration set's degraded files against their source's print")
             for condition, row in section["degraded"].items():
                 print(f"{condition:24s} {row['caught']:>5d} / {row['probes']:<5d} {100 * row['rate']:6.1f}%  "
-                      f"median aligned {row['median_aligned']}")
+                      f"median score {row['median_score']:.1f}, lowest {row['lowest_score']:.1f}")
         if name == "shared" and "timing" not in args.skip:
             section["timing"] = timing(recordings, config)
             print(f"\n[{name}] timing (median ms): {section['timing']}")
