@@ -176,7 +176,7 @@ class FingerprintConfig:
     peak_floor_db: float = 50.0
     silence_db: float = -60.0
     peaks_per_second: float = 50.0
-    bins_per_octave: int = 24
+    bins_per_octave: int = 48
     fan_out: int = 5
     max_dt_frames: int = 20
     max_df_octaves: float = 1.0

@@ -14,10 +14,12 @@ The fingerprint is the landmark scheme of Wang's Shazam paper (2003), tuned for 
 3. Each peak (anchor) is paired with the next ``fan_out`` peaks close in time and frequency; a pair
    is hashed from the anchor's frequency and the interval to the target on a log-frequency axis,
    and the time between them. The print keeps, per pair, the hash (``uint32``) and the anchor's
-   frame (``uint16``): 6 bytes, at most ``peaks_per_second x fan_out`` pairs per second.
+   frame (``uint16``): 6 bytes a pair, about ``peaks_per_second x fan_out`` pairs per second (1.2
+   kB/s measured on speech) and never more than twice that (no half second holds more than
+   ``peaks_per_second / 2`` peaks).
 
 What a print holds is a list of (hash, time): no level, no phase, no spectrum; the peaks it
-encodes are a sparse constellation (at most 30 frequencies per second, on a 1/24-octave grid,
+encodes are a sparse constellation (about 50 frequencies per second, on a 1/48-octave grid,
 without amplitudes), from which no waveform can be rebuilt. The service encrypts it like a
 voiceprint all the same.
 
@@ -397,15 +399,16 @@ def probe_hashes(probe: Fingerprint, config: FingerprintConfig = FingerprintConf
         anchors, targets = _pairs(times, octaves, config, config.max_dt_frames / min(config.speeds + config.tempos))
         directions[backwards] = (times, octaves, anchors, targets)
     hashes, times_out, labels = [], [], []
-    for index, hypothesis in enumerate(hypotheses):
-        times, octaves, anchors, targets = directions[hypothesis.reversed]
-        scale = hypothesis.speed * hypothesis.tempo
-        shift = math.log2(hypothesis.speed)
-        values, valid = _hash(octaves[anchors] - shift, octaves[targets] - shift,
-                              (times[targets] - times[anchors]) * scale, config)
+    for backwards, (times, octaves, anchors, targets) in directions.items():
+        # Every hypothesis of this direction at once: (hypotheses, pairs).
+        index = np.array([i for i, h in enumerate(hypotheses) if h.reversed == backwards], dtype=np.int16)
+        scale = np.array([hypotheses[i].speed * hypotheses[i].tempo for i in index])[:, None]
+        shift = np.log2([hypotheses[i].speed for i in index])[:, None]
+        values, valid = _hash(octaves[anchors][None, :] - shift, octaves[targets][None, :] - shift,
+                              (times[targets] - times[anchors])[None, :] * scale, config)
         hashes.append(values[valid])
-        times_out.append(times[anchors][valid] * scale)
-        labels.append(np.full(int(valid.sum()), index, dtype=np.int16))
+        times_out.append((times[anchors][None, :] * scale)[valid])
+        labels.append(np.broadcast_to(index[:, None], valid.shape)[valid])
     all_hashes = np.concatenate(hashes)
     order = np.argsort(all_hashes, kind="stable")
     return ProbeHashes(all_hashes[order].astype(np.uint32), np.concatenate(times_out)[order],
@@ -491,15 +494,30 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     ``score`` is the best alignment's, less ``log10`` of the number of hypotheses tried;
     ``segment_score`` adds up every segment whose surprise passes ``min_segment_score``."""
     n_prints, n_hyp = len(stored_frames), len(query.hypotheses)
+    n_groups = n_prints * n_hyp
     group = owner.astype(np.int64) * n_hyp + query.hypothesis[hit_probe]
     probe_times = query.times[hit_probe]
     bins = np.floor((stored_times - probe_times) / config.offset_bin_frames).astype(np.int64) + _OFFSET_SHIFT
     keys = (group << _GROUP_SHIFT) | bins
     cells = np.floor(probe_times / config.vote_cell_frames).astype(np.int64) + _CELL_SHIFT
-    # Every hit counts in the window starting at its bin and in the one starting a bin earlier.
-    windows = np.concatenate((keys, keys - 1))
-    pair_cells = np.unique((windows << _CELL_BITS) | np.concatenate((cells, cells)))
-    unique, moments = np.unique(pair_cells >> _CELL_BITS, return_counts=True)
+    # One sort: distinct (group, bin, moment), then moments per bin and those a bin shares with the next.
+    full = np.sort((keys << _CELL_BITS) | cells)
+    distinct = full[np.concatenate(([True], full[1:] != full[:-1]))] if len(full) else full
+    of_bin = distinct >> _CELL_BITS
+    starts = np.flatnonzero(np.concatenate(([True], of_bin[1:] != of_bin[:-1]))) if len(of_bin) else np.zeros(0, np.intp)
+    unique = of_bin[starts]
+    per_bin = np.diff(np.append(starts, len(of_bin)))
+    in_next = np.searchsorted(distinct, distinct + (1 << _CELL_BITS))
+    in_next = distinct[np.minimum(in_next, len(distinct) - 1)] == distinct + (1 << _CELL_BITS) if len(distinct) else in_next
+    first = np.zeros(len(of_bin), dtype=np.int64)
+    first[starts] = 1
+    bin_of = np.cumsum(first) - 1
+    shared_with_next = np.bincount(bin_of[in_next], minlength=len(unique))
+    # Windows of two adjacent bins, one starting at every bin that holds votes.
+    adjacent = unique[1:] == unique[:-1] + 1
+    moments = per_bin.copy()
+    moments[:-1] += np.where(adjacent, per_bin[1:], 0)
+    moments -= shared_with_next
     groups = unique >> _GROUP_SHIFT
     # The offsets a pair could take (windows), and the moments a window would hold by chance: the
     # pair's moments spread in proportion to how much of the two recordings overlaps at that offset.
@@ -508,17 +526,19 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     probe_len = np.tile(query.frames * scales, n_prints)
     stored_len = np.repeat(stored_frames, n_hyp)
     n_windows = (probe_len + stored_len) / width + 1
-    offset = ((unique & _BIN_MASK) - _OFFSET_SHIFT + 1).astype(np.float64) * width
-    overlap = np.minimum(stored_len[groups], offset + probe_len[groups]) - np.maximum(0.0, offset)
+    # Every vote counts in two windows (its bin's and the one before), a moment in both bins once.
+    total = np.bincount(groups, weights=2 * per_bin - shared_with_next, minlength=n_groups)
+    evidence = np.full(len(unique), -np.inf)
+    several = np.flatnonzero(moments >= 2)
+    g = groups[several]
+    offset = ((unique[several] & _BIN_MASK) - _OFFSET_SHIFT + 1).astype(np.float64) * width
+    overlap = np.minimum(stored_len[g], offset + probe_len[g]) - np.maximum(0.0, offset)
     # An offset where the recordings barely overlap (their ends) is given a second's worth of chance
     # matches at least: the ends of recordings (silence, a click) match more than their share.
     overlap = np.maximum(overlap, 1.0 / _frame_s(config))
-    total = np.bincount(groups, weights=moments, minlength=n_prints * n_hyp)
-    expected = total[groups] * overlap * width / (probe_len[groups] * stored_len[groups])
-    evidence = _surprise(moments, expected) - np.log10(n_windows[groups])
-    adjacent = unique[1:] == unique[:-1] + 1
+    expected = total[g] * overlap * width / (probe_len[g] * stored_len[g])
+    evidence[several] = _surprise(moments[several], expected) - np.log10(n_windows[g])
     run_starts = np.flatnonzero(np.concatenate(([True], ~adjacent))) if len(unique) else np.zeros(0, np.intp)
-    n_groups = n_prints * n_hyp
     run_evidence = np.maximum.reduceat(evidence, run_starts) if len(unique) else np.zeros(0)
     run_moments = np.maximum.reduceat(moments, run_starts) if len(unique) else np.zeros(0, np.int64)
     run_group = groups[run_starts]
@@ -548,7 +568,9 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     best_group = rows * n_hyp + np.where(by_offset | ~by_snippets, most_moments, by_segments)
     # Each print's best alignment (its first bin) in the chosen hypothesis, and the hits on it.
     best_key = np.full(n_prints, -1, dtype=np.int64)
-    candidates = np.flatnonzero(np.isin(groups, best_group))
+    chosen_group = np.zeros(n_groups, dtype=bool)
+    chosen_group[best_group] = True
+    candidates = np.flatnonzero(chosen_group[groups])
     if len(candidates):
         order = candidates[np.lexsort((-evidence[candidates], groups[candidates]))]
         chosen = order[np.concatenate(([True], groups[order][1:] != groups[order][:-1]))]

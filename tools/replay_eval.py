@@ -470,7 +470,7 @@ def print_sizes(prints: dict[str, bytes], recordings: list[Recording]) -> dict:
     per_second = [len(data) / durations[key] for key, data in prints.items()]
     return {"bytes_per_second_median": round(statistics.median(per_second)),
             "bytes_per_second_max": round(max(per_second)),
-            "bytes_per_second_bound": 6 * FingerprintConfig().peaks_per_second * FingerprintConfig().fan_out}
+            "bytes_per_second_bound": 2 * 6 * FingerprintConfig().peaks_per_second * FingerprintConfig().fan_out}
 
 
 # --- report --------------------------------------------------------------------------------------
