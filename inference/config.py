@@ -159,11 +159,13 @@ class FingerprintConfig:
 
     Matching: a probe is hashed again under each hypothesis of ``speeds`` (sox ``speed``: pitch and
     time scaled together), ``tempos`` (time only) and, with ``match_reversed``, played backwards.
-    Hashes shared with a stored print vote for the time offset between the two; a probe replays the
-    print when ``min_aligned_hashes`` fall on one offset (within ``offset_bin_frames`` x 2 frames),
-    or when ``min_segments`` offsets each gather ``min_segment_hashes`` (shuffled snippets of the
-    recording, each at its own offset) adding up to ``min_segment_total``. The thresholds are
-    measured on real speech (docs/replay.md, ``tools/replay_eval.py``).
+    Hashes shared with a stored print vote for the time offset between the two (windows of two
+    ``offset_bin_frames`` bins); evidence is counted in distinct ``vote_cell_frames`` moments of the
+    probe and scored by its surprise (``-log10`` of its chance, see :func:`inference.fingerprint.match_many`).
+    A probe replays the print when one alignment scores ``min_score`` and its hits span ``min_span_s``
+    of the probe, or when two or more offsets (shuffled snippets, each at its own offset), each scoring
+    ``min_segment_score``, add up to ``min_segments_score``. The thresholds are measured on real speech
+    (docs/replay.md, ``tools/replay_eval.py``).
     """
 
     analysis_rate: int = 8_000
@@ -186,6 +188,7 @@ class FingerprintConfig:
     offset_bin_frames: int = 2
     vote_cell_frames: int = 1
     min_score: float = 8.0
+    min_span_s: float = 0.5
     min_segment_score: float = 1.0
     min_segments_score: float = 10.0
 

@@ -15,8 +15,9 @@ The fingerprint is the landmark scheme of Wang's Shazam paper (2003), tuned for 
    is hashed from the anchor's frequency and the interval to the target on a log-frequency axis,
    and the time between them. The print keeps, per pair, the hash (``uint32``) and the anchor's
    frame (``uint16``): 6 bytes a pair, about ``peaks_per_second x fan_out`` pairs per second (1.2
-   kB/s measured on speech) and never more than twice that (no half second holds more than
-   ``peaks_per_second / 2`` peaks).
+   kB/s measured on speech) and never more than twice that (a peak is kept when it is among the
+   ``peaks_per_second`` most prominent within half a second either side of it, so no half second
+   holds more than ``peaks_per_second`` peaks).
 
 What a print holds is a list of (hash, time): no level, no phase, no spectrum; the peaks it
 encodes are a sparse constellation (about 50 frequencies per second, on a 1/48-octave grid,
@@ -581,6 +582,10 @@ def _decide(query: ProbeHashes, stored_frames: np.ndarray, owner: np.ndarray, st
     native = probe_times[on_best] / scales[hypothesis]
     native = np.where(np.array([h.reversed for h in query.hypotheses])[hypothesis], (query.frames - 1) - native, native)
     probe_spans, stored_spans = _spans(owner[on_best], native, stored_times[on_best], n_prints, config)
+    # One alignment decides only if it lasts: the same word said twice by one voice can line up for a
+    # syllable, a replay lines up for as long as it lasts.
+    lasting = np.array([span is not None and span[1] - span[0] >= config.min_span_s for span in probe_spans])
+    by_offset &= lasting
     aligned_hashes = np.bincount(owner[on_best], minlength=n_prints)
     offsets = np.bincount(owner[on_best], weights=(stored_times - probe_times)[on_best], minlength=n_prints)
     results = []

@@ -280,8 +280,9 @@ def _print_of(path: str) -> tuple[str, bytes]:
 
 
 def _summary(result) -> dict:
+    span = result.probe_span_s[1] - result.probe_span_s[0] if result.probe_span_s else 0.0
     return {"matched": result.matched, "score": result.score, "segments": result.segments,
-            "segment_score": result.segment_score}
+            "segment_score": result.segment_score, "span_s": round(span, 3)}
 
 
 def _catch(job: tuple[Recording, str, str, list[str]]) -> dict:
@@ -300,6 +301,8 @@ def _catch(job: tuple[Recording, str, str, list[str]]) -> dict:
     return {"key": recording.key, "transform": name, "applicable": True, **_summary(result),
             "hypothesis": [result.speed, result.tempo, result.reversed],
             "others": len(others), "others_flagged": [key for key, r in zip(others, others_results) if r.matched],
+            "others_highest": max(([r.score, r.segment_score, key] for key, r in zip(others, others_results)),
+                                  default=None),
             "others_max_score": max((r.score for r in others_results), default=0.0)}
 
 
@@ -311,7 +314,8 @@ def _against_all(key: str) -> tuple[str, np.ndarray]:
     recording_path = _STATE["paths"][key]
     query = probe_hashes(fingerprint(_load(recording_path), config), config)
     results = match_many(query, [prints[k] for k in _STATE["keys"]], config)
-    return key, np.array([[r.matched, r.score, r.segments, r.segment_score] for r in results], np.float64)
+    return key, np.array([[r.matched, r.score, r.segments, r.segment_score,
+                           r.probe_span_s[1] - r.probe_span_s[0] if r.probe_span_s else 0.0] for r in results], np.float64)
 
 
 def _degraded(job: tuple[str, str, str, str]) -> dict:
@@ -359,6 +363,9 @@ def catch_rates(recordings: list[Recording], prints: dict[str, bytes], config: F
             "other_recordings_checked": sum(row["others"] for row in ok),
             "other_recordings_flagged": sum(len(row["others_flagged"]) for row in ok),
             "other_recordings_max_score": max((row["others_max_score"] for row in ok), default=0.0),
+            "other_recordings_flagged_pairs": [[row["key"], other] for row in ok for other in row["others_flagged"]],
+            # every probe: [score, segment score, segments, probe span of the best alignment (s)]
+            "rows": [[row["score"], row["segment_score"], row["segments"], row["span_s"]] for row in ok],
         }
     return {"recordings": len(chosen), "transforms": table}
 
@@ -388,21 +395,24 @@ def false_replays(recordings: list[Recording], prints: dict[str, bytes], config:
                     "different speakers, same words" if same_words else "different speakers")
             entry = kinds.setdefault(kind, {"pairs": 0, "flagged": 0, "max_score": 0.0, "max_segment_score": 0.0,
                                             "max_segments": 0, "scores": []})
-            matched, score, segments, segment_score = table[i]
+            matched, score, segments, segment_score, span = table[i]
             entry["pairs"] += 1
             entry["flagged"] += int(matched)
             entry["max_score"] = max(entry["max_score"], float(score))
             entry["max_segments"] = max(entry["max_segments"], int(segments))
             entry["max_segment_score"] = max(entry["max_segment_score"], float(segment_score))
             entry["scores"].append(float(score))
-            highest.append((float(score), float(segment_score), probe_key, stored_key, bool(matched)))
+            if score >= 3 or segment_score >= 3:
+                highest.append((float(score), float(segment_score), round(float(span), 3), probe_key, stored_key,
+                                bool(matched)))
     for entry in kinds.values():
         scores = np.array(entry.pop("scores"))
         entry["pairs_with_score_over"] = {str(t): int((scores >= t).sum()) for t in (2, 4, 6, 8)}
     highest.sort(reverse=True)
-    flagged_pairs = [row for row in highest if row[4]]
+    flagged_pairs = [row for row in highest if row[5]]
     return {"recordings": len(keys), "kinds": kinds, "flagged_pairs": flagged_pairs[:50],
-            "highest_scores": highest[:20], "identical_not_matched": self_missed}
+            "highest_scores": highest[:20], "pairs_scoring_3_or_more": highest,
+            "identical_not_matched": self_missed}
 
 
 def degraded_rates(root: Path, listing: Path, corpus_prints: dict[str, bytes], config: FingerprintConfig,
@@ -422,6 +432,8 @@ def degraded_rates(root: Path, listing: Path, corpus_prints: dict[str, bytes], c
             continue
         entry["caught"] += result["matched"]
         entry["scores"].append(result["score"])
+        entry.setdefault("rows", []).append([result["score"], result["segment_score"], result["segments"],
+                                             result["span_s"]])
     for entry in table.values():
         entry["rate"] = round(entry["caught"] / entry["probes"], 4)
         scores = sorted(entry.pop("scores")) or [0.0]
