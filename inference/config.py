@@ -188,7 +188,7 @@ class FingerprintConfig:
     offset_bin_frames: int = 2
     vote_cell_frames: int = 1
     min_score: float = 8.0
-    min_span_s: float = 0.5
+    min_span_s: float = 0.3
     min_segment_score: float = 1.0
     min_segments_score: float = 10.0
 
