@@ -187,7 +187,7 @@ class FingerprintConfig:
     match_reversed: bool = True
     offset_bin_frames: int = 2
     vote_cell_frames: int = 1
-    min_score: float = 8.0
+    min_score: float = 9.0
     min_span_s: float = 0.3
     min_segment_score: float = 1.0
     min_segments_score: float = 10.0
