@@ -64,6 +64,7 @@ def test_fresh_recordings_of_the_same_person_are_never_taken_for_replays(client,
 
 
 def test_an_accepted_probe_is_remembered_and_its_replay_refused(client, upload, enrolled, settings):
+    settings.VOICEPRINT_REPLAY_RECENT_PROBES = 20
     assert verify(client, upload, enrolled["a"], "a_snt5").json()["accepted"] is True
     assert ReplayPrint.objects.filter(speaker_id=enrolled["a"], kind="probe").count() == 1
     error = assert_error(verify(client, upload, enrolled["a"], "a_snt5"), 403, "replay_detected")
@@ -107,7 +108,8 @@ def test_replay_checks_can_be_turned_off(client, upload, enrolled, settings):
     assert verify(client, upload, enrolled["a"], "a_snt1").json()["accepted"] is True
 
 
-def test_withdrawing_consent_deletes_the_fingerprints(client, upload, enrolled):
+def test_withdrawing_consent_deletes_the_fingerprints(client, upload, enrolled, settings):
+    settings.VOICEPRINT_REPLAY_RECENT_PROBES = 20
     verify(client, upload, enrolled["a"], "a_snt5")
     assert ReplayPrint.objects.filter(speaker_id=enrolled["a"]).count() == 4
     client.delete(f"/api/v1/speakers/{enrolled['a']}/consent")
