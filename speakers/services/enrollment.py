@@ -154,8 +154,9 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
     for position, (recording, (prepared, result)) in enumerate(zip(recordings, embedded)):
         if prepared is not None and not isinstance(result, (InferenceError, ApplicationError)):
             heard[position] = recording_heard(prepared)
-            try:  # the same recording enrolled twice (or a probe of theirs enrolled back) adds nothing
-                replay_check(heard=heard[position], speakers=[speaker], actor=actor, during="enroll")
+            try:  # the same recording enrolled twice in one voiceprint adds nothing
+                replay_check(heard=heard[position], speakers=[speaker], actor=actor, during="enroll",
+                             enrolled_in=result.model_version)
             except ReplayDetected as error:
                 result = error
         if isinstance(result, (InferenceError, ApplicationError)):

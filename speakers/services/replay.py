@@ -62,9 +62,12 @@ def window_heard(samples, sample_rate: int) -> HeardRecording | None:
     return HeardRecording(print=fingerprint(signal), duration_s=signal.size / rate)
 
 
-def _stored(speaker_ids: Iterable[uuid.UUID]) -> list[tuple[ReplayPrint, Fingerprint]]:
+def _stored(speaker_ids: Iterable[uuid.UUID], model_version: str | None = None) -> list[tuple[ReplayPrint, Fingerprint]]:
+    rows = ReplayPrint.objects.filter(speaker_id__in=list(speaker_ids))
+    if model_version is not None:  # only the recordings enrolled in this model version's voiceprint
+        rows = rows.filter(kind=ReplayPrint.Kind.ENROLLMENT, enrollment__model_version=model_version)
     found = []
-    for row in ReplayPrint.objects.filter(speaker_id__in=list(speaker_ids)).order_by("created_at", "id"):
+    for row in rows.order_by("created_at", "id"):
         try:
             data = crypto.blob_decrypt(key_id=row.key_id, ciphertext=row.ciphertext, context=row.crypto_context())
             found.append((row, Fingerprint.from_bytes(data)))
@@ -73,11 +76,16 @@ def _stored(speaker_ids: Iterable[uuid.UUID]) -> list[tuple[ReplayPrint, Fingerp
     return found
 
 
-def replay_check(*, heard: HeardRecording | None, speakers: Sequence[Speaker], actor: Actor, during: str) -> None:
-    """Refuse a recording that replays one these speakers' stored recordings (``replay_detected``, audited)."""
+def replay_check(*, heard: HeardRecording | None, speakers: Sequence[Speaker], actor: Actor, during: str,
+                 enrolled_in: str | None = None) -> None:
+    """Refuse a recording that replays one these speakers' stored recordings (``replay_detected``, audited).
+
+    ``enrolled_in`` (an enrollment): only the recordings already enrolled for that model version count, so the
+    same audio never counts twice in a voiceprint, while re-enrolling old files for a new model version works.
+    """
     if heard is None or not speakers:
         return
-    stored = _stored(speaker.id for speaker in speakers)
+    stored = _stored((speaker.id for speaker in speakers), enrolled_in)
     if not stored:
         return
     matches = match_many(probe_hashes(heard.print), [fp for _, fp in stored])
