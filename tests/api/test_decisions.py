@@ -10,7 +10,7 @@ from apitools import assert_error, calibrated_verdict, voiceprint_side
 from django.test import override_settings
 
 from speakers import crypto
-from speakers.models import AuditEvent, Speaker
+from speakers.models import AuditEvent, Enrollment, Speaker
 from speakers.search.index import voiceprint_index
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +92,7 @@ def test_a_voiceprint_from_another_model_version_is_never_compared(client, uploa
     sealed = crypto.vector_encrypt(vector, context=speaker.crypto_context(), key=tenant_data_key(speaker.tenant_id))
     speaker.voiceprint_ciphertext, speaker.voiceprint_key_id = sealed.ciphertext, sealed.key_id
     speaker.save()
+    Enrollment.objects.filter(speaker=speaker).update(model_version="older-model@00000000")  # made by that model too
 
     error = assert_error(verify(client, upload, enrolled["a"], "a_snt4"), 409, "model_version_mismatch")
     assert "re-enroll" in error["message"]
