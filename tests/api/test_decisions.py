@@ -101,8 +101,8 @@ def test_a_voiceprint_from_another_model_version_is_never_compared(client, uploa
     identified = identify(client, upload, "a_snt4").json()
     assert enrolled["a"] not in [c["speaker_id"] for c in identified["candidates"]]
     # ... and re-enrolling makes the speaker verifiable again
-    response = client.post(f"/api/v1/speakers/{enrolled['a']}/enrollments", {"audio": upload("a_snt1")},
-                           format="multipart")
+    response = client.post(f"/api/v1/speakers/{enrolled['a']}/enrollments",
+                           {"audio": [upload("a_snt1"), upload("a_snt2"), upload("a_snt3")]}, format="multipart")
     assert response.status_code == 201
     assert verify(client, upload, enrolled["a"], "a_snt4").json()["accepted"] is True
 
