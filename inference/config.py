@@ -286,3 +286,63 @@ class EngineConfig:
     def buckets(self) -> tuple[int, ...]:
         """``(window_frames,)``: the one length limit (the engine used to compile a set of padded lengths)."""
         return (self.window_frames,)
+
+
+@dataclass(frozen=True)
+class FingerprintConfig:
+    """Replay detection (:mod:`inference.fingerprint`): spectral-peak landmarks and the replay decision.
+
+    Analysis: the recording is taken to ``analysis_rate`` and a ``n_fft``-point spectrogram with a
+    ``hop_length`` hop is kept between ``low_hz`` and ``high_hz`` (the telephone band, so a probe
+    band-limited to 8 kHz telephone quality sees the same band as a wideband original). A peak is a
+    time-frequency point that is the largest within ``peak_freq_radius`` bins and ``peak_time_radius``
+    frames, no more than ``peak_floor_db`` under the recording's loud end and above ``silence_db`` (power
+    of a frame's bin; a full-scale tone reaches about +36 dB); the ``peaks_per_second``
+    most prominent ones (level over that frequency's typical level) are kept. Each peak is paired
+    with the next ``fan_out`` peaks within ``max_dt_frames`` frames and ``max_df_octaves`` octaves;
+    a pair is hashed as (its first frequency, the interval to the second on a log axis with
+    ``bins_per_octave`` steps, the time between them). Only these hashes and the time of their
+    first peak are kept: no level, no phase, no spectrum.
+
+    Matching: a probe is hashed again under each hypothesis of ``speeds`` (sox ``speed``: pitch and
+    time scaled together), ``tempos`` (time only) and, with ``match_reversed``, played backwards.
+    Hashes shared with a stored print vote for the time offset between the two (windows of two
+    ``offset_bin_frames`` bins); evidence is counted in distinct ``vote_cell_frames`` moments of the
+    probe and scored by its surprise (``-log10`` of its chance, see :func:`inference.fingerprint.match_many`).
+    A probe replays the print when one alignment scores ``min_score`` and its hits span ``min_span_s``
+    of the probe, or when two or more offsets (shuffled snippets, each at its own offset), each scoring
+    ``min_segment_score``, add up to ``min_segments_score``. The thresholds are measured on real speech
+    (docs/replay.md, ``tools/replay_eval.py``).
+    """
+
+    analysis_rate: int = 8_000
+    n_fft: int = 256
+    hop_length: int = 80
+    low_hz: float = 300.0
+    high_hz: float = 3_400.0
+    peak_freq_radius: int = 2
+    peak_time_radius: int = 3
+    peak_floor_db: float = 50.0
+    silence_db: float = -60.0
+    peaks_per_second: float = 50.0
+    bins_per_octave: int = 48
+    fan_out: int = 5
+    max_dt_frames: int = 20
+    max_df_octaves: float = 1.0
+    speeds: tuple[float, ...] = (0.943, 0.957, 0.971, 0.986, 1.0, 1.014, 1.029, 1.043, 1.057)
+    tempos: tuple[float, ...] = (0.943, 0.957, 0.971, 0.986, 1.014, 1.029, 1.043, 1.057)
+    match_reversed: bool = True
+    offset_bin_frames: int = 2
+    vote_cell_frames: int = 1
+    min_score: float = 9.0
+    min_span_s: float = 0.3
+    min_segment_score: float = 1.0
+    min_segments_score: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low_hz < self.high_hz <= self.analysis_rate / 2:
+            raise ValueError(f"band {self.low_hz}-{self.high_hz} Hz does not fit {self.analysis_rate} Hz")
+        if self.max_dt_frames >= 64 or self.fan_out < 1 or self.bins_per_octave < 1:
+            raise ValueError("max_dt_frames < 64, fan_out >= 1 and bins_per_octave >= 1")
+        if 1.0 not in self.speeds:
+            raise ValueError("speeds must include 1.0 (the recording as it was)")

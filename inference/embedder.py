@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +50,18 @@ class AudioQuality:
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """A recording ready for the network: its speech (long silences dropped) and what we measured."""
+    """A recording ready for the network: its speech (long silences dropped) and what we measured.
+
+    ``signal`` is the whole decoded recording at the engine's rate (mono float32), for checks that look
+    at the recording itself rather than its voice (replay detection); it never leaves the request.
+    """
 
     speech: np.ndarray
     duration_s: float
     speech_s: float
     quality: AudioQuality
     segments: tuple[tuple[float, float], ...]
+    signal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ def measure_speech(samples: np.ndarray, config: EngineConfig, clipping_ratio: fl
     if clipping_ratio is None:
         clipping_ratio = float(np.mean(np.abs(samples) >= CLIP_LEVEL))
     return PreparedAudio(
+        signal=samples,
         speech=vad.drop_long_silences(samples, mask, rate, config.vad),
         duration_s=samples.size / rate,
         speech_s=report.speech_s,

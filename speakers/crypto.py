@@ -170,18 +170,35 @@ def _open(aead: AESGCM, data: bytes, context: bytes) -> bytes:
 
 # --- vectors ---------------------------------------------------------------------------------------
 
-def vector_encrypt(vector: np.ndarray, *, context: bytes, key: DataKey) -> Sealed:
-    """Seal a float32 vector of shape ``(D,)`` with a tenant's data key."""
-    plaintext = np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE).tobytes()
+def blob_encrypt(plaintext: bytes, *, context: bytes, key: DataKey) -> Sealed:
+    """Seal bytes (an audio fingerprint) with a tenant's data key, bound to ``context``."""
     nonce = os.urandom(_NONCE_BYTES)
     return Sealed(key_id=key.key_id, ciphertext=_FORMAT_V1 + nonce + key.aead.encrypt(nonce, plaintext, context))
 
 
+def blob_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> bytes:
+    """Open bytes sealed by :func:`blob_encrypt`."""
+    return _open(_cipher_for(key_id), bytes(ciphertext), context)
+
+
+def vector_encrypt(vector: np.ndarray, *, context: bytes, key: DataKey) -> Sealed:
+    """Seal a float32 vector of shape ``(D,)`` with a tenant's data key."""
+    return blob_encrypt(np.ascontiguousarray(vector, dtype=_VECTOR_DTYPE).tobytes(), context=context, key=key)
+
+
 def vector_decrypt(*, key_id: str, ciphertext: bytes, context: bytes) -> np.ndarray:
     """Open a vector sealed by :func:`vector_encrypt` (or, before tenants, by a deployment key). Returns ``(D,)``."""
-    aead = _cipher_for(key_id)
-    data = bytes(ciphertext)
-    return np.frombuffer(_open(aead, data, context), dtype=_VECTOR_DTYPE).astype(np.float32)
+    return np.frombuffer(blob_decrypt(key_id=key_id, ciphertext=ciphertext, context=context),
+                         dtype=_VECTOR_DTYPE).astype(np.float32)
+
+
+def blob_reseal(*, key_id: str, ciphertext: bytes, context: bytes, key: DataKey) -> Sealed:
+    """Re-encrypt bytes under ``key`` (key rotation); checked to round-trip."""
+    plaintext = blob_decrypt(key_id=key_id, ciphertext=ciphertext, context=context)
+    sealed = blob_encrypt(plaintext, context=context, key=key)
+    if blob_decrypt(key_id=sealed.key_id, ciphertext=sealed.ciphertext, context=context) != plaintext:
+        raise DecryptionError("re-encrypted bytes do not round-trip")
+    return sealed
 
 
 def vector_reseal(*, key_id: str, ciphertext: bytes, context: bytes, key: DataKey) -> Sealed:

@@ -87,6 +87,12 @@ class WatchlistEntryNotFound(ApplicationError):
     default_message = "No watchlist entry with this id."
 
 
+class ReplayDetected(ApplicationError):
+    code = "replay_detected"
+    default_message = ("This recording replays one the service has already heard for this speaker (the same audio, "
+                       "perhaps re-encoded or cut); it was refused. Record the person speaking now.")
+
+
 class WatchlistMatch(ApplicationError):
     code = "watchlist_match"
     default_message = "The voice matches an entry of the fraud watchlist; the request was refused."

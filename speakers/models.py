@@ -200,6 +200,7 @@ class AuditAction(models.TextChoices):
     WATCHLIST_ADD = "watchlist_add"
     WATCHLIST_REMOVE = "watchlist_remove"
     WATCHLIST_MATCH = "watchlist_match"
+    REPLAY_DETECTED = "replay_detected"
     TENANT_CREATE = "tenant_create"
     TENANT_DELETE = "tenant_delete"
     CONSENT_SET = "consent_set"
@@ -376,3 +377,31 @@ class OptOut(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "external_id_hash"], name="one_opt_out_per_id")]
+
+
+class ReplayPrint(models.Model):
+    """An audio fingerprint of a recording the service has heard: each enrollment recording, and a speaker's last
+    accepted probes. Spectral-peak pair hashes only (:mod:`inference.fingerprint`): never audio, and it cannot be
+    turned back into audio; stored encrypted under the tenant's data key like a voiceprint. A probe that matches
+    one is refused (``replay_detected``)."""
+
+    class Kind(models.TextChoices):
+        ENROLLMENT = "enrollment"
+        PROBE = "probe"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    speaker = models.ForeignKey(Speaker, on_delete=models.CASCADE, related_name="replay_prints")
+    enrollment = models.ForeignKey(Enrollment, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="replay_prints")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    ciphertext = models.BinaryField(editable=False)
+    key_id = models.CharField(max_length=32, editable=False)
+    duration_s = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def crypto_context(self) -> bytes:
+        """Associated data binding the ciphertext to this row and its speaker."""
+        return f"replay-print:{self.id}:{self.speaker_id}".encode()

@@ -49,6 +49,8 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "verification_locked": ("Too many failed attempts", "Verification of this speaker is paused for a while."),
     "consent_required": ("Consent needed", "Record the person's consent before enrolling their voice."),
     "opted_out": ("Opted out", "This person asked not to be enrolled; an operator must lift the block first."),
+    "replay_detected": ("A recording played back", "This is a recording the service has already heard for this "
+                                                   "person; record the person speaking now."),
     "watchlist_match": ("Refused", "This voice matches the fraud watchlist; the request was refused."),
     "watchlist_entry_not_found": ("No such watchlist entry", "The entry may have been removed."),
     # the key and the service

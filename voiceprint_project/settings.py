@@ -386,6 +386,10 @@ VOICEPRINT_MAX_TOP_K = env_int("VOICEPRINT_MAX_TOP_K", 50, minimum=1)
 # false-identification target; a hit is reported (and audited), or refused when asked.
 VOICEPRINT_WATCHLIST_FIR = env_float("VOICEPRINT_WATCHLIST_FIR", 0.01, minimum=0.0005, maximum=0.1)
 VOICEPRINT_WATCHLIST_REFUSE = env_bool("VOICEPRINT_WATCHLIST_REFUSE", False)
+# Replays (docs/replay.md): a probe that replays a recording the service has heard for the speaker (an
+# enrollment, or one of their last accepted probes, kept as audio fingerprints) is refused.
+VOICEPRINT_REPLAY_CHECK = env_bool("VOICEPRINT_REPLAY_CHECK", True)
+VOICEPRINT_REPLAY_RECENT_PROBES = env_int("VOICEPRINT_REPLAY_RECENT_PROBES", 20, minimum=0)
 
 # Consent and retention (docs/api.md "Consent, opt-out, export, retention"). With consent required, a
 # speaker without the person's consent on record cannot be enrolled: on by default in production, off in

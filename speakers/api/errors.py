@@ -44,6 +44,7 @@ STATUS: dict[str, int] = {
     "enrollment_not_found": 404,
     "watchlist_entry_not_found": 404,
     "watchlist_match": 403,
+    "replay_detected": 403,
     "consent_required": 409,
     "opted_out": 409,
     "external_id_taken": 409,

@@ -307,7 +307,8 @@ class StreamVerifyConsumer(_Consumer):
         session = self.session
         try:
             outcome = await in_worker(stream_window_process, session_reference=session.reference, window=window,
-                                      asnorm=session.start.asnorm, tenant=self.api_key.tenant)
+                                      asnorm=session.start.asnorm, tenant=self.api_key.tenant,
+                                      replay_of=self.speaker, actor=self.actor)
         except Exception as exc:  # noqa: BLE001
             if not is_window_refusal(exc):
                 await self.refuse(exc)

@@ -38,7 +38,17 @@ from ..runtime import inference_owner
 from ..search.index import VoiceprintIndex, voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
 from .lockout import verification_lock_check, verification_outcome_record
-from .recordings import Purpose, Recording, Refusal, recording_embed, recordings_embed, side_quality
+from .recordings import (
+    Purpose,
+    Recording,
+    Refusal,
+    recording_embed,
+    recording_embed_prepared,
+    recording_prepare,
+    recordings_embed,
+    side_quality,
+)
+from .replay import probe_print_remember, recording_heard, replay_check
 from .timing import elapsed_ms
 from .watchlist import WatchlistHit, watchlist_hit_record, watchlist_screen
 
@@ -49,6 +59,8 @@ ASNORM = "asnorm"
 # With AS-norm, identify re-ranks this many cosine nearest voiceprints (the normalisation can
 # reorder candidates, never bring in one far down the cosine ranking).
 ASNORM_SHORTLIST = 50
+# identify checks a probe against the stored recordings of this many best candidates (docs/replay.md)
+REPLAY_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -242,7 +254,10 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     started = time.perf_counter()
     verification_lock_check(speaker_id=speaker.id)
     _require_usable_voiceprint(speaker)
-    probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    prepared = recording_prepare(recording=recording, purpose=Purpose.PROBE)
+    heard = recording_heard(prepared)
+    replay_check(heard=heard, speakers=[speaker], actor=actor, during="verify")  # before the forward pass
+    probe = recording_embed_prepared(recording=recording, prepared=prepared)
     hit = watchlist_screen(result=probe, tenant=speaker.tenant)
     watchlist_hit_record(hit=hit, actor=actor, during="verify", speaker_id=speaker.id, tenant=speaker.tenant)  # refuses if so configured
     decision = pair_decide(reference=speaker_reference(speaker), probe=probe, asnorm=asnorm, tenant=speaker.tenant)
@@ -256,6 +271,8 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
                      detail={"raw_score": decision.raw_score, "score_normalisation": decision.score_normalisation,
                              "policy": decision.policy_source})
     verification_outcome_record(speaker_id=speaker.id, accepted=decision.accepted, actor=actor)
+    if decision.accepted:  # an accepted probe, replayed later, is refused too
+        probe_print_remember(speaker=speaker, heard=heard)
     return VerifyDecision(speaker_id=speaker.id, score=decision.score, raw_score=decision.raw_score,
                           score_normalisation=decision.score_normalisation, threshold=decision.threshold,
                           accepted=decision.accepted, model_version=probe.model_version,
@@ -273,7 +290,9 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     version are searched; the runner-up is looked at even when ``top_k`` is 1.
     """
     started = time.perf_counter()
-    probe = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    prepared = recording_prepare(recording=recording, purpose=Purpose.PROBE)
+    heard = recording_heard(prepared)
+    probe = recording_embed_prepared(recording=recording, prepared=prepared)
     probe_quality = side_quality(probe)
     tenant = actor.tenant
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
@@ -285,6 +304,9 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     verdict = scale.policy.calibration.identify(
         scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe_quality,
         fir=scale.policy.fir_target, gallery=gallery)
+    # a replay of a candidate's own recordings is refused before any score is told
+    replay_check(heard=heard, speakers=[found.speakers[i] for i in verdict.order[:REPLAY_CANDIDATES]], actor=actor,
+                 during="identify")
     ranked = [Candidate(speaker_id=found.speakers[i].id, external_id=found.speakers[i].external_id,
                         display_name=found.speakers[i].display_name, score=float(verdict.llrs[i]),
                         raw_score=float(found.raws[i])) for i in verdict.order]

@@ -26,6 +26,7 @@ from ..exceptions import (
     ApplicationError,
     EnrollmentInconsistent,
     RecordingsRefused,
+    ReplayDetected,
     SpeakerNotFound,
     VoiceprintUnreadable,
 )
@@ -35,7 +36,8 @@ from ..search.index import index_change_record, index_update_after_commit
 from ..selectors import EnrollmentProgress, enrollment_progress
 from ..tenancy import tenant_data_key
 from .consent import consent_required_check
-from .recordings import Purpose, Recording, Refusal, recordings_embed
+from .recordings import Purpose, Recording, Refusal, recordings_embed_prepared
+from .replay import HeardRecording, enrollment_prints_store, recording_heard, replay_check
 from .timing import elapsed_ms
 from .watchlist import WatchlistHit, watchlist_hit_record, watchlist_screen
 
@@ -145,10 +147,18 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
     """
     started = time.perf_counter()
     consent_required_check(speaker=speaker)  # before any work: without consent nothing is measured
-    results = recordings_embed(recordings=list(recordings), purpose=Purpose.ENROLLMENT)
+    embedded = recordings_embed_prepared(recordings=list(recordings), purpose=Purpose.ENROLLMENT)
+    heard: dict[int, HeardRecording | None] = {}
     candidates: list[tuple[int, Recording, EmbeddingResult]] = []
     refused: list[tuple[int, Refusal]] = []
-    for position, (recording, result) in enumerate(zip(recordings, results)):
+    for position, (recording, (prepared, result)) in enumerate(zip(recordings, embedded)):
+        if prepared is not None and not isinstance(result, (InferenceError, ApplicationError)):
+            heard[position] = recording_heard(prepared)
+            try:  # the same recording enrolled twice in one voiceprint adds nothing
+                replay_check(heard=heard[position], speakers=[speaker], actor=actor, during="enroll",
+                             enrolled_in=result.model_version)
+            except ReplayDetected as error:
+                result = error
         if isinstance(result, (InferenceError, ApplicationError)):
             if len(recordings) == 1:
                 result.detail.setdefault("filename", recording.filename)
@@ -169,10 +179,12 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
         inconsistent = _enrollment_inconsistencies(speaker=speaker, model_version=model_version,
                                                    vectors=[result.vector for _, _, result in candidates])
         accepted: list[tuple[Recording, EmbeddingResult]] = []
+        accepted_positions: list[int] = []
         for k, (position, recording, result) in enumerate(candidates):
             error = inconsistent.get(k)
             if error is None:
                 accepted.append((recording, result))
+                accepted_positions.append(position)
             elif len(recordings) == 1:
                 error.detail.setdefault("filename", recording.filename)
                 raise error
@@ -192,6 +204,8 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
             enrollment.embedding_ciphertext, enrollment.key_id = sealed.ciphertext, sealed.key_id
             enrollments.append(enrollment)
         Enrollment.objects.bulk_create(enrollments)
+        enrollment_prints_store(pairs=[(enrollment, heard.get(position))
+                                       for enrollment, position in zip(enrollments, accepted_positions)])
         speaker.last_used_at = timezone.now()
         speaker.save(update_fields=["last_used_at"])
         _voiceprint_rebuild(speaker=speaker, model_version=model_version)

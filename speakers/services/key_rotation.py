@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 
 from .. import crypto
 from ..audit import Actor, audit_record
-from ..models import AuditAction, Enrollment, Speaker, Tenant, WatchlistVoiceprint
+from ..models import AuditAction, Enrollment, ReplayPrint, Speaker, Tenant, WatchlistVoiceprint
 from ..tenancy import data_keys_rewrap, tenant_data_key
 
 logger = logging.getLogger(__name__)
@@ -44,14 +44,15 @@ def encryption_keys_rotate(*, actor: Actor, batch_size: int = 500) -> RotationRe
     tenant_keys = set(Tenant.objects.exclude(data_key_id="").values_list("data_key_id", flat=True))
     in_use = (set(Enrollment.objects.values_list("key_id", flat=True).distinct())
               | set(Speaker.objects.exclude(voiceprint_key_id="").values_list("voiceprint_key_id", flat=True).distinct())
-              | set(WatchlistVoiceprint.objects.values_list("key_id", flat=True).distinct()))
+              | set(WatchlistVoiceprint.objects.values_list("key_id", flat=True).distinct())
+              | set(ReplayPrint.objects.values_list("key_id", flat=True).distinct()))
     missing = sorted(in_use - ring.keys.keys() - tenant_keys)
     if missing:
         raise crypto.DecryptionError(
             f"rows are encrypted with key ids {missing} that are not in VOICEPRINT_ENCRYPTION_KEYS; "
             "add those keys (after the new one) and run again")
 
-    enrollments = voiceprints = watchlist = 0
+    enrollments = voiceprints = watchlist = prints = 0
     for tenant in Tenant.objects.all():
         key = tenant_data_key(tenant)
         enrollments += _reseal_all(Enrollment.objects.filter(speaker__tenant=tenant), ciphertext="embedding_ciphertext",
@@ -61,24 +62,27 @@ def encryption_keys_rotate(*, actor: Actor, batch_size: int = 500) -> RotationRe
                                    batch_size=batch_size)
         watchlist += _reseal_all(WatchlistVoiceprint.objects.filter(entry__tenant=tenant), ciphertext="ciphertext",
                                  key_id="key_id", key=key, batch_size=batch_size)
+        prints += _reseal_all(ReplayPrint.objects.filter(speaker__tenant=tenant), ciphertext="ciphertext",
+                              key_id="key_id", key=key, batch_size=batch_size, reseal=crypto.blob_reseal)
     audit_record(actor=actor, action=AuditAction.KEYS_ROTATE,
                  detail={"primary_key_id": ring.primary_id, "data_keys": data_keys, "enrollments": enrollments,
-                         "voiceprints": voiceprints, "watchlist": watchlist})
+                         "voiceprints": voiceprints, "watchlist": watchlist, "replay_prints": prints})
     logger.info("re-wrapped %d data keys with key %s; re-sealed %d enrollments, %d voiceprints and %d watchlist "
                 "voiceprints under their tenants' keys", data_keys, ring.primary_id, enrollments, voiceprints, watchlist)
     return RotationReport(primary_key_id=ring.primary_id, enrollments=enrollments, voiceprints=voiceprints,
                           watchlist=watchlist, data_keys=data_keys)
 
 
-def _reseal_all(rows: QuerySet, *, ciphertext: str, key_id: str, key: crypto.DataKey, batch_size: int) -> int:
+def _reseal_all(rows: QuerySet, *, ciphertext: str, key_id: str, key: crypto.DataKey, batch_size: int,
+                reseal=crypto.vector_reseal) -> int:
     """Re-seal the ``ciphertext`` column of every row not under ``key``, one transaction a batch."""
     count = 0
     while True:
         with transaction.atomic():
             batch = list(rows.select_for_update().exclude(**{key_id: key.key_id}).order_by("pk")[:batch_size])
             for row in batch:
-                sealed = crypto.vector_reseal(key_id=getattr(row, key_id), ciphertext=getattr(row, ciphertext),
-                                              context=row.crypto_context(), key=key)
+                sealed = reseal(key_id=getattr(row, key_id), ciphertext=getattr(row, ciphertext),
+                                context=row.crypto_context(), key=key)
                 setattr(row, ciphertext, sealed.ciphertext)
                 setattr(row, key_id, sealed.key_id)
             rows.model.objects.bulk_update(batch, [ciphertext, key_id])

@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ..audit import Actor, audit_record
-from ..models import AuditAction, AuditEvent, Enrollment, OptOut, Speaker, Tenant
+from ..models import AuditAction, AuditEvent, Enrollment, OptOut, ReplayPrint, Speaker, Tenant
 from ..search.index import index_change_record, index_update_after_commit
 from .consent import CONSENT_FIELDS, Consent, external_id_hash
 from .speakers import speaker_delete
@@ -67,7 +67,8 @@ def consent_withdraw(*, speaker: Speaker, actor: Actor) -> Speaker:
 
 def _biometrics_delete(speaker: Speaker) -> int:
     """Delete a speaker's enrollments and voiceprint (in the caller's transaction); returns how many enrollments."""
-    deleted, _ = Enrollment.objects.filter(speaker=speaker).delete()
+    ReplayPrint.objects.filter(speaker=speaker).delete()  # the fingerprints of their recordings and probes
+    deleted = Enrollment.objects.filter(speaker=speaker).delete()[1].get(Enrollment._meta.label, 0)
     speaker.voiceprint_ciphertext = None
     speaker.voiceprint_key_id = ""
     speaker.voiceprint_model_version = ""
@@ -128,6 +129,10 @@ def speaker_export(*, speaker: Speaker, actor: Actor) -> dict[str, Any]:
                        "stored": "an encrypted 192-number embedding per model version (not exported: it is not "
                                  "audio and cannot be turned back into audio)" if speaker.has_voiceprint else None},
         "enrollments": enrollments,
+        "recordings_fingerprinted": {
+            "count": ReplayPrint.objects.filter(speaker=speaker).count(),
+            "stored": "an encrypted audio fingerprint (hashes of spectral peaks, not audio) of each enrollment "
+                      "recording and of the last accepted probes, to refuse replays of them (not exported)"},
         "last_use": {"any": _iso(speaker.last_used_at), "verified": _iso(speaker.last_verified_at),
                      "identified": _iso(speaker.last_identified_at)},
         "retention": {"days_of_inactivity": speaker.tenant.retention_days,

@@ -119,7 +119,12 @@ def recording_embed(*, recording: Recording, purpose: Purpose) -> EmbeddingResul
 
     An error names the recording.
     """
-    prepared = recording_prepare(recording=recording, purpose=purpose)
+    return recording_embed_prepared(recording=recording,
+                                    prepared=recording_prepare(recording=recording, purpose=purpose))
+
+
+def recording_embed_prepared(*, recording: Recording, prepared: PreparedAudio) -> EmbeddingResult:
+    """The forward pass of a recording already measured and gated (:func:`recording_prepare`)."""
     try:
         return inference_owner.embed_prepared(prepared)
     except (InferenceError, ApplicationError) as error:
@@ -130,16 +135,23 @@ def recording_embed(*, recording: Recording, purpose: Purpose) -> EmbeddingResul
 def recordings_embed(*, recordings: list[Recording],
                      purpose: Purpose) -> list[EmbeddingResult | InferenceError | ApplicationError]:
     """Embed several recordings, each gated before its forward pass; an unusable one yields its error in its place."""
-    out: list[EmbeddingResult | InferenceError | ApplicationError] = []
+    return [result for _, result in recordings_embed_prepared(recordings=recordings, purpose=purpose)]
+
+
+def recordings_embed_prepared(*, recordings: list[Recording], purpose: Purpose,
+                              ) -> list[tuple[PreparedAudio | None, EmbeddingResult | InferenceError | ApplicationError]]:
+    """:func:`recordings_embed`, each result beside what was measured of its recording (None when it was refused)."""
+    out: list[tuple[PreparedAudio | None, EmbeddingResult | InferenceError | ApplicationError]] = []
     for recording in recordings:
+        prepared = None
         try:
             prepared = inference_owner.prepare(recording.data)
             recording_check_quality(prepared=prepared, purpose=purpose)
-            out.append(inference_owner.embed_prepared(prepared))
+            out.append((prepared, inference_owner.embed_prepared(prepared)))
         except ModelError:
             raise
         except (InferenceError, ApplicationError) as error:
             if isinstance(error, EngineUnavailable):
                 raise
-            out.append(error)
+            out.append((None, error))
     return out

@@ -50,6 +50,7 @@ from ..selectors import speaker_get
 from .decisions import PairDecision, Reference, pair_decide, recording_reference, speaker_reference
 from .lockout import verification_lock_check, verification_outcome_record
 from .recordings import Purpose, Recording, recording_embed
+from .replay import replay_check, window_heard
 from .timing import elapsed_ms
 
 PROTOCOL = "voiceprint.stream.v1"
@@ -352,7 +353,7 @@ class StreamSession:
 
 
 def stream_window_process(*, session_reference: Reference | None, window: Window, asnorm: bool | None,
-                          tenant: Tenant | None,
+                          tenant: Tenant | None, replay_of: Speaker | None = None, actor: Actor | None = None,
                           embed: Callable[[np.ndarray, int], EmbeddingResult] | None = None,
                           ) -> EmbeddingResult | PairDecision:
     """In a worker thread: embed ``window`` on the inference owner, and decide it against the reference.
@@ -360,6 +361,10 @@ def stream_window_process(*, session_reference: Reference | None, window: Window
     Returns the embedding for a reference window, the decision for a score window. Raises the
     engine's audio errors (a window with no usable speech) and ApplicationError.
     """
+    if replay_of is not None and actor is not None and window.purpose != "reference":
+        # the window's audio against the speaker's stored recordings: a replayed one ends the session
+        replay_check(heard=window_heard(window.samples, window.sample_rate), speakers=[replay_of], actor=actor,
+                     during="stream_verify")
     result = (embed or inference_owner.embed_waveform)(window.samples, window.sample_rate)
     if window.purpose == "reference":
         return result

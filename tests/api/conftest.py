@@ -42,6 +42,14 @@ def _real_engine(embedder) -> None:
     """Every API test runs with the real model loaded."""
 
 
+@pytest.fixture(autouse=True)
+def _accepted_probes_not_remembered(settings) -> None:
+    """Tests send one recording as a probe many times (each scale, each route): a service keeps the last accepted
+    probes of a speaker and refuses them as replays (tests/api/test_replay.py checks that with its own setting);
+    here only enrollment recordings are remembered."""
+    settings.VOICEPRINT_REPLAY_RECENT_PROBES = 0
+
+
 @pytest.fixture
 def make_key(db):
     """``make_key("verify", "identify")`` -> a new plain API key with those scopes."""

@@ -32,7 +32,7 @@ def test_a_voice_is_added_from_recordings_and_listed_without_its_vector(client, 
 
 
 def test_a_verify_probe_in_the_watchlisted_voice_reports_the_hit_and_audits_it(client, upload, enrolled, fraudster):
-    body = verify(client, upload, enrolled["b"], "b_snt4").json()  # the fraudster claims an enrolled identity
+    body = verify(client, upload, enrolled["b"], "b_snt5").json()  # the fraudster claims an enrolled identity
     assert body["watchlist_match"]["entry_id"] == fraudster["id"]
     assert body["watchlist_match"]["label"] == "case 17"
     assert body["watchlist_match"]["score"] >= body["watchlist_match"]["threshold"]
@@ -58,7 +58,7 @@ def test_an_enrollment_in_the_watchlisted_voice_reports_the_hit(client, upload, 
 def test_with_refusal_on_a_hit_the_verify_and_the_enrollment_are_refused_and_nothing_is_stored(
         client, upload, enrolled, create_speaker, fraudster, settings):
     settings.VOICEPRINT_WATCHLIST_REFUSE = True
-    error = assert_error(verify(client, upload, enrolled["b"], "b_snt4"), 403, "watchlist_match")
+    error = assert_error(verify(client, upload, enrolled["b"], "b_snt5"), 403, "watchlist_match")
     assert error["detail"]["entry_id"] == fraudster["id"]
     assert Speaker.objects.get(pk=enrolled["b"]).last_verified_at is None
     speaker = create_speaker(external_id="new-customer")
@@ -81,7 +81,7 @@ def test_an_enrolled_speaker_can_be_put_on_the_watchlist(client, upload, enrolle
 
 def test_a_removed_entry_no_longer_screens(client, upload, enrolled, fraudster):
     assert client.delete(f"/api/v1/watchlist/{fraudster['id']}").status_code == 204
-    assert verify(client, upload, enrolled["b"], "b_snt4").json()["watchlist_match"] is None
+    assert verify(client, upload, enrolled["b"], "b_snt5").json()["watchlist_match"] is None
     assert not WatchlistVoiceprint.objects.exists()
     assert AuditEvent.objects.filter(action="watchlist_remove").count() == 1
     assert_error(client.get(f"/api/v1/watchlist/{fraudster['id']}"), 404, "watchlist_entry_not_found")
@@ -120,7 +120,7 @@ def test_the_watchlist_survives_a_key_rotation(client, upload, enrolled, fraudst
     assert tenant.data_key_wrapping_id == crypto.encryption_key_id(new_key)
     assert set(WatchlistVoiceprint.objects.values_list("key_id", flat=True)) == {tenant.data_key_id}
     with override_settings(VOICEPRINT_ENCRYPTION_KEYS=[new_key]):  # the old key is gone
-        assert verify(client, upload, enrolled["b"], "b_snt4").json()["watchlist_match"]["entry_id"] == fraudster["id"]
+        assert verify(client, upload, enrolled["b"], "b_snt5").json()["watchlist_match"]["entry_id"] == fraudster["id"]
 
 
 def test_the_admin_adds_a_voice_from_recordings_lists_it_and_removes_it(admin_client, speech):

@@ -273,7 +273,7 @@ def test_the_watchlist_is_added_to_listed_screens_and_is_removed(client, enrolle
     entry = client.add_to_watchlist(unique("case"), wav("b_snt5"), wav("b_snt6"), notes="tests")
     assert entry.source == "recordings" and entry.speech_s > 2
     assert entry.id in {e.id for e in client.list_watchlist().results}
-    hit = client.verify(enrolled.bob, wav("b_snt4")).watchlist_match
+    hit = client.verify(enrolled.bob, wav("b_snt5")).watchlist_match
     assert hit is not None and hit.entry_id == entry.id and hit.score >= hit.threshold
     assert client.verify(enrolled.alice, wav("a_snt5")).watchlist_match is None
     client.remove_from_watchlist(entry.id)

@@ -209,6 +209,13 @@ class ExternalIdTakenError(Conflict):
     status = 409
 
 
+class FingerprintInvalidError(RecordingRefused):
+    """HTTP 422 ``fingerprint_invalid``."""
+
+    code = "fingerprint_invalid"
+    status = 422
+
+
 class IdleTimeoutError(InvalidRequest):
     """HTTP 408 ``idle_timeout``."""
 
@@ -384,6 +391,13 @@ class RecordingsRefusedError(RecordingRefused):
     status = 422
 
 
+class ReplayDetectedError(PermissionDenied):
+    """HTTP 403 ``replay_detected``."""
+
+    code = "replay_detected"
+    status = 403
+
+
 class SearchUnavailableError(ServiceUnavailable):
     """HTTP 503 ``search_unavailable``."""
 
@@ -532,6 +546,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "enrollment_inconsistent": EnrollmentInconsistentError,
     "enrollment_not_found": EnrollmentNotFoundError,
     "external_id_taken": ExternalIdTakenError,
+    "fingerprint_invalid": FingerprintInvalidError,
     "idle_timeout": IdleTimeoutError,
     "insufficient_scope": InsufficientScopeError,
     "insufficient_speech": InsufficientSpeechError,
@@ -557,6 +572,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "parse_error": ParseError,
     "permission_denied": PermissionDeniedError,
     "recordings_refused": RecordingsRefusedError,
+    "replay_detected": ReplayDetectedError,
     "search_unavailable": SearchUnavailableError,
     "session_too_long": SessionTooLongError,
     "speaker_not_enrolled": SpeakerNotEnrolledError,
