@@ -75,7 +75,8 @@ class VerifyApi(APIView):
 
     @extend_schema(request={"multipart/form-data": VerifyInput}, tags=["decisions"],
                    responses={200: VerifyOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *SCORING,
-                                                            *VOICEPRINT, "verification_locked", "watchlist_match")})
+                                                            *VOICEPRINT, "verification_locked", "watchlist_match",
+                                                            "replay_detected")})
     def post(self, request: Request) -> Response:
         data = self.VerifyInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -129,7 +130,7 @@ class IdentifyApi(APIView):
 
     @extend_schema(request={"multipart/form-data": IdentifyInput}, tags=["decisions"],
                    responses={200: IdentifyOutput, **refusals(*MULTIPART, *RECORDING, *SCORING, "search_unavailable",
-                                                              "decryption_error")})
+                                                              "decryption_error", "replay_detected")})
     def post(self, request: Request) -> Response:
         data = self.IdentifyInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -184,7 +184,8 @@ class SpeakerEnrollApi(APIView):
                    responses={201: SpeakerEnrollOutput, **refusals(*MULTIPART, "speaker_not_found", *RECORDING, *ENGINE,
                                                                     "enrollment_inconsistent", "recordings_refused",
                                                                     "voiceprint_unreadable", "decryption_error",
-                                                                    "watchlist_match", "consent_required")})
+                                                                    "watchlist_match", "consent_required",
+                                                                    "replay_detected")})
     def post(self, request: Request, speaker_id: str) -> Response:
         speaker = selectors.speaker_get(tenant=request_tenant(request), speaker_id=speaker_id)
         data = self.SpeakerEnrollInput(data=request.data)
