@@ -130,6 +130,8 @@ def server_env(database: str, **overrides: str) -> dict[str, str]:
         "VOICEPRINT_ENCRYPTION_KEYS": ",".join(settings.VOICEPRINT_ENCRYPTION_KEYS),
         "VOICEPRINT_MODEL_DIR": str(settings.VOICEPRINT_MODEL_DIR),
         "VOICEPRINT_WARMUP": "true",
+        # as in-process (conftest): no memory of accepted probes unless a test asks (recordings repeat on purpose)
+        "VOICEPRINT_REPLAY_RECENT_PROBES": "0",
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)

@@ -85,7 +85,10 @@ def app_server(tmp_path_factory) -> Iterator[LiveServer]:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}", "PYTHONUNBUFFERED": "1",
            "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings", "VOICEPRINT_WARMUP": "true",
            "DJANGO_SUPERUSER_PASSWORD": "browser-admin-pw", "DJANGO_SUPERUSER_USERNAME": "admin",
-           "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid"}
+           "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid",
+           # the page tests send the same recordings in several steps on purpose (file, then microphone);
+           # remembering accepted probes would refuse them as replays (tests/api/test_replay.py tests that)
+           "VOICEPRINT_REPLAY_RECENT_PROBES": "0"}
     _manage(env, "migrate", "--noinput")
     api_key = _manage(env, "create_api_key", "browser", "--scopes", "enroll", "verify", "identify", "manage").strip()
     _manage(env, "createsuperuser", "--noinput")

@@ -32,7 +32,8 @@ def test_local_and_the_servers_compare_agree_on_the_same_files(voiceprint_server
             assert local["model_version"] == served.model_version
             assert local["score"] == pytest.approx(served.score, abs=1e-3)
             assert local["threshold"] == pytest.approx(served.threshold, abs=1e-3)
-            assert local["similarity"] == pytest.approx(served.similarity, abs=1e-4)
+            # the server shows three decimals; the local command prints the full figure
+            assert local["similarity"] == pytest.approx(served.similarity, abs=5e-4)
 
 
 def test_local_refuses_an_unusable_recording_with_the_servers_code(wav, tmp_path):
