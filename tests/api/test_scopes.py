@@ -46,6 +46,7 @@ HTTP_TABLE = [
 ]
 WEBSOCKET_TABLE = [
     ("/ws/v1/stream-verify", {"verify"}),
+    ("/ws/v1/stream-identify", {"identify"}),
     ("/ws/stream-verify", {"verify"}),
 ]
 
