@@ -183,6 +183,7 @@ class AuditAction(models.TextChoices):
     ENROLLMENT_DELETE = "enrollment_delete"
     VERIFY = "verify"
     IDENTIFY = "identify"
+    DIARIZE = "diarize"
     COMPARE = "compare"
     BATCH_VERIFY = "batch_verify"
     CALIBRATE = "calibrate"

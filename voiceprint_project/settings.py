@@ -429,6 +429,18 @@ VOICEPRINT_PROBE_MIN_SNR_DB = env_float("VOICEPRINT_PROBE_MIN_SNR_DB", 0.0)
 VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD = env_float("VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD", 0.30,
                                                     minimum=-1.0, maximum=1.0)
 
+# --- who spoke when: POST /api/v1/diarize (docs/api.md "Diarize") --------------------------------
+
+# A diarized recording has limits of its own (413 audio_too_long / audio_too_complex above them): it is
+# one long recording, where verify and identify take a short probe (VOICEPRINT_MAX_AUDIO_S). The upload
+# itself still obeys VOICEPRINT_MAX_UPLOAD_BYTES (10 MB: 5 min of 16 kHz 16-bit WAV, longer as FLAC/OGG).
+VOICEPRINT_DIARIZE_MAX_S = env_float("VOICEPRINT_DIARIZE_MAX_S", 600.0, minimum=5.0)
+# Samples of all channels decoded per recording: 10 min of 48 kHz mono, 120 MB as float32 at once.
+VOICEPRINT_DIARIZE_MAX_DECODED_VALUES = env_int("VOICEPRINT_DIARIZE_MAX_DECODED_VALUES", 28_800_000,
+                                                minimum=100_000)
+# The most speakers a request may ask for (num_speakers, max_speakers; 400 above it), and the most found.
+VOICEPRINT_DIARIZE_MAX_SPEAKERS = env_int("VOICEPRINT_DIARIZE_MAX_SPEAKERS", 20, minimum=1)
+
 # --- streaming verification over WebSocket (docs/streaming.md) -----------------------------------
 
 # A rolling score is computed over the newest STREAM_WINDOW_S of net speech, each time STREAM_HOP_S of

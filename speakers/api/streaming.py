@@ -1,4 +1,4 @@
-"""WebSocket consumers (Django Channels) of streaming verification: the handshake, I/O and timers only.
+"""WebSocket consumers (Django Channels) of streaming verification and live identification: the handshake, I/O and timers only.
 
 Thin like the HTTP views: authenticate the handshake (the ``X-API-Key`` header, or from a browser
 the ``voiceprint.key.<KEY>`` subprotocol beside ``voiceprint.v1``: a key never travels in the URL),
@@ -38,6 +38,12 @@ from ..exceptions import (
     StreamTooLong,
 )
 from ..models import ApiKey, ApiKeyScope
+from ..services.live_identify import (
+    IdentifySession,
+    stream_identify_record,
+    stream_identify_start,
+    stream_identify_window,
+)
 from ..services.streaming import (
     RecordingsSession,
     StreamLimits,
@@ -347,6 +353,50 @@ class StreamVerifyConsumer(_Consumer):
             return
         self.recorded = True
         await in_worker(stream_outcome_record, session=self.session, actor=self.actor, speaker=self.speaker)
+
+
+class StreamIdentifyConsumer(StreamVerifyConsumer):
+    """``/ws/v1/stream-identify``: raw PCM in, who is speaking now (among the tenant's enrolled) out.
+
+    stream-verify's protocol, limits and close codes; no reference: each window is identified.
+    """
+
+    required_scopes = {ApiKeyScope.IDENTIFY}
+
+    async def on_text(self, text: str) -> None:
+        message = self.parse_json(text)
+        if self.session is None:
+            await self._start(stream_identify_start(message, self.limits))
+        elif isinstance(message, dict) and message == {"type": "end"}:
+            await self._end()
+        else:
+            raise StreamMessageInvalid('After the start message, the only text message is {"type": "end"}.')
+
+    async def _start(self, start: StreamStart) -> None:
+        self.session = IdentifySession(start=start, limits=self.limits)
+        await self.send_json(self.session.ready_message())
+
+    async def _process(self, window) -> None:
+        session = self.session
+        try:
+            answer = await in_worker(stream_identify_window, window=window, tenant=self.api_key.tenant,
+                                     asnorm=session.start.asnorm)
+        except Exception as exc:  # noqa: BLE001
+            if not is_window_refusal(exc):
+                await self.refuse(exc)
+                return
+            messages = session.score_refused(window, exc)
+        else:
+            messages = session.identified_window(window, answer)
+        for message in messages:
+            await self.send_json(message)
+        self._kick()
+
+    async def _record(self) -> None:
+        if getattr(self, "session", None) is None or self.recorded:
+            return
+        self.recorded = True
+        await in_worker(stream_identify_record, session=self.session, actor=self.actor)
 
 
 class RecordingsVerifyConsumer(_Consumer):

@@ -18,6 +18,7 @@ urlpatterns = [
          name="enrollment"),
     path("verify", views.VerifyApi.as_view(), name="verify"),
     path("identify", views.IdentifyApi.as_view(), name="identify"),
+    path("diarize", views.DiarizeApi.as_view(), name="diarize"),
     path("compare", views.CompareApi.as_view(), name="compare"),
     path("batch-verify", views.BatchVerifyApi.as_view(), name="batch-verify"),
     path("policy", views.PolicyApi.as_view(), name="policy"),

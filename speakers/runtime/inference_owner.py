@@ -17,6 +17,7 @@ model, ``model_unavailable`` when it is damaged or cannot be loaded or run (:cla
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,8 +40,13 @@ from inference import (
     ModelError,
     ModelNotPreparedError,
     PreparedAudio,
+    audio,
+    diarization,
     read_manifest,
 )
+from inference.audio import DecodedAudio
+from inference.config import DiarizationConfig
+from inference.diarization import Diarization
 from inference.embedder import Forward
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
@@ -193,6 +199,38 @@ def embed_waveform(samples: np.ndarray, sample_rate: int) -> EmbeddingResult:
     """Embed already-decoded mono samples (a streamed window). Raises the engine's AudioError subclasses."""
     embedder = get_embedder()
     return embedder.embed_waveform(samples, sample_rate, _queued_forward(embedder))
+
+
+def diarization_audio_config() -> AudioConfig:
+    """The decoding limits of a recording to diarize: one long recording (VOICEPRINT_DIARIZE_*)."""
+    return dataclasses.replace(engine_config().audio, max_duration_s=settings.VOICEPRINT_DIARIZE_MAX_S,
+                               max_decoded_values=settings.VOICEPRINT_DIARIZE_MAX_DECODED_VALUES)
+
+
+def decode_long(data: bytes) -> DecodedAudio:
+    """Decode a long recording in the caller's thread (no network), under the diarization limits."""
+    return audio.decode(data, diarization_audio_config())
+
+
+def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
+            max_speakers: int | None) -> Diarization:
+    """Who spoke when: the engine's pipeline in the caller's thread, its forward passes queued here.
+
+    VAD, windows, features and clustering run in the request's thread; each batch of windows
+    (``DiarizationConfig.batch_windows``) is one item on the inference thread, so other requests'
+    forward passes run between two batches. Raises the engine's NoSpeechError before any network.
+    """
+    embedder = get_embedder()
+
+    def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:
+        try:
+            return in_inference_thread(embedder.embed_features, windows)
+        except ModelError as exc:
+            raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+    return diarization.diarize(samples, sample_rate, embed_windows, engine=embedder.config,
+                               config=DiarizationConfig(max_speakers=settings.VOICEPRINT_DIARIZE_MAX_SPEAKERS),
+                               num_speakers=num_speakers, max_speakers=max_speakers)
 
 
 def engine_state() -> str:

@@ -293,17 +293,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     prepared = recording_prepare(recording=recording, purpose=Purpose.PROBE)
     heard = recording_heard(prepared)
     probe = recording_embed_prepared(recording=recording, prepared=prepared)
-    probe_quality = side_quality(probe)
     tenant = actor.tenant
-    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
-    index = voiceprint_index()
-    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
-                        model_version=probe.model_version, tenant=tenant.pk)
-    gallery = index.size(tenant.pk)
-    found = _candidates(hits, probe, scale, index, tenant)
-    verdict = scale.policy.calibration.identify(
-        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe_quality,
-        fir=scale.policy.fir_target, gallery=gallery)
+    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=top_k, asnorm=asnorm)
     # a replay of a candidate's own recordings is refused before any score is told
     replay_check(heard=heard, speakers=[found.speakers[i] for i in verdict.order[:REPLAY_CANDIDATES]], actor=actor,
                  during="identify")
@@ -328,6 +319,23 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                             runner_up_score=verdict.runner_up, no_match_reason=verdict.no_match_reason,
                             score_normalisation=scale.name, model_version=probe.model_version,
                             processing_time_ms=elapsed_ms(started))
+
+
+def probe_identify(*, probe: EmbeddingResult, tenant: Tenant, top_k: int, asnorm: bool | None,
+                   ) -> tuple[_Candidates, quality_calibration.IdentifyVerdict, _Scale, int]:
+    """identify's search and rule on an embedded probe, nothing recorded: the tenant's nearest voiceprints
+    (at least the runner-up), their rows, and :meth:`Calibration.identify` on them. Returns the candidates, the
+    verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the live route's rule."""
+    scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
+    index = voiceprint_index()
+    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
+                        model_version=probe.model_version, tenant=tenant.pk)
+    gallery = index.size(tenant.pk)
+    found = _candidates(hits, probe, scale, index, tenant)
+    verdict = scale.policy.calibration.identify(
+        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=side_quality(probe),
+        fir=scale.policy.fir_target, gallery=gallery)
+    return found, verdict, scale, gallery
 
 
 @dataclass(frozen=True)

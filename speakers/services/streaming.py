@@ -190,6 +190,9 @@ class StreamSession:
     :class:`Window`, never the session).
     """
 
+    # Whether scores need a reference (verification); the live identification scores against the gallery.
+    needs_reference = True
+
     def __init__(self, *, start: StreamStart, limits: StreamLimits, reference: Reference | None = None,
                  now: float | None = None) -> None:
         self.start = start
@@ -198,13 +201,14 @@ class StreamSession:
         self.started_at = time.monotonic() if now is None else now
         self.reference_speech_s = start.reference_speech_s or limits.reference_speech_s
         # Until the reference is taken, keep its speech and a window's more (a message may bring 2 s at once).
-        keep = limits.window_s + (0.0 if reference is not None else self.reference_speech_s + 2.0)
+        keep = limits.window_s + (0.0 if reference is not None or not self.needs_reference
+                                  else self.reference_speech_s + 2.0)
         self.stream = SpeechStream(start.sample_rate, VadConfig(), window_speech_s=limits.window_s, keep_speech_s=keep,
                                    silence_event_s=limits.silence_event_s,
                                    max_clipping_ratio=limits.max_clipping_ratio)
         self._width = ENCODINGS[start.encoding][1]
         self._window_frames_taken_at = -1  # speech frames of the stream when the last window was taken
-        self._reference_taken = reference is not None
+        self._reference_taken = reference is not None or not self.needs_reference
         self.seq = 0
         self.scores: list[PairDecision] = []
         self.ended = False
@@ -279,7 +283,7 @@ class StreamSession:
             window = self._take("reference", stream.window(self.reference_speech_s, oldest=True))
             stream.drop_oldest(self.reference_speech_s)  # scores never include the reference's own speech
             return window
-        if self.reference is None:
+        if self.reference is None and self.needs_reference:
             return None  # the reference is being embedded
         if stream.window_speech_s + 1e-9 < limits.min_speech_s or frames == self._window_frames_taken_at:
             return None

@@ -37,6 +37,7 @@ HTTP_TABLE = [
     ("post", "/v1/verify-speaker", {"verify"}),
     ("post", "/v1/batch-verify", {"verify"}),
     ("post", "/api/v1/identify", {"identify"}),
+    ("post", "/api/v1/diarize", {"identify"}),
     ("get", "/api/v1/policy", {"manage"}),
     ("get", "/api/v1/watchlist", {"watchlist"}),
     ("post", "/api/v1/watchlist", {"watchlist"}),
@@ -45,6 +46,7 @@ HTTP_TABLE = [
 ]
 WEBSOCKET_TABLE = [
     ("/ws/v1/stream-verify", {"verify"}),
+    ("/ws/v1/stream-identify", {"identify"}),
     ("/ws/stream-verify", {"verify"}),
 ]
 

@@ -170,3 +170,22 @@ def test_the_admin_lists_fit_a_1280_pixel_screen(launch, app_server, reports_dir
                                " return [document.documentElement.scrollWidth, r.scrollWidth, r.clientWidth]; }")
         assert widths[0] <= 1280 and widths[1] <= widths[2], (name, widths)  # no scrolling, nothing cut off
     assert not page.errors, page.errors
+
+
+def test_a_person_uploads_a_conversation_and_sees_who_spoke_when(launch, app_server, reports_dir, tmp_path):
+    # Dora (voice a) is enrolled; the conversation alternates her with a stranger (voice b), 0.7 s apart.
+    enroll_speaker(app_server, "Dora", "a_snt1", "a_snt2", "a_snt3")
+    gap = np.zeros(int(0.7 * 16_000), dtype=np.float32)
+    turns = ("a_snt4", "b_snt1", "a_snt5", "b_snt2", "a_snt6", "b_snt3")
+    talk = write_wav(tmp_path / "talk.wav", np.concatenate([x for n in turns for x in (read_wav(n), gap)]))
+    page = launch()
+    _open_app(page, app_server)
+
+    page.set_input_files("#diarize-file", str(talk))
+    page.click("#diarize-send")
+    page.wait_for_selector("#diarize-timeline, #diarize-result .refusal", timeout=RECORD_TIMEOUT_MS)
+    lanes = page.eval_on_selector_all(
+        "#diarize-timeline .lane",
+        "lanes => lanes.map(l => [l.querySelector('.lane-name').textContent, l.querySelectorAll('.turn').length])")
+    assert lanes == [["Dora", 3], ["unknown-1", 3]], lanes
+    page.screenshot(path=reports_dir / "08-who-spoke-when.png", full_page=True)

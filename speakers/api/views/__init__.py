@@ -12,6 +12,7 @@ from .decisions import (
            IdentifyApi,
            VerifyApi,
 )
+from .diarization import DiarizeApi
 from .health import HealthApi, ReadinessApi
 from .policy import PolicyApi
 from .speakers import (
@@ -25,6 +26,6 @@ from .speakers import (
 )
 from .watchlist import WatchlistCollectionApi, WatchlistDetailApi
 
-__all__ = ["BatchVerifyApi", "ClassicBatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi",
+__all__ = ["BatchVerifyApi", "DiarizeApi", "ClassicBatchVerifyApi", "ClassicVerifySpeakerApi", "CompareApi", "IdentifyApi",
            "VerifyApi", "PolicyApi", "EnrollmentDetailApi", "HealthApi", "ReadinessApi", "SpeakerCollectionApi",
            "SpeakerDetailApi", "SpeakerEnrollApi", "SpeakerConsentApi", "SpeakerExportApi", "SpeakerOptOutApi", "WatchlistCollectionApi", "WatchlistDetailApi"]

@@ -1,4 +1,4 @@
-// The page: an API key, a speaker, and four panels (enroll, verify, identify, stream) that call the API.
+// The page: an API key, a speaker, and five panels (enroll, verify, identify, who spoke when, stream) that call the API.
 import { Recorder } from "./audio.js";
 import { Api, fmt, refusalElement } from "./api.js";
 import { setupStreaming } from "./streaming.js";
@@ -162,6 +162,7 @@ function refreshButtons() {
   $("#enroll-send").disabled = !(apiKey && speaker && recordings.enroll);
   $("#verify-send").disabled = !(apiKey && speaker && recordings.verify);
   $("#identify-send").disabled = !(apiKey && recordings.identify);
+  $("#diarize-send").disabled = !(apiKey && recordings.diarize);
 }
 
 function formWith(name, extra = {}) {
@@ -295,6 +296,66 @@ $("#identify-send").addEventListener("click", () => busy($("#identify-send"), as
     showMessage("#identify-result", wrapper);
   } catch (error) {
     showMessage("#identify-result", refusalElement(error, words, "Not identified: "));
+  }
+}));
+
+// --- who spoke when: one lane per voice, enrolled voices by name --------------------------------------------
+const LANE_COLOURS = ["#2557a7", "#1e7a3c", "#b35c00", "#7a3fa0", "#a61b1b", "#127a7a", "#6b6b1f", "#c2407a"];
+const NO_NAME = { ...NO_MATCH, taken: "its best match was given to a voice that sounds more like them" };
+
+function timeline(d) {
+  const total = Math.max(d.duration_s, 1e-3);
+  const box = document.createElement("div"); box.className = "timeline"; box.id = "diarize-timeline";
+  d.speakers.forEach((voice, i) => {
+    const lane = document.createElement("div"); lane.className = "lane"; lane.dataset.label = voice.label;
+    const name = document.createElement("div"); name.className = "lane-name";
+    name.textContent = voice.speaker ? speakerName(voice.speaker) : voice.label;
+    name.title = voice.speaker ? `enrolled (${voice.label})` : `not enrolled: ${NO_NAME[voice.no_match_reason] || voice.no_match_reason}`;
+    const track = document.createElement("div"); track.className = "lane-track";
+    d.segments.filter((s) => s.label === voice.label).forEach((s) => {
+      const block = document.createElement("div"); block.className = "turn";
+      block.style.left = `${(100 * s.start_s / total).toFixed(2)}%`;
+      block.style.width = `${Math.max(0.3, 100 * (s.end_s - s.start_s) / total).toFixed(2)}%`;
+      block.style.background = LANE_COLOURS[i % LANE_COLOURS.length];
+      block.title = `${fmt(s.start_s, 2)}–${fmt(s.end_s, 2)} s`;
+      track.append(block);
+    });
+    lane.append(name, track);
+    box.append(lane);
+  });
+  const axis = document.createElement("div"); axis.className = "lane-axis";
+  axis.textContent = `0 s … ${fmt(d.duration_s, 1)} s`;
+  box.append(axis);
+  return box;
+}
+
+$("#diarize-send").addEventListener("click", () => busy($("#diarize-send"), async () => {
+  try {
+    const d = await api.request("POST", "/api/v1/diarize", { form: formWith("diarize") });
+    const named = d.speakers.filter((v) => v.speaker).map((v) => speakerName(v.speaker));
+    const verdict = document.createElement("div");
+    verdict.id = "diarize-verdict"; verdict.className = "verdict accepted";
+    verdict.textContent = `${d.speakers.length} voice${d.speakers.length === 1 ? "" : "s"}` +
+      (named.length ? `; enrolled: ${named.join(", ")}` : "; none of them enrolled");
+    const table = document.createElement("table"); table.className = "figures"; table.id = "diarize-speakers";
+    const head = table.createTHead().insertRow();
+    ["voice", "speaking", "turns", "score", "threshold"].forEach((h) => { const th = document.createElement("th"); th.textContent = h; head.append(th); });
+    const body = table.createTBody();
+    d.speakers.forEach((v) => {
+      const tr = body.insertRow();
+      tr.insertCell().textContent = v.speaker ? `${speakerName(v.speaker)} ✓` : v.label;
+      tr.insertCell().textContent = `${fmt(v.speaking_s, 1)} s`;
+      tr.insertCell().textContent = String(v.turns);
+      tr.insertCell().textContent = v.score === null ? "–" : fmt(v.score);
+      tr.insertCell().textContent = v.threshold === null ? "–" : fmt(v.threshold);
+    });
+    const note = document.createElement("div"); note.className = "hint";
+    note.textContent = `Each voice is named only if its score reaches its threshold and leads the runner-up by ${fmt(d.margin)}; ` +
+      `${d.gallery} enrolled voice${d.gallery === 1 ? "" : "s"} searched, ${fmt(d.processing_time_ms / 1000, 1)} s.`;
+    const wrapper = document.createElement("div"); wrapper.append(verdict, timeline(d), table, note);
+    showMessage("#diarize-result", wrapper);
+  } catch (error) {
+    showMessage("#diarize-result", refusalElement(error, words, "Not diarized: "));
   }
 }));
 
