@@ -161,8 +161,8 @@ class AudioTooNoisy(ApplicationError):
 
 class VerificationLocked(ApplicationError):
     code = "verification_locked"
-    default_message = ("Too many rejected verifications of this speaker in a row: verifications of this "
-                       "speaker are paused; try again later.")
+    default_message = ("Too many rejected verifications of this speaker in a row from this API key or this "
+                       "address: their verifications of this speaker are paused; try again later.")
 
 
 class RecordingsRefused(ApplicationError):

@@ -46,7 +46,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "enrollment_incomplete": ("Enrollment not finished", "Record more speech for this speaker first."),
     "model_version_mismatch": ("Enrolled with another model", "Enroll this speaker again."),
     "voiceprint_unreadable": ("Voiceprint damaged", "Enroll this speaker again."),
-    "verification_locked": ("Too many failed attempts", "Verification of this speaker is paused for a while."),
+    "verification_locked": ("Too many failed attempts", "Verification of this speaker from this key or address is paused for a while."),
     "consent_required": ("Consent needed", "Record the person's consent before enrolling their voice."),
     "opted_out": ("Opted out", "This person asked not to be enrolled; an operator must lift the block first."),
     "replay_detected": ("A recording played back", "This is a recording the service has already heard for this "

@@ -290,7 +290,7 @@ class StreamVerifyConsumer(_Consumer):
         if start.speaker_id is not None:
             self.busy = True
             self.speaker, reference = await in_worker(stream_speaker_reference, tenant=self.api_key.tenant,
-                                                      speaker_id=start.speaker_id)
+                                                      speaker_id=start.speaker_id, actor=self.actor)
             self.busy = False
         self.session = StreamSession(start=start, limits=self.limits, reference=reference)
         await self.send_json(self.session.ready_message(speaker=self.speaker))

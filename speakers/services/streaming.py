@@ -374,10 +374,11 @@ def stream_window_process(*, session_reference: Reference | None, window: Window
 
 # --- references and outcomes (database) ---------------------------------------------------------------
 
-def stream_speaker_reference(*, tenant: Tenant, speaker_id: str) -> tuple[Speaker, Reference]:
-    """The tenant's enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them)."""
+def stream_speaker_reference(*, tenant: Tenant, speaker_id: str, actor: Actor) -> tuple[Speaker, Reference]:
+    """The tenant's enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them: the
+    actor's key or address locked out of the speaker is refused, another caller is not)."""
     speaker = speaker_get(tenant=tenant, speaker_id=speaker_id)
-    verification_lock_check(speaker_id=speaker.id)
+    verification_lock_check(speaker_id=speaker.id, actor=actor)
     return speaker, speaker_reference(speaker)
 
 
@@ -385,7 +386,7 @@ def stream_outcome_record(*, session: StreamSession, actor: Actor, speaker: Spea
     """At the end of a session that scored: audit it (verify or compare) and count it for the lockout.
 
     A session is one verification: its last score decides (as the last thing a caller said
-    would), so a session of rejected scores counts once towards the speaker's lockout.
+    would), so a session of rejected scores counts once towards the lock of the actor's key and address.
     """
     if not session.scores:
         return
