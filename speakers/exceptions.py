@@ -231,6 +231,11 @@ class StreamIdle(ApplicationError):
     default_message = "Nothing arrived for too long; the session is closed."
 
 
+class StreamTooSlow(ApplicationError):
+    code = "audio_too_slow"
+    default_message = "Too little audio arrived for too long; the session is closed."
+
+
 class StreamSessionsExhausted(ApplicationError):
     code = "too_many_sessions"
     default_message = "Too many streaming sessions are open; close one or try again later."

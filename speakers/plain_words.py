@@ -70,6 +70,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     # streaming verification (docs/streaming.md)
     "idle_timeout": ("Stopped: nothing arrived", "The microphone sent nothing for a while; start again."),
     "session_too_long": ("Session over", "A streaming session has a time limit; start a new one."),
+    "audio_too_slow": ("Stopped: too little sound arrived", "The microphone sent almost nothing for a while; start again."),
     "too_many_sessions": ("Too many live sessions", "Close another streaming session or try again later."),
     "message_rate_exceeded": ("Too many messages", "The page sent audio in too many small pieces."),
     "invalid_message": ("Streaming protocol error", "The page and the server disagree; reload the page."),

@@ -454,6 +454,12 @@ VOICEPRINT_STREAM_MAX_SPEED = env_float("VOICEPRINT_STREAM_MAX_SPEED", 20.0, min
 VOICEPRINT_STREAM_BURST_S = env_float("VOICEPRINT_STREAM_BURST_S", 10.0, minimum=0.0)
 # Recordings per session on the original protocol (/ws/stream-verify; each up to VOICEPRINT_MAX_UPLOAD_BYTES).
 VOICEPRINT_STREAM_MAX_RECORDINGS = env_int("VOICEPRINT_STREAM_MAX_RECORDINGS", 100, minimum=2)
+# The least audio a session must bring: STREAM_MIN_AUDIO_S seconds (PCM samples; on the original protocol,
+# recordings the engine used) in every STREAM_MIN_AUDIO_INTERVAL_S, or it is closed (4408 audio_too_slow), so that
+# a trickle of samples that keeps the idle timer happy cannot hold a slot. A live microphone brings the whole
+# interval; time the server spends working for the session is not counted. 0 switches the rule off.
+VOICEPRINT_STREAM_MIN_AUDIO_S = env_float("VOICEPRINT_STREAM_MIN_AUDIO_S", 3.0, minimum=0.0)
+VOICEPRINT_STREAM_MIN_AUDIO_INTERVAL_S = env_float("VOICEPRINT_STREAM_MIN_AUDIO_INTERVAL_S", 10.0, minimum=1.0)
 # Open sessions per worker process, and per API key in one worker process.
 VOICEPRINT_STREAM_MAX_SESSIONS = env_int("VOICEPRINT_STREAM_MAX_SESSIONS", 32, minimum=1)
 VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY = env_int("VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY", 4, minimum=1)
