@@ -421,7 +421,7 @@ class VerificationLock(models.Model):
     speaker = models.ForeignKey(Speaker, on_delete=models.CASCADE, related_name="verification_locks")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE,
                                 related_name="verification_locks")
-    client_address = models.GenericIPAddressField(null=True, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True, db_index=True)
     locked_at = models.DateTimeField(help_text="When the latest lock began.")
     locked_until = models.DateTimeField(db_index=True)
     lockouts = models.PositiveIntegerField(default=1, help_text="Locks of this pair within a day of each other.")
