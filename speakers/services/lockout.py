@@ -145,6 +145,11 @@ def _lock(*, speaker_id: uuid.UUID, fields: dict, rejections: int, actor: Actor)
                  detail={"rejections": rejections, "locked_s": seconds, "lockout": lockouts, **caller})
 
 
+def verification_locks_forget_expired(*, now=None) -> int:
+    """Delete the locks that ended more than a day ago (their back-off is over); run by ``purge_expired``."""
+    return VerificationLock.objects.filter(locked_until__lt=(now or timezone.now()) - MEMORY).delete()[0]
+
+
 def verification_locks_lift(*, locks: QuerySet[VerificationLock], actor: Actor) -> int:
     """Lift ``locks`` (and forget their back-off and their counts of rejections); one audit event per speaker.
 

@@ -157,3 +157,10 @@ def test_a_lock_that_has_run_out_no_longer_refuses(caller, upload, enrolled):
     _reject(attacker, enrolled["a"], upload, ATTACKER)
     VerificationLock.objects.update(locked_until="2000-01-01T00:00:00Z")
     assert _verify(attacker, enrolled["a"], upload, "a_snt5", ATTACKER).status_code == 200
+
+
+def test_purge_expired_forgets_locks_over_for_a_day_and_keeps_the_others(caller, upload, enrolled):
+    _reject(caller("attacker"), enrolled["a"], upload, ATTACKER)
+    VerificationLock.objects.filter(api_key__isnull=False).update(locked_until="2000-01-01T00:00:00Z")
+    call_command("purge_expired", stdout=io.StringIO())
+    assert list(VerificationLock.objects.values_list("client_address", flat=True)) == [ATTACKER]
