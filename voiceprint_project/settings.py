@@ -504,8 +504,9 @@ VOICEPRINT_RATE_PER_KEY = env_str("VOICEPRINT_RATE_PER_KEY", "3000/min")
 VOICEPRINT_RATE_PER_CLIENT = env_str("VOICEPRINT_RATE_PER_CLIENT", "6000/min")
 # Failed authentications (missing, unknown or revoked key) per client address.
 VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min")
-# Rejected verifications of one speaker in a row (any key) before its verifications lock, and the
-# first lockout; each further lockout doubles, up to the maximum. An accepted one resets the count.
+# Rejected verifications of one speaker in a row from one API key, or from one client address, before that
+# key (that address) is locked out of the speaker, never another caller (speakers/services/lockout.py); the
+# first lock; each further lock of the pair within a day doubles, up to the maximum. An accepted one resets it.
 VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)
