@@ -161,8 +161,8 @@ class AudioTooNoisy(ApplicationError):
 
 class VerificationLocked(ApplicationError):
     code = "verification_locked"
-    default_message = ("Too many rejected verifications of this speaker in a row: verifications of this "
-                       "speaker are paused; try again later.")
+    default_message = ("Too many rejected verifications of this speaker in a row from this API key or this "
+                       "address: their verifications of this speaker are paused; try again later.")
 
 
 class RecordingsRefused(ApplicationError):
@@ -229,6 +229,11 @@ class StreamTooLong(ApplicationError):
 class StreamIdle(ApplicationError):
     code = "idle_timeout"
     default_message = "Nothing arrived for too long; the session is closed."
+
+
+class StreamTooSlow(ApplicationError):
+    code = "audio_too_slow"
+    default_message = "Too little audio arrived for too long; the session is closed."
 
 
 class StreamSessionsExhausted(ApplicationError):

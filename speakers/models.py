@@ -195,6 +195,7 @@ class AuditAction(models.TextChoices):
     REFUSAL = "refusal"
     THROTTLED = "throttled"
     VERIFY_LOCKOUT = "verify_lockout"
+    VERIFY_LOCK_LIFT = "verify_lock_lift"
     LOGIN_LOCKOUT = "login_lockout"
     VOICEPRINT_UNREADABLE = "voiceprint_unreadable"
     INDEX_REBUILD = "index_rebuild"
@@ -406,3 +407,45 @@ class ReplayPrint(models.Model):
     def crypto_context(self) -> bytes:
         """Associated data binding the ciphertext to this row and its speaker."""
         return f"replay-print:{self.id}:{self.speaker_id}".encode()
+
+
+class VerificationLock(models.Model):
+    """One caller's verifications of one speaker, paused after its rejections (``verification_locked``).
+
+    The caller is an API key or a client address (exactly one of them): a lock never applies to
+    another key calling from another address, so an attacker's guesses never lock out the genuine
+    speaker. The row outlives its lock for a day so that the next lock of the same pair lasts
+    twice as long; an accepted verification by the pair, or an operator, removes it
+    (speakers/services/lockout.py).
+    """
+
+    speaker = models.ForeignKey(Speaker, on_delete=models.CASCADE, related_name="verification_locks")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="verification_locks")
+    client_address = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+    locked_at = models.DateTimeField(help_text="When the latest lock began.")
+    locked_until = models.DateTimeField(db_index=True)
+    lockouts = models.PositiveIntegerField(default=1, help_text="Locks of this pair within a day of each other.")
+    rejections = models.PositiveIntegerField(help_text="Rejections in a row that caused the latest lock.")
+
+    class Meta:
+        ordering = ["-locked_until"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(api_key__isnull=False, client_address__isnull=True)
+                | models.Q(api_key__isnull=True, client_address__isnull=False),
+                name="verification_lock_key_or_address"),
+            models.UniqueConstraint(fields=["speaker", "api_key"], condition=models.Q(api_key__isnull=False),
+                                    name="one_verification_lock_per_key"),
+            models.UniqueConstraint(fields=["speaker", "client_address"],
+                                    condition=models.Q(client_address__isnull=False),
+                                    name="one_verification_lock_per_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.speaker_id} for {self.caller}"
+
+    @property
+    def caller(self) -> str:
+        """Whom the lock refuses: ``key vp_xxxx`` or ``address 1.2.3.4``."""
+        return f"key {self.api_key.prefix}" if self.api_key_id else f"address {self.client_address}"

@@ -46,7 +46,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "enrollment_incomplete": ("Enrollment not finished", "Record more speech for this speaker first."),
     "model_version_mismatch": ("Enrolled with another model", "Enroll this speaker again."),
     "voiceprint_unreadable": ("Voiceprint damaged", "Enroll this speaker again."),
-    "verification_locked": ("Too many failed attempts", "Verification of this speaker is paused for a while."),
+    "verification_locked": ("Too many failed attempts", "Verification of this speaker from this key or address is paused for a while."),
     "consent_required": ("Consent needed", "Record the person's consent before enrolling their voice."),
     "opted_out": ("Opted out", "This person asked not to be enrolled; an operator must lift the block first."),
     "replay_detected": ("A recording played back", "This is a recording the service has already heard for this "
@@ -70,6 +70,7 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     # streaming verification (docs/streaming.md)
     "idle_timeout": ("Stopped: nothing arrived", "The microphone sent nothing for a while; start again."),
     "session_too_long": ("Session over", "A streaming session has a time limit; start a new one."),
+    "audio_too_slow": ("Stopped: too little sound arrived", "The microphone sent almost nothing for a while; start again."),
     "too_many_sessions": ("Too many live sessions", "Close another streaming session or try again later."),
     "message_rate_exceeded": ("Too many messages", "The page sent audio in too many small pieces."),
     "invalid_message": ("Streaming protocol error", "The page and the server disagree; reload the page."),

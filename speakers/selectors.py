@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import shipped_calibration, shipped_calibration_path
@@ -29,7 +30,7 @@ from .exceptions import (
     WatchlistEntryNotFound,
 )
 from .external_ids import external_id_normalise
-from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, Tenant, WatchlistEntry
+from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, Tenant, VerificationLock, WatchlistEntry
 from .runtime.inference_owner import owner_status
 
 
@@ -94,6 +95,14 @@ def watchlist_entry_get(*, tenant: Tenant, entry_id: uuid.UUID | str) -> Watchli
     if entry is None:
         raise WatchlistEntryNotFound(entry_id=str(entry_id))
     return entry
+
+
+def verification_lock_list(*, tenant: Tenant | None = None) -> QuerySet[VerificationLock]:
+    """The verification locks in force (of one tenant's speakers, or every tenant's), the longest first."""
+    locks = VerificationLock.objects.filter(locked_until__gt=timezone.now())
+    if tenant is not None:
+        locks = locks.filter(speaker__tenant=tenant)
+    return locks.select_related("speaker__tenant", "api_key").order_by("-locked_until", "pk")
 
 
 def speaker_voiceprint(*, speaker: Speaker) -> np.ndarray:

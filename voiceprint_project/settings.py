@@ -466,6 +466,12 @@ VOICEPRINT_STREAM_MAX_SPEED = env_float("VOICEPRINT_STREAM_MAX_SPEED", 20.0, min
 VOICEPRINT_STREAM_BURST_S = env_float("VOICEPRINT_STREAM_BURST_S", 10.0, minimum=0.0)
 # Recordings per session on the original protocol (/ws/stream-verify; each up to VOICEPRINT_MAX_UPLOAD_BYTES).
 VOICEPRINT_STREAM_MAX_RECORDINGS = env_int("VOICEPRINT_STREAM_MAX_RECORDINGS", 100, minimum=2)
+# The least audio a session must bring: STREAM_MIN_AUDIO_S seconds (PCM samples; on the original protocol,
+# recordings the engine used) in every STREAM_MIN_AUDIO_INTERVAL_S, or it is closed (4408 audio_too_slow), so that
+# a trickle of samples that keeps the idle timer happy cannot hold a slot. A live microphone brings the whole
+# interval; time the server spends working for the session is not counted. 0 switches the rule off.
+VOICEPRINT_STREAM_MIN_AUDIO_S = env_float("VOICEPRINT_STREAM_MIN_AUDIO_S", 3.0, minimum=0.0)
+VOICEPRINT_STREAM_MIN_AUDIO_INTERVAL_S = env_float("VOICEPRINT_STREAM_MIN_AUDIO_INTERVAL_S", 10.0, minimum=1.0)
 # Open sessions per worker process, and per API key in one worker process.
 VOICEPRINT_STREAM_MAX_SESSIONS = env_int("VOICEPRINT_STREAM_MAX_SESSIONS", 32, minimum=1)
 VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY = env_int("VOICEPRINT_STREAM_MAX_SESSIONS_PER_KEY", 4, minimum=1)
@@ -510,8 +516,9 @@ VOICEPRINT_RATE_PER_KEY = env_str("VOICEPRINT_RATE_PER_KEY", "3000/min")
 VOICEPRINT_RATE_PER_CLIENT = env_str("VOICEPRINT_RATE_PER_CLIENT", "6000/min")
 # Failed authentications (missing, unknown or revoked key) per client address.
 VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min")
-# Rejected verifications of one speaker in a row (any key) before its verifications lock, and the
-# first lockout; each further lockout doubles, up to the maximum. An accepted one resets the count.
+# Rejected verifications of one speaker in a row from one API key, or from one client address, before that
+# key (that address) is locked out of the speaker, never another caller (speakers/services/lockout.py); the
+# first lock; each further lock of the pair within a day doubles, up to the maximum. An accepted one resets it.
 VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)

@@ -72,6 +72,7 @@ STATUS: dict[str, int] = {
     "message_too_large": 413,
     "session_too_long": 413,
     "idle_timeout": 408,
+    "audio_too_slow": 408,
     "too_many_sessions": 429,
 }
 

@@ -8,7 +8,7 @@ the event loop only frames messages and finds speech.
 
 A refusal is one message ``{"type": "error", "error": {"code", "message", "detail"}}`` (the API's
 error shape and codes) followed by a close whose code is 4000 + the HTTP status of that error code
-(4401 invalid_api_key, 4403 insufficient_scope, 4408 idle_timeout, 4413 message_too_large, ...): see
+(4401 invalid_api_key, 4403 insufficient_scope, 4408 idle_timeout or audio_too_slow, 4413 message_too_large, ...): see
 docs/streaming.md. The connection is accepted first, so that browsers see the code too.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ..exceptions import (
     StreamIdle,
     StreamMessageInvalid,
     StreamTooLong,
+    StreamTooSlow,
 )
 from ..models import ApiKey, ApiKeyScope
 from ..services.live_identify import (
@@ -45,6 +46,7 @@ from ..services.live_identify import (
     stream_identify_window,
 )
 from ..services.streaming import (
+    AudioRate,
     RecordingsSession,
     StreamLimits,
     StreamSession,
@@ -106,7 +108,8 @@ class _Consumer(AsyncWebsocketConsumer):
 
     required_scopes = {ApiKeyScope.VERIFY}
     closed = False
-    busy = False
+    busy = False  # the server is working for the client, or reading slowly: the idle timer waits
+    reading_slowly = False  # back-pressure: not work done for the client (the audio rate does not wait)
     api_key: ApiKey | None = None
     slot: str | None = None
     address: str | None = None
@@ -125,6 +128,7 @@ class _Consumer(AsyncWebsocketConsumer):
         self.limits = StreamLimits.from_settings()
         self.opened_at = self.last_message = time.monotonic()
         self.messages = 0
+        self.audio_rate = AudioRate(self.limits, now=self.opened_at)
         self._send_lock = asyncio.Lock()
         headers = handshake_headers(self.scope)
         client = self.scope.get("client") or ("", 0)
@@ -183,6 +187,10 @@ class _Consumer(AsyncWebsocketConsumer):
     async def on_bytes(self, data: bytes) -> None:
         raise StreamMessageInvalid("This route takes no binary messages.")
 
+    def audio_received_s(self) -> float:
+        """Seconds of audio the session has brought so far (what the minimum audio rate counts)."""
+        return 0.0
+
     async def on_text(self, text: str) -> None:
         raise StreamMessageInvalid("This route takes no text messages.")
 
@@ -204,9 +212,9 @@ class _Consumer(AsyncWebsocketConsumer):
     async def read_slowly(self, delay: float) -> None:
         """Back-pressure: read the next message ``delay`` seconds later (the idle timer waits too)."""
         if delay > 0 and not self.closed:
-            self.busy = True
+            self.busy = self.reading_slowly = True
             await asyncio.sleep(delay)
-            self.busy = False
+            self.busy = self.reading_slowly = False
             self.last_message = time.monotonic()
 
     async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
@@ -251,8 +259,8 @@ class _Consumer(AsyncWebsocketConsumer):
                       path=self.scope.get("path", ""), detail=detail, presented_key=presented_key)
 
     async def _watch(self) -> None:
-        """Idle timeout and the longest session, checked a few times per second."""
-        tick = min(0.25, self.limits.idle_timeout_s / 4)
+        """Idle timeout, the longest session and the least audio, checked a few times per second."""
+        tick = min(0.25, self.limits.idle_timeout_s / 4, self.limits.min_audio_interval_s / 4)
         while not self.closed:
             await asyncio.sleep(tick)
             now = time.monotonic()
@@ -261,6 +269,12 @@ class _Consumer(AsyncWebsocketConsumer):
                                                 max_session_s=self.limits.max_session_s))
             elif not self.busy and now - self.last_message > self.limits.idle_timeout_s:
                 await self.refuse(StreamIdle(idle_timeout_s=self.limits.idle_timeout_s))
+            else:
+                try:
+                    self.audio_rate.check(now=now, audio_s=self.audio_received_s(),
+                                          busy=self.busy and not self.reading_slowly)
+                except StreamTooSlow as exc:
+                    await self.refuse(exc)
 
 
 class StreamVerifyConsumer(_Consumer):
@@ -296,10 +310,14 @@ class StreamVerifyConsumer(_Consumer):
         if start.speaker_id is not None:
             self.busy = True
             self.speaker, reference = await in_worker(stream_speaker_reference, tenant=self.api_key.tenant,
-                                                      speaker_id=start.speaker_id)
+                                                      speaker_id=start.speaker_id, actor=self.actor)
             self.busy = False
         self.session = StreamSession(start=start, limits=self.limits, reference=reference)
         await self.send_json(self.session.ready_message(speaker=self.speaker))
+
+    def audio_received_s(self) -> float:
+        session = getattr(self, "session", None)
+        return session.stream.audio_s if session is not None else 0.0
 
     def _kick(self) -> None:
         """Start scoring the window that is due, unless one is being scored (hops coalesce)."""
@@ -379,7 +397,7 @@ class StreamIdentifyConsumer(StreamVerifyConsumer):
     async def _process(self, window) -> None:
         session = self.session
         try:
-            answer = await in_worker(stream_identify_window, window=window, tenant=self.api_key.tenant,
+            answer = await in_worker(stream_identify_window, window=window, actor=self.actor,
                                      asnorm=session.start.asnorm)
         except Exception as exc:  # noqa: BLE001
             if not is_window_refusal(exc):
@@ -404,6 +422,10 @@ class RecordingsVerifyConsumer(_Consumer):
 
     async def opened(self) -> None:
         self.session = RecordingsSession(limits=self.limits)
+
+    def audio_received_s(self) -> float:
+        session = getattr(self, "session", None)
+        return session.audio_s if session is not None else 0.0
 
     async def on_bytes(self, data: bytes) -> None:
         recording = self.session.check(data)

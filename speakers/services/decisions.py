@@ -37,7 +37,7 @@ from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
 from ..search.index import VoiceprintIndex, voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
-from .lockout import verification_lock_check, verification_outcome_record
+from .lockout import locked_speaker_ids, verification_lock_check, verification_outcome_record
 from .recordings import (
     Purpose,
     Recording,
@@ -61,6 +61,8 @@ ASNORM = "asnorm"
 ASNORM_SHORTLIST = 50
 # identify checks a probe against the stored recordings of this many best candidates (docs/replay.md)
 REPLAY_CANDIDATES = 3
+# identify searches this many more voiceprints at most to make up for speakers the caller is locked out of
+LOCKED_EXTRA = 100
 
 
 @dataclass(frozen=True)
@@ -249,10 +251,11 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
     """1:1: is this recording the speaker's voice? Scores the probe against the stored voiceprint.
 
     Only a complete voiceprint of the loaded model version is compared (409 otherwise); the
-    speaker's verifications pause after repeated rejections (429 verification_locked).
+    caller's verifications of the speaker pause after its repeated rejections (429 verification_locked;
+    :mod:`.lockout`: per API key and per client address, never for another caller).
     """
     started = time.perf_counter()
-    verification_lock_check(speaker_id=speaker.id)
+    verification_lock_check(speaker_id=speaker.id, actor=actor)
     _require_usable_voiceprint(speaker)
     prepared = recording_prepare(recording=recording, purpose=Purpose.PROBE)
     heard = recording_heard(prepared)
@@ -287,14 +290,16 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     (:meth:`inference.quality_calibration.Calibration.identify`) ranks by llr; the best is a match when
     it passes the threshold for the false-identification target among every voice searched and
     leads the runner-up by the calibrated margin. Only complete voiceprints of the loaded model
-    version are searched; the runner-up is looked at even when ``top_k`` is 1.
+    version are searched; the runner-up is looked at even when ``top_k`` is 1. A speaker the caller is
+    locked out of (:mod:`.lockout`) is left out, as if not enrolled: a lock gives that caller no score of them.
     """
     started = time.perf_counter()
     prepared = recording_prepare(recording=recording, purpose=Purpose.PROBE)
     heard = recording_heard(prepared)
     probe = recording_embed_prepared(recording=recording, prepared=prepared)
     tenant = actor.tenant
-    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=top_k, asnorm=asnorm)
+    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=top_k, asnorm=asnorm,
+                                                    locked=locked_speaker_ids(actor=actor))
     # a replay of a candidate's own recordings is refused before any score is told
     replay_check(heard=heard, speakers=[found.speakers[i] for i in verdict.order[:REPLAY_CANDIDATES]], actor=actor,
                  during="identify")
@@ -322,14 +327,20 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
 
 
 def probe_identify(*, probe: EmbeddingResult, tenant: Tenant, top_k: int, asnorm: bool | None,
+                   locked: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset(),
                    ) -> tuple[_Candidates, quality_calibration.IdentifyVerdict, _Scale, int]:
     """identify's search and rule on an embedded probe, nothing recorded: the tenant's nearest voiceprints
     (at least the runner-up), their rows, and :meth:`Calibration.identify` on them. Returns the candidates, the
-    verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the live route's rule."""
+    verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the live route's rule.
+
+    ``locked``: speakers the caller is locked out of (:func:`locked_speaker_ids`), left out as if not enrolled;
+    the search reaches as many more (at most ``LOCKED_EXTRA``) so the candidates left keep their number."""
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
     index = voiceprint_index()
-    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0),
+    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0)
+                        + min(len(locked), LOCKED_EXTRA),
                         model_version=probe.model_version, tenant=tenant.pk)
+    hits = [hit for hit in hits if hit[0] not in locked]
     gallery = index.size(tenant.pk)
     found = _candidates(hits, probe, scale, index, tenant)
     verdict = scale.policy.calibration.identify(

@@ -22,9 +22,10 @@ from inference import EmbeddingResult
 
 from ..audit import Actor, audit_record
 from ..exceptions import StreamMessageInvalid
-from ..models import AuditAction, Tenant
+from ..models import AuditAction
 from ..runtime import inference_owner
 from .decisions import probe_identify
+from .lockout import locked_speaker_ids
 from .streaming import StreamLimits, StreamSession, StreamStart, Window, stream_start_parse
 
 # Candidates shown per window (best first); the rule always looks at the runner-up too.
@@ -74,14 +75,16 @@ def stream_identify_start(message: Any, limits: StreamLimits) -> StreamStart:
     return stream_start_parse(message, limits)
 
 
-def stream_identify_window(*, window: Window, tenant: Tenant, asnorm: bool | None,
+def stream_identify_window(*, window: Window, actor: Actor, asnorm: bool | None,
                            embed: Callable[[np.ndarray, int], EmbeddingResult] | None = None) -> dict[str, Any]:
     """In a worker thread: embed ``window`` on the inference owner and identify it (nothing recorded).
 
     Raises the engine's audio errors (a window without usable speech: reported, the session goes on).
     """
     probe: EmbeddingResult = (embed or inference_owner.embed_waveform)(window.samples, window.sample_rate)
-    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=LIVE_TOP_K, asnorm=asnorm)
+    # as identify: a speaker the caller is locked out of is left out (no scores for a locked speaker)
+    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=actor.tenant, top_k=LIVE_TOP_K,
+                                                    asnorm=asnorm, locked=locked_speaker_ids(actor=actor))
     candidates = [{"speaker_id": str(found.speakers[i].id), "external_id": found.speakers[i].external_id,
                    "display_name": found.speakers[i].display_name, "score": float(verdict.llrs[i]),
                    "raw_score": float(found.raws[i])} for i in verdict.order[:LIVE_TOP_K]]

@@ -32,6 +32,7 @@ from ..audit import Actor, audit_record
 from ..models import AuditAction, AuditEvent, Enrollment, OptOut, ReplayPrint, Speaker, Tenant
 from ..search.index import index_change_record, index_update_after_commit
 from .consent import CONSENT_FIELDS, Consent, external_id_hash
+from .lockout import verification_locks_forget_expired
 from .speakers import speaker_delete
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ class PurgeReport:
 
 def purge_expired(*, actor: Actor, dry_run: bool = False, batch_size: int = 200,
                   now: dt.datetime | None = None) -> PurgeReport:
-    """Delete every speaker unused for its tenant's retention period, and audit events past theirs.
+    """Delete every speaker unused for its tenant's retention period, audit events past theirs, and verification
+    locks over for a day.
 
     In batches, each its own transaction; rows another process is purging are skipped (PostgreSQL's
     SKIP LOCKED), so it is safe to run on many machines at once.
@@ -199,6 +201,7 @@ def purge_expired(*, actor: Actor, dry_run: bool = False, batch_size: int = 200,
         Q(tenant__isnull=True), created_at__lt=now - dt.timedelta(days=settings.VOICEPRINT_AUDIT_RETENTION_DAYS))
     events += deployment_old.count() if dry_run else deployment_old.delete()[0]
     if not dry_run:
+        verification_locks_forget_expired(now=now)
         audit_record(actor=actor, action=AuditAction.PURGE, decision="done",
                      detail={"speakers": speakers, "audit_events": events})
     logger.info("purge_expired%s: %d speakers, %d audit events", " (dry run)" if dry_run else "", speakers, events)

@@ -43,6 +43,7 @@ from ..exceptions import (
     StreamMessageTooLarge,
     StreamSessionsExhausted,
     StreamTooLong,
+    StreamTooSlow,
 )
 from ..models import AuditAction, Speaker, Tenant
 from ..runtime import inference_owner
@@ -79,6 +80,8 @@ class StreamLimits:
     burst_s: float
     max_recordings: int
     max_recording_bytes: int
+    min_audio_s: float = 0.0
+    min_audio_interval_s: float = 10.0
 
     @classmethod
     def from_settings(cls) -> StreamLimits:
@@ -96,6 +99,8 @@ class StreamLimits:
             max_speed=settings.VOICEPRINT_STREAM_MAX_SPEED, burst_s=settings.VOICEPRINT_STREAM_BURST_S,
             max_recordings=settings.VOICEPRINT_STREAM_MAX_RECORDINGS,
             max_recording_bytes=settings.VOICEPRINT_MAX_UPLOAD_BYTES,
+            min_audio_s=settings.VOICEPRINT_STREAM_MIN_AUDIO_S,
+            min_audio_interval_s=settings.VOICEPRINT_STREAM_MIN_AUDIO_INTERVAL_S,
         )
 
 
@@ -157,6 +162,32 @@ def stream_start_parse(message: Any, limits: StreamLimits) -> StreamStart:
         reference_speech_s = float(reference_speech_s)
     return StreamStart(speaker_id=speaker_id, sample_rate=rate, encoding=encoding, asnorm=asnorm,
                        reference_speech_s=reference_speech_s)
+
+
+class AudioRate:
+    """The least audio a session must bring: ``min_audio_s`` in every ``min_audio_interval_s`` (0: no minimum).
+
+    An open session holds a slot (per key and per process); a client that sends a sample now and
+    then keeps the idle timer happy without using it. Intervals follow one another from the
+    session's start; an interval that ends while the server is working for the session (loading
+    the speaker, embedding a recording, reading slowly for back-pressure) is not held against the
+    client: a new one begins.
+    """
+
+    def __init__(self, limits: StreamLimits, *, now: float) -> None:
+        self.min_audio_s, self.interval_s = limits.min_audio_s, limits.min_audio_interval_s
+        self._started, self._audio_at_start = now, 0.0
+
+    def check(self, *, now: float, audio_s: float, busy: bool) -> None:
+        """``audio_s``: the session's audio so far. Raises StreamTooSlow when an interval ended with too little."""
+        if self.min_audio_s <= 0 or now - self._started < self.interval_s:
+            return
+        brought = audio_s - self._audio_at_start
+        if not busy and brought + 1e-9 < self.min_audio_s:
+            raise StreamTooSlow(f"A session must bring at least {self.min_audio_s:g} s of audio every "
+                                f"{self.interval_s:g} s; {brought:.3g} s arrived.", min_audio_s=self.min_audio_s,
+                                interval_s=self.interval_s, audio_s=round(brought, 4))
+        self._started, self._audio_at_start = now, audio_s
 
 
 def message_delay(*, messages: int, elapsed_s: float, limits: StreamLimits) -> float:
@@ -225,7 +256,9 @@ class StreamSession:
             "reference_speech_s": None if self.reference is not None else self.reference_speech_s,
             "limits": {"max_frame_bytes": self.limits.max_frame_bytes, "max_audio_s": self.limits.max_audio_s,
                        "max_session_s": self.limits.max_session_s, "idle_timeout_s": self.limits.idle_timeout_s,
-                       "max_messages_per_s": self.limits.max_messages_per_s, "max_speed": self.limits.max_speed},
+                       "max_messages_per_s": self.limits.max_messages_per_s, "max_speed": self.limits.max_speed,
+                       "min_audio_s": self.limits.min_audio_s,
+                       "min_audio_interval_s": self.limits.min_audio_interval_s},
         }
 
     # -- input --------------------------------------------------------------------------------
@@ -378,10 +411,11 @@ def stream_window_process(*, session_reference: Reference | None, window: Window
 
 # --- references and outcomes (database) ---------------------------------------------------------------
 
-def stream_speaker_reference(*, tenant: Tenant, speaker_id: str) -> tuple[Speaker, Reference]:
-    """The tenant's enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them)."""
+def stream_speaker_reference(*, tenant: Tenant, speaker_id: str, actor: Actor) -> tuple[Speaker, Reference]:
+    """The tenant's enrolled speaker a session verifies against (404 / 409 / 429 as verify answers them: the
+    actor's key or address locked out of the speaker is refused, another caller is not)."""
     speaker = speaker_get(tenant=tenant, speaker_id=speaker_id)
-    verification_lock_check(speaker_id=speaker.id)
+    verification_lock_check(speaker_id=speaker.id, actor=actor)
     return speaker, speaker_reference(speaker)
 
 
@@ -389,7 +423,7 @@ def stream_outcome_record(*, session: StreamSession, actor: Actor, speaker: Spea
     """At the end of a session that scored: audit it (verify or compare) and count it for the lockout.
 
     A session is one verification: its last score decides (as the last thing a caller said
-    would), so a session of rejected scores counts once towards the speaker's lockout.
+    would), so a session of rejected scores counts once towards the lock of the actor's key and address.
     """
     if not session.scores:
         return
@@ -418,6 +452,7 @@ class RecordingsSession:
         self.limits = limits
         self.reference: Reference | None = None
         self.recordings = 0
+        self.audio_s = 0.0  # of the recordings the engine used (the audio rate counts these)
 
     def check(self, data: bytes) -> Recording:
         if len(data) > self.limits.max_recording_bytes:
@@ -434,6 +469,7 @@ def recording_process(*, session: RecordingsSession, recording: Recording, actor
     """In a worker thread: set the reference, or compare with it (raw cosine, as the original). The answer."""
     started = time.perf_counter()
     result = recording_embed(recording=recording, purpose=Purpose.PROBE)
+    session.audio_s += float(result.duration_s)
     if session.reference is None:
         session.reference = recording_reference(result)
         return {"type": "reference", "status": "reference_set", "speech_s": round(float(result.speech_s), 3),

@@ -68,5 +68,5 @@ def test_every_http_error_code_of_the_api_is_documented_on_some_route(anon_clien
                   for status, response in operation["responses"].items() if int(status) >= 400
                   for example in response.get("content", {}).get("application/json", {}).get("examples", {}).values()}
     websocket_only = {"invalid_message", "invalid_audio_frame", "message_too_large", "session_too_long",
-                      "idle_timeout", "too_many_sessions", "calibration_refused"}  # the last: a command's
+                      "idle_timeout", "audio_too_slow", "too_many_sessions", "calibration_refused"}  # the last: a command's
     assert set(STATUS) - websocket_only <= documented, sorted(set(STATUS) - websocket_only - documented)

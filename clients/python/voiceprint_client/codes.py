@@ -125,6 +125,13 @@ class AudioTooShortError(RecordingRefused):
     status = 422
 
 
+class AudioTooSlowError(InvalidRequest):
+    """HTTP 408 ``audio_too_slow``."""
+
+    code = "audio_too_slow"
+    status = 408
+
+
 class AudioUnsupportedFormatError(RecordingRefused):
     """HTTP 422 ``audio_unsupported_format``."""
 
@@ -534,6 +541,7 @@ ERRORS: dict[str, type[VoiceprintError]] = {
     "audio_too_noisy": AudioTooNoisyError,
     "audio_too_quiet": AudioTooQuietError,
     "audio_too_short": AudioTooShortError,
+    "audio_too_slow": AudioTooSlowError,
     "audio_unsupported_format": AudioUnsupportedFormatError,
     "authentication_failed": AuthenticationFailedError,
     "bad_request": BadRequestError,
