@@ -1,7 +1,7 @@
 """Fair share by cost: one key's short request beside another key's long batches (issue 18 item 3).
 
-``python -m benchmarks.fair_share [--probe verify|compare] [--repeats 15] [--batches 2] [--files 9] [--seconds 59]
-[--server gunicorn|runserver]``
+``python -m benchmarks.fair_share [--probe verify|compare] [--repeats 15] [--pause 1.0] [--batches 2] [--files 9]
+[--seconds 59] [--server gunicorn|runserver]``
 
 One server process (gunicorn, 1 worker, 4 request threads; or ``--server runserver``), a fresh
 database with Alice enrolled, and two keys. The figure is the median time of one key's short
@@ -12,10 +12,16 @@ batch-verify requests of ``--files`` recordings of ``--seconds`` s each running 
 soon as it is answered), and the ratio of the two. The audio budget is off for this run
 (VOICEPRINT_AUDIO_SECONDS_PER_MINUTE=0): this measures the queue in front of the inference
 thread, not the refusal; the batch key's throughput in recordings/s is printed beside it.
+
+The short requests are sent one after the other with a random pause of up to ``--pause`` seconds
+between them (the same in both cases), so they arrive at any point of the other key's forward
+passes, as an independent client's would. ``--pause 0`` sends them back to back: each then arrives
+just after the other key's next window has started, the worst case (it waits for a whole window).
 """
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import threading
 import time
@@ -40,8 +46,9 @@ def short_request(server: Server, probe: str) -> tuple[str, bytes, str]:
     return "/api/v1/compare", body, content_type
 
 
-def request_ms(server: Server, key: str, request: tuple[str, bytes, str]) -> float:
+def request_ms(server: Server, key: str, request: tuple[str, bytes, str], pause: float = 0.0) -> float:
     path, body, content_type = request
+    time.sleep(random.uniform(0.0, pause))
     started = time.perf_counter()
     status, answer = call(server.port, "POST", path, key=key, body=body, content_type=content_type)
     if status != 200:
@@ -53,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probe", choices=("verify", "compare"), default="verify")
     parser.add_argument("--repeats", type=int, default=15, help="compares timed alone, and again under load")
+    parser.add_argument("--pause", type=float, default=1.0, help="longest random pause between short requests, s")
     parser.add_argument("--batches", type=int, default=2, help="concurrent batch requests of the other key")
     parser.add_argument("--files", type=int, default=9, help="recordings per batch request (reference included)")
     parser.add_argument("--seconds", type=float, default=59.0, help="length of each batch recording")
@@ -74,7 +82,8 @@ def main() -> None:
 
         for _ in range(3):  # warm: the first requests of a process pay for imports and caches
             request_ms(server, deployment.key, probe)
-        alone = [request_ms(server, deployment.key, probe) for _ in range(args.repeats)]
+        random.seed(0)
+        alone = [request_ms(server, deployment.key, probe, args.pause) for _ in range(args.repeats)]
 
         stop = threading.Event()
         recordings_done = [0]
@@ -94,7 +103,7 @@ def main() -> None:
         for loader in loaders:
             loader.start()
         time.sleep(2.0)  # both batches are in their forward passes
-        loaded = [request_ms(server, deployment.key, probe) for _ in range(args.repeats)]
+        loaded = [request_ms(server, deployment.key, probe, args.pause) for _ in range(args.repeats)]
         stop.set()
         for loader in loaders:
             loader.join(timeout=600)
@@ -107,7 +116,8 @@ def main() -> None:
     median_alone, median_loaded = statistics.median(alone), statistics.median(loaded)
     print(machine_note())
     what = "verify of 3 s" if args.probe == "verify" else "compare of 3 s + 3 s"
-    print(f"server: {args.server}, 1 worker, 4 request threads; {args.repeats} requests per case")
+    print(f"server: {args.server}, 1 worker, 4 request threads; {args.repeats} requests per case, "
+          f"a random pause of up to {args.pause:g} s before each")
     print(f"{what} alone: median {median_alone:7.0f} ms (p90 {statistics.quantiles(alone, n=10)[-1]:.0f} ms)")
     print(f"{what} beside {args.batches} batch requests of {args.files} x {args.seconds:g} s (other key): "
           f"median {median_loaded:7.0f} ms (p90 {statistics.quantiles(loaded, n=10)[-1]:.0f} ms)")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from speakers.runtime.fair_queue import FairExecutor, FairQueue
 
@@ -94,3 +96,35 @@ def test_the_executor_hands_a_jobs_exception_to_its_caller():
         executor.submit(fail, key="k", cost=1.0).result(timeout=30)
     assert executor.submit(lambda: 42, key="k", cost=1.0).result(timeout=30) == 42
     executor.shutdown()
+
+
+@pytest.mark.django_db
+def test_each_window_of_a_request_is_queued_under_its_key_at_its_seconds(client, make_key, speech, monkeypatch):
+    from rest_framework.test import APIClient
+
+    from speakers import crypto
+    from speakers.models import ApiKey
+    from speakers.runtime import inference_owner
+    from speakers.runtime.payer import payer_of
+
+    executor = inference_owner._owner.get().executor
+    queued: list[tuple[str | None, float]] = []
+    real_submit = executor.submit
+
+    def submit(fn, *args, key=None, cost=0.0):
+        queued.append((key, cost))
+        return real_submit(fn, *args, key=key, cost=cost)
+
+    monkeypatch.setattr(executor, "submit", submit)
+    plain = make_key("verify")
+    api = APIClient()
+    api.credentials(HTTP_X_API_KEY=plain)
+    long = speech.wav(np.concatenate([speech.samples(f"{s}_snt{i}") for s in "ab" for i in range(1, 7)]))
+    response = api.post("/api/v1/compare", {"reference": SimpleUploadedFile("long.wav", long),
+                                            "test": SimpleUploadedFile("a5.wav", speech.bytes("a_snt5"))},
+                        format="multipart")
+    assert response.status_code == 200, response.json()
+    payer = payer_of(ApiKey.objects.get(prefix=crypto.api_key_prefix(plain)))
+    assert {key for key, _ in queued} == {payer}
+    # the long recording (over 20 s of speech) is cut into windows of at most 20 s, each its own job
+    assert len(queued) >= 3 and all(0 < cost <= 20.01 for _, cost in queued)
