@@ -1,9 +1,10 @@
 """Fair share by cost: one key's short request beside another key's long batches (issue 18 item 3).
 
 ``python -m benchmarks.fair_share [--probe verify|compare] [--repeats 15] [--pause 1.0] [--batches 2] [--files 9]
-[--seconds 59] [--server gunicorn|runserver]``
+[--seconds 59] [--workers N] [--engine-threads N] [--server gunicorn|runserver]``
 
-One server process (gunicorn, 1 worker, 4 request threads; or ``--server runserver``), a fresh
+The server (gunicorn with the repository's layout for this host unless ``--workers`` /
+``--engine-threads`` say otherwise, 4 request threads per worker; or ``--server runserver``), a fresh
 database with Alice enrolled, and two keys. The figure is the median time of one key's short
 request: a verify of Alice with 3 s of her speech (one forward pass of 3 s; the recent-probe replay
 check is off so the same probe can be sent again), or a compare of two 3 s recordings (two forward
@@ -64,12 +65,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2, help="concurrent batch requests of the other key")
     parser.add_argument("--files", type=int, default=9, help="recordings per batch request (reference included)")
     parser.add_argument("--seconds", type=float, default=59.0, help="length of each batch recording")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: the host's layout)")
+    parser.add_argument("--engine-threads", type=int, default=None, help="MindSpore threads per worker")
     parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn")
     args = parser.parse_args()
 
     deployment = Deployment.create(VOICEPRINT_AUDIO_SECONDS_PER_MINUTE="0", VOICEPRINT_REPLAY_RECENT_PROBES="0")
     batch_key = deployment.manage("create_api_key", "batch", "--scopes", "verify").strip().splitlines()[-1]
-    server = deployment.start(workers=1, threads=4, server=args.server)
+    server = deployment.start(workers=args.workers, threads=4, engine_threads=args.engine_threads, server=args.server)
     try:
         server.wait_ready()
         deployment.enroll(server)
@@ -116,7 +119,9 @@ def main() -> None:
     median_alone, median_loaded = statistics.median(alone), statistics.median(loaded)
     print(machine_note())
     what = "verify of 3 s" if args.probe == "verify" else "compare of 3 s + 3 s"
-    print(f"server: {args.server}, 1 worker, 4 request threads; {args.repeats} requests per case, "
+    layout = (f"{args.workers or 'layout'} worker(s) x {args.engine_threads or 'layout'} MindSpore thread(s)"
+              if args.server == "gunicorn" else "one process")
+    print(f"server: {args.server}, {layout}, 4 request threads; {args.repeats} requests per case, "
           f"a random pause of up to {args.pause:g} s before each")
     print(f"{what} alone: median {median_alone:7.0f} ms (p90 {statistics.quantiles(alone, n=10)[-1]:.0f} ms)")
     print(f"{what} beside {args.batches} batch requests of {args.files} x {args.seconds:g} s (other key): "

@@ -9,9 +9,9 @@ request's own thread (:func:`prepare`), so a recording the quality gate refuses 
 queue, and one request's pre-processing overlaps another's forward pass; the inference thread
 only gets the feature windows, one window (at most 20 s of speech) per job, queued under the key
 that pays for it (speakers/runtime/payer.py) in a queue fair across keys (:mod:`.fair_queue`): a
-key's 3 s verify waits for at most the window running, not for another key's batch of minutes. The network is one graph compiled once for every length, so no request ever
-waits for the compilation of a length: only the first load (about a second) comes before the
-first answer. Importing this module loads nothing.
+key's 3 s verify waits for at most the window running, not for another key's batch of minutes.
+The network is one graph compiled once for every length, so no request ever waits for the
+compilation of a length: only the first load (about a second) comes before the first answer. Importing this module loads nothing.
 
 This module adapts Django settings to the engine's plain config (inference/ reads no settings)
 and turns the engine's model errors into 503s: ``model_not_prepared`` when there is no converted
