@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
 
-.PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving bench-scale reference-venv evaluate clean
+.PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving bench-fair-share bench-scale reference-venv evaluate clean
 
 ## install: the local virtualenv with pinned runtime + test dependencies
 install: $(STAMP)
@@ -100,6 +100,10 @@ bench-worker-memory: install model
 ## bench-windows: whole recording or windows, against SpeechBrain on 10-60 s of real speech
 bench-windows: install model reference-venv
 	$(PY) -m benchmarks.window_parity --reference-python $(REFVENV)/bin/python
+
+## bench-fair-share: one key's 3 s verify alone and beside another key's two batches of 9 x 59 s (issue 18)
+bench-fair-share: install model
+	$(PY) -m benchmarks.fair_share
 
 ## bench-serving: requests/s, p50, p95 with locust against gunicorn, 1/2/4/8 clients (LAYOUTS="2x1 1x2" to compare)
 LAYOUTS ?= auto

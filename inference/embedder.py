@@ -258,7 +258,14 @@ class Embedder:
 
     def forward(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """The network on one recording's windows -> ``(192,)`` unit vector (their average if several)."""
-        rows = self.embed_features(windows)
+        return self.pool(self.embed_features(windows))
+
+    @staticmethod
+    def pool(rows: np.ndarray) -> np.ndarray:
+        """One recording's window embeddings ``(N, 192)`` -> its ``(192,)`` unit vector (their average if several).
+
+        For a caller that runs the windows one by one (the service queues each window on its own).
+        """
         return rows[0] if len(rows) == 1 else average_embeddings(rows)
 
     def finish(self, prepared: PreparedAudio, vector: np.ndarray) -> EmbeddingResult:

@@ -165,6 +165,12 @@ class VerificationLocked(ApplicationError):
                        "address: their verifications of this speaker are paused; try again later.")
 
 
+class AudioBudgetExceeded(ApplicationError):
+    code = "audio_budget_exceeded"
+    default_message = ("This API key has sent its budget of audio seconds for this minute "
+                       "(VOICEPRINT_AUDIO_SECONDS_PER_MINUTE); try again when the minute ends.")
+
+
 class RecordingsRefused(ApplicationError):
     code = "recordings_refused"
     default_message = "Every recording was refused; nothing was stored."

@@ -14,13 +14,15 @@ django_application = get_asgi_application()  # sets Django up before anything im
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from speakers.api.middleware import ContentLengthGuard  # noqa: E402
 from speakers.api.routing import websocket_urlpatterns  # noqa: E402
 from speakers.runtime.inference_owner import require_prepared_model  # noqa: E402
 
 # No origin check on WebSockets: they authenticate with an API key, never with a cookie, so a page of
 # another site cannot borrow a browser's credentials (and a call-centre page on another origin may connect).
+# A declared body above the upload limit is refused before Django reads it (it reads whole bodies first).
 application = ProtocolTypeRouter({
-    "http": django_application,
+    "http": ContentLengthGuard(django_application),
     "websocket": URLRouter(websocket_urlpatterns),
 })
 

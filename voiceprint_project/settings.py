@@ -522,6 +522,11 @@ VOICEPRINT_RATE_AUTH_FAILURES = env_str("VOICEPRINT_RATE_AUTH_FAILURES", "30/min
 VOICEPRINT_VERIFY_LOCKOUT_AFTER = env_int("VOICEPRINT_VERIFY_LOCKOUT_AFTER", 5, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_S", 60, minimum=1)
 VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 3600, minimum=1)
+# Seconds of audio one API key may send per minute, on every route that decodes audio (batch files each,
+# WebSocket recordings and streamed PCM too); past it 429 audio_budget_exceeded until the minute ends.
+# One worker process embeds about 30 s of audio per second on 2 cores (docs/serving.md): 600 lets one
+# key use about a third of it. 0: no budget.
+VOICEPRINT_AUDIO_SECONDS_PER_MINUTE = env_int("VOICEPRINT_AUDIO_SECONDS_PER_MINUTE", 600, minimum=0)
 # The admin's sign-in (django-axes): this many wrong passwords for one username from one address lock
 # that pair, the right password included, for ADMIN_LOCKOUT_S. Only that pair: the same username from
 # another address (the real administrator's) still signs in, so nobody can be locked out from afar.

@@ -7,6 +7,7 @@ from rest_framework.permissions import BasePermission
 from .. import crypto
 from ..exceptions import InsufficientScope, InvalidApiKey, MissingApiKey, RevokedApiKey
 from ..models import ApiKey
+from ..runtime.payer import payer_of, payer_set
 from ..selectors import api_key_authenticate, api_key_prefix_known
 from ..services import api_key_touch
 from .clients import client_address
@@ -64,6 +65,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None  # HasScope answers 401 missing_api_key
         api_key = api_key_check(plain=plain, address=client_address(request))
         api_key_touch(api_key=api_key)
+        payer_set(payer_of(api_key))  # the audio this request decodes is charged to, and queued for, this key
         return ApiKeyUser(api_key), api_key
 
     def authenticate_header(self, request) -> str:

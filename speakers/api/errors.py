@@ -59,6 +59,7 @@ STATUS: dict[str, int] = {
     "audio_too_quiet": 422,
     "audio_too_noisy": 422,
     "verification_locked": 429,
+    "audio_budget_exceeded": 429,
     "recordings_refused": 422,
     "model_not_prepared": 503,
     "model_unavailable": 503,

@@ -102,7 +102,8 @@ MULTIPART = ("validation_error", "parse_error", "unsupported_media_type", "uploa
 RECORDING = ("audio_empty", "audio_not_audio", "audio_decode_error", "audio_invalid_samples", "audio_too_short",
              "audio_too_long", "audio_unsupported_format", "audio_too_complex", "audio_out_of_range",
              "audio_degenerate", "no_speech", "audio_clipped", "audio_too_quiet", "audio_too_noisy",
-             "insufficient_speech")
+             "insufficient_speech",
+             "audio_budget_exceeded")  # every recording decoded is charged to the key's audio seconds
 ENGINE = ("model_not_prepared", "model_unavailable")
 SCORING = (*ENGINE, "asnorm_unavailable")
 VOICEPRINT = ("speaker_not_enrolled", "enrollment_incomplete", "model_version_mismatch", "voiceprint_unreadable",

@@ -39,6 +39,8 @@ from ..exceptions import (
     StreamTooSlow,
 )
 from ..models import ApiKey, ApiKeyScope
+from ..runtime.payer import payer_of, payer_set
+from ..services.audio_budget import audio_budget_spend
 from ..services.live_identify import (
     IdentifySession,
     stream_identify_record,
@@ -72,6 +74,8 @@ KEY_SUBPROTOCOL = "voiceprint.key."
 SEND_TIMEOUT_S = 10.0
 # A recording refused on the original protocol is answered with an error message; the session goes on.
 RECORDING_REFUSALS = (AudioClipped, AudioTooNoisy, AudioTooQuiet, InsufficientSpeech)
+# Streamed audio is charged to the key's budget in steps of at least this many seconds (one cache write each).
+STREAM_CHARGE_S = 1.0
 
 
 def in_worker(fn, /, **kwargs):
@@ -145,6 +149,8 @@ class _Consumer(AsyncWebsocketConsumer):
             await self.refuse(exc, presented_key=presented)
             return
         self.actor = Actor.from_api_key(self.api_key, client_address=self.address)
+        # this connection's task (and the worker threads it starts) decode and embed for this key
+        payer_set(payer_of(self.api_key))
         self._watchdog = asyncio.create_task(self._watch())
         await self.opened()
 
@@ -285,6 +291,7 @@ class StreamVerifyConsumer(_Consumer):
         self.speaker = None
         self.scoring: asyncio.Task | None = None
         self.recorded = False
+        self.paid_s = 0.0
 
     async def on_text(self, text: str) -> None:
         message = self.parse_json(text)
@@ -301,9 +308,17 @@ class StreamVerifyConsumer(_Consumer):
         session = self.session
         for event in session.feed(data):
             await self.send_json(event)
+        await self._pay(session.stream.audio_s)
         self._kick()
         # faster than max_speed x real time: read more slowly (back-pressure, not an error)
         await self.read_slowly(session.read_delay(time.monotonic()))
+
+    async def _pay(self, audio_s: float) -> None:
+        """Charge the streamed audio to the key's budget, a second or more at a time (refused once it is spent)."""
+        unpaid = audio_s - self.paid_s
+        if unpaid >= STREAM_CHARGE_S:
+            self.paid_s = audio_s
+            await in_worker(audio_budget_spend, seconds=unpaid)
 
     async def _start(self, start: StreamStart) -> None:
         reference = None

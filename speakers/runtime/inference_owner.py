@@ -7,9 +7,11 @@ around the network. The pipeline itself is the engine's (:class:`inference.Embed
 module only passes it the queued forward step. Decoding, VAD and the quality figures run in the
 request's own thread (:func:`prepare`), so a recording the quality gate refuses never reaches the
 queue, and one request's pre-processing overlaps another's forward pass; the inference thread
-only gets the feature windows. The network is one graph compiled once for every length, so no request ever
-waits for the compilation of a length: only the first load (about a second) comes before the
-first answer. Importing this module loads nothing.
+only gets the feature windows, one window (at most 20 s of speech) per job, queued under the key
+that pays for it (speakers/runtime/payer.py) in a queue fair across keys (:mod:`.fair_queue`): a
+key's 3 s verify waits for at most the window running, not for another key's batch of minutes.
+The network is one graph compiled once for every length, so no request ever waits for the
+compilation of a length: only the first load (about a second) comes before the first answer. Importing this module loads nothing.
 
 This module adapts Django settings to the engine's plain config (inference/ reads no settings)
 and turns the engine's model errors into 503s: ``model_not_prepared`` when there is no converted
@@ -23,7 +25,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +52,8 @@ from inference.diarization import Diarization
 from inference.embedder import Forward
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
+from .fair_queue import FairExecutor
+from .payer import current_payer
 from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
@@ -68,7 +72,7 @@ class _Owner:
     """
 
     def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceprint-inference")
+        self.executor = FairExecutor(thread_name="voiceprint-inference")
         self.load_lock = threading.Lock()
         self.embedder: Embedder | None = None
         self.state = COLD
@@ -160,7 +164,7 @@ def get_embedder() -> Embedder:
 
 
 def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
-    """Queue ``fn(*args)`` on this process's inference thread without waiting."""
+    """Queue ``fn(*args)`` on this process's inference thread without waiting (no payer: the keyless share)."""
     return _owner.get().executor.submit(fn, *args)
 
 
@@ -175,11 +179,19 @@ def model_version() -> str:
 
 def _queued_forward(embedder: Embedder) -> Forward:
     """The engine's network step, queued on this process's inference thread; a model error is 503 (once, here)."""
+    frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
+    executor = _owner.get().executor
+
     def forward(windows: Sequence[np.ndarray]) -> np.ndarray:
+        # One job per window, each waiting for the last: between two windows of a long recording
+        # (or two files of a batch) the queue serves whoever has been served least.
+        payer = current_payer()
         try:
-            return in_inference_thread(embedder.forward, windows)
+            rows = [executor.submit(embedder.embed_features, [window], key=payer,
+                                    cost=window.shape[0] * frame_s).result() for window in windows]
         except ModelError as exc:
             raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+        return embedder.pool(np.concatenate(rows))
 
     return forward
 
@@ -221,10 +233,15 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     forward passes run between two batches. Raises the engine's NoSpeechError before any network.
     """
     embedder = get_embedder()
+    frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
+    executor = _owner.get().executor
+    payer = current_payer()
 
     def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:
+        # a batch is one job of the fair queue, paid by the caller's key at its seconds of audio
+        cost = sum(window.shape[0] for window in windows) * frame_s
         try:
-            return in_inference_thread(embedder.embed_features, windows)
+            return executor.submit(embedder.embed_features, windows, key=payer, cost=cost).result()
         except ModelError as exc:
             raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
 

@@ -27,6 +27,7 @@ from ..exceptions import ApplicationError
 from ..models import AuditAction, Speaker
 from ..runtime import inference_owner
 from ..search.index import voiceprint_index
+from .audio_budget import audio_budget_charge, audio_budget_check
 from .decisions import ASNORM_SHORTLIST, _candidates, _scale_for
 from .recordings import Recording
 from .timing import elapsed_ms
@@ -92,7 +93,9 @@ def recording_diarize(*, recording: Recording, actor: Actor, num_speakers: int |
     """
     started = time.perf_counter()
     try:
+        audio_budget_check()  # a conversation pays its seconds of audio like every route
         decoded = inference_owner.decode_long(recording.data)
+        audio_budget_charge(seconds=decoded.samples.size / decoded.sample_rate)
         found = inference_owner.diarize(decoded.samples, decoded.sample_rate, num_speakers=num_speakers,
                                         max_speakers=max_speakers)
     except (InferenceError, ApplicationError) as exc:

@@ -18,6 +18,7 @@ from inference.quality_calibration import SideQuality
 
 from ..exceptions import (
     ApplicationError,
+    AudioBudgetExceeded,
     AudioClipped,
     AudioTooNoisy,
     AudioTooQuiet,
@@ -25,6 +26,7 @@ from ..exceptions import (
     InsufficientSpeech,
 )
 from ..runtime import inference_owner
+from .audio_budget import audio_budget_charge, audio_budget_check
 
 
 class Purpose(enum.Enum):
@@ -103,10 +105,18 @@ def recording_check_quality(*, prepared: PreparedAudio, purpose: Purpose) -> Non
         speech_s=round(refusal.value, 3), min_speech_s=refusal.limit)
 
 
+def recording_decode(*, recording: Recording) -> PreparedAudio:
+    """Decode and measure one recording, charged to the payer's budget of audio seconds (refused once it is spent)."""
+    audio_budget_check()
+    prepared = inference_owner.prepare(recording.data)
+    audio_budget_charge(seconds=float(prepared.duration_s))
+    return prepared
+
+
 def recording_prepare(*, recording: Recording, purpose: Purpose) -> PreparedAudio:
     """Measure, then refuse: decode one recording and apply the quality gate (no network yet)."""
     try:
-        prepared = inference_owner.prepare(recording.data)
+        prepared = recording_decode(recording=recording)
         recording_check_quality(prepared=prepared, purpose=purpose)
     except (InferenceError, ApplicationError) as error:
         recording.annotate(error)
@@ -145,13 +155,13 @@ def recordings_embed_prepared(*, recordings: list[Recording], purpose: Purpose,
     for recording in recordings:
         prepared = None
         try:
-            prepared = inference_owner.prepare(recording.data)
+            prepared = recording_decode(recording=recording)
             recording_check_quality(prepared=prepared, purpose=purpose)
             out.append((prepared, inference_owner.embed_prepared(prepared)))
         except ModelError:
             raise
         except (InferenceError, ApplicationError) as error:
-            if isinstance(error, EngineUnavailable):
+            if isinstance(error, (EngineUnavailable, AudioBudgetExceeded)):  # not about this recording
                 raise
             out.append((None, error))
     return out

@@ -136,3 +136,12 @@ def test_more_speakers_than_allowed_is_a_validation_error(client, conversation, 
 def test_a_key_without_the_identify_scope_is_refused(anon_client, make_key, conversation):
     anon_client.credentials(HTTP_X_API_KEY=make_key("verify", "enroll"))
     assert_error(_diarize(anon_client, conversation[0]), 403, "insufficient_scope")
+
+
+def test_a_conversation_pays_its_seconds_of_audio_from_the_keys_budget(client, conversation, settings):
+    settings.VOICEPRINT_AUDIO_SECONDS_PER_MINUTE = 20  # the 23 s conversation crosses it: served, then refused
+    data, _ = conversation
+    assert _diarize(client, data).status_code == 200
+    response = _diarize(client, data)
+    assert_error(response, 429, "audio_budget_exceeded")
+    assert response["Retry-After"]

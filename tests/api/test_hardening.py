@@ -61,6 +61,65 @@ def test_a_json_body_larger_than_the_limit_is_refused_unread(client, settings):
                  "upload_too_large")
 
 
+def _asgi_post(path: str, content_length: int, *, key: str = "") -> tuple[int, dict, dict, int]:
+    """POST to the ASGI app a body declared ``content_length`` bytes long that never ends.
+
+    Returns (status, headers, JSON body, body bytes the app read).
+    """
+    import asyncio
+    import json
+
+    from voiceprint_project.asgi import application
+
+    read = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal read
+        read += 64 * 1024
+        if read > 4 * 1024 * 1024:  # more than a guard needs: the app is reading the body
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": b"x" * 64 * 1024, "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"multipart/form-data; boundary=xyz"),
+               (b"content-length", str(content_length).encode())]
+    if key:
+        headers.append((b"x-api-key", key.encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(application(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), json.loads(body), read
+
+
+@pytest.mark.parametrize("path", ["/api/v1/verify", "/api/v1/batch-verify", "/admin/login/"])
+def test_a_declared_body_over_the_upload_limit_is_refused_before_it_is_read(path, make_key):
+    from speakers.uploads import max_request_bytes
+
+    limit = max_request_bytes()
+    status, headers, body, read = _asgi_post(path, limit + 1, key=make_key())
+    assert status == 413, body
+    assert body["error"]["code"] == "upload_too_large"
+    assert body["error"]["detail"] == {"content_length": limit + 1, "max_request_bytes": limit}
+    assert read == 0
+    assert headers[b"connection"] == b"close"
+
+
+def test_a_declared_body_over_the_upload_limit_is_refused_by_the_wsgi_app_too(client):
+    from speakers.uploads import max_request_bytes
+
+    limit = max_request_bytes()
+    response = client.generic("POST", "/api/v1/speakers", b"{}", content_type="application/json",
+                              CONTENT_LENGTH=str(limit + 1))
+    error = assert_error(response, 413, "upload_too_large")
+    assert error["detail"] == {"content_length": limit + 1, "max_request_bytes": limit}
+
+
 # --- every answer of the API in the error shape --------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/api/v1/nope", "/v1/nope", "/api/v2/speakers"])

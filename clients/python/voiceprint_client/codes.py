@@ -34,6 +34,13 @@ class AsnormUnavailableError(ServiceUnavailable):
     status = 503
 
 
+class AudioBudgetExceededError(RateLimited):
+    """HTTP 429 ``audio_budget_exceeded``."""
+
+    code = "audio_budget_exceeded"
+    status = 429
+
+
 class AudioClippedError(RecordingRefused):
     """HTTP 422 ``audio_clipped``."""
 
@@ -528,6 +535,7 @@ class WatchlistMatchError(PermissionDenied):
 ERRORS: dict[str, type[VoiceprintError]] = {
     "api_key_revoked": ApiKeyRevokedError,
     "asnorm_unavailable": AsnormUnavailableError,
+    "audio_budget_exceeded": AudioBudgetExceededError,
     "audio_clipped": AudioClippedError,
     "audio_decode_error": AudioDecodeError,
     "audio_degenerate": AudioDegenerateError,
