@@ -1,6 +1,6 @@
 """A served worker's memory and compile stalls after recordings of every length from 1 to 60 s.
 
-``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--server gunicorn|runserver]``
+``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--trim-above BYTES]``
 
 Starts gunicorn with one worker (the repository's configuration otherwise) on a fresh database
 with two enrolled speakers, waits until it is ready, then sends a verify of real speech of each
@@ -35,10 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=list(range(1, 61)), help="seconds of speech")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--trim-above", type=int, default=None,
+                        help="VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES for the worker (0: never trim; default: the setting's)")
     args = parser.parse_args(argv)
 
     deployment = Deployment.create()
-    server = deployment.start(workers=1, GUNICORN_ACCESSLOG="")
+    trim = {} if args.trim_above is None else {"VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES": str(args.trim_above)}
+    server = deployment.start(workers=1, GUNICORN_ACCESSLOG="", **trim)
     try:
         ready_s = server.wait_ready()
         deployment.enroll(server)

@@ -527,6 +527,9 @@ VOICEPRINT_VERIFY_LOCKOUT_MAX_S = env_int("VOICEPRINT_VERIFY_LOCKOUT_MAX_S", 360
 # One worker process embeds about 30 s of audio per second on 2 cores (docs/serving.md): 600 lets one
 # key use about a third of it. 0: no budget.
 VOICEPRINT_AUDIO_SECONDS_PER_MINUTE = env_int("VOICEPRINT_AUDIO_SECONDS_PER_MINUTE", 600, minimum=0)
+# after a request whose body is over this many bytes, the worker returns its freed heap to the system
+# (glibc malloc_trim: a few ms; without it a worker keeps the peak of its largest upload); 0: never
+VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES = env_int("VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES", 1_000_000, minimum=0)
 # The admin's sign-in (django-axes): this many wrong passwords for one username from one address lock
 # that pair, the right password included, for ADMIN_LOCKOUT_S. Only that pair: the same username from
 # another address (the real administrator's) still signs in, so nobody can be locked out from afar.

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse
 
+from ..runtime.memory import trim_after
 from ..runtime.payer import paying
 from ..uploads import max_request_bytes
 from .errors import error_body
@@ -57,7 +58,10 @@ class RequestGuardMiddleware:
         if refusal is not None:
             return JsonResponse(refusal, status=413)
         with paying(None):
-            return self.get_response(request)
+            response = self.get_response(request)
+        # a large upload's buffers go back to the system, not to the worker's arenas (speakers/runtime/memory.py)
+        trim_after(request.META.get("CONTENT_LENGTH"), settings.VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES)
+        return response
 
 
 class ContentLengthGuard:
