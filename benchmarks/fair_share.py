@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--server", choices=("gunicorn", "runserver"), default="gunicorn")
     args = parser.parse_args()
 
-    deployment = Deployment.create(VOICEPRINT_AUDIO_SECONDS_PER_MINUTE="0", VOICEPRINT_REPLAY_RECENT_PROBES="0")
+    deployment = Deployment.create(VOICEPRINT_AUDIO_SECONDS_PER_MINUTE="0", VOICEPRINT_REPLAY_CHECK="true",
+                                   VOICEPRINT_REPLAY_RECENT_PROBES="0")
     batch_key = deployment.manage("create_api_key", "batch", "--scopes", "verify").strip().splitlines()[-1]
     server = deployment.start(workers=args.workers, threads=4, engine_threads=args.engine_threads, server=args.server)
     try:
