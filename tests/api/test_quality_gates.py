@@ -150,15 +150,16 @@ def test_the_short_real_clips_are_long_enough_to_enroll_but_a_second_is_not(clie
 
 @pytest.fixture
 def forward_passes(embedder, monkeypatch):
-    """Counts the network's forward passes in this process (the one step the gate must save)."""
+    """Counts the network's forward passes in this process (the one step the gate must save): every path to the
+    network (the fair queue's one job per window, diarization's batches) goes through ``embed_features``."""
     calls: list[int] = []
-    real = embedder.forward
+    real = embedder.embed_features
 
     def counted(windows):
         calls.append(len(windows))
         return real(windows)
 
-    monkeypatch.setattr(embedder, "forward", counted)
+    monkeypatch.setattr(embedder, "embed_features", counted)
     return calls
 
 
