@@ -97,3 +97,15 @@ def test_health_and_a_streamed_file(voiceprint, enrolled, wav):
     assert health.returncode == 0 and health.stdout.startswith("ready")
     streamed = voiceprint("stream", wav("a_snt5"), "--speaker", enrolled.alice_external_id)
     assert streamed.returncode == 0 and "final: accepted" in streamed.stdout and "score" in streamed.stdout
+
+
+def test_diarize_prints_the_turns_and_each_voices_time(voiceprint, enrolled, wav, tmp_path):
+    from test_client_http import _conversation
+
+    talk = _conversation(wav, tmp_path / "talk.wav")
+    done = voiceprint("diarize", talk)
+    assert done.returncode == 0, done.stderr
+    assert f"{talk}: " in done.stdout and " turn(s)" in done.stdout
+    done = voiceprint("diarize", talk, "--json")
+    answer = json.loads(done.stdout)
+    assert answer["file"] == str(talk) and answer["segments"]

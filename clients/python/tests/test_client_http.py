@@ -279,3 +279,29 @@ def test_the_watchlist_is_added_to_listed_screens_and_is_removed(client, enrolle
     client.remove_from_watchlist(entry.id)
     with pytest.raises(vc.WatchlistEntryNotFoundError):
         client.get_watchlist_entry(entry.id)
+
+
+def _conversation(wav, path, names=("a_snt4", "b_snt5", "a_snt5", "b_snt6"), pause_s=0.7):
+    """The fixture recordings taking turns with pauses, as one 16 kHz 16-bit WAV (stdlib only)."""
+    import wave
+
+    frames = b""
+    for name in names:
+        with wave.open(str(wav(name))) as clip:
+            frames += clip.readframes(clip.getnframes()) + b"\0\0" * int(pause_s * clip.getframerate())
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+        out.writeframes(frames)
+    return path
+
+
+def test_diarize_gives_typed_turns_with_enrolled_voices_by_name(client, enrolled, wav, tmp_path):
+    talk = _conversation(wav, tmp_path / "talk.wav")
+    result = client.diarize(talk, max_speakers=4)
+    assert isinstance(result, models.DiarizeResult) and result.gallery >= 2 and result.duration_s > 10
+    assert result.segments and [s.start_s for s in result.segments] == sorted(s.start_s for s in result.segments)
+    named = {s.label for s in result.segments if s.speaker is not None}
+    assert named and named <= {enrolled.alice_external_id, enrolled.bob_external_id}, result.raw
+    assert all(isinstance(s.speaker, models.SpeakerRef) for s in result.segments if s.speaker is not None)
+    assert {v.label for v in result.speakers} == {s.label for s in result.segments}
+    assert all(isinstance(v, models.DiarizedVoice) and v.turns >= 1 for v in result.speakers)

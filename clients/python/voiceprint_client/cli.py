@@ -175,6 +175,23 @@ def cmd_identify(client: VoiceprintClient, args: argparse.Namespace, out: Output
     return _each_file(args.files, out, one)
 
 
+def cmd_diarize(client: VoiceprintClient, args: argparse.Namespace, out: Output) -> int:
+    def one(path: str) -> int:
+        result = client.diarize(path, num_speakers=args.num_speakers, max_speakers=args.max_speakers,
+                                asnorm=args.asnorm)
+        if out.as_json:
+            out.json({"file": path, **result.raw})
+            return OK
+        out.line(f"{path}: {len(result.speakers)} voice(s) in {result.duration_s:.1f} s")
+        for segment in result.segments:
+            out.line(f"  {segment.start_s:8.2f} - {segment.end_s:8.2f}  {segment.label}")
+        for voice in result.speakers:
+            out.line(f"  {voice.label}: {voice.speaking_s:.1f} s in {voice.turns} turn(s)")
+        return OK
+
+    return _each_file(args.files, out, one)
+
+
 def cmd_compare(client: VoiceprintClient | None, args: argparse.Namespace, out: Output) -> int:
     if args.local:
         from .local import local_compare
@@ -274,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     command = add("identify", cmd_identify, "who is speaking in each recording (or nobody enrolled)?", scale)
     command.add_argument("files", nargs="+", metavar="FILE")
     command.add_argument("--top-k", type=int, default=None, help="candidates to show (default: the server's, 5)")
+
+    command = add("diarize", cmd_diarize, "who spoke when in each conversation (enrolled voices by name)", scale)
+    command.add_argument("files", nargs="+", metavar="FILE")
+    command.add_argument("--num-speakers", type=int, default=None, help="the number of voices, if known")
+    command.add_argument("--max-speakers", type=int, default=None, help="at most this many voices")
 
     command = add("compare", cmd_compare, "are two recordings of the same person? (nothing is stored)", scale)
     command.add_argument("reference", metavar="A")

@@ -195,6 +195,13 @@ class Routes:
         return self._call(Call("POST", "/api/v1/compare", _model(models.CompareResult), data=_fields(asnorm=asnorm),
                                files=[audio_part("reference", reference), audio_part("test", test)]))
 
+    def diarize(self, audio: Audio, *, num_speakers: int | None = None, max_speakers: int | None = None,
+                asnorm: bool | None = None) -> models.DiarizeResult:
+        """``POST /api/v1/diarize``: who spoke when in one conversation, each voice named or ``unknown-k``."""
+        return self._call(Call("POST", "/api/v1/diarize", _model(models.DiarizeResult),
+                               data=_fields(num_speakers=num_speakers, max_speakers=max_speakers, asnorm=asnorm),
+                               files=[audio_part("audio", audio)]))
+
     def batch_verify(self, reference: Audio, tests: list[Audio], *,
                      asnorm: bool | None = None) -> models.BatchVerifyResult:
         """``POST /api/v1/batch-verify``: one reference, many tests; a refused test has its ``error``."""

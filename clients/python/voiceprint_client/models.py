@@ -244,6 +244,47 @@ class IdentifyResult(Model):
 
 
 @dataclass(frozen=True)
+class SpeakerRef(Model):
+    id: str
+    external_id: str | None
+    display_name: str
+
+
+@dataclass(frozen=True)
+class DiarizedSegment(Model):
+    start_s: float
+    end_s: float
+    speaker: SpeakerRef | None  # the enrolled speaker, or None for a voice nobody enrolled
+    label: str  # the speaker's external id (else id), or "unknown-1", "unknown-2"...
+    score: float | None
+
+
+@dataclass(frozen=True)
+class DiarizedVoice(Model):
+    label: str
+    speaker: SpeakerRef | None
+    speaking_s: float
+    turns: int
+    score: float | None
+    threshold: float | None
+    runner_up_score: float | None
+    no_match_reason: str | None  # no_candidates, below_threshold, ambiguous, taken
+
+
+@dataclass(frozen=True)
+class DiarizeResult(Model):
+    segments: list[DiarizedSegment]
+    speakers: list[DiarizedVoice]
+    duration_s: float
+    speech_s: float
+    gallery: int
+    margin: float | None
+    score_normalisation: str
+    model_version: str
+    processing_time_ms: float
+
+
+@dataclass(frozen=True)
 class CompareResult(Model):
     similarity: float
     score: float
