@@ -54,7 +54,8 @@ def api_call(server, method: str, path: str, *, json_body: dict | None = None,
         headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
     request = urllib.request.Request(server.url + path, data=data, headers=headers, method=method)
     with urllib.request.urlopen(request, timeout=300) as response:
-        return json.loads(response.read())
+        body = response.read()
+        return json.loads(body) if body else {}  # a DELETE answers 204 with no body
 
 
 def enroll_speaker(server, display_name: str, *names: str) -> str:
