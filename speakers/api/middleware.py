@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse
 
-from ..runtime.memory import trim_after
+from ..runtime.memory import declared_bytes, trim_after
 from ..runtime.payer import paying
 from ..uploads import max_request_bytes
 from .errors import error_body
@@ -29,10 +29,7 @@ from .errors import error_body
 
 def oversized_body(content_length: str | None) -> dict[str, Any] | None:
     """The refusal of a declared body length above the limit (its error body), or None."""
-    try:
-        declared = int(content_length or 0)
-    except ValueError:
-        return None  # the server refuses a malformed length itself
+    declared = declared_bytes(content_length)  # a malformed length reads 0: the server refuses it itself
     limit = max_request_bytes()
     if declared <= limit:
         return None

@@ -24,10 +24,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -57,7 +56,6 @@ from .payer import current_payer
 from .process_local import ProcessLocal
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 PREPARE_HINT = "run `python manage.py prepare_model` (see README) to convert the pretrained weights"
 
@@ -163,35 +161,29 @@ def get_embedder() -> Embedder:
     return owner.embedder
 
 
-def submit(fn: Callable[..., T], *args: Any) -> Future[T]:
-    """Queue ``fn(*args)`` on this process's inference thread without waiting (no payer: the keyless share)."""
-    return _owner.get().executor.submit(fn, *args)
-
-
-def in_inference_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` on this process's inference thread and wait for its result."""
-    return submit(fn, *args).result()
-
-
 def model_version() -> str:
     return get_embedder().model_version
 
 
-def _queued_forward(embedder: Embedder) -> Forward:
-    """The engine's network step, queued on this process's inference thread; a model error is 503 (once, here)."""
+def _queued_features(embedder: Embedder, windows: Sequence[np.ndarray], payer: str | None) -> np.ndarray:
+    """``windows`` through the network as one job of the fair queue, paid by ``payer`` at their seconds of audio;
+    a model error is 503 (once, here)."""
     frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
-    executor = _owner.get().executor
+    cost = sum(window.shape[0] for window in windows) * frame_s
+    try:
+        return _owner.get().executor.submit(embedder.embed_features, windows, key=payer, cost=cost).result()
+    except ModelError as exc:
+        raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+
+
+def _queued_forward(embedder: Embedder) -> Forward:
+    """The engine's network step, queued on this process's inference thread."""
 
     def forward(windows: Sequence[np.ndarray]) -> np.ndarray:
         # One job per window, each waiting for the last: between two windows of a long recording
         # (or two files of a batch) the queue serves whoever has been served least.
         payer = current_payer()
-        try:
-            rows = [executor.submit(embedder.embed_features, [window], key=payer,
-                                    cost=window.shape[0] * frame_s).result() for window in windows]
-        except ModelError as exc:
-            raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
-        return embedder.pool(np.concatenate(rows))
+        return embedder.pool(np.concatenate([_queued_features(embedder, [window], payer) for window in windows]))
 
     return forward
 
@@ -233,17 +225,10 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     forward passes run between two batches. Raises the engine's NoSpeechError before any network.
     """
     embedder = get_embedder()
-    frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
-    executor = _owner.get().executor
     payer = current_payer()
 
-    def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:
-        # a batch is one job of the fair queue, paid by the caller's key at its seconds of audio
-        cost = sum(window.shape[0] for window in windows) * frame_s
-        try:
-            return executor.submit(embedder.embed_features, windows, key=payer, cost=cost).result()
-        except ModelError as exc:
-            raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
+    def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
+        return _queued_features(embedder, windows, payer)
 
     return diarization.diarize(samples, sample_rate, embed_windows, engine=embedder.config,
                                config=DiarizationConfig(max_speakers=settings.VOICEPRINT_DIARIZE_MAX_SPEAKERS),
