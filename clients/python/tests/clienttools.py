@@ -126,3 +126,18 @@ def run_async(coroutine):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def conversation_wav(wav, path, names=("a_snt4", "b_snt5", "a_snt5", "b_snt6"), pause_s=0.7):
+    """The fixture recordings taking turns with pauses, as one 16 kHz 16-bit WAV (stdlib only)."""
+    import wave
+
+    frames = b""
+    for name in names:
+        with wave.open(str(wav(name))) as clip:
+            frames += clip.readframes(clip.getnframes()) + b"\0\0" * int(pause_s * clip.getframerate())
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+        out.writeframes(frames)
+    return path
+

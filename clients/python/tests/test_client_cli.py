@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clienttools import silence_wav, unique
+from clienttools import conversation_wav, silence_wav, unique
 
 pytestmark = pytest.mark.servers
 
@@ -100,9 +100,7 @@ def test_health_and_a_streamed_file(voiceprint, enrolled, wav):
 
 
 def test_diarize_prints_the_turns_and_each_voices_time(voiceprint, enrolled, wav, tmp_path):
-    from test_client_http import _conversation
-
-    talk = _conversation(wav, tmp_path / "talk.wav")
+    talk = conversation_wav(wav, tmp_path / "talk.wav")
     done = voiceprint("diarize", talk)
     assert done.returncode == 0, done.stderr
     assert f"{talk}: " in done.stdout and " turn(s)" in done.stdout

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import voiceprint_client as vc
-from clienttools import run_async, silence_wav, start_server, stop_server, unique
+from clienttools import conversation_wav, run_async, silence_wav, start_server, stop_server, unique
 from voiceprint_client import AsyncVoiceprintClient, Retry, VoiceprintClient, models
 
 pytestmark = pytest.mark.servers
@@ -281,23 +281,9 @@ def test_the_watchlist_is_added_to_listed_screens_and_is_removed(client, enrolle
         client.get_watchlist_entry(entry.id)
 
 
-def _conversation(wav, path, names=("a_snt4", "b_snt5", "a_snt5", "b_snt6"), pause_s=0.7):
-    """The fixture recordings taking turns with pauses, as one 16 kHz 16-bit WAV (stdlib only)."""
-    import wave
-
-    frames = b""
-    for name in names:
-        with wave.open(str(wav(name))) as clip:
-            frames += clip.readframes(clip.getnframes()) + b"\0\0" * int(pause_s * clip.getframerate())
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
-        out.writeframes(frames)
-    return path
-
-
 def test_diarize_gives_typed_turns_with_enrolled_voices_by_name(client, enrolled, wav, tmp_path):
     assert enrolled.alice and enrolled.bob  # two voices enrolled, so some turns can be named
-    talk = _conversation(wav, tmp_path / "talk.wav")
+    talk = conversation_wav(wav, tmp_path / "talk.wav")
     result = client.diarize(talk, max_speakers=4)
     assert isinstance(result, models.DiarizeResult) and result.gallery >= 2 and result.duration_s > 10
     assert result.segments and [s.start_s for s in result.segments] == sorted(s.start_s for s in result.segments)
