@@ -78,6 +78,33 @@ def feature_vector(enroll: SideQuality, probe: SideQuality, names: Sequence[str]
     return np.array([1.0] + [values[name] for name in names], dtype=np.float64)
 
 
+def feature_rows(enroll: Sequence[SideQuality], probe: Sequence[SideQuality],
+                 names: Sequence[str] = FEATURES) -> np.ndarray:
+    """:func:`feature_vector` of many trials at once: ``(N, 1 + len(names))`` float64, row ``i`` for
+    ``(enroll[i], probe[i])``."""
+    def column(sides: Sequence[SideQuality], attribute: str) -> np.ndarray:
+        return np.fromiter((getattr(side, attribute) for side in sides), dtype=np.float64, count=len(sides))
+
+    narrow_probe = (column(probe, "bandwidth_hz") < NARROWBAND_HZ).astype(np.float64)
+    narrow_enroll = (column(enroll, "bandwidth_hz") < NARROWBAND_HZ).astype(np.float64)
+    values = {
+        "log_probe_speech": _log(np.clip(column(probe, "speech_s"), 0.3, 30.0)),
+        "log_enroll_speech": _log(np.clip(column(enroll, "speech_s"), 1.0, 120.0)),
+        "probe_snr": np.clip(column(probe, "snr_db"), 0.0, 40.0) / 10.0,
+        "enroll_snr": np.clip(column(enroll, "snr_db"), 0.0, 40.0) / 10.0,
+        "probe_narrowband": narrow_probe,
+        "enroll_narrowband": narrow_enroll,
+        "both_narrowband": narrow_probe * narrow_enroll,
+    }
+    return np.column_stack([np.ones(len(probe))] + [values[name] for name in names])
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    """``math.log`` of each value (bit for bit what :func:`feature_vector` computes; numpy's log may differ in the
+    last bit)."""
+    return np.fromiter((math.log(v) for v in values.tolist()), dtype=np.float64, count=len(values))
+
+
 @dataclass(frozen=True)
 class ScaleCalibration:
     """The calibration of one score scale (``cosine`` or ``asnorm``)."""

@@ -211,6 +211,7 @@ class AuditAction(models.TextChoices):
     OPT_OUT_LIFT = "opt_out_lift"
     PURGE = "purge"
     EXPORT = "export"
+    POPULATION_REFRESH = "population_refresh"
 
 
 class AuditEvent(models.Model):
@@ -276,6 +277,41 @@ class Calibration(models.Model):
     @property
     def source(self) -> str:
         return f"calibration:{self.pk}"
+
+
+class PopulationStatistics(models.Model):
+    """How far a tenant's own impostors sit from the calibration in force, per model version and scale.
+
+    Derived state, like the search index: recomputed from the enrolled speakers' recordings and
+    voiceprints (speakers/services/population.py, inference/population.py) when the number of
+    complete voiceprints has moved enough, and read by every worker's decision policy. ``base`` is
+    the calibration it was measured against (the policy's source): a new site calibration makes the
+    row stale until recomputed.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="population_statistics")
+    objects = TenantQuerySet.as_manager()
+    model_version = models.CharField(max_length=128)
+    scale = models.CharField(max_length=16)
+    base = models.CharField(max_length=255, help_text="The calibration measured against (shipped:<file> or calibration:<id>).")
+    shift = models.FloatField(help_text="Added to the impostor mean (cosine units), after bounding.")
+    spread = models.FloatField(help_text="Factor on the impostor standard deviation, after bounding.")
+    measured_shift = models.FloatField()
+    measured_spread = models.FloatField()
+    speakers = models.PositiveIntegerField(help_text="Speakers whose recordings were scored against the others.")
+    trials = models.PositiveIntegerField()
+    enrolled_speakers = models.PositiveIntegerField(help_text="Complete voiceprints when it was computed.")
+    threshold_moved = models.JSONField(default=dict, blank=True,
+                                       help_text="The cosine a reference pair needs, before and after.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "model_version", "scale"],
+                                               name="one_population_statistics_per_scale")]
+        verbose_name_plural = "population statistics"
+
+    def __str__(self) -> str:
+        return f"population of {self.speakers} speakers ({self.model_version}, {self.scale})"
 
 
 class IndexState(models.Model):

@@ -1,12 +1,13 @@
 """Reads: the API, the admin and the services look speakers and enrollments up through here."""
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from inference import population as engine_population
 from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import shipped_calibration, shipped_calibration_path
 
@@ -30,7 +32,17 @@ from .exceptions import (
     WatchlistEntryNotFound,
 )
 from .external_ids import external_id_normalise
-from .models import ApiKey, Calibration, Enrollment, IndexState, Speaker, Tenant, VerificationLock, WatchlistEntry
+from .models import (
+    ApiKey,
+    Calibration,
+    Enrollment,
+    IndexState,
+    PopulationStatistics,
+    Speaker,
+    Tenant,
+    VerificationLock,
+    WatchlistEntry,
+)
 from .runtime.inference_owner import owner_status
 
 
@@ -201,8 +213,10 @@ class DecisionPolicy:
     """What decides: the calibration in force for the model version, the operating points and the default scale.
 
     The calibration is the newest site calibration of the model version (``manage.py
-    calibrate``) when there is one, else the one shipped with the service for that version.
-    ``far_target`` and ``fir_target`` (settings) say how many impostors a decision may let through.
+    calibrate``) when there is one, else the one shipped with the service for that version;
+    re-levelled on the tenant's own population when its statistics rest on enough speakers
+    (``population``: the rows applied, per scale; empty when none is). ``far_target`` and
+    ``fir_target`` (settings) say how many impostors a decision may let through.
     """
 
     model_version: str | None
@@ -212,6 +226,7 @@ class DecisionPolicy:
     fir_target: float
     asnorm_default: bool
     site_calibration: Calibration | None
+    population: dict[str, PopulationStatistics] = field(default_factory=dict)
 
 
 def calibration_current(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> Calibration | None:
@@ -227,8 +242,8 @@ def _site_calibration(pk: int, parameters: str) -> QualityCalibration:
     return QualityCalibration.from_dict(json.loads(parameters))
 
 
-def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> DecisionPolicy:
-    """The policy in force for ``model_version`` in ``tenant`` (its own site calibration, else the shipped one).
+def base_decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> DecisionPolicy:
+    """The policy before population adaptation: the tenant's own site calibration, else the shipped one.
 
     Raises EngineUnavailable when no calibration exists for the model version.
     """
@@ -246,6 +261,58 @@ def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | N
     return DecisionPolicy(model_version=model_version, calibration=calibration, source=source,
                           far_target=settings.VOICEPRINT_FAR_TARGET, fir_target=settings.VOICEPRINT_FIR_TARGET,
                           asnorm_default=settings.VOICEPRINT_ASNORM, site_calibration=row)
+
+
+def population_statistics_list(*, tenant: Tenant | uuid.UUID | None,
+                               model_version: str | None) -> list[PopulationStatistics]:
+    """The stored population statistics of a tenant and model version (one row per scale)."""
+    if not model_version or tenant is None:
+        return []
+    return list(PopulationStatistics.objects.for_tenant(tenant).filter(model_version=model_version).order_by("scale"))
+
+
+def population_rows_in_force(rows: list[PopulationStatistics], *, source: str) -> dict[str, PopulationStatistics]:
+    """The rows that re-level the calibration ``source``: measured against it, on enough speakers, when enabled."""
+    if not settings.VOICEPRINT_POPULATION_ADAPTATION:
+        return {}
+    return {row.scale: row for row in rows
+            if row.base == source and row.speakers >= settings.VOICEPRINT_POPULATION_MIN_SPEAKERS}
+
+
+# Adapted calibrations, by (base calibration object, shifts): decisions reuse them until the statistics move.
+_ADAPTED: dict[tuple[int, tuple], tuple[QualityCalibration, QualityCalibration]] = {}
+
+
+def _adapted(calibration: QualityCalibration, shifts: tuple[tuple[str, float, float], ...]) -> QualityCalibration:
+    key = (id(calibration), shifts)
+    cached = _ADAPTED.get(key)
+    if cached is not None and cached[0] is calibration:
+        return cached[1]
+    scales = dict(calibration.scales)
+    for scale, shift, spread in shifts:
+        if scale in scales:
+            scales[scale] = engine_population.adapted(scales[scale], engine_population.PopulationShift(
+                shift=shift, spread=spread, speakers=0, trials=0, measured_shift=shift, measured_spread=spread))
+    adapted = dataclasses.replace(calibration, scales=scales)
+    if len(_ADAPTED) >= 64:
+        _ADAPTED.clear()
+    _ADAPTED[key] = (calibration, adapted)
+    return adapted
+
+
+def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> DecisionPolicy:
+    """The policy in force for ``model_version`` in ``tenant``: :func:`base_decision_policy`, re-levelled on the
+    tenant's population statistics where they are in force (speakers/services/population.py).
+
+    Raises EngineUnavailable when no calibration exists for the model version.
+    """
+    policy = base_decision_policy(model_version=model_version, tenant=tenant)
+    rows = population_rows_in_force(population_statistics_list(tenant=tenant, model_version=model_version),
+                                    source=policy.source)
+    if not rows:
+        return policy
+    shifts = tuple(sorted((row.scale, row.shift, row.spread) for row in rows.values()))
+    return dataclasses.replace(policy, calibration=_adapted(policy.calibration, shifts), population=rows)
 
 
 def quality_gates() -> dict[str, float]:

@@ -401,6 +401,12 @@ VOICEPRINT_AUDIT_RETENTION_DAYS = env_int("VOICEPRINT_AUDIT_RETENTION_DAYS", 109
 # blocks). Defaults to the secret key.
 VOICEPRINT_OPT_OUT_HASH_KEY = env_str("VOICEPRINT_OPT_OUT_HASH_KEY", SECRET_KEY) or SECRET_KEY
 
+# Population adaptation (docs/accuracy.md "Population adaptation"): the tenant's own enrolled speakers, scored
+# against each other, re-level the impostor side of the calibration in force, without labels, once they are
+# this many (below, the calibration decides exactly as shipped).
+VOICEPRINT_POPULATION_ADAPTATION = env_bool("VOICEPRINT_POPULATION_ADAPTATION", True)
+VOICEPRINT_POPULATION_MIN_SPEAKERS = env_int("VOICEPRINT_POPULATION_MIN_SPEAKERS", 20, minimum=2)
+
 # Score normalisation (AS-norm) against a cohort of impostor voiceprints as the calibration's
 # input: the default for requests that do not say (each request may ask with asnorm=true/false).
 VOICEPRINT_ASNORM = env_bool("VOICEPRINT_ASNORM", False)

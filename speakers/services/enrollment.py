@@ -36,6 +36,7 @@ from ..search.index import index_change_record, index_update_after_commit
 from ..selectors import EnrollmentProgress, enrollment_progress
 from ..tenancy import tenant_data_key
 from .consent import consent_required_check
+from .population import population_refresh_if_stale
 from .recordings import Purpose, Recording, Refusal, recordings_embed_prepared
 from .replay import HeardRecording, enrollment_prints_store, recording_heard, replay_check
 from .timing import elapsed_ms
@@ -216,6 +217,7 @@ def speaker_enroll(*, speaker: Speaker, recordings: Sequence[Recording], actor: 
                              "complete": progress.complete})
         index_change_record(speaker_id=speaker.id)
     index_update_after_commit()
+    population_refresh_if_stale(tenant=speaker.tenant_id, model_version=model_version)
     return EnrollOutcome(speaker=speaker, accepted=enrollments, refused=[r for _, r in refused],
                          enrollment_progress=progress, processing_time_ms=elapsed_ms(started), watchlist_match=hit)
 
@@ -237,4 +239,5 @@ def enrollment_delete(*, enrollment: Enrollment, actor: Actor) -> Speaker:
                      detail={"enrollment_id": str(enrollment.pk)})
         index_change_record(speaker_id=speaker.id)
     index_update_after_commit()
+    population_refresh_if_stale(tenant=speaker.tenant_id, model_version=model_version)
     return speaker

@@ -11,6 +11,7 @@ from ..external_ids import external_id_normalise
 from ..models import AuditAction, Enrollment, Speaker
 from ..search.index import index_change_record, index_update_after_commit
 from .consent import Consent, opt_out_check
+from .population import population_refresh_if_stale
 
 
 def speaker_create(*, actor: Actor, external_id: str | None = None, display_name: str = "",
@@ -80,3 +81,4 @@ def speaker_delete(*, speaker: Speaker, actor: Actor, action: str = AuditAction.
                      detail={"enrollments": enrollments, **(detail or {})})
         index_change_record(speaker_id=speaker_id)
     index_update_after_commit()
+    population_refresh_if_stale(tenant=speaker.tenant_id)
