@@ -342,6 +342,32 @@ def enrolled_speaker_count(*, tenant: Tenant | None) -> int:
                                            model_version=current_model_version()).count()
 
 
+def population_status(*, tenant: Tenant | uuid.UUID | None, model_version: str | None = None) -> dict[str, Any]:
+    """The population statistics of a tenant (health, the admin): per scale, whether they are in force, the
+    speakers they rest on, when they were measured, and how far they moved the cosine a reference pair
+    (a 3 s clean probe against a 6 s clean voiceprint) needs."""
+    model_version = model_version or current_model_version()
+    rows = population_statistics_list(tenant=tenant, model_version=model_version)
+    in_force = set()
+    if rows:
+        try:
+            in_force = set(population_rows_in_force(rows, source=base_decision_policy(
+                model_version=model_version, tenant=tenant).source))
+        except ApplicationError:
+            in_force = set()
+    return {
+        "enabled": settings.VOICEPRINT_POPULATION_ADAPTATION,
+        "min_speakers": settings.VOICEPRINT_POPULATION_MIN_SPEAKERS,
+        "scales": {row.scale: {
+            "in_force": row.scale in in_force, "speakers": row.speakers, "trials": row.trials,
+            "shift": round(row.shift, 4), "spread": round(row.spread, 4),
+            "bounded": row.shift != row.measured_shift or row.spread != row.measured_spread,
+            "updated_at": row.updated_at.isoformat(),
+            "reference_cosine_before": row.threshold_moved.get("before"),
+            "reference_cosine_after": row.threshold_moved.get("after")} for row in rows},
+    }
+
+
 # Health counts rows; load balancers call it often, so the counts are reused (at most this long).
 HEALTH_FIGURES_S = 10
 
@@ -357,6 +383,7 @@ def _health_figures(tenant: Tenant | None) -> dict[str, Any]:
         "enrolled_speakers": enrolled_speaker_count(tenant=tenant),
         "unreadable_voiceprints": speakers.filter(voiceprint_unreadable=True).count(),
         "missing_key_ids": sorted((in_use - configured - tenant_keys) | (wrapping - configured)),
+        "population": population_status(tenant=tenant if tenant is not None else Tenant.objects.first()),
     }
 
 
@@ -374,7 +401,7 @@ def health_status(*, tenant: Tenant | None = None) -> dict[str, Any]:
     """
     owner = owner_status()
     status: dict[str, Any] = {"status": "ready", **owner, "database": "ok", "enrolled_speakers": None,
-                              "unreadable_voiceprints": None, "missing_key_ids": []}
+                              "unreadable_voiceprints": None, "missing_key_ids": [], "population": None}
     try:
         # The counts are reused until the voiceprint change log moves (a one-row read), so an
         # enrollment or deletion made through any process shows at once.

@@ -6,7 +6,7 @@ recording against everyone. Numbers are shown rounded; refusals in plain words.
 """
 from django.contrib import admin
 
-from . import locks, records, sign_in, speakers, tenants, watchlist  # noqa: F401 - each registers its pages (sign_in: its audit receivers)
+from . import locks, population, records, sign_in, speakers, tenants, watchlist  # noqa: F401 - each registers its pages (sign_in: its audit receivers)
 
 # The lists get the whole width of a 1280 px screen (the sidebar repeats the home page's links).
 admin.site.enable_nav_sidebar = False

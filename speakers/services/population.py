@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,18 +204,3 @@ def population_refresh_if_stale(*, tenant: Tenant | uuid.UUID, model_version: st
 
 def _tenant_id(tenant: Tenant | uuid.UUID) -> uuid.UUID:
     return tenant.pk if isinstance(tenant, Tenant) else tenant
-
-
-def population_summary(rows: Sequence[PopulationStatistics], *, min_speakers: int | None = None) -> dict:
-    """What health and the admin show of the statistics in force."""
-    min_speakers = settings.VOICEPRINT_POPULATION_MIN_SPEAKERS if min_speakers is None else min_speakers
-    return {
-        "enabled": settings.VOICEPRINT_POPULATION_ADAPTATION,
-        "min_speakers": min_speakers,
-        "scales": {row.scale: {
-            "in_force": settings.VOICEPRINT_POPULATION_ADAPTATION and row.speakers >= min_speakers,
-            "speakers": row.speakers, "trials": row.trials, "shift": round(row.shift, 4),
-            "spread": round(row.spread, 4), "bounded": row.shift != row.measured_shift
-            or row.spread != row.measured_spread, "updated_at": row.updated_at.isoformat(),
-            "reference_threshold": row.threshold_moved} for row in rows},
-    }

@@ -20,6 +20,25 @@ from ..schema import refusals
 from ..throttles import ClientRateThrottle
 
 
+class PopulationScaleOutput(serializers.Serializer):
+    in_force = serializers.BooleanField(help_text="Whether these statistics re-level the decisions now.")
+    speakers = serializers.IntegerField(help_text="Enrolled speakers they were measured on.")
+    trials = serializers.IntegerField(help_text="Impostor trials (a recording against another speaker's voiceprint).")
+    shift = serializers.FloatField(help_text="Added to the calibration's impostor mean (cosine units).")
+    spread = serializers.FloatField(help_text="Factor on the calibration's impostor spread.")
+    bounded = serializers.BooleanField(help_text="Whether a bound held the measured values back.")
+    updated_at = serializers.DateTimeField()
+    reference_cosine_before = serializers.FloatField(
+        allow_null=True, help_text="The cosine a 3 s clean probe needs against a 6 s clean voiceprint, calibration alone.")
+    reference_cosine_after = serializers.FloatField(allow_null=True, help_text="The same, adapted.")
+
+
+class PopulationOutput(serializers.Serializer):
+    enabled = serializers.BooleanField(help_text="VOICEPRINT_POPULATION_ADAPTATION.")
+    min_speakers = serializers.IntegerField(help_text="Speakers the statistics need before they decide.")
+    scales = serializers.DictField(child=PopulationScaleOutput(), help_text="Per score scale (cosine, asnorm).")
+
+
 class HealthApi(APIView):
     authentication_classes = [OptionalApiKeyAuthentication]  # a key only scopes the counts to its tenant
     throttle_classes = [ClientRateThrottle]  # a probe with a key does not spend the key's request rate
@@ -44,6 +63,8 @@ class HealthApi(APIView):
         missing_key_ids = serializers.ListField(child=serializers.CharField(),
                                                 help_text="Key ids rows are sealed with that the configuration "
                                                           "lacks.")
+        population = PopulationOutput(allow_null=True, help_text="The tenant's population adaptation "
+                                      "(docs/accuracy.md): the statistics in force and how far they moved decisions.")
 
     @extend_schema(responses={**refusals(keyed=False), 200: HealthOutput, 503: HealthOutput}, tags=["health"], auth=[])
     def get(self, request: Request) -> Response:
