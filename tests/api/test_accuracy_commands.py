@@ -47,7 +47,8 @@ def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(t
         assert everything["far"] == 0.0 and everything["frr"] == 0.0 and everything["eer"] == 0.0
         assert sum(g["targets"] for name, g in report["conditions"][scale].items() if name != "all") == 30
     assert report["calibration"] == {"source": "shipped:" + shipped_calibration_path(
-        embedder.model_version).name, "far_target": 0.01}
+        embedder.model_version).name, "far_target": 0.01, "population": {}}  # nobody enrolled: no adaptation
+    assert "conditions_adapted" not in report
 
     identification = json.loads((tmp_path / "identification.json").read_text())
     assert identification["speakers"] == 2 and identification["runs"] == 1
@@ -55,6 +56,10 @@ def test_evaluate_runs_end_to_end_on_the_dev_recordings_and_writes_its_reports(t
         assert identification[scale]["top1_accuracy"] == 1.0 and identification[scale]["correct_match"] == 1.0
         assert identification[scale]["false_identification"] == 0.0
         assert (identification[scale]["known_probes"], identification[scale]["unknown_probes"]) == (3, 6)
+        # re-levelled on the gallery as the service would be: one enrolled voice has no stranger to score against
+        adapted = identification[f"{scale} adapted"]
+        assert adapted["population_speakers"] == [0] and adapted["shift"] == [0.0]
+        assert {k: adapted[k] for k in identification[scale]} == identification[scale]
     for name in ("verification", "verification_conditions"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "EER" in out and "calibrated decision (cosine)" in out and "top-1 100.00 %" in out

@@ -9,6 +9,7 @@ Files are refused where the service would refuse them as probes (unless ``--no-q
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,15 @@ from typing import Any
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from inference import evaluation
+from inference import evaluation, population
+from inference.asnorm import as_norm_scores
 from inference.evaluation import calibrated
 from inference.evaluation.report import write_condition_figure, write_identification_figure
 from speakers import selectors
 from speakers.runtime import asnorm as service_asnorm
 from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
+from speakers.services.population import PER_RECORDING
 from speakers.tenancy import default_tenant
 
 
@@ -64,11 +67,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         embedder = calibration_service.AccuracyEmbedder(quality_gates=not no_quality_gates)
+        # Without and with the tenant's population adaptation (the same when none is in force).
+        base = selectors.base_decision_policy(model_version=inference_owner.model_version(), tenant=default_tenant())
         policy = selectors.decision_policy(model_version=inference_owner.model_version(), tenant=default_tenant())
         norm = service_asnorm.asnorm() if asnorm else None
         scales = ["cosine"] + (["asnorm"] if norm is not None and "asnorm" in policy.calibration.scales else [])
         self.stdout.write(f"Model {policy.model_version}; quality gates {'off' if no_quality_gates else 'on'}; "
-                          f"calibration {policy.source}; false-accept target {policy.far_target:.2%}.")
+                          f"calibration {policy.source}; false-accept target {policy.far_target:.2%}; population "
+                          f"adaptation {self._population_line(policy)}.")
         if trial_list is not None:
             try:
                 report = evaluation.evaluate_verification(trial_list, audio_root, embedder, asnorm=norm,
@@ -79,10 +85,19 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             report["conditions"] = {
                 scale: calibrated.condition_report(
-                    table, calibrated.calibrated_decisions(policy.calibration, scale, policy.far_target),
+                    table, calibrated.calibrated_decisions(base.calibration, scale, policy.far_target),
                     far=policy.far_target)
                 for scale in scales}
-            report["calibration"] = {"source": policy.source, "far_target": policy.far_target}
+            if policy.population:
+                report["conditions_adapted"] = {
+                    scale: calibrated.condition_report(
+                        table, calibrated.calibrated_decisions(policy.calibration, scale, policy.far_target),
+                        far=policy.far_target)
+                    for scale in scales if scale in policy.population}
+            report["calibration"] = {"source": policy.source, "far_target": policy.far_target,
+                                     "population": {scale: {"shift": row.shift, "spread": row.spread,
+                                                            "speakers": row.speakers}
+                                                    for scale, row in policy.population.items()}}
             paths = (out_dir / "verification.json", out_dir / "verification.png")
             evaluation.write_report(report, *paths)
             conditions_png = out_dir / "verification_conditions.png"
@@ -91,7 +106,7 @@ class Command(BaseCommand):
             self._print_verification(report, trials, (*paths, conditions_png), policy.far_target)
         if utterances is not None:
             try:
-                report = self._identification(utterances, audio_root, embedder, policy, scales, norm,
+                report = self._identification(utterances, audio_root, embedder, base, scales, norm,
                                               enroll_per_speaker, unknown)
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
@@ -118,34 +133,80 @@ class Command(BaseCommand):
                 failed[path] = getattr(exc, "code", "file_error")
         report: dict[str, Any] = {"speakers": len(speakers), "failed_files": failed, "runs": len(holdouts)}
         for scale in scales:
-            pooled: dict[str, list] = {"rates": [], "top1": []}  # per hold-out run
-            for holdout in holdouts:
-                names = [s for s in speakers if s not in holdout and len(usable[s]) > enroll_per_speaker]
-                if not names:
-                    continue
-                gallery = [calibrated.enrollment_side([x.vector for x in usable[s][:enroll_per_speaker]],
-                                                      [x.quality for x in usable[s][:enroll_per_speaker]])
-                           for s in names]
-                probes = [(s, side) for s in speakers for side in
-                          (usable[s][enroll_per_speaker:] if s in names else usable[s])]
-                verdicts = calibrated.identification_verdicts(policy.calibration, scale, gallery,
-                                                              [side for _, side in probes], norm, policy.fir_target)
-                known = np.array([s in names for s, _ in probes])
-                truth = np.array([names.index(s) if s in names else -1 for s, _ in probes])
-                rates = calibrated.identification_rates(verdicts, known, truth)
-                best = np.array([v.best for v in verdicts])
-                pooled["top1"].append((best[known] == truth[known]).mean() if known.any() else None)
-                pooled["rates"].append(rates)
-            report[scale] = {
-                "top1_accuracy": float(np.mean([x for x in pooled["top1"] if x is not None])),
-                "correct_match": float(np.mean([r["correct_match"] for r in pooled["rates"]
-                                                if r["correct_match"] is not None])),
-                "false_identification": float(np.mean([r["false_identification"] for r in pooled["rates"]
-                                                       if r["false_identification"] is not None])),
-                "known_probes": int(sum(r["known_probes"] for r in pooled["rates"])),
-                "unknown_probes": int(sum(r["unknown_probes"] for r in pooled["rates"])),
-            }
+            report[scale] = self._identification_scale(scale, speakers, holdouts, usable, policy, norm,
+                                                       enroll_per_speaker, adapt=False)
+            report[f"{scale} adapted"] = self._identification_scale(scale, speakers, holdouts, usable, policy, norm,
+                                                                    enroll_per_speaker, adapt=True)
         return report
+
+    def _identification_scale(self, scale, speakers, holdouts, usable, policy, norm, enroll_per_speaker, *,
+                              adapt: bool) -> dict[str, Any]:
+        """One scale's identification rates over the hold-out runs; with ``adapt``, each run's calibration is
+        re-levelled on its gallery as the service re-levels on its enrolled speakers (no labels)."""
+        pooled: dict[str, list] = {"rates": [], "top1": [], "speakers": [], "shift": []}  # per hold-out run
+        for holdout in holdouts:
+            names = [s for s in speakers if s not in holdout and len(usable[s]) > enroll_per_speaker]
+            if not names:
+                continue
+            gallery = [calibrated.enrollment_side([x.vector for x in usable[s][:enroll_per_speaker]],
+                                                  [x.quality for x in usable[s][:enroll_per_speaker]])
+                       for s in names]
+            calibration = policy.calibration
+            if adapt:
+                calibration, shift = self._gallery_adapted(policy.calibration, scale, names, gallery, usable,
+                                                           enroll_per_speaker, norm)
+                pooled["speakers"].append(shift.speakers)
+                pooled["shift"].append(shift.shift)
+            probes = [(s, side) for s in speakers for side in
+                      (usable[s][enroll_per_speaker:] if s in names else usable[s])]
+            verdicts = calibrated.identification_verdicts(calibration, scale, gallery,
+                                                          [side for _, side in probes], norm, policy.fir_target)
+            known = np.array([s in names for s, _ in probes])
+            truth = np.array([names.index(s) if s in names else -1 for s, _ in probes])
+            rates = calibrated.identification_rates(verdicts, known, truth)
+            best = np.array([v.best for v in verdicts])
+            pooled["top1"].append((best[known] == truth[known]).mean() if known.any() else None)
+            pooled["rates"].append(rates)
+        out = {
+            "top1_accuracy": float(np.mean([x for x in pooled["top1"] if x is not None])),
+            "correct_match": float(np.mean([r["correct_match"] for r in pooled["rates"]
+                                            if r["correct_match"] is not None])),
+            "false_identification": float(np.mean([r["false_identification"] for r in pooled["rates"]
+                                                   if r["false_identification"] is not None])),
+            "known_probes": int(sum(r["known_probes"] for r in pooled["rates"])),
+            "unknown_probes": int(sum(r["unknown_probes"] for r in pooled["rates"])),
+        }
+        if adapt:
+            out["population_speakers"] = pooled["speakers"]
+            out["shift"] = pooled["shift"]
+        return out
+
+    @staticmethod
+    def _gallery_adapted(calibration, scale, names, gallery, usable, enroll_per_speaker, norm):
+        """The calibration re-levelled on a gallery: each enrolled speaker's enrollment recordings against the other
+        voiceprints (speakers/services/population.py does the same on a tenant's stored vectors)."""
+        recordings = [(s, x) for s in names for x in usable[s][:enroll_per_speaker]]
+        cal = calibration.scale(scale)
+        trials = population.impostor_trials(
+            voiceprints=np.stack([g.vector for g in gallery]), voiceprint_quality=[g.quality for g in gallery],
+            voiceprint_owner=names, recordings=np.stack([x.vector for _, x in recordings]),
+            recording_quality=[x.quality for _, x in recordings], recording_owner=[s for s, _ in recordings],
+            features=cal.features, per_recording=PER_RECORDING)
+        if scale == "asnorm":
+            mu_v, sd_v = norm.stats_many(np.stack([g.vector for g in gallery]))
+            mu_r, sd_r = norm.stats_many(np.stack([x.vector for _, x in recordings]))
+            trials = trials.rescored(as_norm_scores(trials.scores, mu_v[trials.voiceprint], sd_v[trials.voiceprint],
+                                                    mu_r[trials.recording], sd_r[trials.recording]))
+        shift = population.measure(cal, trials)
+        return dataclasses.replace(calibration, scales={**calibration.scales,
+                                                        scale: population.adapted(cal, shift)}), shift
+
+    @staticmethod
+    def _population_line(policy) -> str:
+        if not policy.population:
+            return "not in force"
+        return "; ".join(f"{scale}: impostor mean {row.shift:+.3f}, spread x{row.spread:.2f} ({row.speakers} speakers)"
+                         for scale, row in policy.population.items())
 
     # --- output ------------------------------------------------------------------------------------
 
@@ -160,8 +221,11 @@ class Command(BaseCommand):
                 m = report[key]
                 dcf = ", ".join(f"{d['min_dcf']:.3f} (p={d['p_target']:g})" for d in m["min_dcf"])
                 lines.append(f"  {key}: EER {_pct(m['eer'])}, minDCF {dcf}")
-        for scale, groups in report["conditions"].items():
-            lines.append(f"  calibrated decision ({scale}), false-accept target {far:.2%}: FAR / FRR "
+        decisions = [(scale, "", groups) for scale, groups in report["conditions"].items()]
+        decisions += [(scale, ", adapted to the population", groups)
+                      for scale, groups in report.get("conditions_adapted", {}).items()]
+        for scale, adapted, groups in decisions:
+            lines.append(f"  calibrated decision ({scale}{adapted}), false-accept target {far:.2%}: FAR / FRR "
                          "(FRR at the condition's own threshold)")
             for group, e in groups.items():
                 if "far" in e:
@@ -173,7 +237,7 @@ class Command(BaseCommand):
     def _print_identification(self, report: dict[str, Any], path: Path) -> None:
         lines = ["", f"Identification: {report['speakers']} speakers, {report['runs']} hold-out run(s)"
                  + (f", {len(report['failed_files'])} files refused" if report["failed_files"] else "")]
-        for scale in ("cosine", "asnorm"):
+        for scale in ("cosine", "cosine adapted", "asnorm", "asnorm adapted"):
             if scale in report:
                 r = report[scale]
                 lines.append(f"  {scale}: top-1 {_pct(r['top1_accuracy'])}, correct match {_pct(r['correct_match'])}, "
