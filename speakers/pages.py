@@ -1,4 +1,5 @@
-"""The people-facing pages: ``/`` (where to go) and ``/app/`` (enroll, verify, identify and stream from a browser).
+"""The people-facing pages: ``/`` (where to go) and ``/app/`` (enroll, verify, identify, diarize, stream and
+identify live from a browser).
 
 The app page is plain HTML with ES modules (speakers/static/speakers/): no build step. It calls
 the public API with the key a person types in; the key stays in the page's memory (or, if they
@@ -17,6 +18,7 @@ from .plain_words import PLAIN_WORDS
 from .security_headers import permissions_policy
 
 STREAM_VERIFY_PATH = "/ws/v1/stream-verify"
+STREAM_IDENTIFY_PATH = "/ws/v1/stream-identify"
 
 
 def _content_security_policy(request: HttpRequest) -> str:
@@ -42,6 +44,7 @@ def app_page(request: HttpRequest) -> HttpResponse:
         "probe_min_speech_s": gates["probe_min_speech_s"],
         "max_top_k": settings.VOICEPRINT_MAX_TOP_K,
         "stream_verify_path": STREAM_VERIFY_PATH,
+        "stream_identify_path": STREAM_IDENTIFY_PATH,
     }
     response = render(request, "speakers/app.html", {"config": config})
     response["Content-Security-Policy"] = _content_security_policy(request)

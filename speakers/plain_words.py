@@ -78,6 +78,8 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "message_too_large": ("Streaming protocol error", "An audio message was too large."),
     # the page itself
     "network_error": ("No connection", "The server cannot be reached."),
+    "microphone": ("No microphone", "The browser gives this page no microphone: allow it (the page must be on "
+                                    "localhost or HTTPS)."),
     "stream_unavailable": ("Streaming unavailable", "This server does not answer on the streaming route "
                                                     "(it needs the ASGI server that `make serve` runs)."),
 }

@@ -1,8 +1,9 @@
 """Who spoke when: a long recording segmented by speaker, each speaker a cluster to identify.
 
 ``diarize(samples, rate, embed_windows)`` finds the speakers (their number is found, or given)
-and their turns; :func:`name_clusters` then names each cluster after an enrolled speaker with the
-caller's calibrated scores, one-to-one, or ``unknown-k``. Modules by concern: :mod:`.windows`
+and their turns; :func:`name_clusters` (or :func:`name_verdicts`, from verdicts already given) then
+names each cluster after an enrolled speaker with the caller's calibrated scores, one-to-one, or
+``unknown-k``. Modules by concern: :mod:`.windows`
 (where the windows lie), :mod:`.clustering` (agglomerative, the stopping rule),
 :mod:`.refinement` (frames, islands, turns), :mod:`.naming` (open-set naming), :mod:`.pipeline`
 (the orchestrator).
@@ -10,7 +11,7 @@ caller's calibrated scores, one-to-one, or ``unknown-k``. Modules by concern: :m
 from __future__ import annotations
 
 from inference.diarization.clustering import ClusteringFigures
-from inference.diarization.naming import ClusterName, name_clusters
+from inference.diarization.naming import ClusterName, ClusterVerdict, name_clusters, name_verdicts
 from inference.diarization.pipeline import (
     Diarization,
     EmbedWindows,
@@ -23,6 +24,7 @@ from inference.diarization.pipeline import (
 
 __all__ = [
     "ClusterName",
+    "ClusterVerdict",
     "ClusteringFigures",
     "Diarization",
     "EmbedWindows",
@@ -32,4 +34,5 @@ __all__ = [
     "diarize_embedded",
     "embed_recording",
     "name_clusters",
+    "name_verdicts",
 ]

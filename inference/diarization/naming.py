@@ -9,8 +9,13 @@ speaker is given to two clusters: of the clusters whose best candidate is the sa
 speaker, the one with the highest llr is named, the others stay unknown (two clusters that both
 sound like one person are most often that person split in two; naming the weaker as someone
 else would need it to fail the rule that names it). With ``margin > 0`` this is the assignment
-of qualifying pairs that maximises the total llr (each cluster qualifies for one speaker at most). Unknown clusters are ``unknown-1``, ``unknown-2``, ... in
-the order they first speak.
+of qualifying pairs that maximises the total llr (each cluster qualifies for one speaker at most).
+Unknown clusters are ``unknown-1``, ``unknown-2``, ... in the order they first speak.
+
+Two entries: :func:`name_clusters` applies the identify rule itself to a ``(clusters, enrolled)``
+llr matrix (the benchmark's way); :func:`name_verdicts` takes each cluster's verdict as the caller's
+identify rule already gave it (the service's way: each cluster identified exactly as a probe is)
+and does only the one-to-one naming.
 """
 from __future__ import annotations
 
@@ -43,6 +48,67 @@ class ClusterName:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class ClusterVerdict:
+    """The identify rule's verdict on one cluster's voiceprint, before the one-to-one naming.
+
+    ``best``: its best enrolled candidate's key (None: nobody was searched), with that candidate's
+    ``llr`` and the ``threshold`` it had to reach; ``reason``: None when that candidate is a match,
+    else the identify rule's reason (``no_candidates``, ``below_threshold``, ``ambiguous``).
+    """
+
+    best: str | None
+    llr: float | None
+    threshold: float | None
+    runner_up_llr: float | None
+    reason: str | None
+
+
+def name_verdicts(verdicts: Sequence[ClusterVerdict], *,
+                  first_speech_s: Sequence[float] | None = None) -> list[ClusterName]:
+    """Names for clusters whose identify verdicts are given: one-to-one, open set.
+
+    Of the clusters matched to the same enrolled speaker, the one with the highest llr (the first,
+    on a tie) is named; the others stay unknown with the reason ``taken`` (a cluster never falls
+    back on its runner-up: the rule that names it is the identify rule on its own best candidate,
+    which the runner-up does not pass). ``first_speech_s``: ``(C,)`` when each cluster first
+    speaks, the order unknown clusters are numbered in (default: cluster order).
+
+    Returns
+    -------
+    One :class:`ClusterName` per verdict, in cluster order.
+    """
+    clusters = len(verdicts)
+    order = np.arange(clusters) if first_speech_s is None else np.argsort(np.asarray(first_speech_s), kind="stable")
+    if len(order) != clusters:
+        raise ValueError(f"first_speech_s has {len(order)} values for {clusters} clusters")
+    for v in verdicts:
+        if v.reason is None and (v.best is None or v.llr is None):
+            raise ValueError("a matched verdict needs its best candidate and llr")
+
+    winner: dict[str, tuple[float, int]] = {}  # enrolled key -> (llr, cluster) of the best claimant so far
+    for c, v in enumerate(verdicts):
+        if v.reason is None and v.best is not None and v.llr is not None:
+            if v.best not in winner or v.llr > winner[v.best][0]:
+                winner[v.best] = (v.llr, c)
+    matched = {c for _, c in winner.values()}
+
+    names: list[ClusterName | None] = [None] * clusters
+    unknown = 0
+    for c in order.tolist():
+        v = verdicts[c]
+        if c in matched:
+            label = str(v.best)
+            reason = None
+        else:
+            unknown += 1
+            label = f"{UNKNOWN_PREFIX}{unknown}"
+            reason = "taken" if v.reason is None else v.reason
+        names[c] = ClusterName(cluster=c, label=label, enrolled=label if c in matched else None, best=v.best,
+                               llr=v.llr, threshold=v.threshold, runner_up_llr=v.runner_up_llr, reason=reason)
+    return [n for n in names if n is not None]
+
+
 def name_clusters(llr: np.ndarray, threshold: np.ndarray, enrolled: Sequence[str], *, margin: float = 0.0,
                   first_speech_s: Sequence[float] | None = None) -> list[ClusterName]:
     """Names for ``C`` clusters against ``E`` enrolled speakers, one-to-one, open set.
@@ -65,51 +131,24 @@ def name_clusters(llr: np.ndarray, threshold: np.ndarray, enrolled: Sequence[str
     """
     llr = np.asarray(llr, dtype=np.float64)
     threshold = np.asarray(threshold, dtype=np.float64)
-    clusters = llr.shape[0] if llr.ndim == 2 else 0
     if llr.ndim != 2 or llr.shape != threshold.shape or llr.shape[1] != len(enrolled):
         raise ValueError(f"llr {llr.shape} and threshold {threshold.shape} must both be (clusters, {len(enrolled)})")
     if not np.all(np.isfinite(llr)) or not np.all(np.isfinite(threshold)):
         raise ValueError("llr and threshold must be finite")
-    order = np.arange(clusters) if first_speech_s is None else np.argsort(np.asarray(first_speech_s), kind="stable")
-    if len(order) != clusters:
-        raise ValueError(f"first_speech_s has {len(order)} values for {clusters} clusters")
 
     # Per cluster, the identify rule on its best enrolled candidate.
-    best = np.full(clusters, -1)
-    runner_up: list[float | None] = [None] * clusters
-    reasons: list[str | None] = ["no_candidates"] * clusters
-    for c in range(clusters):
-        if llr.shape[1] == 0:
+    verdicts = []
+    for row, row_threshold in zip(llr, threshold):
+        if not len(enrolled):
+            verdicts.append(ClusterVerdict(best=None, llr=None, threshold=None, runner_up_llr=None,
+                                           reason=identify_outcome(None, None, threshold=0.0, margin=margin)))
             continue
-        ranked = np.argsort(-llr[c], kind="stable")
-        best[c] = ranked[0]
-        runner_up[c] = float(llr[c, ranked[1]]) if len(ranked) > 1 else None
-        reasons[c] = identify_outcome(float(llr[c, ranked[0]]), runner_up[c],
-                                      threshold=float(threshold[c, ranked[0]]), margin=margin)
-
-    # One cluster per enrolled speaker at most: of the clusters whose best candidate qualifies, the
-    # one with the highest llr. A cluster never falls back on its runner-up: the rule that names
-    # it is the identify rule on its own best candidate, which the runner-up does not pass.
-    matched: dict[int, int] = {}
-    for e in set(best[[c for c in range(clusters) if reasons[c] is None]].tolist()):
-        claimants = [c for c in range(clusters) if reasons[c] is None and best[c] == e]
-        matched[max(claimants, key=lambda c: (llr[c, e], -c))] = int(e)
-    for c in range(clusters):
-        if reasons[c] is None and c not in matched:
-            reasons[c] = "taken"
-
-    names: list[ClusterName | None] = [None] * clusters
-    unknown = 0
-    for c in order.tolist():
-        b = int(best[c])
-        if c in matched:
-            label = str(enrolled[matched[c]])
-        else:
-            unknown += 1
-            label = f"{UNKNOWN_PREFIX}{unknown}"
-        names[c] = ClusterName(
-            cluster=c, label=label, enrolled=label if c in matched else None,
-            best=str(enrolled[b]) if b >= 0 else None,
-            llr=float(llr[c, b]) if b >= 0 else None, threshold=float(threshold[c, b]) if b >= 0 else None,
-            runner_up_llr=runner_up[c], reason=reasons[c])
-    return [n for n in names if n is not None]
+        ranked = np.argsort(-row, kind="stable")
+        best = int(ranked[0])
+        runner_up = float(row[ranked[1]]) if len(ranked) > 1 else None
+        verdicts.append(ClusterVerdict(
+            best=str(enrolled[best]), llr=float(row[best]), threshold=float(row_threshold[best]),
+            runner_up_llr=runner_up,
+            reason=identify_outcome(float(row[best]), runner_up, threshold=float(row_threshold[best]),
+                                    margin=margin)))
+    return name_verdicts(verdicts, first_speech_s=first_speech_s)

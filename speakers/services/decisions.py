@@ -298,8 +298,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     heard = recording_heard(prepared)
     probe = recording_embed_prepared(recording=recording, prepared=prepared)
     tenant = actor.tenant
-    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=top_k, asnorm=asnorm,
-                                                    locked=locked_speaker_ids(actor=actor))
+    found, verdict, scale, gallery = probe_identify(probe=IdentifyProbe.of(probe), tenant=tenant, top_k=top_k,
+                                                    asnorm=asnorm, locked=locked_speaker_ids(actor=actor))
     # a replay of a candidate's own recordings is refused before any score is told
     replay_check(heard=heard, speakers=[found.speakers[i] for i in verdict.order[:REPLAY_CANDIDATES]], actor=actor,
                  during="identify")
@@ -326,12 +326,30 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                             processing_time_ms=elapsed_ms(started))
 
 
-def probe_identify(*, probe: EmbeddingResult, tenant: Tenant, top_k: int, asnorm: bool | None,
+@dataclass(frozen=True)
+class IdentifyProbe:
+    """What identify's search and rule read of a probe: its unit vector, the model that made it and its quality.
+
+    A recording's embedding (:meth:`of`), or a diarized voice's voiceprint (its vector, the speech
+    that went into it and the recording's SNR and bandwidth).
+    """
+
+    vector: np.ndarray
+    model_version: str
+    quality: SideQuality
+
+    @classmethod
+    def of(cls, result: EmbeddingResult) -> IdentifyProbe:
+        return cls(vector=result.vector, model_version=result.model_version, quality=side_quality(result))
+
+
+def probe_identify(*, probe: IdentifyProbe, tenant: Tenant, top_k: int, asnorm: bool | None,
                    locked: frozenset[uuid.UUID] | set[uuid.UUID] = frozenset(),
                    ) -> tuple[_Candidates, quality_calibration.IdentifyVerdict, _Scale, int]:
     """identify's search and rule on an embedded probe, nothing recorded: the tenant's nearest voiceprints
     (at least the runner-up), their rows, and :meth:`Calibration.identify` on them. Returns the candidates, the
-    verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the live route's rule.
+    verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the rule of the live
+    route and of each voice diarize names.
 
     ``locked``: speakers the caller is locked out of (:func:`locked_speaker_ids`), left out as if not enrolled;
     the search reaches as many more (at most ``LOCKED_EXTRA``) so the candidates left keep their number."""
@@ -342,9 +360,9 @@ def probe_identify(*, probe: EmbeddingResult, tenant: Tenant, top_k: int, asnorm
                         model_version=probe.model_version, tenant=tenant.pk)
     hits = [hit for hit in hits if hit[0] not in locked]
     gallery = index.size(tenant.pk)
-    found = _candidates(hits, probe, scale, index, tenant)
+    found = _candidates(hits, probe.vector, scale, index, tenant)
     verdict = scale.policy.calibration.identify(
-        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=side_quality(probe),
+        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe.quality,
         fir=scale.policy.fir_target, gallery=gallery)
     return found, verdict, scale, gallery
 
@@ -360,7 +378,7 @@ class _Candidates:
     qualities: list[SideQuality]
 
 
-def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult, scale: _Scale,
+def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe_vector: np.ndarray, scale: _Scale,
                 index: VoiceprintIndex, tenant: Tenant) -> _Candidates:
     """The rows of the speakers a search found and what the rule needs of them.
 
@@ -378,7 +396,7 @@ def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe: EmbeddingResult,
         stats = index.asnorm_stats([speaker.id for speaker in speakers], normaliser)
         kept = [i for i, s in enumerate(stats) if s is not None]
         enroll = np.asarray([stats[i] for i in kept], dtype=np.float64).reshape(-1, 2)
-        mu_t, sd_t = service_asnorm.vector_stats(probe.vector)
+        mu_t, sd_t = service_asnorm.vector_stats(probe_vector)
         speakers, raws = [speakers[i] for i in kept], raws[kept]
         scores = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
     return _Candidates(speakers=speakers, raws=raws, scores=scores,

@@ -2,10 +2,11 @@
 
 Decode (the diarization limits) -> the engine's diarization (:mod:`inference.diarization`; its forward
 passes queued on the inference owner) -> each cluster's voiceprint identified against the caller's
-tenant with the identify rule (:meth:`Calibration.identify`: the llr threshold for the
+tenant by identify's own search and rule (:func:`~.decisions.probe_identify`: the llr threshold for the
 false-identification target among every voice searched, and the calibrated lead over the runner-up),
-exactly as :func:`speaker_identify` decides a probe -> one-to-one naming
-(:func:`inference.diarization.name_clusters`: an enrolled voice is never named twice; the others are
+with the speakers the caller is locked out of left out (:func:`~.lockout.locked_speaker_ids`), exactly
+as :func:`speaker_identify` and live identification decide a probe -> one-to-one naming
+(:func:`inference.diarization.name_verdicts`: an enrolled voice is never named twice; the others are
 ``unknown-1``, ``unknown-2``... in the order they first speak) -> audit.
 """
 from __future__ import annotations
@@ -14,25 +15,24 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
 from inference import InferenceError
-from inference.diarization import ClusterName, Diarization, name_clusters
+from inference.diarization import ClusterName, ClusterVerdict, Diarization, name_verdicts
 from inference.quality_calibration import SideQuality
 
 from ..audit import Actor, audit_record
 from ..exceptions import ApplicationError
 from ..models import AuditAction, Speaker
 from ..runtime import inference_owner
-from ..search.index import voiceprint_index
 from .audio_budget import audio_budget_charge, audio_budget_check
-from .decisions import ASNORM_SHORTLIST, _candidates, _scale_for
+from .decisions import IdentifyProbe, _scale_for, probe_identify
+from .lockout import locked_speaker_ids
 from .recordings import Recording
 from .timing import elapsed_ms
 
-# Each cluster's search looks at this many nearest voiceprints (at least the runner-up), as identify's default top_k.
+# Each cluster's candidates (at least the runner-up is always searched), as identify's default top_k.
 SEARCH_K = 5
 
 
@@ -129,59 +129,43 @@ def recording_diarize(*, recording: Recording, actor: Actor, num_speakers: int |
 
 def _name(found: Diarization, actor: Actor, model_version: str,
           asnorm: bool | None) -> tuple[list[ClusterName], list[SpeakerRef | None], float | None, str, int]:
-    """Each cluster through identify's search and rule, then named one-to-one.
+    """Each cluster identified as a probe is, then named one-to-one.
 
-    Per cluster: the tenant's nearest voiceprints (:func:`speaker_identify`'s search and rows), and
-    :meth:`Calibration.identify` on them. The clusters' candidates together are the columns of the
-    ``(clusters, enrolled)`` llr matrix :func:`name_clusters` reads; a candidate one cluster's search
-    did not reach lies below every score of that cluster (so it is never its best or runner-up, as in
-    identify), and a row's threshold is the one the rule gave its best candidate (the only one read).
+    Per cluster: :func:`probe_identify` on its voiceprint (the speech that went into it, and the
+    recording's SNR and bandwidth, as the probe's quality), leaving out the speakers the caller is
+    locked out of; its verdict on its best candidate is what :func:`name_verdicts` reads.
     """
     tenant = actor.tenant
-    scale = _scale_for(asnorm=asnorm, model_version=model_version, tenant=tenant)
-    index = voiceprint_index()
-    k = max(SEARCH_K, 2, ASNORM_SHORTLIST if scale.normalised else 0)
-    hits = [index.search(c.voiceprint, k, model_version=model_version, tenant=tenant.pk) for c in found.clusters]
-    gallery = index.size(tenant.pk)  # after a search: the search brings the index up to date
-    rows: list[dict[uuid.UUID, float]] = []
-    thresholds: list[float] = []
-    people: dict[uuid.UUID, Speaker] = {}
-    margin = None
-    for cluster, cluster_hits in zip(found.clusters, hits):
-        candidates = _candidates(cluster_hits, _Probe(cluster.voiceprint, model_version), scale, index, tenant)
-        verdict = scale.policy.calibration.identify(
-            scale=scale.calibration_scale, scores=candidates.scores, enroll=candidates.qualities,
-            probe=SideQuality(speech_s=cluster.voiceprint_speech_s, snr_db=found.snr_db,
-                              bandwidth_hz=found.bandwidth_hz),
-            fir=scale.policy.fir_target, gallery=gallery)
-        margin = verdict.margin
-        rows.append({s.id: float(llr) for s, llr in zip(candidates.speakers, verdict.llrs)})
-        thresholds.append(verdict.threshold)
-        people.update({s.id: s for s in candidates.speakers})
-    enrolled = list(people)
-    llr = np.zeros((len(rows), len(enrolled)))
-    if enrolled and rows:
-        floor = min(min(row.values(), default=0.0) for row in rows) - 1000.0
-        llr = np.asarray([[row.get(e, floor) for e in enrolled] for row in rows], dtype=np.float64)
-    threshold = np.asarray([[t if np.isfinite(t) else 0.0] * len(enrolled) for t in thresholds],
-                           dtype=np.float64).reshape(llr.shape)
-    names = name_clusters(llr, threshold, [str(e) for e in enrolled], margin=margin or 0.0,
-                          first_speech_s=[c.first_s for c in found.clusters])
+    locked = locked_speaker_ids(actor=actor)
+    verdicts: list[ClusterVerdict] = []
+    people: dict[str, Speaker] = {}
+    margin, scale_name, gallery = None, None, 0
+    for cluster in found.clusters:
+        probe = IdentifyProbe(vector=cluster.voiceprint, model_version=model_version,
+                              quality=SideQuality(speech_s=cluster.voiceprint_speech_s, snr_db=found.snr_db,
+                                                  bandwidth_hz=found.bandwidth_hz))
+        candidates, verdict, scale, gallery = probe_identify(probe=probe, tenant=tenant, top_k=SEARCH_K,
+                                                             asnorm=asnorm, locked=locked)
+        margin, scale_name = verdict.margin, scale.name
+        best = verdict.best
+        person = candidates.speakers[best] if best is not None else None
+        if person is not None:
+            people[str(person.id)] = person
+        verdicts.append(ClusterVerdict(
+            best=str(person.id) if person is not None else None,
+            llr=float(verdict.llrs[best]) if best is not None else None,
+            threshold=verdict.threshold if best is not None else None,
+            runner_up_llr=verdict.runner_up, reason=verdict.no_match_reason))
+    if scale_name is None:  # no cluster: the scale the request would have decided on
+        scale_name = _scale_for(asnorm=asnorm, model_version=model_version, tenant=tenant).name
+    names = name_verdicts(verdicts, first_speech_s=[c.first_s for c in found.clusters])
     refs: list[SpeakerRef | None] = []
     labelled = []
     for name in names:
-        person = people[uuid.UUID(name.enrolled)] if name.enrolled is not None else None
+        person = people[name.enrolled] if name.enrolled is not None else None
         refs.append(None if person is None else SpeakerRef(id=person.id, external_id=person.external_id,
                                                            display_name=person.display_name))
         if person is not None:  # the label names the enrolled speaker by the caller's own id when there is one
             name = replace(name, label=person.external_id or str(person.id))
         labelled.append(name)
-    return labelled, refs, margin, scale.name, gallery
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What :func:`_candidates` reads of a probe (its vector, for AS-norm)."""
-
-    vector: np.ndarray
-    model_version: str
+    return labelled, refs, margin, scale_name, gallery

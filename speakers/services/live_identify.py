@@ -24,7 +24,7 @@ from ..audit import Actor, audit_record
 from ..exceptions import StreamMessageInvalid
 from ..models import AuditAction
 from ..runtime import inference_owner
-from .decisions import probe_identify
+from .decisions import IdentifyProbe, probe_identify
 from .lockout import locked_speaker_ids
 from .streaming import StreamLimits, StreamSession, StreamStart, Window, stream_start_parse
 
@@ -83,8 +83,9 @@ def stream_identify_window(*, window: Window, actor: Actor, asnorm: bool | None,
     """
     probe: EmbeddingResult = (embed or inference_owner.embed_waveform)(window.samples, window.sample_rate)
     # as identify: a speaker the caller is locked out of is left out (no scores for a locked speaker)
-    found, verdict, scale, gallery = probe_identify(probe=probe, tenant=actor.tenant, top_k=LIVE_TOP_K,
-                                                    asnorm=asnorm, locked=locked_speaker_ids(actor=actor))
+    found, verdict, scale, gallery = probe_identify(probe=IdentifyProbe.of(probe), tenant=actor.tenant,
+                                                    top_k=LIVE_TOP_K, asnorm=asnorm,
+                                                    locked=locked_speaker_ids(actor=actor))
     candidates = [{"speaker_id": str(found.speakers[i].id), "external_id": found.speakers[i].external_id,
                    "display_name": found.speakers[i].display_name, "score": float(verdict.llrs[i]),
                    "raw_score": float(found.raws[i])} for i in verdict.order[:LIVE_TOP_K]]

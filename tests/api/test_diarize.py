@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from speakers.audit import Actor
-from speakers.models import AuditEvent
+from speakers.models import ApiKey, AuditEvent, VerificationLock
 from speakers.services import api_key_create
 from speakers.services.tenants import tenant_create
 
@@ -36,9 +36,9 @@ def conversation(speech) -> tuple[bytes, list[tuple[float, float, str]]]:
     return speech.wav(np.concatenate(pieces)), truth
 
 
-def _diarize(api, data: bytes, **fields):
+def _diarize(api, data: bytes, address: str = "127.0.0.1", **fields):
     return api.post("/api/v1/diarize", {"audio": SimpleUploadedFile("talk.wav", data, content_type="audio/wav"),
-                                        **fields}, format="multipart")
+                                        **fields}, format="multipart", REMOTE_ADDR=address)
 
 
 def _voice_at(segments: list[dict], t: float) -> str | None:
@@ -114,6 +114,39 @@ def test_another_tenants_speaker_is_never_named(client, create_speaker, enroll, 
     assert {v["no_match_reason"] for v in body["speakers"]} == {"no_candidates"}
     # and in bank's own tenant, Bob is named
     assert "bob" in {s["label"] for s in _diarize(other, conversation[0]).json()["segments"]}
+
+
+def test_a_speaker_the_callers_key_is_locked_out_of_is_never_named(client, make_key, upload, enrolled,
+                                                                    conversation, settings):
+    settings.VOICEPRINT_VERIFY_LOCKOUT_AFTER = 3
+    attacker = APIClient()
+    attacker.credentials(HTTP_X_API_KEY=make_key(name="attacker"))
+    for _ in range(3):  # three rejected guesses at Alice lock this key out of her (as in test_verification_locks)
+        guess = attacker.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("b_snt5")},
+                              format="multipart", REMOTE_ADDR="203.0.113.7")
+        assert guess.status_code == 200 and guess.json()["accepted"] is False, guess.json()
+    assert VerificationLock.objects.filter(speaker_id=enrolled["a"], api_key__name="attacker").exists()
+    data, truth = conversation
+    alice_at = (truth[0][0] + truth[0][1]) / 2
+
+    # from another address: the key's lock alone leaves Alice out, as identify does
+    response = _diarize(attacker, data, address="198.51.100.20")
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert "ext-a" not in {s["label"] for s in body["segments"]}
+    assert all(s["speaker"] is None or s["speaker"]["id"] != enrolled["a"] for s in body["segments"])
+    voices = {v["label"]: v for v in body["speakers"]}
+    alices_voice = voices[_voice_at(body["segments"], alice_at)]
+    assert alices_voice["speaker"] is None and alices_voice["label"].startswith("unknown-")
+    # no score of hers is given: the voice's best candidate is someone else, who does not pass
+    assert alices_voice["no_match_reason"] == "below_threshold"
+    assert alices_voice["score"] < alices_voice["threshold"]
+    assert "ext-b" in voices  # the speakers the key is not locked out of are named as before
+    event = AuditEvent.objects.filter(action="diarize", api_key=ApiKey.objects.get(name="attacker")).get()
+    assert enrolled["a"] not in event.detail["named"]
+    # another key (the genuine caller's) still hears Alice
+    assert "ext-a" in {s["label"] for s in _diarize(client, data).json()["segments"]}
 
 
 def test_a_recording_longer_than_the_diarization_limit_is_refused(client, conversation, settings):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from inference.config import DiarizationConfig
-from inference.diarization import diarize, name_clusters
+from inference.diarization import ClusterVerdict, diarize, name_clusters, name_verdicts
 from inference.diarization.clustering import agglomerate, first_appearance
 from inference.diarization.refinement import smooth_islands, turns_per_cluster
 from inference.diarization.windows import plan_windows
@@ -220,6 +220,17 @@ def test_unknown_clusters_are_numbered_in_the_order_they_first_speak():
 def test_naming_with_nobody_enrolled_leaves_everyone_unknown():
     names = name_clusters(np.zeros((2, 0)), np.zeros((2, 0)), [])
     assert [(n.label, n.reason) for n in names] == [("unknown-1", "no_candidates"), ("unknown-2", "no_candidates")]
+
+
+def test_naming_given_verdicts_keeps_their_reasons_and_gives_a_speaker_to_the_surer_cluster_only():
+    verdicts = [ClusterVerdict(best="alice", llr=6.0, threshold=3.0, runner_up_llr=1.0, reason=None),
+                ClusterVerdict(best=None, llr=None, threshold=None, runner_up_llr=None, reason="no_candidates"),
+                ClusterVerdict(best="alice", llr=8.0, threshold=3.0, runner_up_llr=0.0, reason=None),
+                ClusterVerdict(best="bob", llr=2.0, threshold=3.0, runner_up_llr=None, reason="below_threshold")]
+    names = name_verdicts(verdicts, first_speech_s=[0.0, 5.0, 10.0, 15.0])
+    assert [(n.label, n.reason) for n in names] == [("unknown-1", "taken"), ("unknown-2", "no_candidates"),
+                                                    ("alice", None), ("unknown-3", "below_threshold")]
+    assert names[0].best == "alice" and names[0].llr == 6.0 and names[3].best == "bob"
 
 
 def test_naming_refuses_matrices_that_do_not_match():

@@ -62,6 +62,12 @@ export function refusalElement(error, words, prefix = "") {
   return box;
 }
 
+/** Why identify named nobody (`no_match_reason`), in plain words. */
+export const NO_MATCH = {
+  no_candidates: "nobody is enrolled yet", below_threshold: "no enrolled voice scores above the threshold",
+  ambiguous: "two enrolled voices score too close to tell apart",
+};
+
 /** A number as the API gave it, rounded for reading (never rescaled). */
 export function fmt(value, digits = 3) {
   return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";

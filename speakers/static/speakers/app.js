@@ -1,6 +1,8 @@
-// The page: an API key, a speaker, and five panels (enroll, verify, identify, who spoke when, stream) that call the API.
+// The page: an API key, a speaker, and six panels (enroll, verify, identify, who spoke when, stream, live identify)
+// that call the API.
 import { Recorder } from "./audio.js";
-import { Api, fmt, refusalElement } from "./api.js";
+import { Api, NO_MATCH, fmt, refusalElement } from "./api.js";
+import { setupLiveIdentify } from "./live-identify.js";
 import { setupStreaming } from "./streaming.js";
 
 const config = JSON.parse(document.getElementById("vp-config").textContent);
@@ -270,9 +272,6 @@ $("#verify-send").addEventListener("click", () => busy($("#verify-send"), async 
 }));
 
 // --- identify ------------------------------------------------------------------------------------------
-const NO_MATCH = { no_candidates: "nobody is enrolled yet", below_threshold: "no enrolled voice scores above the threshold",
-                   ambiguous: "two enrolled voices score too close to tell apart" };
-
 $("#identify-send").addEventListener("click", () => busy($("#identify-send"), async () => {
   try {
     const d = await api.request("POST", "/api/v1/identify", { form: formWith("identify", { top_k: 5 }) });
@@ -359,6 +358,7 @@ $("#diarize-send").addEventListener("click", () => busy($("#diarize-send"), asyn
   }
 }));
 
-// --- streaming (its own module) -----------------------------------------------------------------------------
+// --- streaming verification and live identification (their own modules) -------------------------------------
 setupStreaming({ root: $("#stream-section"), path: config.stream_verify_path, words, getKey: () => apiKey, getSpeaker: () => speaker });
+setupLiveIdentify({ root: $("#live-section"), path: config.stream_identify_path, words, getKey: () => apiKey });
 refreshButtons();
