@@ -62,6 +62,23 @@ class SideQuality:
     bandwidth_hz: float = 8000.0
 
 
+# Probe conditions the identification threshold is fitted for (identify_class): the impostor model already
+# normalises each pair, but the best of N impostors behaves differently in each, so each gets its own offset.
+IDENTIFY_CONDITIONS: tuple[str, ...] = ("telephone", "short", "noisy", "clean")
+
+
+def identify_class(enroll: SideQuality, probe: SideQuality) -> str:
+    """The condition of an identification pair: a narrowband side, a short probe (< 2.5 s of speech), a noisy
+    one (< 10 dB SNR), else clean (checked in that order)."""
+    if probe.bandwidth_hz < NARROWBAND_HZ or enroll.bandwidth_hz < NARROWBAND_HZ:
+        return "telephone"
+    if probe.speech_s < 2.5:
+        return "short"
+    if probe.snr_db < 10.0:
+        return "noisy"
+    return "clean"
+
+
 def feature_vector(enroll: SideQuality, probe: SideQuality, names: Sequence[str] = FEATURES) -> np.ndarray:
     """``[1, features...]`` of one trial: ``(1 + len(names),)`` float64."""
     narrow_probe = float(probe.bandwidth_hz < NARROWBAND_HZ)
@@ -118,6 +135,9 @@ class ScaleCalibration:
     # Identification: offset added to the Gaussian threshold, and the llr lead over the runner-up.
     identify_offset: float = 0.0
     identify_margin: float = 0.0
+    # Per probe condition (identify_class), the offset that condition needs; a condition not listed uses
+    # identify_offset (the largest any training gallery needed).
+    identify_offsets: tuple[tuple[str, float], ...] = ()
 
     def features_of(self, enroll: SideQuality, probe: SideQuality) -> np.ndarray:
         return feature_vector(enroll, probe, self.features)
@@ -141,10 +161,14 @@ class ScaleCalibration:
         """The verification rule on normalised scores: accept when ``t`` reaches the threshold for ``far``."""
         return t >= self.verify_t(far)
 
-    def identify_t(self, fir: float, gallery: int) -> float:
-        """Threshold on the best candidate's ``t`` for a false-identification rate among ``gallery`` voices."""
+    def identify_t(self, fir: float, gallery: int, condition: str | None = None) -> float:
+        """Threshold on the best candidate's ``t`` for a false-identification rate among ``gallery`` voices (for a
+        pair in ``condition``: its own offset when the calibration has one)."""
         per_impostor = 1.0 - (1.0 - fir) ** (1.0 / max(gallery, 1))
-        return _normal_upper_quantile(per_impostor) + self.identify_offset
+        return _normal_upper_quantile(per_impostor) + self.offset_for(condition)
+
+    def offset_for(self, condition: str | None) -> float:
+        return dict(self.identify_offsets).get(condition, self.identify_offset) if condition else self.identify_offset
 
 
 @dataclass(frozen=True)
@@ -226,7 +250,8 @@ class Calibration:
             return IdentifyVerdict(llrs=llrs, order=order, threshold=float("nan"), margin=cal.identify_margin,
                                    runner_up=None, no_match_reason=identify_outcome(
                                        None, None, threshold=float("nan"), margin=cal.identify_margin))
-        threshold = float(cal.llr_of(cal.identify_t(fir, gallery), features[order[0]]))
+        condition = identify_class(enroll[order[0]], probe)
+        threshold = float(cal.llr_of(cal.identify_t(fir, gallery, condition), features[order[0]]))
         runner_up = float(llrs[order[1]]) if len(order) > 1 else None
         reason = identify_outcome(float(llrs[order[0]]), runner_up, threshold=threshold, margin=cal.identify_margin)
         return IdentifyVerdict(llrs=llrs, order=order, threshold=threshold, margin=cal.identify_margin,
@@ -245,6 +270,10 @@ class Calibration:
             values = dict(raw)
             for key in ("features", "impostor_mean", "impostor_log_sd", "llr", "t_at_far"):
                 values[key] = tuple(values[key])
+            values["identify_offsets"] = tuple((str(c), float(o)) for c, o in values.get("identify_offsets", ()))
+            unknown_conditions = {c for c, _ in values["identify_offsets"]} - set(IDENTIFY_CONDITIONS)
+            if unknown_conditions:
+                raise ValueError(f"scale {name!r}: unknown identification conditions {sorted(unknown_conditions)}")
             scales[name] = ScaleCalibration(**values)
             if len(scales[name].impostor_mean) != 1 + len(scales[name].features):
                 raise ValueError(f"scale {name!r}: the weights do not match the features")

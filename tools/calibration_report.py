@@ -34,7 +34,7 @@ from inference.evaluation.calibrated import Side, enrollment_side
 from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials
 from inference.evaluation.metrics import compute_eer
 from inference.gates import GateLimits, gate_refusal
-from inference.quality_calibration import SideQuality, shipped_calibration_path
+from inference.quality_calibration import SideQuality, identify_class, shipped_calibration_path
 
 logger = logging.getLogger("calibration_report")
 
@@ -224,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for gallery, names, probes, probe_speakers in train_ident.values():
             t, llr = calibrated.identification_scores(calibration, scale, gallery, probes, asnorm)
+            best = np.argmax(llr, axis=1)
             runs.append(calibrated.IdentificationRun(
                 t=t, llr=llr, known=np.array([s in names for s in probe_speakers]),
-                true_index=np.array([names.index(s) if s in names else -1 for s in probe_speakers])))
+                true_index=np.array([names.index(s) if s in names else -1 for s in probe_speakers]),
+                condition=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)])))
         offsets[scale] = calibrated.fit_identification(calibration, scale, runs, args.fir)
     calibration = calibrated.with_identification(calibration, offsets)
     if args.write_calibration:

@@ -102,10 +102,12 @@ def fit(table: TrialTable, *, model_version: str, scales: Sequence[str] = SCALES
     return Calibration(model_version=model_version, scales=fitted, trained_on=dict(trained_on or {}))
 
 
-def with_identification(calibration: Calibration, offsets: Mapping[str, tuple[float, float]]) -> Calibration:
-    """The calibration with each scale's identification ``(offset, margin)``."""
+def with_identification(calibration: Calibration, offsets: Mapping[str, tuple]) -> Calibration:
+    """The calibration with each scale's identification ``(offset, margin[, offsets per condition])``."""
     scales = {name: dataclasses.replace(cal, identify_offset=float(offsets[name][0]),
-                                        identify_margin=float(offsets[name][1]))
+                                        identify_margin=float(offsets[name][1]),
+                                        identify_offsets=tuple(sorted(offsets[name][2].items()))
+                                        if len(offsets[name]) > 2 else cal.identify_offsets)
               if name in offsets else cal for name, cal in calibration.scales.items()}
     return dataclasses.replace(calibration, scales=scales)
 
@@ -213,22 +215,40 @@ class IdentificationRun:
     llr: np.ndarray
     known: np.ndarray
     true_index: np.ndarray
+    # (P,) the identification condition (identify_class) of each probe's best pair; None: not split by condition
+    condition: np.ndarray | None = None
+
+
+# Unknown probes of one condition a run needs before it may set that condition's offset.
+MIN_CONDITION_PROBES = 20
 
 
 def fit_identification(calibration: Calibration, scale: str, runs: Sequence[IdentificationRun],
-                       fir: float) -> tuple[float, float]:
-    """``(offset, margin)`` for one scale from training identification runs (galleries of any size).
+                       fir: float) -> tuple[float, float, dict[str, float]]:
+    """``(offset, margin, offsets per condition)`` for one scale from training identification runs.
 
     The offset is the largest that any run needs for its unknown probes' best ``t`` to pass at ``fir``
-    (so the target holds in every condition trained on, not only on average). The margin (llr) turns
-    away ambiguous matches without costing correct ones: the 1st percentile of the correct matches'
-    leads over their runner-up, pooled over the runs, never negative.
+    (so the target holds in every condition trained on, not only on average); per identification
+    condition (:func:`identify_class` of each probe's best pair), the largest any run needs for the
+    unknown probes of that condition (runs with at least ``MIN_CONDITION_PROBES`` of them), so a
+    condition whose impostors never reach the worst one's level is not held to it. The margin (llr)
+    turns away ambiguous matches without costing correct ones: the 1st percentile of the correct
+    matches' leads over their runner-up, pooled over the runs, never negative.
     """
     cal = calibration.scale(scale)
     offsets, leads = [0.0], []
+    by_condition: dict[str, list[float]] = {}
     for run in runs:
         if (~run.known).any():
-            offsets.append(fit_identify_offset(cal, run.t[~run.known].max(axis=1), run.t.shape[1], fir))
+            best_unknown = run.t[~run.known].max(axis=1)
+            offsets.append(fit_identify_offset(cal, best_unknown, run.t.shape[1], fir))
+            if run.condition is not None:
+                conditions = np.asarray(run.condition)[~run.known]
+                for condition in set(conditions.tolist()):
+                    mine = best_unknown[conditions == condition]
+                    if len(mine) >= MIN_CONDITION_PROBES:
+                        by_condition.setdefault(condition, [0.0]).append(
+                            fit_identify_offset(cal, mine, run.t.shape[1], fir))
         if run.t.shape[1] >= 2:
             order = np.argsort(-run.llr, axis=1)
             rows = np.arange(len(run.llr))
@@ -236,7 +256,7 @@ def fit_identification(calibration: Calibration, scale: str, runs: Sequence[Iden
             leads.append(lead[run.known & (order[:, 0] == run.true_index)])
     pooled = np.concatenate(leads) if leads else np.array([])
     margin = float(max(0.0, np.quantile(pooled, 0.01))) if pooled.size else 0.0
-    return max(offsets), margin
+    return max(offsets), margin, {condition: max(values) for condition, values in sorted(by_condition.items())}
 
 
 def _runner_up(scores: np.ndarray, order: np.ndarray) -> list[float | None]:
@@ -266,5 +286,6 @@ def identification_rates(verdicts: Sequence[IdentifyVerdict], known: np.ndarray,
 def _rates(matched: np.ndarray, best_index: np.ndarray, known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     correct = matched & known & (best_index == truth)
     return {"known_probes": int(known.sum()), "unknown_probes": int((~known).sum()),
+            "top1": float((best_index == truth)[known].mean()) if known.any() else None,
             "correct_match": float(correct[known].mean()) if known.any() else None,
             "false_identification": float(matched[~known].mean()) if (~known).any() else None}

@@ -182,17 +182,46 @@ def test_identification_is_fitted_to_hold_in_every_training_gallery(fitted):
     calibration = Calibration(model_version="m", scales={"cosine": cal})
     rng = np.random.default_rng(5)
 
-    def run(shift: float) -> IdentificationRun:
+    def run(shift: float, condition: str) -> IdentificationRun:
         t = rng.standard_normal((300, 50)) + shift  # 200 unknown probes, then 100 known ones
         t[200:, 0] += 6.0  # known probes: their own voice (column 0) stands out
         return IdentificationRun(t=t, llr=2.0 * t, known=np.r_[np.zeros(200, bool), np.ones(100, bool)],
-                                 true_index=np.r_[np.full(200, -1), np.zeros(100, int)])
+                                 true_index=np.r_[np.full(200, -1), np.zeros(100, int)],
+                                 condition=np.full(300, condition))
 
-    calm, rough = run(0.0), run(0.8)  # in the rough condition impostors score higher
-    offset, margin = fit_identification(calibration, "cosine", [calm, rough], 0.01)
+    calm, rough = run(0.0, "clean"), run(0.8, "telephone")  # in the rough condition impostors score higher
+    offset, margin, per_condition = fit_identification(calibration, "cosine", [calm, rough], 0.01)
     assert offset == pytest.approx(fit_identification(calibration, "cosine", [rough], 0.01)[0])
     assert offset > fit_identification(calibration, "cosine", [calm], 0.01)[0]
     assert 0 < margin < 12.0  # below a true match's typical lead (6 sd on t, llr = 2 t)
+    # each condition is held to what its own impostors need, not to the worst condition's
+    assert per_condition["telephone"] == pytest.approx(offset)
+    assert per_condition["clean"] == pytest.approx(fit_identification(calibration, "cosine", [calm], 0.01)[0])
+    assert per_condition["clean"] < offset
+
+
+def test_identify_asks_each_probe_condition_for_its_own_offset(fitted):
+    import dataclasses
+
+    from inference.quality_calibration import identify_class
+
+    cal, _ = fitted
+    split = Calibration("m", {"cosine": dataclasses.replace(cal, identify_offset=1.0,
+                                                            identify_offsets=(("clean", 0.2), ("telephone", 1.0)))})
+    assert identify_class(ENROLL, LONG) == "clean" and identify_class(ENROLL, PHONE) == "telephone"
+    assert identify_class(ENROLL, SHORT) == "short" and identify_class(ENROLL, SideQuality(8.0, snr_db=5.0)) == "noisy"
+    scale = split.scale("cosine")
+    assert scale.identify_t(0.01, 100, "clean") == pytest.approx(scale.identify_t(0.01, 100) - 0.8)
+    assert scale.identify_t(0.01, 100, "short") == scale.identify_t(0.01, 100)  # not fitted: the largest offset
+    clean = split.identify(scale="cosine", scores=[0.5, 0.1], enroll=[ENROLL, ENROLL], probe=LONG, fir=0.01,
+                           gallery=100)
+    x = cal.features_of(ENROLL, LONG)
+    assert clean.threshold == pytest.approx(float(cal.llr_of(scale.identify_t(0.01, 100, "clean"), x)))
+    assert Calibration.from_dict(split.to_dict()).scale("cosine").identify_offsets == scale.identify_offsets
+    broken = split.to_dict()
+    broken["scales"]["cosine"]["identify_offsets"] = [["underwater", 0.1]]
+    with pytest.raises(ValueError, match="unknown identification conditions"):
+        Calibration.from_dict(broken)
 
 
 def _with_margin(cal, offset: float, margin: float) -> Calibration:

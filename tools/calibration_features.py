@@ -1,0 +1,135 @@
+"""Which quality terms pay: the calibration fitted with each subset of its features, measured per held-out condition.
+
+    python -m tools.calibration_features --lists <calibration corpus> --audio-root <degraded root> \\
+        --cache var/cache/calibration-embeddings.npz [--markdown X] [--json X]
+
+Reads the embeddings ``tools.calibration_report`` cached. For each candidate feature set (and a
+variant whose impostor spread does not depend on quality), the calibration is fitted as the shipped
+one is (train speakers of the shippable sources) and measured on the held-out speakers, per condition:
+the EER and minDCF of the decision score ``t`` beside the raw cosine's on the same trials (a
+calibration may move the threshold; it must not lose discrimination), and whether the operating point
+holds (FAR within 0.5-2% of the 1% target, FRR within 1.25x the condition's own). The shipped feature
+set is the one that keeps ``t`` at least as discriminating as the cosine in the most conditions while
+holding the operating point in as many.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from inference import Embedder, EngineConfig
+from inference.evaluation import calibrated
+from inference.evaluation.metrics import compute_eer, compute_min_dcf
+from inference.quality_calibration import FEATURES, fit_scale
+from tools.calibration_report import SHIPPABLE, embed_all, trial_pairs
+
+logger = logging.getLogger("calibration_features")
+
+VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {  # name: (features, spread depends on quality)
+    "all (shipped)": (FEATURES, True),
+    "all, constant spread": (FEATURES, False),
+    "no SNR": (tuple(f for f in FEATURES if f != "probe_snr"), True),
+    "speech and channel, constant spread": (tuple(f for f in FEATURES if f != "probe_snr"), False),
+    "channel only": (("probe_narrowband", "enroll_narrowband", "both_narrowband"), True),
+}
+TOLERANCE = 0.002  # an EER within 0.2 points of the cosine's counts as no loss (a few trials)
+
+
+def fit_variant(table, features: tuple[str, ...], spread: bool):
+    x = table.features(features)
+    scale = fit_scale(table.cosine, x, table.labels, features)
+    if not spread:  # one spread for every pair: t orders pairs by cosine minus a quality-dependent mean only
+        log_sd = (float(np.log(np.std(table.cosine[table.labels == 0] - x[table.labels == 0]
+                                      @ np.asarray(scale.impostor_mean)))),) + (0.0,) * len(features)
+        scale = dataclasses.replace(scale, impostor_log_sd=log_sd)
+        t = np.asarray(scale.normalised(table.cosine, x))
+        from inference.quality_calibration import FAR_GRID
+
+        scale = dataclasses.replace(scale, t_at_far=tuple(float(np.quantile(t[table.labels == 0], 1 - far))
+                                                          for far in FAR_GRID))
+    return scale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lists", type=Path, required=True)
+    parser.add_argument("--audio-root", type=Path, required=True)
+    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
+    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
+    parser.add_argument("--far", type=float, default=0.01)
+    parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
+    vectors, qualities = {}, {}
+    for cache in [*sorted(args.cache.parent.glob(args.cache.stem + ".shard*.npz")), args.cache]:
+        if cache.is_file():
+            found = embed_all([], [], embedder, cache)
+            vectors.update(found[0])
+            qualities.update(found[1])
+    train = calibrated.score_trials(trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)[0], None)
+    heldout = calibrated.score_trials(trial_pairs(args.lists, "heldout", vectors, qualities)[0], None)
+    conditions = sorted(set(heldout.groups.tolist()))
+    figures: dict = {}
+    for name, (features, spread) in VARIANTS.items():
+        scale = fit_variant(train, features, spread)
+        t = np.asarray(scale.normalised(heldout.cosine, heldout.features(features)))
+        accepted = scale.accepts(t, args.far)
+        rows = {}
+        for condition in conditions:
+            mask = heldout.groups == condition
+            y = heldout.labels[mask].astype(bool)
+            entry = calibrated.condition_report(heldout.subset(mask), lambda _table, t=t[mask], a=accepted[mask]: (t, a),
+                                                far=args.far)["all"]
+            entry["cosine_eer"] = compute_eer(heldout.cosine[mask], y)[0]
+            entry["cosine_min_dcf"] = compute_min_dcf(heldout.cosine[mask], y, 0.01)[0]
+            entry["holds"] = calibrated.holds(entry, far=args.far)
+            entry["no_loss"] = entry["eer"] <= entry["cosine_eer"] + TOLERANCE
+            rows[condition] = entry
+        figures[name] = {"features": list(features), "spread_depends_on_quality": spread, "conditions": rows,
+                         "holds": sum(r["holds"] for r in rows.values()),
+                         "no_loss": sum(r["no_loss"] for r in rows.values()),
+                         "mean_eer": float(np.mean([r["eer"] for r in rows.values()])),
+                         "mean_cosine_eer": float(np.mean([r["cosine_eer"] for r in rows.values()]))}
+        logger.info("%s: holds in %d, no loss in %d of %d; mean EER %.2f%% (cosine %.2f%%)", name,
+                    figures[name]["holds"], figures[name]["no_loss"], len(rows), 100 * figures[name]["mean_eer"],
+                    100 * figures[name]["mean_cosine_eer"])
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
+    text = markdown(figures, conditions)
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def markdown(figures: dict, conditions: list[str]) -> str:
+    names = list(figures)
+    lines = ["Per held-out condition: EER of the decision score t / of the raw cosine (%), and FAR / FRR at the 1% "
+             "operating point; `ok` = the operating point holds, `!` = t ranks worse than the cosine by more than "
+             f"{100 * TOLERANCE:.1f} points.", "",
+             "| variant | holds | no loss of discrimination | mean EER t / cosine |", "|---|---|---|---|"]
+    for name in names:
+        f = figures[name]
+        lines.append(f"| {name} | {f['holds']} / {len(conditions)} | {f['no_loss']} / {len(conditions)} | "
+                     f"{100 * f['mean_eer']:.2f} / {100 * f['mean_cosine_eer']:.2f} |")
+    lines += ["", "| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for condition in conditions:
+        cells = []
+        for name in names:
+            e = figures[name]["conditions"][condition]
+            cells.append(f"{100 * e['eer']:.2f}/{100 * e['cosine_eer']:.2f}{'' if e['no_loss'] else ' !'}; "
+                         f"{100 * e.get('far', 0):.2f}/{100 * e.get('frr', 0):.2f}{' ok' if e['holds'] else ''}")
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
