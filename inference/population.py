@@ -18,8 +18,10 @@ calibration's impostor mean for the pair's quality ``q``) and ``z = e / sd(q)``,
 
 Both are medians of per-speaker medians, so a few odd speakers, or a flood of lookalike
 enrollments short of half the population, move them little; both are clipped to bounds
-(:data:`SHIFT_BOUNDS`, :data:`SPREAD_BOUNDS`) so that no population can move the operating point
-further than measured populations needed. The adapted scale adds ``shift`` to the impostor mean and
+(:data:`SHIFT_BOUNDS_SD`, in standard deviations of the scale's impostors at :data:`REFERENCE_PAIR`, so
+one bound serves the cosine and AS-norm; :data:`SPREAD_BOUNDS`) so that no population can move the
+operating point further than measured populations needed; moves smaller than the measurement's own
+noise (:data:`DEADBAND_SD`, :data:`SPREAD_DEADBAND`) are not applied. The adapted scale adds ``shift`` to the impostor mean and
 multiplies the spread: ``t`` again reads in standard deviations above *this* population's
 impostors, and every threshold on ``t`` (verification, identification) keeps its meaning.
 
@@ -37,11 +39,21 @@ import numpy as np
 
 from inference.quality_calibration import ScaleCalibration, SideQuality, feature_rows
 
-# How far a population may move the impostor mean (cosine units) and scale its spread.
-# Measured (docs/accuracy.md, "Population adaptation"): held-out groups needed shifts up to
-# about +0.2; populations the calibration already fits come out within +-0.03 of zero.
-SHIFT_BOUNDS = (-0.05, 0.30)
+# The pair the bounds are read at: a 3 s clean probe against a 6 s clean voiceprint.
+REFERENCE_PAIR = (SideQuality(speech_s=6.0), SideQuality(speech_s=3.0))
+# How far a population may move the impostor mean, in standard deviations of the scale's impostors at
+# REFERENCE_PAIR (on the shipped cosine scale 1 sd is about 0.09: the bounds are about -0.05 and +0.30
+# cosine), and scale its spread. Measured (docs/accuracy.md, "Population adaptation"): the held-out groups
+# needed up to +1.8 sd (one telephone line for everyone); populations the calibration already fits come
+# out within +-0.05 sd.
+SHIFT_BOUNDS_SD = (-0.55, 3.3)
 SPREAD_BOUNDS = (0.80, 1.50)
+# Below these a measured move is noise, not a population: a shift within 0.2 sd (the spread of the
+# shift measured on 20 speakers drawn from one population was 0.19 sd) and a spread within 5% of one are
+# not applied, so a population like the calibration's own changes nothing and the decisions do not jitter
+# as the gallery grows.
+DEADBAND_SD = 0.2
+SPREAD_DEADBAND = 0.05
 # Median |z| of a standard normal variable.
 _NORMAL_MAD = 0.6744897501960817
 
@@ -139,12 +151,24 @@ def measure(scale: ScaleCalibration, trials: PopulationTrials) -> PopulationShif
     speakers = np.unique(trials.probe_owner)
     groups = [np.flatnonzero(trials.probe_owner == s) for s in speakers]
     measured_shift = float(np.median([np.median(excess[g]) for g in groups]))
-    shift = min(max(measured_shift, SHIFT_BOUNDS[0]), SHIFT_BOUNDS[1])
+    low, high = shift_bounds(scale)
+    shift = min(max(measured_shift, low), high)
+    if abs(shift) < DEADBAND_SD * high / SHIFT_BOUNDS_SD[1]:  # high / SHIFT_BOUNDS_SD[1]: 1 sd in the scale's units
+        shift = 0.0
     deviation = np.abs((excess - measured_shift) / sd)  # about the population's own centre
     measured_spread = float(np.median([np.median(deviation[g]) for g in groups])) / _NORMAL_MAD
     spread = min(max(measured_spread, SPREAD_BOUNDS[0]), SPREAD_BOUNDS[1])
+    if abs(spread - 1.0) < SPREAD_DEADBAND:
+        spread = 1.0
     return PopulationShift(shift=shift, spread=spread, speakers=len(speakers), trials=len(trials),
                            measured_shift=measured_shift, measured_spread=measured_spread)
+
+
+def shift_bounds(scale: ScaleCalibration) -> tuple[float, float]:
+    """:data:`SHIFT_BOUNDS_SD` in the scale's own units."""
+    x = scale.features_of(*REFERENCE_PAIR)
+    sd = math.exp(float(x @ np.asarray(scale.impostor_log_sd)))
+    return SHIFT_BOUNDS_SD[0] * sd, SHIFT_BOUNDS_SD[1] * sd
 
 
 def adapted(scale: ScaleCalibration, population: PopulationShift) -> ScaleCalibration:

@@ -31,12 +31,17 @@ from tools.calibration_report import SHIPPABLE, embed_all, trial_pairs
 
 logger = logging.getLogger("calibration_features")
 
+# The set shipped before this measurement: every quality term, the SNR read up to 40 dB.
+EARLIER = ("log_probe_speech", "log_enroll_speech", "probe_snr", "probe_narrowband", "enroll_narrowband",
+           "both_narrowband")
 VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {  # name: (features, spread depends on quality)
-    "all (shipped)": (FEATURES, True),
-    "all, constant spread": (FEATURES, False),
-    "no SNR": (tuple(f for f in FEATURES if f != "probe_snr"), True),
-    "speech and channel, constant spread": (tuple(f for f in FEATURES if f != "probe_snr"), False),
+    "all (shipped until 2026-12-07)": (EARLIER, True),
+    "all, constant spread": (EARLIER, False),
+    "no SNR": (tuple(f for f in EARLIER if f != "probe_snr"), True),
+    "speech and channel, constant spread": (tuple(f for f in EARLIER if f != "probe_snr"), False),
     "channel only": (("probe_narrowband", "enroll_narrowband", "both_narrowband"), True),
+    "SNR capped at 20 dB": (tuple("probe_snr_20" if f == "probe_snr" else f for f in EARLIER), True),
+    "SNR capped at 20 dB, no enrollment speech (shipped)": (FEATURES, True),
 }
 TOLERANCE = 0.002  # an EER within 0.2 points of the cosine's counts as no loss (a few trials)
 

@@ -405,15 +405,16 @@ def markdown(figures: dict, far: float) -> str:
                          f"({_pct(e['oracle_frr'])}){mark}")
         lines.append(f"| {condition} | {first['targets'] + first['impostors']} ({first['targets']}) | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Identification (held-out): correct match / false identification of unknown voices, %", "",
+    lines += ["", "Identification (held-out): correct match (top-1: the right person ranked first) / false "
+              "identification of unknown voices, %", "",
               "| condition | gallery | known / unknown probes | before (cosine 0.50, margin 0.05) | "
               + " | ".join(f"calibrated ({s})" for s in next(iter(figures["identification"].values()))
                            if s not in ("before", "gallery")) + " |"]
     lines.append("|---|---|---|---|" + "---|" * (len(lines[-1].split("|")) - 6))
     for condition, entry in figures["identification"].items():
         before = entry["before"]
-        cells = [f"{_pct(entry[s]['correct_match'])} / {_pct(entry[s]['false_identification'])}"
-                 for s in entry if s not in ("before", "gallery")]
+        cells = [f"{_pct(entry[s]['correct_match'])} ({_pct(entry[s].get('top1'))}) / "
+                 f"{_pct(entry[s]['false_identification'])}" for s in entry if s not in ("before", "gallery")]
         lines.append(f"| {condition} | {entry['gallery']} | {before['known_probes']} / {before['unknown_probes']} | "
                      f"{_pct(before['correct_match'])} / {_pct(before['false_identification'])} | "
                      + " | ".join(cells) + " |")

@@ -53,9 +53,6 @@ PER_RECORDING = 100
 # Recompute when the number of complete voiceprints moved by this share since the last time (or by one
 # speaker while the deployment is below the minimum).
 REFRESH_CHANGE = 0.10
-# The pair whose cosine threshold health and the admin show before and after: a 3 s clean probe against a
-# 6 s clean voiceprint.
-REFERENCE_PAIR = (SideQuality(speech_s=6.0), SideQuality(speech_s=3.0))
 
 
 @dataclass(frozen=True)
@@ -127,9 +124,9 @@ def population_measure(*, calibration: QualityCalibration, inputs: PopulationInp
 
 def threshold_moved(*, calibration: QualityCalibration, scale: str, shift: engine_population.PopulationShift,
                     far: float) -> dict[str, float]:
-    """The score :data:`REFERENCE_PAIR` needs to be accepted, with the calibration alone and adapted."""
+    """The score ``inference.population.REFERENCE_PAIR`` needs to be accepted, with the calibration alone and adapted."""
     base = calibration.scale(scale)
-    x = base.features_of(*REFERENCE_PAIR)
+    x = base.features_of(*engine_population.REFERENCE_PAIR)
 
     def needed(cal) -> float:
         mean = float(x @ np.asarray(cal.impostor_mean))

@@ -64,7 +64,9 @@ def test_feature_rows_are_feature_vector_for_every_pair():
 
 def test_a_population_like_the_calibrations_own_moves_nothing_that_matters():
     measured = population.measure(CAL, _population(np.random.default_rng(1)))
-    assert abs(measured.shift) < 0.01 and abs(measured.spread - 1.0) < 0.05
+    assert abs(measured.measured_shift) < 0.01 and abs(measured.measured_spread - 1.0) < 0.05
+    assert (measured.shift, measured.spread) == (0.0, 1.0)  # within the noise: not applied
+    assert population.adapted(CAL, measured) is CAL
     assert measured.speakers == 40 and measured.trials == 1200
 
 
@@ -92,10 +94,11 @@ def test_a_few_odd_speakers_or_a_flood_of_lookalikes_short_of_half_move_it_littl
 
 def test_the_adaptation_is_bounded():
     measured = population.measure(CAL, _population(np.random.default_rng(4), shift=0.8, spread=3.0))
-    assert measured.measured_shift > 0.7 and measured.shift == population.SHIFT_BOUNDS[1]
+    low, high = population.shift_bounds(CAL)
+    assert measured.measured_shift > 0.7 and measured.shift == high
     assert measured.spread == population.SPREAD_BOUNDS[1] and measured.bounded
-    low = population.measure(CAL, _population(np.random.default_rng(5), shift=-0.3, spread=0.3))
-    assert low.shift == population.SHIFT_BOUNDS[0] and low.spread == population.SPREAD_BOUNDS[0]
+    below = population.measure(CAL, _population(np.random.default_rng(5), shift=-0.3, spread=0.3))
+    assert below.shift == low and below.spread == population.SPREAD_BOUNDS[0]
 
 
 def test_without_trials_or_shift_the_calibration_is_returned_as_it_is():

@@ -82,8 +82,13 @@ def _independent_shift(scale_name: str = "cosine") -> tuple[float, float, int]:
                 (float(np.clip(vector @ voiceprint, -1, 1)) - mean, sd))
     measured = float(np.median([np.median([e for e, _ in v]) for v in excess.values()]))
     spread = float(np.median([np.median([abs(e - measured) / sd for e, sd in v]) for v in excess.values()])) / 0.6744897501960817
-    return (min(max(measured, engine_population.SHIFT_BOUNDS[0]), engine_population.SHIFT_BOUNDS[1]),
-            min(max(spread, engine_population.SPREAD_BOUNDS[0]), engine_population.SPREAD_BOUNDS[1]), len(excess))
+    x = feature_vector(*engine_population.REFERENCE_PAIR, base.features)
+    bound = [b * math.exp(float(x @ np.array(base.impostor_log_sd))) for b in engine_population.SHIFT_BOUNDS_SD]
+    sd_ref = math.exp(float(x @ np.array(base.impostor_log_sd)))
+    shift = min(max(measured, bound[0]), bound[1])
+    spread = min(max(spread, engine_population.SPREAD_BOUNDS[0]), engine_population.SPREAD_BOUNDS[1])
+    return (0.0 if abs(shift) < engine_population.DEADBAND_SD * sd_ref else shift,
+            1.0 if abs(spread - 1.0) < engine_population.SPREAD_DEADBAND else spread, len(excess))
 
 
 def _verify(client, upload, speaker_id: str, name: str) -> dict:
