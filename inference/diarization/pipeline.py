@@ -52,6 +52,8 @@ class Diarization:
     stretches flagged as two voices at once when ``DiarizationConfig.overlap_distance`` is set (a
     weak hint; their frames stay with one cluster in ``segments``).
     ``snr_db`` and ``bandwidth_hz`` are the whole recording's (the probe side of an identification).
+    ``timings_s``: wall seconds per stage (``vad``, ``features``, ``network``, ``clustering``, ``refinement``,
+    ``voiceprints``).
     """
 
     segments: tuple[tuple[float, float, int], ...]
@@ -93,7 +95,7 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     if len(plan) == 0:
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
                             speech_s=round(report.speech_s, 3), min_window_s=config.min_window_s)
-    timings["front_end"] = timings.get("front_end", 0.0) + time.perf_counter() - started
+    _add(timings, "vad", started)
     # In batches: the features of an hour are 230 MB at once, and an owner that runs the network
     # for several callers serves others between two batches instead of once per hour.
     size = engine.model.embedding_size
@@ -103,10 +105,10 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
         part = WindowPlan(plan.bounds[first : first + config.batch_windows], plan.region[first : first + config.batch_windows],
                           plan.regions)
         feats = window_features(x, part, engine.frontend)
-        timings["front_end"] += time.perf_counter() - started
+        _add(timings, "features", started)
         started = time.perf_counter()
         rows = np.asarray(embed_windows(feats), dtype=np.float32)
-        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - started
+        _add(timings, "network", started)
         if rows.shape != (len(part), size):
             raise ValueError(f"embed_windows returned {rows.shape} for {len(part)} windows")
         embeddings[first : first + len(part)] = rows
@@ -167,7 +169,9 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     count = int(labels.max()) + 1
     cents = clustering.centroids(emb, labels, count, weights=np.maximum(owned_s, frame_s))
     window_scores = emb @ cents.T
+    _add(timings, "clustering", started)
 
+    started = time.perf_counter()
     frame_lab = refinement.frame_labels(plan, window_scores, speech, frame_s)
     frame_lab = refinement.smooth_islands(frame_lab, int(round(config.min_turn_s / frame_s)))
     # clusters that lost every frame to their neighbours are dropped; renumber by first speech
@@ -180,11 +184,11 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     count = len(present)
     cents = cents[present] if count else cents[:0]
     overlaps = _overlaps(plan, emb, cents, window_lab, config, len(speech), frame_s, speech)
-    timings["clustering"] = timings.get("clustering", 0.0) + time.perf_counter() - started
+    _add(timings, "refinement", started)
 
     started = time.perf_counter()
     voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config)
-    timings["voiceprints"] = timings.get("voiceprints", 0.0) + time.perf_counter() - started
+    _add(timings, "voiceprints", started)
 
     turns = refinement.turns_per_cluster(segments, count)
     clusters = []
@@ -203,6 +207,11 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
         clustering=ClusteringFigures(clusters_found=found, stop_distance=stop, last_merge=last,
                                      next_merge=following, absorbed=absorbed),
         timings_s=timings)
+
+
+def _add(timings: dict[str, float], stage: str, started: float) -> None:
+    """Seconds since ``started`` (``time.perf_counter``) added to ``timings[stage]``."""
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.ndarray, config: DiarizationConfig,
