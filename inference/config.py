@@ -154,7 +154,7 @@ class DiarizationConfig:
     """Who spoke when (see :mod:`inference.diarization`). Durations in seconds.
 
     Speech (the VAD of ``EngineConfig.vad``) is cut into ``window_s`` windows every ``hop_s``
-    within each stretch of speech; a stretch shorter than ``window_s`` is one window if it holds
+    within each stretch of speech (and every ``refine_hop_s`` near changes of speaker, once clustered); a stretch shorter than ``window_s`` is one window if it holds
     ``min_window_s``, and takes its neighbours' speaker otherwise. Windows are clustered
     agglomeratively (average linkage on the cosine distance) until the closest clusters are
     ``stop_distance`` apart (``stop_distance_narrowband`` when the recording's speech reaches no
@@ -166,7 +166,13 @@ class DiarizationConfig:
     """
 
     window_s: float = 1.5
-    hop_s: float = 0.75
+    hop_s: float = 1.5
+    # Where two neighbouring windows of a stretch fall in different clusters, windows every
+    # ``refine_hop_s`` between them are added (the network on those only) before frames are
+    # labelled: changes of speaker are placed as by windows every ``refine_hop_s`` throughout, while
+    # the rest of the speech goes through the network once (None, or not less than ``hop_s``: no
+    # second pass).
+    refine_hop_s: float | None = 0.75
     min_window_s: float = 0.5
     stop_distance: float = 0.775
     stop_distance_narrowband: float = 0.625
@@ -192,6 +198,8 @@ class DiarizationConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.hop_s <= self.window_s:
             raise ValueError(f"hop_s={self.hop_s} must be in (0, window_s={self.window_s}]")
+        if self.refine_hop_s is not None and not self.refine_hop_s > 0.0:
+            raise ValueError(f"refine_hop_s={self.refine_hop_s} must be positive or None")
         if not 0.0 < self.min_window_s <= self.window_s:
             raise ValueError(f"min_window_s={self.min_window_s} must be in (0, window_s={self.window_s}]")
         for name in ("stop_distance", "stop_distance_narrowband"):
