@@ -482,7 +482,7 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
     dense, every = dense_layout(config)
     cached = Counter()
     for channel, overlap in CONDITIONS:
-        if args.channel and channel != args.channel:
+        if (args.channel and channel != args.channel) or (args.overlap is not None and overlap != args.overlap):
             continue
         tallies = {p: Tally() for p in (fit_grid or [None])}
         for i in range(conversations):
@@ -642,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtf-minutes", type=float, default=10.0, help="0 skips the real-time factor")
     parser.add_argument("--skip-heldout", action="store_true")
     parser.add_argument("--channel", choices=("clean", "telephone"), help="only this channel")
+    parser.add_argument("--overlap", type=float, choices=sorted({o for _, o in CONDITIONS}), help="only this overlap")
     args = parser.parse_args(argv)
 
     from inference.embedder import Embedder
