@@ -2,8 +2,8 @@
 
 The network runs only through ``embed_windows``, the one callable the caller passes in (in the
 service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
-three times: once for the windows, once for the windows added near changes of speaker, once for
-the clusters' voiceprints. Everything else is numpy.
+for the windows, for the windows added near changes of speaker (with ``DiarizationConfig.refine_hop_s``),
+and for the clusters' voiceprints. Everything else is numpy.
 """
 from __future__ import annotations
 
@@ -189,8 +189,8 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     cents = clustering.centroids(emb, labels, count, weights=np.maximum(owned_s, frame_s))
     _add(timings, "clustering", started)
 
-    # Near each change of speaker, the windows a layout every refine_hop_s would have (the network
-    # again, on those windows only): turns are placed as precisely, for a fraction of the windows.
+    # With refine_hop_s: near each change of speaker, the windows a layout every refine_hop_s would
+    # have (the network again, on those windows only), so turns are placed as precisely.
     refined = 0
     if embed_windows is not None and config.refine_hop_s is not None:
         extra = windows_between_changes(plan, labels, config.window_s, config.refine_hop_s)

@@ -28,9 +28,9 @@ def _cached(plan, rng) -> WindowEmbeddings:
 
 def test_the_first_pass_is_every_kth_window_of_the_dense_layout_and_the_second_pass_is_among_them():
     rng = np.random.default_rng(3)
-    config = DiarizationConfig()
+    config = DiarizationConfig(hop_s=1.5, refine_hop_s=0.75)
     dense, every = dense_layout(config)
-    assert (dense.hop_s, every) == (config.refine_hop_s, 2)
+    assert (dense.hop_s, dense.refine_hop_s, every) == (0.75, None, 2)
     stretches = _stretches(rng)
     cached = _cached(plan_windows(stretches, dense), rng)
 

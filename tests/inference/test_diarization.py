@@ -157,8 +157,25 @@ def test_the_second_pass_adds_the_dense_layouts_windows_only_between_windows_of_
     assert set(map(tuple, extra.bounds.tolist())) <= set(map(tuple, dense.bounds.tolist()))
 
 
-def test_a_change_within_a_stretch_sends_only_the_windows_around_it_through_the_network_again(two_speaker_result):
-    assert 0 < two_speaker_result.refined_windows < two_speaker_result.windows - two_speaker_result.refined_windows
+def test_with_a_second_pass_only_the_windows_around_a_change_go_through_the_network_again(
+        embedder, two_speakers, two_speaker_result):
+    samples, truth = two_speakers
+    calls: list[int] = []
+
+    def embed(feats):
+        calls.append(len(feats))
+        return embedder.embed_features(feats)
+
+    result = diarize(samples, RATE, embed, engine=embedder.config, config=DiarizationConfig(hop_s=1.5, refine_hop_s=0.75))
+
+    first, second, voiceprints = calls  # one batch each: the first pass, the second, the voiceprints
+    assert (first + second, second, voiceprints) == (result.windows, result.refined_windows, len(result.clusters))
+    assert 0 < second < first < two_speaker_result.windows  # fewer windows than one pass every 0.75 s
+    assert len(result.clusters) == 2
+    found = [b[0] for a, b in zip(result.segments, result.segments[1:]) if a[2] != b[2]]
+    true = [b[0] for a, b in zip(truth, truth[1:])]
+    assert len(found) == len(true)
+    assert np.abs(np.asarray(found) - np.asarray(true)).max() <= BOUNDARY_TOLERANCE_S
 
 
 def test_a_second_pass_no_finer_than_the_first_adds_no_window():
