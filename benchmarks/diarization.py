@@ -26,7 +26,11 @@ enrolled speakers' speaking time named right (and named as another enrolled pers
 unknown speakers' speaking time named as an enrolled person (single-speaker time only), and how
 often the overlap flags hit reference overlap. Then the real-time factor of the whole pipeline on
 one long conversation (``--rtf-minutes``) built fresh, with MindSpore at ``--threads`` threads.
-Window embeddings are cached under ``--cache`` (per conversation, condition and window layout).
+Window embeddings are cached under ``--cache`` (per conversation, condition and window layout): the
+dense layout, windows every ``refine_hop_s``; the first pass (every ``hop_s``) is every k-th of them,
+exactly the windows the pipeline plans, and the windows its second pass adds near changes of
+speaker are read from the same cache (the same windows through the same network: the same numbers).
+The printout says how many were read so and how many calls ran the network (the voiceprints).
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ import resource
 import sys
 import time
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,6 +282,46 @@ def thin(windows: WindowEmbeddings, every: int) -> WindowEmbeddings:
     return dataclasses.replace(windows, plan=plan, embeddings=windows.embeddings[keep])
 
 
+def dense_layout(config: DiarizationConfig) -> tuple[DiarizationConfig, int]:
+    """The layout the cache holds and how many of its hops make one of ``config``'s first pass.
+
+    With ``refine_hop_s`` the cache holds windows every ``refine_hop_s`` (a first pass every
+    ``hop_s`` takes every k-th of them, the second pass some of the others); else every ``hop_s``.
+    """
+    if config.refine_hop_s is None or config.refine_hop_s >= config.hop_s:
+        return dataclasses.replace(config, refine_hop_s=None), 1
+    every = int(round(config.hop_s / config.refine_hop_s))
+    if abs(every * config.refine_hop_s - config.hop_s) > 1e-9:
+        raise SystemExit(f"hop_s={config.hop_s} is not a whole number of refine_hop_s={config.refine_hop_s}")
+    return dataclasses.replace(config, hop_s=config.refine_hop_s, refine_hop_s=None), every
+
+
+class CachedNetwork:
+    """``embed_windows`` for one cached recording: features of a cached window (the dense layout's)
+    give its cached embedding, the same numbers the network gave them; anything else (voiceprints)
+    runs the network. ``counter`` counts both."""
+
+    def __init__(self, windows: WindowEmbeddings, embedder, counter: Counter) -> None:
+        from inference.diarization.windows import window_features
+
+        self.embedder, self.counter = embedder, counter
+        feats = window_features(windows.samples, windows.plan, embedder.config.frontend)
+        self.rows = {self._key(f): row for f, row in zip(feats, windows.embeddings)}
+
+    @staticmethod
+    def _key(feats: np.ndarray) -> bytes:
+        return hashlib.sha1(np.ascontiguousarray(feats, dtype=np.float32).tobytes()).digest()
+
+    def __call__(self, feats: list[np.ndarray]) -> np.ndarray:
+        keys = [self._key(f) for f in feats]
+        if all(k in self.rows for k in keys):
+            self.counter["refined"] += len(keys)
+            return np.stack([self.rows[k] for k in keys])
+        self.counter["network"] += 1
+        self.counter["network_rows"] += len(feats)
+        return self.embedder.embed_features(feats)
+
+
 # ----------------------------------------------------------------------------- identification
 
 @dataclass(frozen=True)
@@ -435,27 +479,31 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
         if calibration is None:
             raise SystemExit(f"no shipped calibration for {embedder.model_version}")
     known = {s.name for s in pool if s.known}
+    dense, every = dense_layout(config)
+    cached = Counter()
     for channel, overlap in CONDITIONS:
-        if args.channel and channel != args.channel:
+        if (args.channel and channel != args.channel) or (args.overlap is not None and overlap != args.overlap):
             continue
         tallies = {p: Tally() for p in (fit_grid or [None])}
         for i in range(conversations):
             key = f"{split}-{args.seed}-{i}"
             conversation = build_conversation(key, pool, args.corpus, overlap)
             samples, rate = conditioned(mix(conversation), channel)
-            path = cache_path(args.cache, key, channel, overlap, config)
+            # The cache holds the dense layout (every refine_hop_s): the first pass is every k-th of its
+            # windows, and the windows the second pass adds near changes of speaker are among them.
+            path = cache_path(args.cache, key, channel, overlap, dense)
             if path.is_file():
                 windows, _ = load_windows(path, samples, rate)
-                windows = thin(windows, args.thin)
             else:
                 timings: dict[str, float] = {}
                 windows = embed_recording(samples, rate, embedder.embed_features, engine=embedder.config,
-                                          config=config, timings=timings)
+                                          config=dense, timings=timings)
                 save_windows(path, windows, timings["network"])
-                windows = thin(windows, args.thin)
+            network = CachedNetwork(windows, embedder, cached)
+            windows = thin(windows, every * args.thin)
             for params, tally in tallies.items():
                 if params is None:
-                    d = diarize_embedded(windows, embedder.embed_features, engine=embedder.config, config=config)
+                    d = diarize_embedded(windows, network, engine=embedder.config, config=config)
                     llr, threshold, margin = identify_scores(d, gallery, calibration)
                     names = name_clusters(llr, threshold, gallery.names, margin=margin,
                                           first_speech_s=[c.first_s for c in d.clusters])
@@ -468,6 +516,9 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
                 score(tally, conversation, known, d, labels)
             print(f"  {split} {channel} ov{overlap:.2f} {i + 1}/{conversations}", file=sys.stderr, flush=True)
         out[(channel, overlap)] = tallies
+    if fit_grid is None:
+        print(f"\n{split}: {cached['refined']} windows of the second pass read from the dense layout's cache, "
+              f"{cached['network']} network calls (voiceprints: {cached['network_rows']} rows)")
     return out
 
 
@@ -551,7 +602,8 @@ def measure_rtf(args, embedder, config: DiarizationConfig) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     duration = samples.size / RATE
     net_per_window = d.timings_s["network"] / max(d.windows, 1)
-    print(f"\nReal-time factor: {duration / 60:.1f} min ({d.speech_s / 60:.1f} min speech, {d.windows} windows, "
+    print(f"\nReal-time factor: {duration / 60:.1f} min ({d.speech_s / 60:.1f} min speech, {d.windows} windows "
+          f"of which {d.refined_windows} near changes, "
           f"{len(d.clusters)} clusters) in {wall:.1f} s wall = RTF **{wall / duration:.3f}** "
           f"(CPU {cpu:.1f} s = {cpu / duration:.3f} CPU-s per second), MindSpore threads {args.threads}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -582,12 +634,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap-distance", type=float, help="flag overlapped windows (off by default)")
     parser.add_argument("--window-s", type=float)
     parser.add_argument("--hop-s", type=float)
+    parser.add_argument("--refine-hop-s", type=lambda v: None if v == "none" else float(v), default=False,
+                        help="the second pass's hop near changes of speaker ('none': no second pass)")
     parser.add_argument("--thin", type=int, default=1,
                         help="use every n-th cached window: the figures of a hop n times longer")
     parser.add_argument("--voiceprint-s", type=float, help="0: identify clusters by their mean window embedding")
     parser.add_argument("--rtf-minutes", type=float, default=10.0, help="0 skips the real-time factor")
     parser.add_argument("--skip-heldout", action="store_true")
     parser.add_argument("--channel", choices=("clean", "telephone"), help="only this channel")
+    parser.add_argument("--overlap", type=float, choices=sorted({o for _, o in CONDITIONS}), help="only this overlap")
     args = parser.parse_args(argv)
 
     from inference.embedder import Embedder
@@ -597,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
                                    ("stop_distance_narrowband", args.stop_distance_narrowband),
                                    ("window_s", args.window_s), ("overlap_distance", args.overlap_distance), ("hop_s", args.hop_s),
                                    ("voiceprint_s", args.voiceprint_s)) if v is not None}
+    if args.refine_hop_s is not False:
+        overrides["refine_hop_s"] = args.refine_hop_s
     config = dataclasses.replace(config, **overrides)
     embedder = Embedder.load(EngineConfig(threads=args.threads))
     print(f"diarization benchmark: {config}")

@@ -2,7 +2,8 @@
 
 The network runs only through ``embed_windows``, the one callable the caller passes in (in the
 service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
-twice: once for the windows, once for the clusters' voiceprints. Everything else is numpy.
+for the windows, for the windows added near changes of speaker (with ``DiarizationConfig.refine_hop_s``),
+and for the clusters' voiceprints. Everything else is numpy.
 """
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from inference import audio, features, vad
 from inference.config import DiarizationConfig, EngineConfig
 from inference.diarization import clustering, refinement
 from inference.diarization.clustering import ClusteringFigures, unit_rows
-from inference.diarization.windows import WindowPlan, frame_owners, plan_windows, window_features
+from inference.diarization.windows import (
+    WindowPlan,
+    frame_owners,
+    joined,
+    plan_windows,
+    window_features,
+    windows_between_changes,
+)
 from inference.errors import NoSpeechError
 from inference.quality_calibration import NARROWBAND_HZ
 
@@ -52,6 +60,9 @@ class Diarization:
     stretches flagged as two voices at once when ``DiarizationConfig.overlap_distance`` is set (a
     weak hint; their frames stay with one cluster in ``segments``).
     ``snr_db`` and ``bandwidth_hz`` are the whole recording's (the probe side of an identification).
+    ``windows``: the windows through the network, ``refined_windows`` of them the second pass near
+    changes of speaker (``DiarizationConfig.refine_hop_s``). ``timings_s``: wall seconds per stage (``vad``, ``features``, ``network``, ``clustering``, ``refinement``,
+    ``voiceprints``).
     """
 
     segments: tuple[tuple[float, float, int], ...]
@@ -62,6 +73,7 @@ class Diarization:
     snr_db: float
     bandwidth_hz: float
     windows: int
+    refined_windows: int
     clustering: ClusteringFigures
     timings_s: dict[str, float]
 
@@ -93,9 +105,19 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     if len(plan) == 0:
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
                             speech_s=round(report.speech_s, 3), min_window_s=config.min_window_s)
-    timings["front_end"] = timings.get("front_end", 0.0) + time.perf_counter() - started
-    # In batches: the features of an hour are 230 MB at once, and an owner that runs the network
-    # for several callers serves others between two batches instead of once per hour.
+    _add(timings, "vad", started)
+    embeddings = _embed_plan(x, plan, embed_windows, engine, config, timings)
+    return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
+                            samples=x)
+
+
+def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, engine: EngineConfig,
+                config: DiarizationConfig, timings: dict[str, float]) -> np.ndarray:
+    """``(N, 192)`` embeddings of the windows of ``plan`` over the 16 kHz samples ``x``, in batches.
+
+    In batches: the features of an hour are 230 MB at once, and an owner that runs the network
+    for several callers serves others between two batches instead of once per hour.
+    """
     size = engine.model.embedding_size
     embeddings = np.zeros((len(plan), size), dtype=np.float32)
     for first in range(0, len(plan), config.batch_windows):
@@ -103,15 +125,14 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
         part = WindowPlan(plan.bounds[first : first + config.batch_windows], plan.region[first : first + config.batch_windows],
                           plan.regions)
         feats = window_features(x, part, engine.frontend)
-        timings["front_end"] += time.perf_counter() - started
+        _add(timings, "features", started)
         started = time.perf_counter()
         rows = np.asarray(embed_windows(feats), dtype=np.float32)
-        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - started
+        _add(timings, "network", started)
         if rows.shape != (len(part), size):
             raise ValueError(f"embed_windows returned {rows.shape} for {len(part)} windows")
         embeddings[first : first + len(part)] = rows
-    return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
-                            samples=x)
+    return embeddings
 
 
 def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
@@ -143,8 +164,8 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
                      engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
                      num_speakers: int | None = None, max_speakers: int | None = None,
                      timings: dict[str, float] | None = None) -> Diarization:
-    """:func:`diarize` from the windows' embeddings on. Without ``embed_windows`` the voiceprints are
-    the clusters' mean window embeddings."""
+    """:func:`diarize` from the windows' embeddings on. Without ``embed_windows`` there is no second
+    pass near changes of speaker and the voiceprints are the clusters' mean window embeddings."""
     timings = {} if timings is None else timings
     if num_speakers is not None and num_speakers < 1:
         raise ValueError(f"num_speakers={num_speakers}: at least 1")
@@ -166,8 +187,20 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
         labels, absorbed = clustering.absorb_small(emb, labels, owned_s, config.min_cluster_s)
     count = int(labels.max()) + 1
     cents = clustering.centroids(emb, labels, count, weights=np.maximum(owned_s, frame_s))
-    window_scores = emb @ cents.T
+    _add(timings, "clustering", started)
 
+    # With refine_hop_s: near each change of speaker, the windows a layout every refine_hop_s would
+    # have (the network again, on those windows only), so turns are placed as precisely.
+    refined = 0
+    if embed_windows is not None and config.refine_hop_s is not None:
+        extra = windows_between_changes(plan, labels, config.window_s, config.refine_hop_s)
+        refined = len(extra)
+        if refined:
+            rows = _embed_plan(windows.samples, extra, embed_windows, engine, config, timings)
+            plan, emb = joined(plan, extra), np.concatenate([emb, unit_rows(rows.astype(np.float64))])
+            labels = np.concatenate([labels, np.argmax(emb[len(labels):] @ cents.T, axis=1)])
+    started = time.perf_counter()
+    window_scores = emb @ cents.T
     frame_lab = refinement.frame_labels(plan, window_scores, speech, frame_s)
     frame_lab = refinement.smooth_islands(frame_lab, int(round(config.min_turn_s / frame_s)))
     # clusters that lost every frame to their neighbours are dropped; renumber by first speech
@@ -180,11 +213,11 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     count = len(present)
     cents = cents[present] if count else cents[:0]
     overlaps = _overlaps(plan, emb, cents, window_lab, config, len(speech), frame_s, speech)
-    timings["clustering"] = timings.get("clustering", 0.0) + time.perf_counter() - started
+    _add(timings, "refinement", started)
 
     started = time.perf_counter()
     voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config)
-    timings["voiceprints"] = timings.get("voiceprints", 0.0) + time.perf_counter() - started
+    _add(timings, "voiceprints", started)
 
     turns = refinement.turns_per_cluster(segments, count)
     clusters = []
@@ -200,9 +233,15 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
         segments=tuple(segments), clusters=tuple(clusters), overlaps=overlaps,
         duration_s=round(windows.report.duration_s, 3), speech_s=round(float(np.sum(frame_lab >= 0) * frame_s), 3),
         snr_db=windows.report.snr_db, bandwidth_hz=windows.report.bandwidth_hz, windows=len(plan),
+        refined_windows=refined,
         clustering=ClusteringFigures(clusters_found=found, stop_distance=stop, last_merge=last,
                                      next_merge=following, absorbed=absorbed),
         timings_s=timings)
+
+
+def _add(timings: dict[str, float], stage: str, started: float) -> None:
+    """Seconds since ``started`` (``time.perf_counter``) added to ``timings[stage]``."""
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.ndarray, config: DiarizationConfig,

@@ -61,6 +61,35 @@ def plan_windows(regions: Sequence[tuple[float, float]], config: DiarizationConf
                       region=np.asarray(owner, dtype=np.int64), regions=tuple(regions))
 
 
+def windows_between_changes(plan: WindowPlan, labels: np.ndarray, window_s: float, hop_s: float) -> WindowPlan:
+    """Windows of ``window_s`` every ``hop_s`` strictly between each two neighbouring windows of one
+    stretch that ``labels`` puts in different clusters: where a change of speaker lies.
+
+    ``labels``: ``(N,)`` cluster of each window of ``plan``. With ``plan`` laid out every ``k * hop_s``,
+    these are exactly the windows a layout every ``hop_s`` would add there (the same starts). They
+    end inside the stretch: each starts before the next window of ``plan``, which ends in it.
+    """
+    bounds: list[tuple[float, float]] = []
+    owner: list[int] = []
+    for i in range(len(plan) - 1):
+        if plan.region[i] != plan.region[i + 1] or labels[i] == labels[i + 1]:
+            continue
+        start, following = plan.bounds[i, 0], plan.bounds[i + 1, 0]
+        k = 1
+        while start + k * hop_s < following - 1e-9:
+            bounds.append((float(start + k * hop_s), float(start + k * hop_s + window_s)))
+            owner.append(int(plan.region[i]))
+            k += 1
+    return WindowPlan(bounds=np.asarray(bounds, dtype=np.float64).reshape(-1, 2),
+                      region=np.asarray(owner, dtype=np.int64), regions=plan.regions)
+
+
+def joined(first: WindowPlan, second: WindowPlan) -> WindowPlan:
+    """The windows of two plans of one recording (``first``'s, then ``second``'s)."""
+    return WindowPlan(bounds=np.concatenate([first.bounds, second.bounds]),
+                      region=np.concatenate([first.region, second.region]), regions=first.regions)
+
+
 def window_features(samples: np.ndarray, plan: WindowPlan, frontend: FrontendConfig) -> list[np.ndarray]:
     """The network's input for each window: ``[(T_i, n_mels)]`` mean-normalised log-mel features."""
     rate = frontend.sample_rate

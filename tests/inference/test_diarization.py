@@ -8,7 +8,7 @@ from inference.config import DiarizationConfig
 from inference.diarization import ClusterVerdict, diarize, name_clusters, name_verdicts
 from inference.diarization.clustering import agglomerate, first_appearance
 from inference.diarization.refinement import smooth_islands, turns_per_cluster
-from inference.diarization.windows import plan_windows
+from inference.diarization.windows import plan_windows, windows_between_changes
 from inference.errors import NoSpeechError
 
 RATE = 16_000
@@ -140,6 +140,50 @@ def test_windows_stay_inside_each_stretch_of_speech():
     plan = plan_windows([(0.0, 4.0), (5.0, 5.3), (6.0, 7.0)], config)
     assert plan.bounds.tolist() == [[0.0, 1.5], [0.75, 2.25], [1.5, 3.0], [2.25, 3.75], [2.5, 4.0], [6.0, 7.0]]
     assert plan.region.tolist() == [0, 0, 0, 0, 0, 2]  # 0.3 s is too short for a window of its own
+
+
+def test_the_second_pass_adds_the_dense_layouts_windows_only_between_windows_of_different_clusters():
+    coarse = plan_windows([(0.0, 8.0), (9.0, 12.2)], DiarizationConfig(hop_s=1.5, refine_hop_s=0.75))
+    dense = plan_windows([(0.0, 8.0), (9.0, 12.2)], DiarizationConfig(hop_s=0.75, refine_hop_s=None))
+    assert coarse.bounds[:, 0].tolist() == [0.0, 1.5, 3.0, 4.5, 6.0, 6.5, 9.0, 10.5, 10.7]
+    # changes at 1.5|3.0, 6.0|6.5 (no window of the dense layout lies between those two), 9.0|10.5;
+    # 6.5|9.0 is a pause between two stretches
+    labels = np.array([0, 0, 1, 1, 1, 0, 0, 1, 1])
+
+    extra = windows_between_changes(coarse, labels, window_s=1.5, hop_s=0.75)
+
+    assert extra.bounds.tolist() == [[2.25, 3.75], [9.75, 11.25]]
+    assert extra.region.tolist() == [0, 1]
+    assert set(map(tuple, extra.bounds.tolist())) <= set(map(tuple, dense.bounds.tolist()))
+
+
+def test_with_a_second_pass_only_the_windows_around_a_change_go_through_the_network_again(
+        embedder, two_speakers, two_speaker_result):
+    samples, truth = two_speakers
+    calls: list[int] = []
+
+    def embed(feats):
+        calls.append(len(feats))
+        return embedder.embed_features(feats)
+
+    result = diarize(samples, RATE, embed, engine=embedder.config, config=DiarizationConfig(hop_s=1.5, refine_hop_s=0.75))
+
+    first, second, voiceprints = calls  # one batch each: the first pass, the second, the voiceprints
+    assert (first + second, second, voiceprints) == (result.windows, result.refined_windows, len(result.clusters))
+    assert 0 < second < first < two_speaker_result.windows  # fewer windows than one pass every 0.75 s
+    assert len(result.clusters) == 2
+    found = [b[0] for a, b in zip(result.segments, result.segments[1:]) if a[2] != b[2]]
+    true = [b[0] for a, b in zip(truth, truth[1:])]
+    assert len(found) == len(true)
+    assert np.abs(np.asarray(found) - np.asarray(true)).max() <= BOUNDARY_TOLERANCE_S
+
+
+def test_a_second_pass_no_finer_than_the_first_adds_no_window():
+    config = DiarizationConfig(hop_s=0.75, refine_hop_s=0.75)
+    plan = plan_windows([(0.0, 4.0)], config)
+    assert len(windows_between_changes(plan, np.arange(len(plan)), config.window_s, config.refine_hop_s)) == 0
+    with pytest.raises(ValueError, match="refine_hop_s"):
+        DiarizationConfig(refine_hop_s=0.0)
 
 
 def test_clustering_stops_at_the_distance_and_obeys_the_caps():
