@@ -9,11 +9,13 @@ import math
 import numpy as np
 import pytest
 from apitools import voiceprint_side
+from django.db import transaction
 
 from inference import population as engine_population
 from inference.quality_calibration import SideQuality, feature_vector, shipped_calibration
 from speakers import crypto
 from speakers.models import Enrollment, PopulationStatistics, Speaker
+from speakers.search.index import index_change_record, index_update_after_commit
 from speakers.selectors import current_model_version, decision_policy
 from speakers.services import population as service_population
 from speakers.tenancy import tenant_data_key
@@ -38,7 +40,10 @@ def _seal_speaker(speaker: Speaker, recordings: list[np.ndarray], *, speech_s: f
     speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz = (
         speech_s * len(recordings), 30.0, 8000.0)
     speaker.enrollment_count = len(recordings)
-    speaker.save()
+    with transaction.atomic():
+        speaker.save()
+        index_change_record(speaker_id=speaker.pk)  # searched like an enrolled speaker
+    index_update_after_commit()
 
 
 def _lookalike_population(create_speaker, n: int, *, seed: int = 0, common: float = 0.6) -> list[str]:
@@ -147,6 +152,44 @@ def test_the_tenants_population_re_levels_verify_as_computed_independently(clien
 
     settings.VOICEPRINT_POPULATION_ADAPTATION = False  # switched off: the shipped calibration decides again
     assert _verify(client, upload, enrolled["a"], "a_snt4")["threshold"] == before["threshold"]
+
+
+def _adapted_independently(shift: float, spread: float):
+    """The shipped calibration with its cosine impostor model moved as the statistics say (written out here)."""
+    base = shipped_calibration(current_model_version())
+    cosine = base.scale("cosine")
+    return dataclasses.replace(base, scales={**base.scales, "cosine": dataclasses.replace(
+        cosine, impostor_mean=(cosine.impostor_mean[0] + shift, *cosine.impostor_mean[1:]),
+        impostor_log_sd=(cosine.impostor_log_sd[0] + math.log(spread), *cosine.impostor_log_sd[1:]))})
+
+
+def test_identify_decides_with_the_adapted_calibration(client, upload, enrolled, create_speaker, enroll, settings):
+    settings.VOICEPRINT_POPULATION_MIN_SPEAKERS = 5
+    _lookalike_population(create_speaker, 8, seed=3)
+    third = create_speaker(external_id="real-c")
+    assert enroll(third["id"], "a_snt5", "a_snt6").status_code == 201
+    shift, spread, _ = _independent_shift()
+    assert shift > 0.02
+    response = client.post("/api/v1/identify", {"audio": upload("a_snt4")}, format="multipart")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    probe = _probe(upload)
+    gallery = [s for s in Speaker.objects.all() if s.voiceprint_speech_s >= 6.0 - 1e-9]
+    sides = [voiceprint_side(s.pk) for s in gallery]
+    expected = _adapted_independently(shift, spread).identify(
+        scale="cosine", scores=[float(v @ probe.vector) for v, _ in sides], enroll=[q for _, q in sides],
+        probe=SideQuality(probe.speech_s, probe.quality.snr_db, probe.quality.bandwidth_hz),
+        fir=settings.VOICEPRINT_FIR_TARGET, gallery=len(gallery))
+    best = gallery[expected.best]
+    assert body["threshold"] == pytest.approx(expected.threshold, abs=0.0051)
+    assert (body["match"] or {}).get("speaker_id") == (str(best.pk) if expected.matched else None)
+    shipped = shipped_calibration(current_model_version()).identify(
+        scale="cosine", scores=[float(v @ probe.vector) for v, _ in sides], enroll=[q for _, q in sides],
+        probe=SideQuality(probe.speech_s, probe.quality.snr_db, probe.quality.bandwidth_hz),
+        fir=settings.VOICEPRINT_FIR_TARGET, gallery=len(gallery))
+    # the same probe stands less far above this population's impostors than above the calibration's
+    assert body["candidates"][0]["score"] == pytest.approx(expected.llrs[expected.best], abs=0.0051)
+    assert expected.llrs[expected.best] < shipped.llrs[shipped.best] - 0.1
 
 
 def _probe(upload):
