@@ -32,7 +32,7 @@ from inference import population as engine_population
 from inference.asnorm import ASNorm
 from inference.cohort import load_cohort
 from inference.evaluation import calibrated
-from inference.evaluation.lists import read_enrollment_sets
+from inference.evaluation.lists import read_enrollment_sets, read_set_trials
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
 from tools.calibration_report import SHIPPABLE, _quality, embed_all, trial_pairs
 
@@ -55,9 +55,10 @@ def _in_group(condition: str, group: dict) -> bool:
 
 
 def population_of(lists: Path, condition: str, vectors: dict, qualities: dict,
-                  speakers: list[str] | None = None) -> engine_population.PopulationTrials | None:
+                  speakers: list[str] | None = None, probes: bool = False) -> dict | None:
     """The train speakers of ``condition`` as a deployment's population: their voiceprints (the enrollment
-    sets) and their enrollment recordings, as the service holds them."""
+    sets) and their enrollment recordings, as the service holds them; with ``probes`` also the condition's
+    probes of those speakers (what a deployment would add by keeping the scores of the probes it hears)."""
     sets = read_enrollment_sets(lists / "enrollments" / "train" / f"{condition}.txt")
     owners, voiceprints, v_quality, rec_owner, recordings, r_quality = [], [], [], [], [], []
     for speaker, files in sorted(sets.items()):
@@ -74,6 +75,13 @@ def population_of(lists: Path, condition: str, vectors: dict, qualities: dict,
             rec_owner.append(speaker)
             recordings.append(vectors[f])
             r_quality.append(_quality(qualities[f]))
+    if probes:
+        for trial in read_set_trials(lists / "trials_dense" / "train" / f"{condition}.txt"):
+            speaker = Path(trial.probe).parent.name
+            if speaker in owners and trial.probe in vectors and trial.label == 1:
+                rec_owner.append(speaker)
+                recordings.append(vectors[trial.probe])
+                r_quality.append(_quality(qualities[trial.probe]))
     if len(owners) < 2:
         return None
     return dict(voiceprints=np.stack(voiceprints), voiceprint_quality=v_quality, voiceprint_owner=owners,
@@ -122,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--far", type=float, default=0.01)
     parser.add_argument("--scales", nargs="+", default=["cosine", "asnorm"])
     parser.add_argument("--min-speakers", action="store_true", help="also measure populations of 5-80 speakers")
+    parser.add_argument("--with-probes", action="store_true",
+                        help="the population also holds the condition's probes of its speakers (not what the service "
+                             "measures today: an experiment)")
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -156,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {}
         for condition in mine:
             table = heldout.subset(heldout.groups.astype(str) == condition)
-            inputs = population_of(args.lists, condition, vectors, qualities)
+            inputs = population_of(args.lists, condition, vectors, qualities, probes=args.with_probes)
             entry = {"trials": len(table.labels), "targets": int(table.labels.sum()),
                      "raw_cosine": discrimination(table), "population_speakers": 0}
             for scale in args.scales:
