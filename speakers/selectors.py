@@ -344,8 +344,8 @@ def enrolled_speaker_count(*, tenant: Tenant | None) -> int:
 
 def population_status(*, tenant: Tenant | uuid.UUID | None, model_version: str | None = None) -> dict[str, Any]:
     """The population statistics of a tenant (health, the admin): per scale, whether they are in force, the
-    speakers they rest on, when they were measured, and how far they moved the cosine a reference pair
-    (a 3 s clean probe against a 6 s clean voiceprint) needs."""
+    speakers they rest on, when they were measured, and how far they moved the score a reference pair
+    (a 3 s clean probe against a 6 s clean voiceprint) needs on that scale."""
     model_version = model_version or current_model_version()
     rows = population_statistics_list(tenant=tenant, model_version=model_version)
     in_force = set()
@@ -363,8 +363,8 @@ def population_status(*, tenant: Tenant | uuid.UUID | None, model_version: str |
             "shift": round(row.shift, 4), "spread": round(row.spread, 4),
             "bounded": row.shift != row.measured_shift or row.spread != row.measured_spread,
             "updated_at": row.updated_at.isoformat(),
-            "reference_cosine_before": row.threshold_moved.get("before"),
-            "reference_cosine_after": row.threshold_moved.get("after")} for row in rows},
+            "reference_score_before": row.threshold_moved.get("before"),
+            "reference_score_after": row.threshold_moved.get("after")} for row in rows},
     }
 
 

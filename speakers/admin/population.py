@@ -17,7 +17,7 @@ class PopulationStatisticsAdmin(TenantScoped, admin.ModelAdmin):
     """Read-only; the one write is "Recompute" (the service, audited). Rows are derived from the voiceprints."""
 
     list_display = ("tenant", "model_version", "scale", "in_force", "speakers", "trials", "shift", "spread",
-                    "reference_cosine", "updated_at")
+                    "reference_score", "updated_at")
     list_select_related = ("tenant",)
     actions = ["recompute"]
 
@@ -26,8 +26,8 @@ class PopulationStatisticsAdmin(TenantScoped, admin.ModelAdmin):
         scales = population_status(tenant=row.tenant_id, model_version=row.model_version)["scales"]
         return bool(scales.get(row.scale, {}).get("in_force"))
 
-    @admin.display(description="cosine a 3 s probe needs (6 s voiceprint): calibration -> adapted")
-    def reference_cosine(self, row: PopulationStatistics) -> str:
+    @admin.display(description="score a 3 s probe needs (6 s voiceprint): calibration -> adapted")
+    def reference_score(self, row: PopulationStatistics) -> str:
         moved = row.threshold_moved or {}
         return f"{moved.get('before', float('nan')):.3f} -> {moved.get('after', float('nan')):.3f}"
 

@@ -24,13 +24,14 @@ class PopulationScaleOutput(serializers.Serializer):
     in_force = serializers.BooleanField(help_text="Whether these statistics re-level the decisions now.")
     speakers = serializers.IntegerField(help_text="Enrolled speakers they were measured on.")
     trials = serializers.IntegerField(help_text="Impostor trials (a recording against another speaker's voiceprint).")
-    shift = serializers.FloatField(help_text="Added to the calibration's impostor mean (cosine units).")
+    shift = serializers.FloatField(help_text="Added to the calibration's impostor mean (in the scale's units).")
     spread = serializers.FloatField(help_text="Factor on the calibration's impostor spread.")
     bounded = serializers.BooleanField(help_text="Whether a bound held the measured values back.")
     updated_at = serializers.DateTimeField()
-    reference_cosine_before = serializers.FloatField(
-        allow_null=True, help_text="The cosine a 3 s clean probe needs against a 6 s clean voiceprint, calibration alone.")
-    reference_cosine_after = serializers.FloatField(allow_null=True, help_text="The same, adapted.")
+    reference_score_before = serializers.FloatField(
+        allow_null=True, help_text="The score (on this scale: a cosine, or an AS-norm score) a 3 s clean probe needs "
+                                   "against a 6 s clean voiceprint, calibration alone.")
+    reference_score_after = serializers.FloatField(allow_null=True, help_text="The same, adapted.")
 
 
 class PopulationOutput(serializers.Serializer):

@@ -35,6 +35,6 @@ class Command(BaseCommand):
         for scale, row in status["scales"].items():
             self.stdout.write(
                 f"  {scale}: {'in force' if row['in_force'] else 'not in force'}; {row['speakers']} speakers, "
-                f"{row['trials']} trials; impostor mean {row['shift']:+.4f}, spread x{row['spread']:.3f}"
-                f"{' (bounded)' if row['bounded'] else ''}; a 3 s probe against a 6 s voiceprint needs cosine "
-                f"{row['reference_cosine_before']} -> {row['reference_cosine_after']}; measured {row['updated_at']}")
+                f"{row['trials']} trials; impostor mean moved {row['shift']:+.4f}, spread x{row['spread']:.3f}"
+                f"{' (bounded)' if row['bounded'] else ''}; a 3 s probe against a 6 s voiceprint needs a {scale} score of "
+                f"{row['reference_score_before']} -> {row['reference_score_after']}; measured {row['updated_at']}")
