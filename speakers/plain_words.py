@@ -67,6 +67,31 @@ PLAIN_WORDS: dict[str, tuple[str, str]] = {
     "asnorm_unavailable": ("Score normalisation unavailable", "Try again without AS-norm."),
     "database_unavailable": ("Service unavailable", "The database cannot be reached."),
     "search_unavailable": ("Search unavailable", "The speaker search cannot be reached; try again shortly."),
+    "audio_budget_exceeded": ("Too much audio for now", "This key has sent its share of audio for the minute; "
+                                                         "wait a moment and try again."),
+    "audio_error": ("Unusable recording", "The recording could not be processed; try another one."),
+    "fingerprint_invalid": ("Unusable recording", "The recording could not be checked for playback; record again."),
+    "enrollment_not_found": ("No such recording", "The enrollment may have been deleted."),
+    "calibration_refused": ("Calibration refused", "The labelled recordings could not calibrate the service; see "
+                                                   "the reason below."),
+    "tenant_exists": ("Tenant already exists", "Choose another name for the new tenant."),
+    "decryption_error": ("Stored data unreadable", "A stored voiceprint cannot be decrypted: the encryption keys "
+                                                   "the server was given do not match."),
+    "authentication_failed": ("Wrong API key", "The key is not valid: check it was copied whole."),
+    "not_authenticated": ("No API key", "Enter an API key."),
+    "permission_denied": ("Not allowed with this key", "The API key lacks the permission this needs."),
+    "csrf_failed": ("Page out of date", "Reload the page and try again."),
+    "bad_request": ("Bad request", "The request was not understood; check the form."),
+    "parse_error": ("Bad request", "The request body could not be read."),
+    "too_many_fields": ("Too many fields", "Send fewer fields at once."),
+    "unsupported_media_type": ("Wrong kind of request", "Send the form as multipart (files) or JSON."),
+    "not_acceptable": ("Wrong kind of request", "Ask for JSON."),
+    "method_not_allowed": ("Not possible here", "This address does not accept that kind of request."),
+    "not_found": ("Not found", "There is nothing at this address."),
+    "uri_too_long": ("Address too long", "Send the values in the request body instead."),
+    "invalid_host": ("Wrong address", "The server is not configured to answer on this address."),
+    "internal_error": ("Something went wrong", "The server failed on this request; try again, and tell the "
+                                               "operator if it keeps happening."),
     # streaming verification (docs/streaming.md)
     "idle_timeout": ("Stopped: nothing arrived", "The microphone sent nothing for a while; start again."),
     "session_too_long": ("Session over", "A streaming session has a time limit; start a new one."),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,19 @@ def test_the_app_page_puts_no_form_in_a_position_to_send_the_key_in_a_url(anon_c
     html = anon_client.get("/app/").content.decode()
     forms = re.findall(r"<form[^>]*>", html)
     assert forms and all('method="dialog"' in f for f in forms)  # a dialog form never navigates
+
+
+def test_every_code_the_server_can_return_has_plain_words():
+    """The page and the admin explain every refusal in words; the codes come from the server itself (the
+    client's generator enumerates them), so a new code without words fails here."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "clients" / "python" / "scripts" / "generate_errors.py"
+    spec = importlib.util.spec_from_file_location("generate_errors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    missing = sorted(code for code in module.server_codes() if code not in PLAIN_WORDS)
+    assert missing == []
 
 
 def test_every_quality_refusal_code_has_plain_words():
