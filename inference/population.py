@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from inference.quality_calibration import ScaleCalibration, SideQuality, feature_rows
+from inference.asnorm import ASNorm, as_norm_scores
+from inference.quality_calibration import ASNORM, Calibration, ScaleCalibration, SideQuality, feature_rows
 
 # The pair the bounds are read at: a 3 s clean probe against a 6 s clean voiceprint.
 REFERENCE_PAIR = (SideQuality(speech_s=6.0), SideQuality(speech_s=3.0))
@@ -56,6 +57,23 @@ DEADBAND_SD = 0.2
 SPREAD_DEADBAND = 0.05
 # Median |z| of a standard normal variable.
 _NORMAL_MAD = 0.6744897501960817
+
+
+# Voiceprints each recording is scored against at most: bounds the work at recordings x this, whatever the gallery.
+PER_RECORDING = 100
+
+
+@dataclass(frozen=True)
+class Population:
+    """A deployment's enrolled speakers as the statistics read them: ``(V, D)`` voiceprints and ``(R, D)``
+    enrollment recordings (unit vectors), each with its quality and its speaker (owners compare with ``==``)."""
+
+    voiceprints: np.ndarray
+    voiceprint_quality: Sequence[SideQuality]
+    voiceprint_owner: Sequence[object]
+    recordings: np.ndarray
+    recording_quality: Sequence[SideQuality]
+    recording_owner: Sequence[object]
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,32 @@ def _no_trials(features: Sequence[str]) -> PopulationTrials:
     return PopulationTrials(np.zeros(0), np.zeros((0, 1 + len(features))), np.zeros(0, dtype=object), empty, empty)
 
 
+def population_trials(population: Population, *, features: Sequence[str], per_recording: int | None = PER_RECORDING,
+                      scale: str = "cosine", asnorm: ASNorm | None = None) -> PopulationTrials:
+    """:func:`impostor_trials` of a population, scored on ``scale`` (the AS-norm scale needs ``asnorm``)."""
+    trials = impostor_trials(
+        voiceprints=population.voiceprints, voiceprint_quality=population.voiceprint_quality,
+        voiceprint_owner=population.voiceprint_owner, recordings=population.recordings,
+        recording_quality=population.recording_quality, recording_owner=population.recording_owner,
+        features=features, per_recording=per_recording)
+    if scale != ASNORM or not len(trials):
+        return trials
+    if asnorm is None:
+        raise ValueError("AS-norm scores need the cohort")
+    mu_v, sd_v = asnorm.stats_many(population.voiceprints)
+    mu_r, sd_r = asnorm.stats_many(population.recordings)
+    return trials.rescored(as_norm_scores(trials.scores, mu_v[trials.voiceprint], sd_v[trials.voiceprint],
+                                          mu_r[trials.recording], sd_r[trials.recording]))
+
+
+def measure_population(calibration: Calibration, scale: str, population: Population, *,
+                       asnorm: ASNorm | None = None, per_recording: int | None = PER_RECORDING) -> PopulationShift:
+    """The shift and spread of a population against one scale of ``calibration`` (see :func:`measure`)."""
+    cal = calibration.scale(scale)
+    return measure(cal, population_trials(population, features=cal.features, per_recording=per_recording,
+                                          scale=scale, asnorm=asnorm))
+
+
 def measure(scale: ScaleCalibration, trials: PopulationTrials) -> PopulationShift:
     """The shift and spread of ``trials`` against ``scale``'s impostor model (bounded; see the module)."""
     if not len(trials):
@@ -184,3 +228,9 @@ def adapted(scale: ScaleCalibration, population: PopulationShift) -> ScaleCalibr
     log_sd = (scale.impostor_log_sd[0] + math.log(population.spread), *scale.impostor_log_sd[1:])
     return dataclasses.replace(scale, impostor_mean=tuple(float(v) for v in mean),
                                impostor_log_sd=tuple(float(v) for v in log_sd))
+
+
+def adapted_calibration(calibration: Calibration, shifts: Mapping[str, PopulationShift]) -> Calibration:
+    """``calibration`` with each scale named in ``shifts`` re-levelled (:func:`adapted`); the others as they are."""
+    return dataclasses.replace(calibration, scales={
+        name: adapted(cal, shifts[name]) if name in shifts else cal for name, cal in calibration.scales.items()})

@@ -279,25 +279,9 @@ def population_rows_in_force(rows: list[PopulationStatistics], *, source: str) -
             if row.base == source and row.speakers >= settings.VOICEPRINT_POPULATION_MIN_SPEAKERS}
 
 
-# Adapted calibrations, by (base calibration object, shifts): decisions reuse them until the statistics move.
-_ADAPTED: dict[tuple[int, tuple], tuple[QualityCalibration, QualityCalibration]] = {}
-
-
-def _adapted(calibration: QualityCalibration, shifts: tuple[tuple[str, float, float], ...]) -> QualityCalibration:
-    key = (id(calibration), shifts)
-    cached = _ADAPTED.get(key)
-    if cached is not None and cached[0] is calibration:
-        return cached[1]
-    scales = dict(calibration.scales)
-    for scale, shift, spread in shifts:
-        if scale in scales:
-            scales[scale] = engine_population.adapted(scales[scale], engine_population.PopulationShift(
-                shift=shift, spread=spread, speakers=0, trials=0, measured_shift=shift, measured_spread=spread))
-    adapted = dataclasses.replace(calibration, scales=scales)
-    if len(_ADAPTED) >= 64:
-        _ADAPTED.clear()
-    _ADAPTED[key] = (calibration, adapted)
-    return adapted
+def _population_shift(row: PopulationStatistics) -> engine_population.PopulationShift:
+    return engine_population.PopulationShift(shift=row.shift, spread=row.spread, speakers=row.speakers, trials=row.trials,
+                                             measured_shift=row.measured_shift, measured_spread=row.measured_spread)
 
 
 def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | None) -> DecisionPolicy:
@@ -311,8 +295,9 @@ def decision_policy(*, model_version: str | None, tenant: Tenant | uuid.UUID | N
                                     source=policy.source)
     if not rows:
         return policy
-    shifts = tuple(sorted((row.scale, row.shift, row.spread) for row in rows.values()))
-    return dataclasses.replace(policy, calibration=_adapted(policy.calibration, shifts), population=rows)
+    calibration = engine_population.adapted_calibration(
+        policy.calibration, {scale: _population_shift(row) for scale, row in rows.items()})
+    return dataclasses.replace(policy, calibration=calibration, population=rows)
 
 
 def quality_gates() -> dict[str, float]:

@@ -19,7 +19,6 @@ enrolled speakers the statistics need before they may decide.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -34,6 +33,7 @@ from inference.cohort import load_cohort
 from inference.evaluation import calibrated
 from inference.evaluation.lists import read_enrollment_sets, read_set_trials
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
+from inference.population import adapted_calibration, measure_population
 from tools.calibration_report import SHIPPABLE, _quality, embed_all, trial_pairs
 
 logger = logging.getLogger("population_report")
@@ -55,7 +55,7 @@ def _in_group(condition: str, group: dict) -> bool:
 
 
 def population_of(lists: Path, condition: str, vectors: dict, qualities: dict,
-                  speakers: list[str] | None = None, probes: bool = False) -> dict | None:
+                  speakers: list[str] | None = None, probes: bool = False) -> engine_population.Population | None:
     """The train speakers of ``condition`` as a deployment's population: their voiceprints (the enrollment
     sets) and their enrollment recordings, as the service holds them; with ``probes`` also the condition's
     probes of those speakers (what a deployment would add by keeping the scores of the probes it hears)."""
@@ -84,27 +84,15 @@ def population_of(lists: Path, condition: str, vectors: dict, qualities: dict,
                 r_quality.append(_quality(qualities[trial.probe]))
     if len(owners) < 2:
         return None
-    return dict(voiceprints=np.stack(voiceprints), voiceprint_quality=v_quality, voiceprint_owner=owners,
-                recordings=np.stack(recordings), recording_quality=r_quality, recording_owner=rec_owner)
+    return engine_population.Population(
+        voiceprints=np.stack(voiceprints), voiceprint_quality=v_quality, voiceprint_owner=owners,
+        recordings=np.stack(recordings), recording_quality=r_quality, recording_owner=rec_owner)
 
 
-def shift_of(calibration, scale: str, inputs: dict, asnorm: ASNorm) -> engine_population.PopulationShift:
-    cal = calibration.scale(scale)
-    trials = engine_population.impostor_trials(**inputs, features=cal.features, per_recording=100)
-    if scale == "asnorm":
-        mu_v, sd_v = asnorm.stats_many(inputs["voiceprints"])
-        mu_r, sd_r = asnorm.stats_many(inputs["recordings"])
-        from inference.asnorm import as_norm_scores
-
-        trials = trials.rescored(as_norm_scores(trials.scores, mu_v[trials.voiceprint], sd_v[trials.voiceprint],
-                                                mu_r[trials.recording], sd_r[trials.recording]))
-    return engine_population.measure(cal, trials)
-
-
-def adapted_calibration(calibration, shifts: dict):
-    return dataclasses.replace(calibration, scales={
-        name: engine_population.adapted(cal, shifts[name]) if name in shifts else cal
-        for name, cal in calibration.scales.items()})
+def _shift(calibration, scale: str, inputs: engine_population.Population | None,
+           asnorm: ASNorm) -> engine_population.PopulationShift:
+    """The population's shift against one scale (none without a population of two speakers or more)."""
+    return measure_population(calibration, scale, inputs, asnorm=asnorm) if inputs else engine_population.IDENTITY
 
 
 def _fit(train_pairs, asnorm, model_version):
@@ -173,15 +161,15 @@ def main(argv: list[str] | None = None) -> int:
             for scale in args.scales:
                 if scale not in fitted.scales:
                     continue
-                shift = shift_of(fitted, scale, inputs, asnorm) if inputs else engine_population.IDENTITY
-                shipped_shift = shift_of(shipped_fit, scale, inputs, asnorm) if inputs else engine_population.IDENTITY
+                shift = _shift(fitted, scale, inputs, asnorm)
+                shipped_shift = _shift(shipped_fit, scale, inputs, asnorm)
                 entry["population_speakers"] = shift.speakers
                 entry[scale] = {
                     "held_out_fit": _entry(table, fitted, scale, args.far),
                     "held_out_fit_adapted": _entry(table, adapted_calibration(fitted, {scale: shift}), scale, args.far),
                     "shipped_fit": _entry(table, shipped_fit, scale, args.far),
-                    "shipped_fit_adapted": _entry(table, adapted_calibration(shipped_fit, {scale: shipped_shift}),
-                                                  scale, args.far),
+                    "shipped_fit_adapted": _entry(table, adapted_calibration(shipped_fit, {scale: shipped_shift}), scale,
+                                                  args.far),
                     "shift": shift.to_dict(), "shipped_shift": shipped_shift.to_dict()}
             out[condition] = entry
             logger.info("%s / %s: %s", name, condition, json.dumps(
@@ -221,7 +209,7 @@ def min_speakers(args, vectors, qualities, heldout, train_all, asnorm, model_ver
             for draw in range(DRAWS):
                 chosen = list(np.random.default_rng(1000 * n + draw).choice(everyone, size=n, replace=False))
                 inputs = population_of(args.lists, condition, vectors, qualities, speakers=chosen)
-                shift = shift_of(fitted, "cosine", inputs, asnorm)
+                shift = measure_population(fitted, "cosine", inputs)
                 e = _entry(table, adapted_calibration(fitted, {"cosine": shift}), "cosine", args.far)
                 fars.append(e["far"])
                 frrs.append(e["frr"])

@@ -10,7 +10,7 @@ statistics rest on ``VOICEPRINT_POPULATION_MIN_SPEAKERS`` speakers (below that, 
 decides exactly as shipped).
 
 The work is bounded whatever the gallery: at most :data:`MAX_SPEAKERS` speakers (a fixed sample,
-by id) and :data:`PER_RECORDING` voiceprints per recording; it runs after an enrollment only when
+by id) and ``inference.population.PER_RECORDING`` voiceprints per recording; it runs after an enrollment only when
 the number of complete voiceprints has moved by :data:`REFRESH_CHANGE` since the last measurement
 (so O(1) amortised per enrollment), or on demand (``manage.py population --refresh``, the admin).
 """
@@ -19,14 +19,12 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 
 from inference import population as engine_population
-from inference.asnorm import as_norm_scores
 from inference.quality_calibration import Calibration as QualityCalibration
 from inference.quality_calibration import SideQuality
 
@@ -48,27 +46,14 @@ logger = logging.getLogger(__name__)
 
 # Speakers the statistics are measured on at most (a fixed sample beyond: the first by id, and ids are random).
 MAX_SPEAKERS = 400
-# Voiceprints each recording is scored against at most.
-PER_RECORDING = 100
 # Recompute when the number of complete voiceprints moved by this share since the last time (or by one
 # speaker while the deployment is below the minimum).
 REFRESH_CHANGE = 0.10
 
 
-@dataclass(frozen=True)
-class PopulationInputs:
-    """The vectors the statistics are measured on (decrypted, in memory only for the measurement)."""
-
-    voiceprints: np.ndarray
-    voiceprint_quality: list[SideQuality]
-    voiceprint_owner: list[str]
-    recordings: np.ndarray
-    recording_quality: list[SideQuality]
-    recording_owner: list[str]
-    enrolled_speakers: int
-
-
-def _population_inputs(*, tenant: Tenant | uuid.UUID, model_version: str) -> PopulationInputs:
+def _population(*, tenant: Tenant | uuid.UUID, model_version: str) -> tuple[engine_population.Population, int]:
+    """The tenant's enrolled speakers as the statistics read them (decrypted, in memory only for the measurement),
+    and how many complete voiceprints it has in all."""
     complete = speakers_with_voiceprint_status(speakers=Speaker.objects.for_tenant(tenant),
                                                status=VoiceprintStatus.COMPLETE, model_version=model_version)
     enrolled = complete.count()
@@ -93,33 +78,20 @@ def _population_inputs(*, tenant: Tenant | uuid.UUID, model_version: str) -> Pop
                                              bandwidth_hz=enrollment.bandwidth_hz))
         recording_owner.append(str(enrollment.speaker_id))
     dim = len(voiceprints[0]) if voiceprints else 0
-    return PopulationInputs(
+    population = engine_population.Population(
         voiceprints=np.asarray(voiceprints, dtype=np.float32).reshape(len(voiceprints), dim),
         voiceprint_quality=voiceprint_quality, voiceprint_owner=owners,
         recordings=np.asarray(recordings, dtype=np.float32).reshape(len(recordings), dim),
-        recording_quality=recording_quality, recording_owner=recording_owner, enrolled_speakers=enrolled)
+        recording_quality=recording_quality, recording_owner=recording_owner)
+    return population, enrolled
 
 
-def population_measure(*, calibration: QualityCalibration, inputs: PopulationInputs,
+def population_measure(*, calibration: QualityCalibration, population: engine_population.Population,
                        asnorm: bool) -> dict[str, engine_population.PopulationShift]:
     """The population's shift and spread on each scale of ``calibration`` (AS-norm only when ``asnorm``)."""
-    out = {}
-    for name, scale in calibration.scales.items():
-        if name == "asnorm" and not asnorm:
-            continue
-        trials = engine_population.impostor_trials(
-            voiceprints=inputs.voiceprints, voiceprint_quality=inputs.voiceprint_quality,
-            voiceprint_owner=inputs.voiceprint_owner, recordings=inputs.recordings,
-            recording_quality=inputs.recording_quality, recording_owner=inputs.recording_owner,
-            features=scale.features, per_recording=PER_RECORDING)
-        if name == "asnorm" and len(trials):
-            normaliser = service_asnorm.asnorm()
-            mu_v, sd_v = normaliser.stats_many(inputs.voiceprints)
-            mu_r, sd_r = normaliser.stats_many(inputs.recordings)
-            trials = trials.rescored(as_norm_scores(trials.scores, mu_v[trials.voiceprint], sd_v[trials.voiceprint],
-                                                    mu_r[trials.recording], sd_r[trials.recording]))
-        out[name] = engine_population.measure(scale, trials)
-    return out
+    return {name: engine_population.measure_population(
+                calibration, name, population, asnorm=service_asnorm.asnorm() if name == "asnorm" else None)
+            for name in calibration.scales if name != "asnorm" or asnorm}
 
 
 def threshold_moved(*, calibration: QualityCalibration, scale: str, shift: engine_population.PopulationShift,
@@ -142,8 +114,8 @@ def population_refresh(*, tenant: Tenant | uuid.UUID, model_version: str | None 
     if not model_version:
         return []
     policy = base_decision_policy(model_version=model_version, tenant=tenant)
-    inputs = _population_inputs(tenant=tenant, model_version=model_version)
-    measured = population_measure(calibration=policy.calibration, inputs=inputs,
+    population, enrolled = _population(tenant=tenant, model_version=model_version)
+    measured = population_measure(calibration=policy.calibration, population=population,
                                   asnorm=service_asnorm.asnorm_key() is not None)
     rows = []
     with transaction.atomic():
@@ -154,13 +126,13 @@ def population_refresh(*, tenant: Tenant | uuid.UUID, model_version: str | None 
                 tenant_id=_tenant_id(tenant), model_version=model_version, scale=scale, defaults={
                     "base": policy.source, "shift": shift.shift, "spread": shift.spread,
                     "measured_shift": shift.measured_shift, "measured_spread": shift.measured_spread,
-                    "speakers": shift.speakers, "trials": shift.trials, "enrolled_speakers": inputs.enrolled_speakers,
+                    "speakers": shift.speakers, "trials": shift.trials, "enrolled_speakers": enrolled,
                     "threshold_moved": threshold_moved(calibration=policy.calibration, scale=scale, shift=shift,
                                                        far=policy.far_target)})
             rows.append(row)
         if actor is not None:
             audit_record(actor=actor, action=AuditAction.POPULATION_REFRESH, tenant=tenant, detail={
-                "model_version": model_version, "enrolled_speakers": inputs.enrolled_speakers,
+                "model_version": model_version, "enrolled_speakers": enrolled,
                 **{scale: {"shift": s.shift, "spread": s.spread, "speakers": s.speakers} for scale, s in measured.items()}})
     logger.info("population statistics of tenant %s (%s): %s", _tenant_id(tenant), model_version,
                 {scale: (round(s.shift, 4), round(s.spread, 3), s.speakers) for scale, s in measured.items()})

@@ -9,7 +9,6 @@ Files are refused where the service would refuse them as probes (unless ``--no-q
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,12 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation, population
-from inference.asnorm import as_norm_scores
 from inference.evaluation import calibrated
 from inference.evaluation.report import write_condition_figure, write_identification_figure
 from speakers import selectors
 from speakers.runtime import asnorm as service_asnorm
 from speakers.runtime import inference_owner
 from speakers.services import calibration as calibration_service
-from speakers.services.population import PER_RECORDING
 from speakers.tenancy import default_tenant
 
 
@@ -186,20 +183,12 @@ class Command(BaseCommand):
         """The calibration re-levelled on a gallery: each enrolled speaker's enrollment recordings against the other
         voiceprints (speakers/services/population.py does the same on a tenant's stored vectors)."""
         recordings = [(s, x) for s in names for x in usable[s][:enroll_per_speaker]]
-        cal = calibration.scale(scale)
-        trials = population.impostor_trials(
+        shift = population.measure_population(calibration, scale, population.Population(
             voiceprints=np.stack([g.vector for g in gallery]), voiceprint_quality=[g.quality for g in gallery],
             voiceprint_owner=names, recordings=np.stack([x.vector for _, x in recordings]),
-            recording_quality=[x.quality for _, x in recordings], recording_owner=[s for s, _ in recordings],
-            features=cal.features, per_recording=PER_RECORDING)
-        if scale == "asnorm":
-            mu_v, sd_v = norm.stats_many(np.stack([g.vector for g in gallery]))
-            mu_r, sd_r = norm.stats_many(np.stack([x.vector for _, x in recordings]))
-            trials = trials.rescored(as_norm_scores(trials.scores, mu_v[trials.voiceprint], sd_v[trials.voiceprint],
-                                                    mu_r[trials.recording], sd_r[trials.recording]))
-        shift = population.measure(cal, trials)
-        return dataclasses.replace(calibration, scales={**calibration.scales,
-                                                        scale: population.adapted(cal, shift)}), shift
+            recording_quality=[x.quality for _, x in recordings], recording_owner=[s for s, _ in recordings]),
+            asnorm=norm)
+        return population.adapted_calibration(calibration, {scale: shift}), shift
 
     @staticmethod
     def _population_line(policy) -> str:
