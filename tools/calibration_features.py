@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +24,7 @@ from inference import Embedder, EngineConfig
 from inference.evaluation import calibrated
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
 from inference.quality_calibration import FEATURES, fit_scale
-from tools.calibration_report import SHIPPABLE, embed_all, trial_pairs
+from tools.calibration_report import SHIPPABLE, cached_embeddings, corpus_arguments, trial_pairs, write_report
 
 logger = logging.getLogger("calibration_features")
 
@@ -65,22 +62,11 @@ def fit_variant(table, features: tuple[str, ...], spread: bool):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lists", type=Path, required=True)
-    parser.add_argument("--audio-root", type=Path, required=True)
-    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
-    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
-    parser.add_argument("--far", type=float, default=0.01)
-    parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--json", type=Path)
+    corpus_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
-    vectors, qualities = {}, {}
-    for cache in [*sorted(args.cache.parent.glob(args.cache.stem + ".shard*.npz")), args.cache]:
-        if cache.is_file():
-            found = embed_all([], [], embedder, cache)
-            vectors.update(found[0])
-            qualities.update(found[1])
+    vectors, qualities, _ = cached_embeddings(args.cache, embedder)
     train = calibrated.score_trials(trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)[0], None)
     heldout = calibrated.score_trials(trial_pairs(args.lists, "heldout", vectors, qualities)[0], None)
     conditions = sorted(set(heldout.groups.tolist()))
@@ -109,12 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("%s: holds in %d, no loss in %d of %d; mean EER %.2f%% (cosine %.2f%%)", name,
                     figures[name]["holds"], figures[name]["no_loss"], len(rows), 100 * figures[name]["mean_eer"],
                     100 * figures[name]["mean_cosine_eer"])
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
-    text = markdown(figures, conditions)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
+    write_report(figures, markdown(figures, conditions), args)
     return 0
 
 

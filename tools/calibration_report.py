@@ -104,6 +104,42 @@ def _shard_cache(cache: Path, k: int) -> Path:
     return cache.with_name(f"{cache.stem}.shard{k}.npz")
 
 
+def cached_embeddings(cache: Path, embedder: Embedder) -> tuple[dict, dict, dict]:
+    """What is embedded so far, read from the shard caches (``--shard`` runs) and ``cache``; embeds nothing.
+    For the tools that measure on the calibration set after this one embedded it."""
+    vectors: dict = {}
+    qualities: dict = {}
+    refused: dict = {}
+    for path in [*sorted(cache.parent.glob(cache.stem + ".shard*.npz")), cache]:
+        if path.is_file():
+            for mine, theirs in zip((vectors, qualities, refused), embed_all([], [], embedder, path)):
+                mine.update(theirs)
+    return vectors, qualities, refused
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+def corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every tool on the calibration set takes: where the set is, the model, the embeddings, the
+    operating point and where the report goes."""
+    parser.add_argument("--lists", type=Path, required=True)
+    parser.add_argument("--audio-root", type=Path, required=True, help="where degraded/ was made")
+    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
+    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
+    parser.add_argument("--far", type=float, default=0.01)
+    parser.add_argument("--markdown", type=Path, help="write the report's tables here")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+
+
+def write_report(figures: dict, text: str, args: argparse.Namespace) -> None:
+    """Every figure to ``--json``, the tables to standard output and ``--markdown``."""
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
+    sys.stdout.write(text + "\n")
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+
+
 # --- the lists -------------------------------------------------------------------------------------
 
 def _side(paths: list[str], vectors: dict, qualities: dict) -> Side | None:
@@ -168,19 +204,13 @@ def identification_runs(lists: Path, split: str, vectors: dict, qualities: dict,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lists", type=Path, required=True)
-    parser.add_argument("--audio-root", type=Path, required=True, help="where degraded/ was made")
-    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
-    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
+    corpus_arguments(parser)
     parser.add_argument("--shard", metavar="K/N",
                         help="only embed every N-th file from the K-th (0-based) into its own cache, then stop; "
                              "run N of these side by side, then once without --shard")
-    parser.add_argument("--far", type=float, default=0.01)
     parser.add_argument("--fir", type=float, default=0.01)
     parser.add_argument("--write-calibration", action="store_true",
                         help="write the fitted calibration to inference/calibrations/<model version>.json")
-    parser.add_argument("--markdown", type=Path, help="write the report's tables here")
-    parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -237,12 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("wrote %s", target)
 
     figures = report(args, calibration, vectors, qualities, refused, asnorm)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
-    text = markdown(figures, args.far)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
+    write_report(figures, markdown(figures, args.far), args)
     return 0
 
 

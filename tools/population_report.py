@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,14 @@ from inference.evaluation import calibrated
 from inference.evaluation.lists import read_enrollment_sets, read_set_trials
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
 from inference.population import adapted_calibration, measure_population
-from tools.calibration_report import SHIPPABLE, _quality, embed_all, trial_pairs
+from tools.calibration_report import (
+    SHIPPABLE,
+    _quality,
+    cached_embeddings,
+    corpus_arguments,
+    trial_pairs,
+    write_report,
+)
 
 logger = logging.getLogger("population_report")
 
@@ -111,29 +117,18 @@ def discrimination(table) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lists", type=Path, required=True)
-    parser.add_argument("--audio-root", type=Path, required=True)
-    parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
-    parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
-    parser.add_argument("--far", type=float, default=0.01)
+    corpus_arguments(parser)
     parser.add_argument("--scales", nargs="+", default=["cosine", "asnorm"])
     parser.add_argument("--min-speakers", action="store_true", help="also measure populations of 5-80 speakers")
     parser.add_argument("--with-probes", action="store_true",
                         help="the population also holds the condition's probes of its speakers (not what the service "
                              "measures today: an experiment)")
-    parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
     asnorm = ASNorm(load_cohort(args.model_dir / "cohort.npy"), top_k=200)
-    vectors, qualities = {}, {}
-    for cache in [*sorted(args.cache.parent.glob(args.cache.stem + ".shard*.npz")), args.cache]:
-        if cache.is_file():
-            found = embed_all([], [], embedder, cache)
-            vectors.update(found[0])
-            qualities.update(found[1])
+    vectors, qualities, _ = cached_embeddings(args.cache, embedder)
     logger.info("%d embedded files read from the cache", len(vectors))
     if not vectors:
         parser.error("no cached embeddings: run tools.calibration_report first")
@@ -179,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_speakers:
         figures["min_speakers"] = min_speakers(args, vectors, qualities, heldout, train_all, asnorm,
                                                embedder.model_version)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1, default=float) + "\n")
-    text = markdown(figures, args.far)
-    sys.stdout.write(text + "\n")
-    if args.markdown:
-        args.markdown.write_text(text + "\n", encoding="utf-8")
+    write_report(figures, markdown(figures, args.far), args)
     return 0
 
 
