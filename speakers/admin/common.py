@@ -42,6 +42,20 @@ def admin_tenants(request: HttpRequest) -> QuerySet[Tenant]:
     return Tenant.objects.filter(staff=request.user)
 
 
+class ReadOnly:
+    """A model admin whose rows are never added, edited or deleted from their pages (the services write them,
+    and any write an operator may make is an audited action of the page)."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class TenantScoped:
     """A model admin whose lists and pages show only the rows of the user's tenants (``tenant_path`` names the field)."""
 

@@ -8,12 +8,13 @@ from django.utils import timezone
 
 from ..models import VerificationLock
 from ..services.lockout import verification_locks_lift
-from .common import TenantScoped, admin_actor
+from .common import ReadOnly, TenantScoped, admin_actor
 
 
 @admin.register(VerificationLock)
-class VerificationLockAdmin(TenantScoped, admin.ModelAdmin):
-    """Read-only list of locks in force; the one write is the "Lift" action (the service, audited)."""
+class VerificationLockAdmin(TenantScoped, ReadOnly, admin.ModelAdmin):
+    """Read-only list of locks in force; the one write is the "Lift" action (the service, audited), never a
+    delete from the page."""
 
     tenant_path = "speaker__tenant"
     list_display = ("speaker", "caller", "locked_at", "locked_until", "remaining", "lockouts", "rejections")
@@ -41,12 +42,3 @@ class VerificationLockAdmin(TenantScoped, admin.ModelAdmin):
 
     def has_lift_permission(self, request) -> bool:
         return request.user.has_perm("speakers.delete_verificationlock")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # lifted with the action, so that it is audited

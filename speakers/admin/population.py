@@ -9,11 +9,11 @@ from django.http import HttpRequest
 from ..models import PopulationStatistics
 from ..selectors import population_status
 from ..services.population import population_refresh
-from .common import TenantScoped, admin_actor
+from .common import ReadOnly, TenantScoped, admin_actor
 
 
 @admin.register(PopulationStatistics)
-class PopulationStatisticsAdmin(TenantScoped, admin.ModelAdmin):
+class PopulationStatisticsAdmin(TenantScoped, ReadOnly, admin.ModelAdmin):
     """Read-only; the one write is "Recompute" (the service, audited). Rows are derived from the voiceprints."""
 
     list_display = ("tenant", "model_version", "scale", "in_force", "speakers", "trials", "shift", "spread",
@@ -49,12 +49,3 @@ class PopulationStatisticsAdmin(TenantScoped, admin.ModelAdmin):
 
     def has_recompute_permission(self, request) -> bool:
         return request.user.has_perm("speakers.change_populationstatistics")
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

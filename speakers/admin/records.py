@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from .. import services
 from ..models import ApiKey, ApiKeyScope, AuditEvent, Calibration, Enrollment, Speaker
-from .common import EnrollmentFigures, TenantChoiceField, TenantScoped, admin_actor, percent, score
+from .common import EnrollmentFigures, ReadOnly, TenantChoiceField, TenantScoped, admin_actor, percent, score
 
 # --- enrollments ---------------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class ApiKeyAdmin(TenantScoped, admin.ModelAdmin):
 # --- the audit log ------------------------------------------------------------------------------------
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(TenantScoped, admin.ModelAdmin):
+class AuditEventAdmin(TenantScoped, ReadOnly, admin.ModelAdmin):
     list_display = ("when", "actor", "action", "speaker", "decision", "score_against_threshold", "client_address")
     list_filter = ("action", "decision", "created_at")
     search_fields = ("actor", "=speaker_id", "=client_address")
@@ -159,19 +159,12 @@ class AuditEventAdmin(TenantScoped, admin.ModelAdmin):
     def rounded_threshold(self, event: AuditEvent) -> str:
         return score(event.threshold)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Calibration)
-class CalibrationAdmin(TenantScoped, admin.ModelAdmin):
-    """Read-only: site calibrations are measured and stored by `manage.py calibrate`, never typed in."""
+class CalibrationAdmin(TenantScoped, ReadOnly, admin.ModelAdmin):
+    """Read-only: site calibrations are measured and stored by `manage.py calibrate`, never typed in (withdraw one
+    with `manage.py calibrate --revert`, audited)."""
 
     list_display = ("id", "created_at", "model_version", "method", "trials", "eer_percent", "created_by", "note")
     list_filter = ("model_version", "method", "created_at")
@@ -184,12 +177,3 @@ class CalibrationAdmin(TenantScoped, admin.ModelAdmin):
     @admin.display(description="EER")
     def eer_percent(self, c: Calibration) -> str:
         return percent(c.eer)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # withdraw one with `manage.py calibrate --revert` (audited)
