@@ -265,6 +265,37 @@ class CampplusConfig:
         return json.loads(json.dumps(fields))
 
 
+MODELS = ("ecapa", "campplus")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Which networks embed a recording, and how their scores are fused (:mod:`inference.fusion`).
+
+    ``models``: ``("ecapa",)`` (one network, the engine as it always was) or ``("ecapa",
+    "campplus")`` (both, from one decode). With both, a recording's vector is ECAPA's unit vector
+    times ``sqrt(ecapa_weight)`` beside CAM++'s times ``sqrt(1 - ecapa_weight)``: a unit vector
+    whose cosine with another is ``ecapa_weight`` x ECAPA's cosine + the rest x CAM++'s. The weight
+    is part of the fused model version (voiceprints made with another weight are another model's).
+    The default makes the fused cosine the mean of the two cosines each divided by its impostor
+    standard deviation on the calibration set's train speakers (docs/fusion.md has the figures).
+    """
+
+    models: tuple[str, ...] = ("ecapa",)
+    ecapa_weight: float = 0.42
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models or self.models[0] != "ecapa" or len(set(self.models)) != len(self.models):
+            raise ValueError(f"models={self.models!r}: 'ecapa' first, then optionally 'campplus'")
+        if not 0.0 < self.ecapa_weight < 1.0:
+            raise ValueError(f"ecapa_weight={self.ecapa_weight}: strictly between 0 and 1")
+
+    @property
+    def fused(self) -> bool:
+        return len(self.models) > 1
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine needs. ``model_dir`` holds the converted model + manifest."""
@@ -288,12 +319,19 @@ class EngineConfig:
     # MindSpore's CPU kernel threads in this process (None: MindSpore's default). One process
     # per core with one thread each, or one process with all cores: docs/serving.md.
     threads: int | None = None
+    # Which networks (ECAPA alone, or ECAPA and CAM++ fused): inference.fusion.
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
         if self.window_frames <= max(self.model.dilations) * 2:
             raise ValueError(f"window_frames={self.window_frames} is too short for the network")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads}: at least 1")
+
+    @property
+    def embedding_size(self) -> int:
+        """The length of a recording's vector: 192 per network."""
+        return self.model.embedding_size + (self.campplus.embedding_size if self.fusion.fused else 0)
 
     @property
     def buckets(self) -> tuple[int, ...]:
