@@ -98,11 +98,15 @@ class CampplusModel:
         normalised on its own (as ECAPA's). Raises DegenerateAudioError when a few frames dominate
         the filterbank (the same guard as ECAPA's, in dB), AudioTooShortError below 3 frames.
         """
-        fbank = kaldi_fbank.fbank(prepared.speech, self.config.kaldi_fbank)
+        return self.speech_features(prepared.speech)
+
+    def speech_features(self, speech: np.ndarray) -> list[np.ndarray]:
+        """:meth:`features` of speech samples at the engine's rate."""
+        fbank = kaldi_fbank.fbank(speech, self.config.kaldi_fbank)
         if fbank.shape[0] < MIN_FRAMES:
             raise AudioTooShortError(
-                f"{prepared.speech.size} samples of speech are too few for CAM++",
-                speech_s=round(prepared.speech_s, 3), min_frames=MIN_FRAMES)
+                f"{speech.size} samples of speech are too few for CAM++",
+                speech_s=round(speech.size / self.config.audio.sample_rate, 3), min_frames=MIN_FRAMES)
         guard.check_features(fbank * np.float32(_LN_TO_DB), self.config.guard)
         return [
             kaldi_fbank.normalise(fbank[start:end], self.config.kaldi_fbank)

@@ -249,7 +249,11 @@ class Embedder:
         Speech longer than ``config.window_frames`` is cut into equal windows (see ``EngineConfig``).
         Raises DegenerateAudioError when a few frames dominate the filterbank (:mod:`inference.guard`).
         """
-        fbank = features.fbank(prepared.speech, self.config.frontend)
+        return self.speech_features(prepared.speech)
+
+    def speech_features(self, speech: np.ndarray) -> list[np.ndarray]:
+        """:meth:`features` of speech samples at the engine's rate (a stretch the caller cut out itself)."""
+        fbank = features.fbank(speech, self.config.frontend)
         guard.check_features(fbank, self.config.guard)
         return [
             features.normalise(fbank[start:end], self.config.frontend)

@@ -92,10 +92,10 @@ class FusedEmbedder(Embedder):
         logger.info("fused %s", fused.model_version)
         return fused
 
-    def features(self, prepared: PreparedAudio) -> list[FusedWindow]:  # type: ignore[override]
+    def speech_features(self, speech: np.ndarray) -> list[FusedWindow]:  # type: ignore[override]
         """Both front ends on the speech, window by window (numpy only: any thread)."""
-        ecapa = self.ecapa.features(prepared)
-        campplus = self.campplus.features(prepared)
+        ecapa = self.ecapa.speech_features(speech)
+        campplus = self.campplus.speech_features(speech)
         count = max(len(ecapa), len(campplus))
         return [FusedWindow(ecapa[i] if i < len(ecapa) else None, campplus[i] if i < len(campplus) else None)
                 for i in range(count)]

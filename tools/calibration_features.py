@@ -20,11 +20,17 @@ import logging
 
 import numpy as np
 
-from inference import Embedder, EngineConfig
 from inference.evaluation import calibrated
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
 from inference.quality_calibration import FEATURES, fit_scale
-from tools.calibration_report import SHIPPABLE, cached_embeddings, corpus_arguments, trial_pairs, write_report
+from tools.calibration_report import (
+    SHIPPABLE,
+    cached_embeddings,
+    corpus_arguments,
+    engine_of,
+    trial_pairs,
+    write_report,
+)
 
 logger = logging.getLogger("calibration_features")
 
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
+    embedder, _ = engine_of(args)
     vectors, qualities, _ = cached_embeddings(args.cache, embedder)
     train = calibrated.score_trials(trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)[0], None)
     heldout = calibrated.score_trials(trial_pairs(args.lists, "heldout", vectors, qualities)[0], None)

@@ -29,10 +29,12 @@ import numpy as np
 from inference import Embedder, EngineConfig, InferenceError
 from inference.asnorm import ASNorm
 from inference.cohort import load_cohort
+from inference.config import FusionConfig
 from inference.evaluation import calibrated
 from inference.evaluation.calibrated import Side, enrollment_side
 from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials
 from inference.evaluation.metrics import compute_eer
+from inference.fusion import load_engine
 from inference.gates import GateLimits, gate_refusal
 from inference.quality_calibration import SideQuality, identify_class, shipped_calibration_path
 
@@ -49,7 +51,8 @@ QUALITY_FIELDS = ("duration_s", "speech_s", "snr_db", "speech_level_dbfs", "clip
 def _config_key(embedder: Embedder) -> str:
     config = dataclasses.asdict(embedder.config)
     config.pop("model_dir", None)
-    for cam_plus_plus in ("campplus", "kaldi_fbank"):  # CAM++'s settings: ECAPA's vectors do not depend on them
+    # CAM++'s settings: ECAPA's vectors do not depend on them (a fused engine's version names CAM++ and the weight)
+    for cam_plus_plus in ("campplus", "kaldi_fbank", "fusion"):
         config.pop(cam_plus_plus, None)
     return hashlib.sha256(json.dumps([embedder.model_version, config], sort_keys=True, default=str)
                           .encode()).hexdigest()[:16]
@@ -100,6 +103,38 @@ def _save_cache(cache: Path, key: str, vectors: dict, qualities: dict, refused: 
     tmp.replace(cache)
 
 
+def vectors_from_campplus_eval(cache_dir: Path, embedder: Embedder, cache: Path) -> None:
+    """Fill ``cache`` with the vectors ``tools.campplus_eval`` made of the same files (one decode, both networks,
+    the engine's own steps): ECAPA's as they are, or the fused engine's ``[sqrt(w) e, sqrt(1 - w) c]``. A file
+    either network refused is refused. Embeds nothing."""
+    import math
+
+    from tools.campplus_eval import Cache, engine_key
+
+    found = Cache.empty("")
+    for path in sorted(cache_dir.glob("calibration*.npz")):
+        found.merge(Cache.read(path, engine_key(embedder.config)))
+    fused = embedder.config.fusion.fused
+    weights = (np.float32(math.sqrt(embedder.config.fusion.ecapa_weight)),
+               np.float32(math.sqrt(1.0 - embedder.config.fusion.ecapa_weight)))
+    vectors, qualities, refused = {}, {}, {}
+    for path, row in found.quality.items():
+        codes = [found.refused[m].get(path) for m in (("ecapa", "campplus") if fused else ("ecapa",))]
+        if any(codes):
+            refused[path] = next(c for c in codes if c)
+            continue
+        if path not in found.vectors["ecapa"] or (fused and path not in found.vectors["campplus"]):
+            continue
+        e = found.vectors["ecapa"][path]
+        vectors[path] = (np.concatenate([weights[0] * e, weights[1] * found.vectors["campplus"][path]])
+                         .astype(np.float32) if fused else e)
+        qualities[path] = dict(zip(QUALITY_FIELDS, row))
+    for path, code in found.refused["ecapa"].items():  # refused before any network (decoding, VAD)
+        refused.setdefault(path, code)
+    logger.info("%d vectors and %d refusals taken from %s", len(vectors), len(refused), cache_dir)
+    _save_cache(cache, _config_key(embedder), vectors, qualities, refused)
+
+
 def _shard_cache(cache: Path, k: int) -> Path:
     return cache.with_name(f"{cache.stem}.shard{k}.npz")
 
@@ -119,6 +154,15 @@ def cached_embeddings(cache: Path, embedder: Embedder) -> tuple[dict, dict, dict
 
 # --- the command line -----------------------------------------------------------------------------
 
+def models_argument(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    try:
+        FusionConfig(models=models)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return models
+
+
 def corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every tool on the calibration set takes: where the set is, the model, the embeddings, the
     operating point and where the report goes."""
@@ -126,9 +170,19 @@ def corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-root", type=Path, required=True, help="where degraded/ was made")
     parser.add_argument("--model-dir", type=Path, default=Path("var/model"))
     parser.add_argument("--cache", type=Path, default=Path("var/cache/calibration-embeddings.npz"))
+    parser.add_argument("--models", type=models_argument, default=("ecapa",),
+                        help="ecapa, or ecapa,campplus for the fused engine (inference/fusion.py)")
     parser.add_argument("--far", type=float, default=0.01)
     parser.add_argument("--markdown", type=Path, help="write the report's tables here")
     parser.add_argument("--json", type=Path, help="write every figure here")
+
+
+def engine_of(args: argparse.Namespace) -> tuple[Embedder, ASNorm | None]:
+    """The engine ``--models`` names, and AS-norm: ECAPA's cohort (its classifier's speakers), None for the fused
+    engine (calibrated on the cosine alone)."""
+    embedder = load_engine(EngineConfig(model_dir=args.model_dir, threads=1, fusion=FusionConfig(models=args.models)))
+    asnorm = None if embedder.config.fusion.fused else ASNorm(load_cohort(args.model_dir / "cohort.npy"), top_k=200)
+    return embedder, asnorm
 
 
 def write_report(figures: dict, text: str, args: argparse.Namespace) -> None:
@@ -211,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fir", type=float, default=0.01)
     parser.add_argument("--write-calibration", action="store_true",
                         help="write the fitted calibration to inference/calibrations/<model version>.json")
+    parser.add_argument("--vectors-from", type=Path, metavar="DIR",
+                        help="take the vectors from tools.campplus_eval's cache directory instead of embedding")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
-    asnorm = ASNorm(load_cohort(args.model_dir / "cohort.npy"), top_k=200)
+    embedder, asnorm = engine_of(args)
+    if args.vectors_from:
+        vectors_from_campplus_eval(args.vectors_from, embedder, args.cache)
     paths = set()
     for f in (args.lists / "enrollments").glob("*/*.txt"):
         for files in read_enrollment_sets(f).values():

@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference import Embedder, EngineConfig
 from inference import population as engine_population
 from inference.asnorm import ASNorm
-from inference.cohort import load_cohort
 from inference.evaluation import calibrated
 from inference.evaluation.lists import read_enrollment_sets, read_set_trials
 from inference.evaluation.metrics import compute_eer, compute_min_dcf
@@ -38,6 +36,7 @@ from tools.calibration_report import (
     _quality,
     cached_embeddings,
     corpus_arguments,
+    engine_of,
     trial_pairs,
     write_report,
 )
@@ -126,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    embedder = Embedder.load(EngineConfig(model_dir=args.model_dir, threads=1))
-    asnorm = ASNorm(load_cohort(args.model_dir / "cohort.npy"), top_k=200)
+    embedder, asnorm = engine_of(args)
     vectors, qualities, _ = cached_embeddings(args.cache, embedder)
     logger.info("%d embedded files read from the cache", len(vectors))
     if not vectors:

@@ -365,6 +365,12 @@ DATA_UPLOAD_MAX_NUMBER_FILES = VOICEPRINT_MAX_FILES + 1
 # --- engine, decisions, quality gates --------------------------------------------------------
 
 VOICEPRINT_MODEL_DIR = Path(env_str("VOICEPRINT_MODEL_DIR", str(BASE_DIR / "var" / "model")))
+# Which networks embed a recording: "ecapa" (ECAPA-TDNN alone), or "ecapa,campplus" (ECAPA and CAM++ from
+# one decode, fused: inference/fusion.py, docs/fusion.md). A fused deployment has voiceprints of its own
+# model version (existing speakers enroll again, as after any model change) and needs about 1.2 GB per worker.
+VOICEPRINT_MODELS = tuple(m.strip() for m in (env_str("VOICEPRINT_MODELS", "ecapa") or "").split(",") if m.strip())
+if VOICEPRINT_MODELS not in (("ecapa",), ("ecapa", "campplus")):
+    raise ImproperlyConfigured(f"VOICEPRINT_MODELS={','.join(VOICEPRINT_MODELS)!r}: use ecapa or ecapa,campplus")
 VOICEPRINT_MIN_AUDIO_S = env_float("VOICEPRINT_MIN_AUDIO_S", 0.5, minimum=0.1)
 VOICEPRINT_MAX_AUDIO_S = env_float("VOICEPRINT_MAX_AUDIO_S", 60.0, minimum=1.0)
 # Decoding cost: channels, and samples of all channels (rate x channels x duration, from the header).
@@ -410,6 +416,9 @@ VOICEPRINT_POPULATION_MIN_SPEAKERS = env_int("VOICEPRINT_POPULATION_MIN_SPEAKERS
 # Score normalisation (AS-norm) against a cohort of impostor voiceprints as the calibration's
 # input: the default for requests that do not say (each request may ask with asnorm=true/false).
 VOICEPRINT_ASNORM = env_bool("VOICEPRINT_ASNORM", False)
+if VOICEPRINT_ASNORM and len(VOICEPRINT_MODELS) > 1:
+    raise ImproperlyConfigured("VOICEPRINT_ASNORM=true needs a cohort of the fused model's vectors, which is not "
+                               "shipped: use it with VOICEPRINT_MODELS=ecapa")
 VOICEPRINT_ASNORM_COHORT = Path(env_str("VOICEPRINT_ASNORM_COHORT", str(VOICEPRINT_MODEL_DIR / "cohort.npy")))
 VOICEPRINT_ASNORM_TOP_K = env_int("VOICEPRINT_ASNORM_TOP_K", 200, minimum=2)
 

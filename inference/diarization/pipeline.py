@@ -29,6 +29,9 @@ from inference.errors import NoSpeechError
 from inference.quality_calibration import NARROWBAND_HZ
 
 EmbedWindows = Callable[[Sequence[np.ndarray]], np.ndarray]
+# Speech samples at the engine's rate -> the unit vector to identify a voice with, when the engine that
+# names voices is not the one that told them apart (the fused engine: inference.fusion).
+EmbedSpeech = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, en
 
 def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
             engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
-            num_speakers: int | None = None, max_speakers: int | None = None) -> Diarization:
+            num_speakers: int | None = None, max_speakers: int | None = None,
+            voiceprint_of: EmbedSpeech | None = None) -> Diarization:
     """Who spoke when in a mono recording at any rate (resampled to the engine's rate).
 
     Parameters
@@ -148,6 +152,9 @@ def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, 
         The number of speakers when the caller knows it (else it is found).
     max_speakers
         At most this many speakers (default ``config.max_speakers``).
+    voiceprint_of
+        Each voice's speech -> its voiceprint, when another engine names the voices (default: the
+        network of ``embed_windows``).
 
     Raises
     ------
@@ -157,13 +164,13 @@ def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, 
     timings: dict[str, float] = {}
     windows = embed_recording(samples, sample_rate, embed_windows, engine=engine, config=config, timings=timings)
     return diarize_embedded(windows, embed_windows, engine=engine, config=config, num_speakers=num_speakers,
-                            max_speakers=max_speakers, timings=timings)
+                            max_speakers=max_speakers, voiceprint_of=voiceprint_of, timings=timings)
 
 
 def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | None, *,
                      engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
                      num_speakers: int | None = None, max_speakers: int | None = None,
-                     timings: dict[str, float] | None = None) -> Diarization:
+                     timings: dict[str, float] | None = None, voiceprint_of: EmbedSpeech | None = None) -> Diarization:
     """:func:`diarize` from the windows' embeddings on. Without ``embed_windows`` there is no second
     pass near changes of speaker and the voiceprints are the clusters' mean window embeddings."""
     timings = {} if timings is None else timings
@@ -216,7 +223,8 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
     _add(timings, "refinement", started)
 
     started = time.perf_counter()
-    voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config)
+    voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config,
+                                             voiceprint_of)
     _add(timings, "voiceprints", started)
 
     turns = refinement.turns_per_cluster(segments, count)
@@ -264,8 +272,8 @@ def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.n
 
 
 def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, int]], cents: np.ndarray, count: int,
-                 embed_windows: EmbedWindows | None, engine: EngineConfig,
-                 config: DiarizationConfig) -> tuple[list[np.ndarray], list[float]]:
+                 embed_windows: EmbedWindows | None, engine: EngineConfig, config: DiarizationConfig,
+                 voiceprint_of: EmbedSpeech | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Each cluster's voiceprint: the network on its longest turns (up to ``voiceprint_s``), an edge
     of ``voiceprint_trim_s`` cut where another speaker follows or precedes without a pause."""
     means = [cents[c].astype(np.float32) for c in range(count)]
@@ -300,7 +308,12 @@ def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, i
                 chosen = [(chosen[0][0], chosen[0][0] + total)]
         chosen.sort()
         speech = np.concatenate([windows.samples[int(round(s * rate)) : int(round(e * rate))] for s, e in chosen])
-        feats.append(features.compute_features(speech, engine.frontend)[: engine.window_frames])
+        if voiceprint_of is not None:
+            feats.append(voiceprint_of(speech))
+        else:
+            feats.append(features.compute_features(speech, engine.frontend)[: engine.window_frames])
         spoken.append(total)
+    if voiceprint_of is not None:
+        return [np.asarray(v, dtype=np.float32) for v in feats], spoken
     vectors = np.asarray(embed_windows(feats), dtype=np.float32)
     return [unit_rows(vectors[c : c + 1])[0] for c in range(count)], spoken

@@ -38,6 +38,10 @@ _loaded: ProcessLocal[_Loaded] = ProcessLocal(_Loaded)
 
 def asnorm() -> ASNorm:
     """This process's AS-norm. Raises NormalisationUnavailable if the cohort cannot be loaded."""
+    if len(settings.VOICEPRINT_MODELS) > 1:
+        raise NormalisationUnavailable("Score normalisation has no cohort for the fused models (ECAPA and CAM++): "
+                                       "ask without asnorm, or run with VOICEPRINT_MODELS=ecapa.",
+                                       models=",".join(settings.VOICEPRINT_MODELS))
     loaded = _loaded.get()
     wanted = (str(settings.VOICEPRINT_ASNORM_COHORT), settings.VOICEPRINT_ASNORM_TOP_K)
     if loaded.asnorm is None or loaded.source != wanted:

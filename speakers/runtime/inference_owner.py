@@ -46,9 +46,11 @@ from inference import (
     read_manifest,
 )
 from inference.audio import DecodedAudio
-from inference.config import DiarizationConfig
+from inference.config import DiarizationConfig, FusionConfig
 from inference.diarization import Diarization
 from inference.embedder import Forward
+from inference.fusion import load_engine
+from inference.prepare import read_campplus_manifest
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
 from .fair_queue import FairExecutor
@@ -94,7 +96,13 @@ def engine_config() -> EngineConfig:
             max_channels=settings.VOICEPRINT_MAX_CHANNELS,
             max_decoded_values=settings.VOICEPRINT_MAX_DECODED_VALUES,
         ),
+        fusion=FusionConfig(models=tuple(settings.VOICEPRINT_MODELS)),
     )
+
+
+def embedding_size() -> int:
+    """The length of the configured engine's vectors (192, or 384 fused); loads nothing."""
+    return engine_config().embedding_size
 
 
 def manifest_path() -> Path:
@@ -118,6 +126,8 @@ def require_prepared_model() -> None:
     config = engine_config()
     try:
         manifest = read_manifest(config.model_dir, config.model, config.frontend, verify=("graph",))
+        if config.fusion.fused:
+            read_campplus_manifest(config.model_dir, config.campplus, config.kaldi_fbank, verify=("graph",))
     except ModelError as exc:
         raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
     _graph_checked_in = (os.getpid(), manifest["graph_sha256"])
@@ -131,7 +141,7 @@ def _load(config: EngineConfig) -> Embedder:
             current = json.loads(manifest_path().read_text(encoding="utf-8")).get("graph_sha256")
         except (OSError, ValueError, AttributeError):
             pass
-    embedder = Embedder.load(config, verify_hash=not (checked and current == checked[1]))
+    embedder = load_engine(config, verify_hash=not (checked and current == checked[1]))
     logger.info("speaker model %s loaded in process %s", embedder.model_version, os.getpid())
     return embedder
 
@@ -224,15 +234,22 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     (``DiarizationConfig.batch_windows``) is one item on the inference thread, so other requests'
     forward passes run between two batches. Raises the engine's NoSpeechError before any network.
     """
-    embedder = get_embedder()
+    # Speakers are told apart by ECAPA's windows (alone, or the fused engine's ECAPA); the voices are
+    # named with the engine's own vectors (speakers/services/diarization.py).
+    engine = get_embedder()
+    embedder = getattr(engine, "ecapa", engine)
     payer = current_payer()
 
     def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
         return _queued_features(embedder, windows, payer)
 
+    def voiceprint_of(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the fused engine
+        return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))
+
     return diarization.diarize(samples, sample_rate, embed_windows, engine=embedder.config,
                                config=DiarizationConfig(max_speakers=settings.VOICEPRINT_DIARIZE_MAX_SPEAKERS),
-                               num_speakers=num_speakers, max_speakers=max_speakers)
+                               num_speakers=num_speakers, max_speakers=max_speakers,
+                               voiceprint_of=voiceprint_of if engine is not embedder else None)
 
 
 def engine_state() -> str:

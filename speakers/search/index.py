@@ -229,7 +229,7 @@ class VoiceprintIndex:
         # generation, so the next sync re-applies it even if the rows below include it.
         generation, token = current_state()
         self._stats.clear()
-        self._index = PartitionedIndex(settings.VOICEPRINT_INDEX_BACKEND,
+        self._index = PartitionedIndex(settings.VOICEPRINT_INDEX_BACKEND, dim=inference_owner.embedding_size(),
                                        size_hints=partition_sizes(model_version, self._required_s))
         for ids, tenants, vectors in batches(voiceprints(model_version, self._required_s, None)):
             self._index.upsert(ids, vectors, tenants)

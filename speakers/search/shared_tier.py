@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pymilvus is imported only when the shared tier is used
     from inference.vector_index.milvus import MilvusIndex
 
 from ..models import SearchTierCursor
+from ..runtime import inference_owner
 from .rows import batches, changes_since, current_state, indexable, voiceprints, write_current
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def open_shared_tier(model_version: str, required_s: float) -> SharedTier:
     index_params, search_params = PRESETS[settings.VOICEPRINT_MILVUS_INDEX]
     name = collection_name(model_version, required_s)
     index = open_index("milvus", uri=settings.VOICEPRINT_MILVUS_URI, token=settings.VOICEPRINT_MILVUS_TOKEN or "",
-                       collection=name, index_type=settings.VOICEPRINT_MILVUS_INDEX,
+                       collection=name, dim=inference_owner.embedding_size(), index_type=settings.VOICEPRINT_MILVUS_INDEX,
                        index_params=index_params, search_params=search_params,
                        timeout_s=settings.VOICEPRINT_MILVUS_TIMEOUT_S, partitioned=True)
     return SharedTier(index=index, name=name, model_version=model_version, required_s=required_s)

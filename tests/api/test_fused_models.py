@@ -1,0 +1,151 @@
+"""VOICEPRINT_MODELS=ecapa,campplus: ECAPA and CAM++ from one decode, fused, through every decision route.
+
+Each decision is checked against the two networks run on their own (the session's ECAPA embedder and a
+CAM++ model loaded beside it): the fused vector of a recording is ``[sqrt(w) e, sqrt(1 - w) c]``, a
+voiceprint the mean of its recordings' fused vectors, and the decision the shipped fused calibration's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from apitools import ENROLLED, assert_error, calibrated_verdict, voiceprint_side
+
+from inference.config import FusionConfig
+from inference.scoring import average_embeddings, l2_normalise
+from speakers.models import Speaker
+
+FUSED = ("ecapa", "campplus")
+
+
+@pytest.fixture(scope="session")
+def fused_engine(embedder):
+    """A fused engine around the session's ECAPA, CAM++ loaded on the inference thread (MindSpore's owner)."""
+    from inference.campplus_model import CampplusModel
+    from inference.fusion import FusedEmbedder
+    from speakers.runtime import inference_owner
+
+    config = dataclasses.replace(embedder.config, fusion=FusionConfig(models=FUSED))
+    campplus = inference_owner._owner.get().executor.submit(CampplusModel.load, config).result()
+    return FusedEmbedder(config, embedder, campplus)
+
+
+@pytest.fixture
+def fused(settings, fused_engine, monkeypatch):
+    """The service running the fused engine (as a process started with VOICEPRINT_MODELS=ecapa,campplus)."""
+    from speakers.runtime import inference_owner
+
+    settings.VOICEPRINT_MODELS = FUSED
+    monkeypatch.setattr(inference_owner._owner.get(), "embedder", fused_engine)
+    return fused_engine
+
+
+def by_each_model(fused_engine, data: bytes) -> np.ndarray:
+    """The fused vector of a recording built from the two networks run on their own."""
+    ecapa = fused_engine.ecapa.embed(data).vector
+    campplus = fused_engine.campplus.embed_prepared(fused_engine.ecapa.prepare(data))
+    weight = fused_engine.config.fusion.ecapa_weight
+    return np.concatenate([math.sqrt(weight) * ecapa, math.sqrt(1 - weight) * campplus]).astype(np.float32)
+
+
+def test_compare_scores_the_weighted_sum_of_both_models_cosines(client, upload, speech, fused):
+    body = client.post("/api/v1/compare", {"reference": upload("a_snt1"), "test": upload("a_snt2")},
+                       format="multipart").json()
+    e1, e2 = (fused.ecapa.embed(speech.bytes(n)).vector for n in ("a_snt1", "a_snt2"))
+    c1, c2 = (fused.campplus.embed_prepared(fused.ecapa.prepare(speech.bytes(n))) for n in ("a_snt1", "a_snt2"))
+    weight = fused.config.fusion.ecapa_weight
+    assert body["raw_score"] == pytest.approx(weight * float(e1 @ e2) + (1 - weight) * float(c1 @ c2), abs=5e-4)
+    assert body["model_version"] == fused.model_version
+    assert "+campplus-" in body["model_version"] and body["accepted"] is True
+    other = client.post("/api/v1/compare", {"reference": upload("a_snt1"), "test": upload("b_snt1")},
+                        format="multipart").json()
+    assert other["accepted"] is False and other["score"] < other["threshold"]
+
+
+def test_enroll_and_verify_decide_on_the_fused_voiceprint_with_the_fused_calibration(
+        fused, client, upload, speech, enrolled):
+    # `enrolled` comes after `fused`: the voiceprints are the fused model's
+    for label in ("a", "b"):
+        vector, quality = voiceprint_side(enrolled[label])
+        assert vector.shape == (384,)
+        expected = average_embeddings([by_each_model(fused, speech.bytes(n)) for n in ENROLLED[label]])
+        np.testing.assert_allclose(vector, expected, atol=2e-5)
+        assert Speaker.objects.get(pk=enrolled[label]).voiceprint_model_version == fused.model_version
+    for probe, accepted in (("a_snt4", True), ("b_snt5", False)):
+        body = client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload(probe)},
+                           format="multipart").json()
+        vector, quality = voiceprint_side(enrolled["a"])
+        result = fused.embed(speech.bytes(probe))
+        np.testing.assert_allclose(result.vector, by_each_model(fused, speech.bytes(probe)), atol=2e-5)
+        expected = calibrated_verdict(enroll_vector=vector, enroll_quality=quality, probe=result)
+        assert body["raw_score"] == pytest.approx(float(vector @ result.vector), abs=5e-4)
+        assert body["score"] == pytest.approx(expected.llr, abs=5e-4)
+        assert body["threshold"] == pytest.approx(expected.threshold, abs=5e-4)
+        assert body["accepted"] is accepted is expected.accepted
+
+
+def test_identify_searches_the_fused_index(fused, client, upload, enrolled, speech):
+    body = client.post("/api/v1/identify", {"audio": upload("b_snt6")}, format="multipart").json()
+    assert body["match"] is not None and body["match"]["speaker_id"] == enrolled["b"]
+    assert body["model_version"] == fused.model_version
+    first = body["candidates"][0]
+    assert first["speaker_id"] == enrolled["b"]
+    vector, _ = voiceprint_side(enrolled["b"])
+    assert first["raw_score"] == pytest.approx(float(l2_normalise(vector) @ fused.embed(speech.bytes("b_snt6")).vector),
+                                               abs=5e-4)
+
+
+def test_diarize_names_a_voice_with_the_fused_vectors(fused, client, upload, enrolled, speech):
+    import io
+
+    import soundfile as sf
+
+    parts = [sf.read(io.BytesIO(speech.bytes(n)), dtype="float32") for n in ("a_snt4", "a_snt5", "b_snt5", "b_snt6")]
+    rate = parts[0][1]
+    pause = np.zeros(int(0.5 * rate), dtype=np.float32)
+    samples = np.concatenate([x for part, _ in parts for x in (part, pause)])
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    response = client.post("/api/v1/diarize", {"audio": upload(buffer.getvalue(), "talk.wav")}, format="multipart")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["model_version"] == fused.model_version
+    named = {s["speaker"]["id"] for s in body["segments"] if s["speaker"] is not None}
+    assert named == {enrolled["a"], enrolled["b"]}
+
+
+def test_a_voiceprint_of_ecapa_alone_is_not_compared_by_the_fused_engine(client, upload, enrolled, settings,
+                                                                         monkeypatch, fused_engine):
+    # enrolled with ECAPA alone (the fixture ran before the switch), then the deployment turns fusion on
+    from speakers.runtime import inference_owner
+
+    settings.VOICEPRINT_MODELS = FUSED
+    monkeypatch.setattr(inference_owner._owner.get(), "embedder", fused_engine)
+    error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
+                                     format="multipart"), 409, "model_version_mismatch")
+    assert error["detail"]["model_version"] == fused_engine.model_version
+
+
+def test_score_normalisation_is_refused_with_a_clear_code_when_fused(client, upload, enrolled, fused):
+    error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4"),
+                                                        "asnorm": "true"}, format="multipart"),
+                         503, "asnorm_unavailable")
+    assert "VOICEPRINT_MODELS=ecapa" in error["message"]
+
+
+def test_fused_settings_refuse_asnorm_by_default_at_start(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VOICEPRINT_MODELS": "ecapa,campplus", "VOICEPRINT_ASNORM": "true",
+           "DJANGO_SETTINGS_MODULE": "voiceprint_project.settings"}
+    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0 and "VOICEPRINT_ASNORM=true needs a cohort" in done.stderr
+    env["VOICEPRINT_MODELS"] = "campplus"
+    done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0 and "use ecapa or ecapa,campplus" in done.stderr
