@@ -36,7 +36,7 @@ from inference.evaluation.lists import read_enrollment_sets, read_identification
 from inference.evaluation.metrics import compute_eer
 from inference.fusion import load_engine
 from inference.gates import GateLimits, gate_refusal
-from inference.quality_calibration import SideQuality, identify_class, shipped_calibration_path
+from inference.quality_calibration import Calibration, SideQuality, identify_class, shipped_calibration_path
 
 logger = logging.getLogger("calibration_report")
 
@@ -300,13 +300,28 @@ def main(argv: list[str] | None = None) -> int:
             mine.update(theirs)
     logger.info("%d files embedded, %d refused by the engine", len(vectors), len(refused))
 
-    train_pairs, _, _ = trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)
+    calibration = fit_calibration(args.lists, vectors, qualities, asnorm, embedder.model_version, args.fir)
+    if args.write_calibration:
+        target = shipped_calibration_path(embedder.model_version)
+        calibration.save(target)
+        logger.info("wrote %s", target)
+
+    figures = report(args, calibration, vectors, qualities, refused, asnorm)
+    write_report(figures, markdown(figures, args.far), args)
+    return 0
+
+
+def fit_calibration(lists: Path, vectors: dict, qualities: dict, asnorm: ASNorm | None, model_version: str,
+                    fir: float) -> Calibration:
+    """The shipped calibration's fit: verification on the train speakers' trials of the shippable sources, then
+    identification's offsets per probe condition on their identification runs."""
+    train_pairs, _, _ = trial_pairs(lists, "train", vectors, qualities, SHIPPABLE)
     train = calibrated.score_trials(train_pairs, asnorm)
-    calibration = calibrated.fit(train, model_version=embedder.model_version, trained_on={
+    calibration = calibrated.fit(train, model_version=model_version, trained_on={
         "set": "calibration set (tools/calibration_set), train speakers", "sources": list(SHIPPABLE),
         "targets": int(train.labels.sum()), "impostors": int((train.labels == 0).sum())})
     offsets = {}
-    train_ident = identification_runs(args.lists, "train", vectors, qualities, SHIPPABLE)
+    train_ident = identification_runs(lists, "train", vectors, qualities, SHIPPABLE)
     for scale in calibration.scales:
         runs = []
         for gallery, names, probes, probe_speakers in train_ident.values():
@@ -316,16 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                 t=t, llr=llr, known=np.array([s in names for s in probe_speakers]),
                 true_index=np.array([names.index(s) if s in names else -1 for s in probe_speakers]),
                 condition=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)])))
-        offsets[scale] = calibrated.fit_identification(calibration, scale, runs, args.fir)
-    calibration = calibrated.with_identification(calibration, offsets)
-    if args.write_calibration:
-        target = shipped_calibration_path(embedder.model_version)
-        calibration.save(target)
-        logger.info("wrote %s", target)
-
-    figures = report(args, calibration, vectors, qualities, refused, asnorm)
-    write_report(figures, markdown(figures, args.far), args)
-    return 0
+        offsets[scale] = calibrated.fit_identification(calibration, scale, runs, fir)
+    return calibrated.with_identification(calibration, offsets)
 
 
 def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:
