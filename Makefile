@@ -81,9 +81,9 @@ $(REFVENV)/bin/python: requirements-reference.txt
 	$(REFVENV)/bin/pip install --quiet --no-deps -r requirements-reference.txt
 	touch $@
 
-## bench: engine speed against SpeechBrain on the same bytes (benchmarks/engine_speed.py)
+## bench: engine speed (ECAPA alone, and fused with CAM++) against SpeechBrain on the same bytes (benchmarks/engine_speed.py)
 bench: install model reference-venv
-	$(PY) -m benchmarks.engine_speed --reference-python $(REFVENV)/bin/python --rounds 5 --repeats 10
+	$(PY) -m benchmarks.engine_speed --reference-python $(REFVENV)/bin/python --rounds 5 --repeats 10 --fused
 
 ## bench-startup: process start -> first verify answered, health/readiness over time (gunicorn)
 bench-startup: install model
@@ -128,24 +128,33 @@ clean:
 TRIALS ?= ../shared/speech/multi/trials.txt
 AUDIO_ROOT ?= ../shared/speech/multi
 EVAL_DIR ?= reports/evaluation
+MODELS ?= ecapa
 evaluate: install model migrate
 	@mkdir -p $(EVAL_DIR)
 	@cd $(AUDIO_ROOT) && for f in */*.wav */*.flac; do [ -f "$$f" ] && echo "$${f%%/*} $$f"; done \
 		> $(abspath $(EVAL_DIR))/identify.txt; true
-	$(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) \
+	VOICEPRINT_MODELS=$(MODELS) $(PY) manage.py evaluate --trials $(TRIALS) --audio-root $(AUDIO_ROOT) \
 		--identify $(EVAL_DIR)/identify.txt --asnorm --out-dir $(EVAL_DIR)
 
-## calibration-report: the per-condition tables of docs/accuracy-conditions.md, before and after calibration,
-## on the calibration set's held-out speakers (build the set first: docs/calibration-set.md). FIT=1 also
-## refits the shipped calibration (inference/calibrations/) on its train speakers. Embedding ~10,000 files
-## takes ~45 min on one core; SHARDS=2 embeds on two.
+## calibration-report: the per-condition tables of docs/accuracy-conditions.md (ECAPA) and
+## docs/accuracy-conditions-fused.md (ECAPA and CAM++ fused), before and after calibration, on the calibration
+## set's held-out speakers (build the set first: docs/calibration-set.md), and ECAPA, CAM++ and the fusion
+## side by side (docs/fusion.md, docs/det-fusion.png). FIT=1 also refits both shipped calibrations
+## (inference/calibrations/) on its train speakers. Every file is decoded once and embedded by both networks
+## (tools/campplus_eval.py): ~10,000 files take ~100 min on one core; SHARDS=2 embeds on two.
 CALIBRATION_CORPUS ?= var/calibration-corpus
 CALIBRATION_AUDIO ?= var/calibration
+CALIBRATION_VECTORS ?= var/cache/both-models
 SHARDS ?= 1
+CORPUS_ARGS = --lists $(CALIBRATION_CORPUS) --audio-root $(CALIBRATION_AUDIO)
 calibration-report: install model
 	@for k in $$(seq 0 $$(($(SHARDS) - 1))); do \
-		$(PY) -m tools.calibration_report --lists $(CALIBRATION_CORPUS) --audio-root $(CALIBRATION_AUDIO) \
-			--shard $$k/$(SHARDS) & done; wait
+		$(PY) -m tools.campplus_eval --cache-dir $(CALIBRATION_VECTORS) $(CORPUS_ARGS) --shard $$k/$(SHARDS) & done; wait
 	@mkdir -p reports
-	$(PY) -m tools.calibration_report --lists $(CALIBRATION_CORPUS) --audio-root $(CALIBRATION_AUDIO) \
+	$(PY) -m tools.calibration_report $(CORPUS_ARGS) --vectors-from $(CALIBRATION_VECTORS) \
 		$(if $(FIT),--write-calibration) --markdown docs/accuracy-conditions.md --json reports/calibration.json
+	$(PY) -m tools.calibration_report $(CORPUS_ARGS) --vectors-from $(CALIBRATION_VECTORS) --models ecapa,campplus \
+		--cache var/cache/fused-embeddings.npz $(if $(FIT),--write-calibration) \
+		--markdown docs/accuracy-conditions-fused.md --json reports/calibration-fused.json
+	$(PY) -m tools.fusion_report --lists $(CALIBRATION_CORPUS) --vectors-from $(CALIBRATION_VECTORS) \
+		--markdown docs/fusion.md --json reports/fusion.json --plot docs/det-fusion.png

@@ -16,7 +16,9 @@ for one layer; ratios are against the faster. Last, where the network stands aga
 its multiply-adds (from the checkpoint), its GFLOP/s, and the fastest dense layer measured in
 the same process. ``--also-engine PY MODEL_DIR`` adds another engine
 side (another interpreter, e.g. a venv with another MindSpore, and a model prepared by it) to
-the same alternating rounds.
+the same alternating rounds. ``--fused`` adds the fused engine (ECAPA and CAM++ from one decode,
+``inference.fusion``; VOICEPRINT_MODELS=ecapa,campplus) as a side of its own: its whole path, load
+(both graphs compiled) and peak RSS, in the same rounds.
 
 Each side runs in a process of its own, one at a time, alternating for ``--rounds`` rounds: an
 idle process of the other side would still hold thread pools that compete for the two cores
@@ -71,12 +73,13 @@ def _case(seconds: float, batch: int) -> str:
 class EngineSide:
     """The engine's whole path, from WAV bytes."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, models: tuple[str, ...] = ("ecapa",)) -> None:
         from inference import EngineConfig
-        from inference.embedder import Embedder
+        from inference.config import FusionConfig
+        from inference.fusion import load_engine
 
         started = time.perf_counter()
-        self.embedder = Embedder.load(EngineConfig(model_dir=model_dir))
+        self.embedder = load_engine(EngineConfig(model_dir=model_dir, fusion=FusionConfig(models=models)))
         self.load_s = time.perf_counter() - started
         self.data = {seconds: wav_bytes(speech_of(seconds)) for seconds in DURATIONS}
 
@@ -171,6 +174,13 @@ def run_side(side: str, source: Path, repeats: int) -> dict:
         out["frontend_ms"] = {f"{seconds:g}s": engine.frontend_ms(seconds, repeats) for seconds in DURATIONS}
         out["compute"] = engine.compute(repeats)
         out["mindspore"] = mindspore.__version__
+    elif side == "fused":
+        import mindspore
+
+        engine = EngineSide(source, models=("ecapa", "campplus"))
+        out = {"load_s": engine.load_s, "ms": {_case(*c): engine.time_case(*c, repeats) for c in CASES},
+               "frontend_ms": {f"{seconds:g}s": engine.frontend_ms(seconds, repeats) for seconds in DURATIONS},
+               "mindspore": mindspore.__version__, "model_version": engine.embedder.model_version}
     else:
         reference = ReferenceSide(source)
         import torch
@@ -235,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--also-engine", nargs=2, action="append", default=[], metavar=("PYTHON", "MODEL_DIR"),
                         help="another engine side: an interpreter and the model directory it prepared")
     parser.add_argument("--cases", nargs="+", choices=[_case(*c) for c in CASES], help="only these cases (default: all)")
-    parser.add_argument("--side", choices=["engine", "reference"], help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--fused", action="store_true", help="also time the fused engine (ECAPA and CAM++)")
+    parser.add_argument("--side", choices=["engine", "fused", "reference"], help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cases:
@@ -247,14 +258,16 @@ def main(argv: list[str] | None = None) -> int:
 
     interpreter = None if args.no_reference else _reference_interpreter(args.reference_python)
     runs: dict[str, list[dict]] = {"engine": [], "reference": []}
-    others = {f"engine{i + 2}": (python, Path(model_dir)) for i, (python, model_dir) in enumerate(args.also_engine)}
+    others = {f"engine{i + 2}": (python, "engine", Path(model_dir)) for i, (python, model_dir) in enumerate(args.also_engine)}
+    if args.fused:
+        others["fused"] = (sys.executable, "fused", args.model_dir)
     runs.update({name: [] for name in others})
     with tempfile.TemporaryDirectory() as tmp:
         source = _reference_source(args.model_dir, Path(tmp)) if interpreter else None
         for _ in range(args.rounds):
             runs["engine"].append(_run_child(sys.executable, "engine", args.model_dir, args.repeats))
-            for name, (python, model_dir) in others.items():
-                runs[name].append(_run_child(python, "engine", model_dir, args.repeats))
+            for name, (python, side, model_dir) in others.items():
+                runs[name].append(_run_child(python, side, model_dir, args.repeats))
             if interpreter:
                 runs["reference"].append(_run_child(interpreter, "reference", source, args.repeats))
 
@@ -265,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu cores: {os.cpu_count()}; median ms per utterance over {args.rounds} alternating rounds "
           f"(one process per side and round, {args.repeats} calls each); whole path from WAV bytes to unit vector")
     print(f"engine: MindSpore {engine_last['mindspore']}"
-          + "".join(f"; {name}: MindSpore {runs[name][-1]['mindspore']} ({others[name][0]})" for name in others))
+          + "".join(f"; {name}: MindSpore {runs[name][-1]['mindspore']} ({others[name][0]}"
+                    f"{', ' + runs[name][-1]['model_version'] if 'model_version' in runs[name][-1] else ''})"
+                    for name in others))
     print("reference: SpeechBrain as it runs by default (torch's oneDNN convolutions), and with oneDNN off "
           "(torch's own GEMM path); the ratio is against the faster of the two")
     print(f"{'case':<10}{'engine ms':>12}{'ref ms':>10}{'ref no-oneDNN':>15}{'ratio':>8}"
@@ -293,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"CPU capability {reference_last.get('cpu_capability', '?')})")
     print(line)
     for name in others:
-        print(f"{name}: load {statistics.median(r['load_s'] for r in runs[name]):.2f} s, peak RSS {runs[name][-1]['peak_rss_mb']:.0f} MB")
+        print(f"{name}: load {statistics.median(r['load_s'] for r in runs[name]):.2f} s, peak RSS {runs[name][-1]['peak_rss_mb']:.0f} MB"
+              + (", front end " + ", ".join(f"{k} {statistics.median(r['frontend_ms'][k] for r in runs[name]):.1f} ms"
+                                             for k in runs[name][-1]["frontend_ms"]) if "frontend_ms" in runs[name][-1] else ""))
     print(f"peak RSS: engine {engine_last['peak_rss_mb']:.0f} MB" + (f", reference {reference_last['peak_rss_mb']:.0f} MB" if reference_last else ""))
     frontend = {k: statistics.median(r["frontend_ms"][k] for r in runs["engine"]) for k in engine_last["frontend_ms"]}
     print("engine front end alone (decode, VAD, features; a server runs it in the request's thread): "

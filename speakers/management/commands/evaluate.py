@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference import evaluation, population
@@ -67,7 +68,11 @@ class Command(BaseCommand):
         # Without and with the tenant's population adaptation (the same when none is in force).
         base = selectors.base_decision_policy(model_version=inference_owner.model_version(), tenant=default_tenant())
         policy = selectors.decision_policy(model_version=inference_owner.model_version(), tenant=default_tenant())
-        norm = service_asnorm.asnorm() if asnorm else None
+        norm = None
+        if asnorm and len(settings.VOICEPRINT_MODELS) > 1:
+            self.stdout.write("AS-norm: not evaluated (no cohort for the fused models; VOICEPRINT_MODELS=ecapa has it).")
+        elif asnorm:
+            norm = service_asnorm.asnorm()
         scales = ["cosine"] + (["asnorm"] if norm is not None and "asnorm" in policy.calibration.scales else [])
         self.stdout.write(f"Model {policy.model_version}; quality gates {'off' if no_quality_gates else 'on'}; "
                           f"calibration {policy.source}; false-accept target {policy.far_target:.2%}; population "
