@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODEL_DIR ?= var/model
+# the engine of evaluate and bench-worker-memory: ecapa, or ecapa,campplus (fused; VOICEPRINT_MODELS)
+MODELS ?= ecapa
 
 .PHONY: calibration-report install model migrate serve serve-gunicorn serve-wsgi test test-postgres test-browser browser lint bench bench-startup bench-memory bench-worker-memory bench-windows bench-serving bench-fair-share bench-scale reference-venv evaluate clean
 
@@ -95,7 +97,7 @@ bench-memory: install model
 
 ## bench-worker-memory: a served worker's RSS and first-call stalls after verifies of every length 1-60 s
 bench-worker-memory: install model
-	$(PY) -m benchmarks.worker_memory
+	$(PY) -m benchmarks.worker_memory --models $(MODELS)
 
 ## bench-windows: whole recording or windows, against SpeechBrain on 10-60 s of real speech
 bench-windows: install model reference-venv
@@ -128,7 +130,6 @@ clean:
 TRIALS ?= ../shared/speech/multi/trials.txt
 AUDIO_ROOT ?= ../shared/speech/multi
 EVAL_DIR ?= reports/evaluation
-MODELS ?= ecapa
 evaluate: install model migrate
 	@mkdir -p $(EVAL_DIR)
 	@cd $(AUDIO_ROOT) && for f in */*.wav */*.flac; do [ -f "$$f" ] && echo "$${f%%/*} $$f"; done \

@@ -1,6 +1,6 @@
 """A served worker's memory and compile stalls after recordings of every length from 1 to 60 s.
 
-``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--trim-above BYTES]``
+``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--trim-above BYTES] [--models ecapa,campplus]``
 
 Starts gunicorn with one worker (the repository's configuration otherwise) on a fresh database
 with two enrolled speakers, waits until it is ready, then sends a verify of real speech of each
@@ -37,16 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--trim-above", type=int, default=None,
                         help="VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES for the worker (0: never trim; default: the setting's)")
+    parser.add_argument("--models", default="ecapa", help="VOICEPRINT_MODELS of the deployment (ecapa,campplus: fused)")
     args = parser.parse_args(argv)
 
-    deployment = Deployment.create()
+    deployment = Deployment.create(VOICEPRINT_MODELS=args.models)
     trim = {} if args.trim_above is None else {"VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES": str(args.trim_above)}
     server = deployment.start(workers=1, GUNICORN_ACCESSLOG="", **trim)
     try:
         ready_s = server.wait_ready()
         deployment.enroll(server)
         worker = children(server.process.pid)[0]
-        print(f"{machine_note()}; one gunicorn worker, ready {ready_s:.1f} s after start; RSS then {rss_mb(worker):.0f} MB")
+        print(f"{machine_note()}; models {args.models}; one gunicorn worker, ready {ready_s:.1f} s after start; RSS then {rss_mb(worker):.0f} MB")
         print(f"{'seconds':>8}{'1st ms':>9}{'2nd ms':>9}{'stall ms':>10}{'1st CPU':>9}{'2nd CPU':>9}{'CPU stall':>11}{'RSS MB':>8}")
         calls = []
         for seconds in args.lengths:
@@ -71,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"largest first-call stall: {worst['first_ms'] - worst['second_ms']:.0f} ms wall at {worst['seconds']} s, "
               f"{worst_cpu['first_cpu_ms'] - worst_cpu['second_cpu_ms']:.0f} ms of the worker's CPU at "
               f"{worst_cpu['seconds']} s (target <= 500 ms)")
-        compilations = server.log_path.read_text(errors="replace").count("compiled the network")
-        print(f"graph compilations in the worker's log: {compilations} (the one at load; a compilation per length would add more)")
+        log = server.log_path.read_text(errors="replace")
+        compilations = log.count("compiled the network") + log.count("compiled CAM++")
+        print(f"graph compilations in the worker's log: {compilations} (one per network at load; a compilation per "
+              "length would add more)")
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump({"calls": calls, "rss_mb": final, "peak_rss_mb": peak, "compilations": compilations}, fh, indent=2)
