@@ -127,7 +127,7 @@ def speaker_export(*, speaker: Speaker, actor: Actor) -> dict[str, Any]:
                     "given_at": speaker.consent_given_at.isoformat() if speaker.consent_given_at else None},
         "voiceprint": {"model_version": speaker.voiceprint_model_version or None,
                        "speech_s": speaker.voiceprint_speech_s, "enrollment_count": speaker.enrollment_count,
-                       "stored": "an encrypted 192-number embedding per model version (not exported: it is not "
+                       "stored": "an encrypted embedding per model version, 192 numbers per network (not exported: it is not "
                                  "audio and cannot be turned back into audio)" if speaker.has_voiceprint else None},
         "enrollments": enrollments,
         "recordings_fingerprinted": {

@@ -149,3 +149,16 @@ def test_fused_settings_refuse_asnorm_by_default_at_start(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode != 0 and "use ecapa or ecapa,campplus" in done.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_identification_names_the_speaker_with_the_fused_engine(fused, create_speaker, enroll, make_key, speech):
+    from test_stream_identify import A_TURN, _pcm, _session
+
+    alice = create_speaker(external_id="alice", display_name="Alice")
+    assert enroll(alice["id"], *ENROLLED["a"]).status_code == 201
+    assert Speaker.objects.get(pk=alice["id"]).voiceprint_model_version == fused.model_version
+    messages, code = _session(make_key("identify"), {"type": "start"}, _pcm(speech, *A_TURN))
+    assert code == 1000, messages
+    windows = [m for m in messages if m["type"] == "speaker"]
+    assert windows and all(m["match"] is not None and m["match"]["external_id"] == "alice" for m in windows), windows
