@@ -128,7 +128,7 @@ def test_a_voiceprint_of_ecapa_alone_is_not_compared_by_the_fused_engine(client,
     assert error["detail"]["model_version"] == fused_engine.model_version
 
 
-def test_score_normalisation_is_refused_with_a_clear_code_when_fused(client, upload, enrolled, fused):
+def test_score_normalisation_is_refused_with_a_clear_code_when_fused(fused, client, upload, enrolled):
     error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4"),
                                                         "asnorm": "true"}, format="multipart"),
                          503, "asnorm_unavailable")
