@@ -366,8 +366,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = VOICEPRINT_MAX_FILES + 1
 
 VOICEPRINT_MODEL_DIR = Path(env_str("VOICEPRINT_MODEL_DIR", str(BASE_DIR / "var" / "model")))
 # Which networks embed a recording: "ecapa" (ECAPA-TDNN alone), or "ecapa,campplus" (ECAPA and CAM++ from
-# one decode, fused: inference/fusion.py, docs/fusion.md). A fused deployment has voiceprints of its own
+# one decode, fused: inference/fusion.py, docs/accuracy.md §0.9). A fused deployment has voiceprints of its own
 # model version (existing speakers enroll again, as after any model change) and needs about 1.2 GB per worker.
+# It ranks pairs far better, but its shipped calibration holds less well on populations unlike the
+# calibration set's: use it with the population adaptation (20+ speakers) or a site calibration.
 VOICEPRINT_MODELS = tuple(m.strip() for m in (env_str("VOICEPRINT_MODELS", "ecapa") or "").split(",") if m.strip())
 if VOICEPRINT_MODELS not in (("ecapa",), ("ecapa", "campplus")):
     raise ImproperlyConfigured(f"VOICEPRINT_MODELS={','.join(VOICEPRINT_MODELS)!r}: use ecapa or ecapa,campplus")
