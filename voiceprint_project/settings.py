@@ -367,7 +367,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = VOICEPRINT_MAX_FILES + 1
 VOICEPRINT_MODEL_DIR = Path(env_str("VOICEPRINT_MODEL_DIR", str(BASE_DIR / "var" / "model")))
 # Which networks embed a recording: "ecapa" (ECAPA-TDNN alone), or "ecapa,campplus" (ECAPA and CAM++ from
 # one decode, fused: inference/fusion.py, docs/accuracy.md §0.9). A fused deployment has voiceprints of its own
-# model version (existing speakers enroll again, as after any model change) and needs about 1.2 GB per worker.
+# model version (existing speakers enroll again, as after any model change); a worker peaks at ~1 GB (886 MB alone).
 # It ranks pairs far better, but its shipped calibration holds less well on populations unlike the
 # calibration set's: use it with the population adaptation (20+ speakers) or a site calibration.
 VOICEPRINT_MODELS = tuple(m.strip() for m in (env_str("VOICEPRINT_MODELS", "ecapa") or "").split(",") if m.strip())
