@@ -162,3 +162,21 @@ def test_live_identification_names_the_speaker_with_the_fused_engine(fused, crea
     assert code == 1000, messages
     windows = [m for m in messages if m["type"] == "speaker"]
     assert windows and all(m["match"] is not None and m["match"]["external_id"] == "alice" for m in windows), windows
+
+
+def test_the_shared_milvus_collection_holds_the_fused_vectors(fused, client, upload, enrolled, settings, tmp_path):
+    """One Milvus collection of the fused model version, of the fused vector's size, answering as the flat index."""
+    from inference.vector_index.milvus import MilvusIndex
+    from speakers.search.shared_tier import collection_name
+
+    answers = {}
+    for backend in ("flat", "milvus"):
+        settings.VOICEPRINT_INDEX_BACKEND = backend
+        settings.VOICEPRINT_MILVUS_URI = str(tmp_path / "milvus.db")
+        answers[backend] = client.post("/api/v1/identify", {"audio": upload("b_snt6")}, format="multipart").json()
+    assert answers["milvus"]["match"]["speaker_id"] == answers["flat"]["match"]["speaker_id"] == enrolled["b"]
+    assert [c["raw_score"] for c in answers["milvus"]["candidates"]] == pytest.approx(
+        [c["raw_score"] for c in answers["flat"]["candidates"]], abs=1e-3)
+    tier = MilvusIndex(settings.VOICEPRINT_MILVUS_URI, partitioned=True, dim=384,
+                       collection=collection_name(fused.model_version, settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S))
+    assert len(tier) == 2
