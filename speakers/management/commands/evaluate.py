@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from inference import evaluation, population
 from inference.evaluation import calibrated
 from inference.evaluation.report import write_condition_figure, write_identification_figure
+from inference.fusion import model_parts
 from speakers import selectors
 from speakers.runtime import asnorm as service_asnorm
 from speakers.runtime import inference_owner
@@ -83,6 +84,11 @@ class Command(BaseCommand):
                                                           far_target=policy.far_target, progress=not no_progress)
                 table, _ = calibration_service.trial_table(trials=trial_list, audio_root=audio_root,
                                                            embedder=embedder, asnorm=norm is not None)
+                if len(settings.VOICEPRINT_MODELS) > 1:  # each network alone, from the same (fused) vectors
+                    report["networks"] = {
+                        name: evaluation.evaluate_verification(trial_list, audio_root, _network_part(embedder, name),
+                                                               far_target=policy.far_target, progress=False)["cosine"]
+                        for name in settings.VOICEPRINT_MODELS}
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
             report["conditions"] = {
@@ -215,6 +221,9 @@ class Command(BaseCommand):
                 m = report[key]
                 dcf = ", ".join(f"{d['min_dcf']:.3f} (p={d['p_target']:g})" for d in m["min_dcf"])
                 lines.append(f"  {key}: EER {_pct(m['eer'])}, minDCF {dcf}")
+        for name, m in report.get("networks", {}).items():
+            dcf = ", ".join(f"{d['min_dcf']:.3f} (p={d['p_target']:g})" for d in m["min_dcf"])
+            lines.append(f"  {name} alone (its part of the fused vectors): EER {_pct(m['eer'])}, minDCF {dcf}")
         decisions = [(scale, "", groups) for scale, groups in report["conditions"].items()]
         decisions += [(scale, ", adapted to the population", groups)
                       for scale, groups in report.get("conditions_adapted", {}).items()]
@@ -239,3 +248,13 @@ class Command(BaseCommand):
                              f"({r['known_probes']} known / {r['unknown_probes']} unknown probes)")
         lines.append(f"  Reports: {path}, {path.with_suffix('.png')}")
         self.stdout.write("\n".join(lines))
+
+
+def _network_part(embedder, name: str):
+    """An ``embed_fn`` giving one network's unit vector out of the fused engine's (no second embedding)."""
+    config = inference_owner.engine_config()
+
+    def embed(path: Path) -> np.ndarray:
+        return model_parts(embedder(path), config)[name]
+
+    return embed
