@@ -55,6 +55,12 @@ def fused_version(ecapa_version: str, campplus_version: str, ecapa_weight: float
     return f"{ecapa_version}+{campplus_version}+w{ecapa_weight:.2f}"
 
 
+def fuse(ecapa: np.ndarray, campplus: np.ndarray, ecapa_weight: float) -> np.ndarray:
+    """A recording's fused vector from each network's unit vector: ``[sqrt(w) e, sqrt(1 - w) c]``, float32."""
+    return np.concatenate([np.float32(math.sqrt(ecapa_weight)) * ecapa,
+                           np.float32(math.sqrt(1.0 - ecapa_weight)) * campplus]).astype(np.float32)
+
+
 def model_parts(vectors: np.ndarray, config: EngineConfig) -> dict[str, np.ndarray]:
     """Each network's unit vectors out of fused ``(..., 384)`` vectors (or one model's ``(..., 192)``)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -79,8 +85,6 @@ class FusedEmbedder(Embedder):
             "ecapa": ecapa.manifest, "campplus": campplus.manifest}})
         self.ecapa = ecapa
         self.campplus = campplus
-        weight = config.fusion.ecapa_weight
-        self._weights = (np.float32(math.sqrt(weight)), np.float32(math.sqrt(1.0 - weight)))
         self.load_seconds = ecapa.load_seconds + campplus.load_seconds
 
     @classmethod
@@ -115,8 +119,7 @@ class FusedEmbedder(Embedder):
         """One recording's window rows -> its fused unit vector (each network pooled on its own, then weighted)."""
         size = self.config.model.embedding_size
         rows = np.atleast_2d(rows)
-        ecapa, campplus = _pooled(rows[:, :size]), _pooled(rows[:, size:])
-        return np.concatenate([self._weights[0] * ecapa, self._weights[1] * campplus]).astype(np.float32)
+        return fuse(_pooled(rows[:, :size]), _pooled(rows[:, size:]), self.config.fusion.ecapa_weight)
 
     def finish(self, prepared: PreparedAudio, vector: np.ndarray) -> EmbeddingResult:
         """The result record; DegenerateAudioError when either network's vector sits at its collapse point."""
@@ -157,4 +160,4 @@ def load_engine(config: EngineConfig = EngineConfig(), warm: bool = True, verify
     return engine.load(config, warm=warm, verify_hash=verify_hash)
 
 
-__all__ = ["FusedEmbedder", "FusedWindow", "fused_version", "load_engine", "model_parts"]
+__all__ = ["FusedEmbedder", "FusedWindow", "fuse", "fused_version", "load_engine", "model_parts"]

@@ -34,7 +34,7 @@ from inference.evaluation import calibrated
 from inference.evaluation.calibrated import Side, enrollment_side
 from inference.evaluation.lists import read_enrollment_sets, read_identification_list, read_set_trials
 from inference.evaluation.metrics import compute_eer
-from inference.fusion import load_engine
+from inference.fusion import fuse, load_engine
 from inference.gates import GateLimits, gate_refusal
 from inference.quality_calibration import Calibration, SideQuality, identify_class, shipped_calibration_path
 
@@ -107,16 +107,10 @@ def vectors_from_campplus_eval(cache_dir: Path, embedder: Embedder, cache: Path)
     """Fill ``cache`` with the vectors ``tools.campplus_eval`` made of the same files (one decode, both networks,
     the engine's own steps): ECAPA's as they are, or the fused engine's ``[sqrt(w) e, sqrt(1 - w) c]``. A file
     either network refused is refused. Embeds nothing."""
-    import math
-
     from tools.campplus_eval import Cache, engine_key
 
-    found = Cache.empty("")
-    for path in sorted(cache_dir.glob("calibration*.npz")):
-        found.merge(Cache.read(path, engine_key(embedder.config)))
+    found = Cache.read_calibration(cache_dir, engine_key(embedder.config))
     fused = embedder.config.fusion.fused
-    weights = (np.float32(math.sqrt(embedder.config.fusion.ecapa_weight)),
-               np.float32(math.sqrt(1.0 - embedder.config.fusion.ecapa_weight)))
     vectors, qualities, refused = {}, {}, {}
     for path, row in found.quality.items():
         codes = [found.refused[m].get(path) for m in (("ecapa", "campplus") if fused else ("ecapa",))]
@@ -126,8 +120,7 @@ def vectors_from_campplus_eval(cache_dir: Path, embedder: Embedder, cache: Path)
         if path not in found.vectors["ecapa"] or (fused and path not in found.vectors["campplus"]):
             continue
         e = found.vectors["ecapa"][path]
-        vectors[path] = (np.concatenate([weights[0] * e, weights[1] * found.vectors["campplus"][path]])
-                         .astype(np.float32) if fused else e)
+        vectors[path] = fuse(e, found.vectors["campplus"][path], embedder.config.fusion.ecapa_weight) if fused else e
         qualities[path] = dict(zip(QUALITY_FIELDS, row))
     for path, code in found.refused["ecapa"].items():  # refused before any network (decoding, VAD)
         refused.setdefault(path, code)

@@ -101,6 +101,14 @@ class Cache:
             cache.quality = dict(zip(data["quality_names"].tolist(), data["quality"].tolist()))
         return cache
 
+    @classmethod
+    def read_calibration(cls, cache_dir: Path, key: str) -> Cache:
+        """Every ``calibration*.npz`` of ``cache_dir`` (the shards and the merged cache) in one."""
+        cache = cls.empty(key)
+        for path in sorted(cache_dir.glob("calibration*.npz")):
+            cache.merge(cls.read(path, key))
+        return cache
+
     def merge(self, other: Cache) -> None:
         for m in MODELS:
             self.vectors[m].update(other.vectors[m])

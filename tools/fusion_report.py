@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -27,8 +26,9 @@ import numpy as np
 
 from inference.config import EngineConfig, FusionConfig
 from inference.evaluation import calibrated
+from inference.fusion import fuse
 from tools.calibration_report import SHIPPABLE, fit_calibration, identification_runs, trial_pairs, write_report
-from tools.campplus_eval import GROUPS, Cache, engine_key
+from tools.campplus_eval import GROUPS, QUALITY_FIELDS, Cache, engine_key
 
 logger = logging.getLogger("fusion_report")
 
@@ -39,28 +39,29 @@ CONSISTENCY = 0.30  # VOICEPRINT_ENROLL_CONSISTENCY_THRESHOLD's default
 def model_vectors(cache_dir: Path, weight: float) -> tuple[dict[str, dict], dict]:
     """``{engine: {path: vector}}`` for ECAPA, CAM++ and the fused vector, and ``{path: quality dict}``; a file
     either network refused is left out of all three (the same trials for each)."""
-    found = Cache.empty("")
-    for path in sorted(cache_dir.glob("calibration*.npz")):
-        found.merge(Cache.read(path, engine_key(EngineConfig())))
+    found = Cache.read_calibration(cache_dir, engine_key(EngineConfig()))
     both = sorted(set(found.vectors["ecapa"]) & set(found.vectors["campplus"]))
-    w = (np.float32(math.sqrt(weight)), np.float32(math.sqrt(1.0 - weight)))
     vectors: dict[str, dict] = {"ECAPA": {}, "CAM++": {}, "fused": {}}
     for path in both:
         e, c = found.vectors["ecapa"][path], found.vectors["campplus"][path]
         vectors["ECAPA"][path], vectors["CAM++"][path] = e, c
-        vectors["fused"][path] = np.concatenate([w[0] * e, w[1] * c]).astype(np.float32)
-    fields = ("duration_s", "speech_s", "snr_db", "speech_level_dbfs", "clipping_ratio", "bandwidth_hz")
-    qualities = {p: dict(zip(fields, found.quality[p])) for p in both}
+        vectors["fused"][path] = fuse(e, c, weight)
+    qualities = {p: dict(zip(QUALITY_FIELDS, found.quality[p])) for p in both}
     logger.info("%d files with both networks' vectors (%d refused by ECAPA, %d by CAM++)", len(both),
                 len(found.refused["ecapa"]), len(found.refused["campplus"]))
     return vectors, qualities
 
 
-def impostor_spread(lists: Path, vectors: dict[str, dict], qualities: dict) -> dict[str, dict[str, float]]:
-    """Each network's impostor cosine mean and standard deviation on the train trials of the shippable sources."""
+def train_tables(lists: Path, vectors: dict[str, dict], qualities: dict) -> dict[str, calibrated.TrialTable]:
+    """Each network's train trials of the shippable sources, scored (the same trials for both)."""
+    return {e: calibrated.score_trials(trial_pairs(lists, "train", vectors[e], qualities, SHIPPABLE)[0], None)
+            for e in ("ECAPA", "CAM++")}
+
+
+def impostor_spread(tables: dict[str, calibrated.TrialTable]) -> dict[str, dict[str, float]]:
+    """Each network's impostor cosine mean and standard deviation on the train trials."""
     out = {}
-    for engine in ("ECAPA", "CAM++"):
-        table = calibrated.score_trials(trial_pairs(lists, "train", vectors[engine], qualities, SHIPPABLE)[0], None)
+    for engine, table in tables.items():
         impostors = table.cosine[table.labels == 0]
         out[engine] = {"mean": float(impostors.mean()), "sd": float(impostors.std())}
     return out
@@ -69,12 +70,10 @@ def impostor_spread(lists: Path, vectors: dict[str, dict], qualities: dict) -> d
 WEIGHTS = tuple(round(0.05 * k, 2) for k in range(2, 19))  # 0.10 ... 0.90
 
 
-def fit_weight(lists: Path, vectors: dict[str, dict], qualities: dict) -> tuple[float, list[dict]]:
+def fit_weight(tables: dict[str, calibrated.TrialTable]) -> tuple[float, list[dict]]:
     """ECAPA's weight with the lowest minDCF (P_target 0.01; then EER) of the fused cosine on the train trials."""
     from inference.evaluation.metrics import compute_eer, compute_min_dcf
 
-    tables = {e: calibrated.score_trials(trial_pairs(lists, "train", vectors[e], qualities, SHIPPABLE)[0], None)
-              for e in ("ECAPA", "CAM++")}
     y = tables["ECAPA"].labels.astype(bool)
     grid = []
     for w in WEIGHTS:
@@ -249,9 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     vectors, qualities = model_vectors(args.vectors_from, args.weight)
-    spread = impostor_spread(args.lists, vectors, qualities)
+    train = train_tables(args.lists, vectors, qualities)
+    spread = impostor_spread(train)
     z_weight = spread["CAM++"]["sd"] / (spread["ECAPA"]["sd"] + spread["CAM++"]["sd"])
-    fitted, grid = fit_weight(args.lists, vectors, qualities)
+    fitted, grid = fit_weight(train)
     if abs(fitted - FusionConfig().ecapa_weight) > 1e-9:
         logger.warning("the train trials ask w = %.2f; FusionConfig ships %.2f", fitted, FusionConfig().ecapa_weight)
     figures: dict = {"far_target": args.far, "fir_target": args.fir, "weight": args.weight, "z_weight": z_weight,

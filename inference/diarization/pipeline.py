@@ -291,7 +291,7 @@ def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, i
         if end - start >= config.min_window_s:
             pieces[cluster].append((start, end))
     limit = min(config.voiceprint_s, (engine.window_frames - 1) / 100.0)
-    feats, spoken = [], []
+    speeches, spoken = [], []
     for cluster in range(count):
         chosen, total = [], 0.0
         for start, end in sorted(pieces[cluster], key=lambda p: p[0] - p[1]):
@@ -307,13 +307,11 @@ def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, i
                 chosen, total = chosen[:1], min(chosen[0][1] - chosen[0][0], limit)
                 chosen = [(chosen[0][0], chosen[0][0] + total)]
         chosen.sort()
-        speech = np.concatenate([windows.samples[int(round(s * rate)) : int(round(e * rate))] for s, e in chosen])
-        if voiceprint_of is not None:
-            feats.append(voiceprint_of(speech))
-        else:
-            feats.append(features.compute_features(speech, engine.frontend)[: engine.window_frames])
+        speeches.append(np.concatenate([windows.samples[int(round(s * rate)) : int(round(e * rate))]
+                                        for s, e in chosen]))
         spoken.append(total)
     if voiceprint_of is not None:
-        return [np.asarray(v, dtype=np.float32) for v in feats], spoken
+        return [np.asarray(voiceprint_of(speech), dtype=np.float32) for speech in speeches], spoken
+    feats = [features.compute_features(speech, engine.frontend)[: engine.window_frames] for speech in speeches]
     vectors = np.asarray(embed_windows(feats), dtype=np.float32)
     return [unit_rows(vectors[c : c + 1])[0] for c in range(count)], spoken

@@ -49,7 +49,7 @@ from inference.audio import DecodedAudio
 from inference.config import DiarizationConfig, FusionConfig
 from inference.diarization import Diarization
 from inference.embedder import Forward
-from inference.fusion import load_engine
+from inference.fusion import FusedEmbedder, load_engine
 from inference.prepare import read_campplus_manifest
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
@@ -237,7 +237,7 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     # Speakers are told apart by ECAPA's windows (alone, or the fused engine's ECAPA); the voices are
     # named with the engine's own vectors (speakers/services/diarization.py).
     engine = get_embedder()
-    embedder = getattr(engine, "ecapa", engine)
+    embedder = engine.ecapa if isinstance(engine, FusedEmbedder) else engine
     payer = current_payer()
 
     def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
