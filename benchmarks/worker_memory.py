@@ -1,6 +1,7 @@
 """A served worker's memory and compile stalls after recordings of every length from 1 to 60 s.
 
-``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--trim-above BYTES] [--models ecapa,campplus]``
+``python -m benchmarks.worker_memory [--lengths 1 2 ... 60] [--trim-above BYTES] [--models ecapa,campplus]
+[--diarize SECONDS]``
 
 Starts gunicorn with one worker (the repository's configuration otherwise) on a fresh database
 with two enrolled speakers, waits until it is ready, then sends a verify of real speech of each
@@ -9,7 +10,10 @@ worker's CPU time for each (from /proc: what the worker itself spent, which othe
 a shared machine do not inflate). A compilation, or anything else only the first request of a
 length pays, shows as first minus second (on a shared machine both figures are noisy: the
 worker's log counts the graph compilations exactly). At the end it prints the worker's
-resident memory and its peak. Targets (issue 10): RSS <= 1.0 GB, no stall over 0.5 s.
+resident memory and its peak. Targets (issue 10): RSS <= 1.0 GB, no stall over 0.5 s. With
+``--diarize``, a conversation of that many seconds (the fixture speakers' recordings end to end) then
+goes to ``/api/v1/diarize`` twice (the first call loads the batched windows graph), and the memory is
+printed again.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trim-above", type=int, default=None,
                         help="VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES for the worker (0: never trim; default: the setting's)")
     parser.add_argument("--models", default="ecapa", help="VOICEPRINT_MODELS of the deployment (ecapa,campplus: fused)")
+    parser.add_argument("--diarize", type=float, default=0.0,
+                        help="then diarize a conversation of this many seconds twice (0: no diarization)")
     args = parser.parse_args(argv)
 
     deployment = Deployment.create(VOICEPRINT_MODELS=args.models)
@@ -66,9 +72,23 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['first_cpu_ms']:>9.0f}{row['second_cpu_ms']:>9.0f}{row['first_cpu_ms'] - row['second_cpu_ms']:>11.0f}"
                   f"{row['rss_mb']:>8.0f}")
         final, peak = rss_mb(worker), rss_mb(worker, "VmHWM")
-        worst = max(calls, key=lambda r: r["first_ms"] - r["second_ms"])
-        worst_cpu = max(calls, key=lambda r: r["first_cpu_ms"] - r["second_cpu_ms"])
+        if args.diarize:
+            files = [("audio", "conversation.wav", wav_bytes(speech_of(args.diarize)))]
+            for label in ("first", "second"):
+                started = time.perf_counter()
+                status, body = server.upload("/api/v1/diarize", {}, files)
+                if status != 200:
+                    raise SystemExit(f"diarize: {status} {body}")
+                print(f"diarize {args.diarize:.0f} s ({label}): {(time.perf_counter() - started) * 1e3:.0f} ms, "
+                      f"{len(body['segments'])} segments; worker RSS {rss_mb(worker):.0f} MB (peak {rss_mb(worker, 'VmHWM'):.0f} MB)")
+            calls.append({"diarize_s": args.diarize, "rss_mb": rss_mb(worker)})
+        verified = [row for row in calls if "seconds" in row]
+        worst = max(verified, key=lambda r: r["first_ms"] - r["second_ms"])
+        worst_cpu = max(verified, key=lambda r: r["first_cpu_ms"] - r["second_cpu_ms"])
         print(f"worker RSS after every length: {final:.0f} MB (peak {peak:.0f} MB; target <= 1024 MB)")
+        if args.diarize:
+            final, peak = rss_mb(worker), rss_mb(worker, "VmHWM")
+            print(f"worker RSS after diarizing too: {final:.0f} MB (peak {peak:.0f} MB; target <= 1024 MB)")
         print(f"largest first-call stall: {worst['first_ms'] - worst['second_ms']:.0f} ms wall at {worst['seconds']} s, "
               f"{worst_cpu['first_cpu_ms'] - worst_cpu['second_cpu_ms']:.0f} ms of the worker's CPU at "
               f"{worst_cpu['seconds']} s (target <= 500 ms)")

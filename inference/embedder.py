@@ -152,6 +152,7 @@ class Embedder:
         self.manifest = manifest
         self.model_version: str = manifest["version"]
         self._network = network
+        self._windows_network: object | None = None  # the batched graph, loaded by the first embed_windows
         self._lock = threading.Lock()
         self._compiled = False
         self._collapse_point: np.ndarray | None = None
@@ -310,6 +311,59 @@ class Embedder:
                     logger.info("compiled the network (every length) in %.2f s", self.compile_seconds)
             out[i] = l2_normalise(raw[0])
         return out
+
+    def embed_windows(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`embed_features` for many short windows (diarization): the same ``(N, 192)`` rows, to float
+        rounding, with windows of one length run together through the batched graph.
+
+        Windows of one length go in groups of up to ``config.window_frames`` frames in all (so no call
+        needs more working memory than one window of :meth:`embed_features`); a length that occurs once
+        takes the one-utterance graph. The batched graph (``ecapa-windows.mindir``) is loaded and compiled
+        by the first call (once per process: both axes are dynamic), so a service that never diarizes
+        does not hold it.
+        """
+        import mindspore as ms
+
+        from inference.ecapa import batch_frame_inputs
+
+        out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, feats in enumerate(utterances):
+            if feats.shape[0] > self.config.window_frames:
+                raise ValueError(f"{feats.shape[0]} frames exceed the window of {self.config.window_frames}")
+            by_length.setdefault(feats.shape[0], []).append(i)
+        for frames, members in by_length.items():
+            size = max(1, self.config.window_frames // frames)
+            for start in range(0, len(members), size):
+                group = members[start : start + size]
+                if len(group) == 1:
+                    out[group[0]] = self.embed_features([utterances[group[0]]])[0]
+                    continue
+                inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], self.config.model)]
+                with self._lock:
+                    raw = self._windows_graph()(*inputs).asnumpy()
+                out[group] = l2_normalise(raw)
+        return out
+
+    def _windows_graph(self) -> object:
+        """The batched graph (call with the lock held): loaded, hash-checked and compiled on first use."""
+        if self._windows_network is None:
+            import mindspore as ms
+            from mindspore import nn
+
+            from inference.ecapa import batch_inputs
+
+            started = time.perf_counter()
+            manifest = read_manifest(Path(self.config.model_dir), self.config.model, self.config.frontend,
+                                     verify=("windows_graph",))
+            try:
+                network = nn.GraphCell(ms.load(str(Path(self.config.model_dir) / manifest["windows_graph"])))
+                network.set_inputs(*batch_inputs(self.config.model))
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise ModelIntegrityError(f"the windows graph cannot be loaded ({exc}): prepare the model again") from exc
+            self._windows_network = network
+            logger.info("loaded the windows graph in %.2f s", time.perf_counter() - started)
+        return self._windows_network
 
     def warmup(self) -> None:
         """Compile the network now (once: the time axis is dynamic) and find its collapse point."""

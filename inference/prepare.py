@@ -62,10 +62,12 @@ EMBEDDING_FILE = "embedding_model.ckpt"
 CLASSIFIER_FILE = "classifier.ckpt"
 CHECKPOINT_FILE = "ecapa.ckpt"
 GRAPH_FILE = "ecapa.mindir"
+# The same network on several utterances of one length per call (diarization's windows): inference.ecapa.
+WINDOWS_GRAPH_FILE = "ecapa-windows.mindir"
 COHORT_FILE = "cohort.npy"
 MANIFEST_FILE = "manifest.json"
 # Bumped whenever the converted checkpoint's layout changes, so an old conversion is redone.
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6
 # Buffers of BatchNorm that inference never reads; the only source entries allowed to stay unused.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
 
@@ -223,7 +225,7 @@ def prepare_model(
     """
     import mindspore as ms
 
-    from inference.ecapa import dynamic_inputs
+    from inference.ecapa import EcapaTdnn, batch_inputs, dynamic_inputs
 
     model_dir = Path(model_dir)
     if not force and (model_dir / MANIFEST_FILE).exists():
@@ -246,6 +248,11 @@ def prepare_model(
         ms.save_checkpoint(net, str(staging / CHECKPOINT_FILE))
         net.set_train(False)
         ms.export(net, *dynamic_inputs(config), file_name=str(staging / Path(GRAPH_FILE).stem), file_format="MINDIR")
+        windows_net = EcapaTdnn(config, batched=True)
+        ms.load_param_into_net(windows_net, net.parameters_dict(), strict_load=True)
+        windows_net.set_train(False)
+        ms.export(windows_net, *batch_inputs(config), file_name=str(staging / Path(WINDOWS_GRAPH_FILE).stem),
+                  file_format="MINDIR")
         manifest = {
             "model": config.name,
             "version": model_version(config),
@@ -255,6 +262,8 @@ def prepare_model(
             "checkpoint_sha256": sha256_file(staging / CHECKPOINT_FILE),
             "graph": GRAPH_FILE,
             "graph_sha256": sha256_file(staging / GRAPH_FILE),
+            "windows_graph": WINDOWS_GRAPH_FILE,
+            "windows_graph_sha256": sha256_file(staging / WINDOWS_GRAPH_FILE),
             "mindspore": ms.__version__,
             "embedding_size": config.embedding_size,
             "layout_version": LAYOUT_VERSION,
@@ -299,12 +308,12 @@ def read_manifest(
     model_dir: Path,
     config: ModelConfig = ModelConfig(),
     frontend: FrontendConfig = FrontendConfig(),
-    verify: tuple[str, ...] = ("checkpoint", "graph"),
+    verify: tuple[str, ...] = ("checkpoint", "graph", "windows_graph"),
 ) -> dict:
     """Read and check ``manifest.json`` against the expected contract, and the hashes of ``verify``.
 
-    ``verify`` names the files whose sha256 is checked (``"checkpoint"``, ``"graph"``): a
-    server checks the graph it loads (0.2 s per file), the converter everything.
+    ``verify`` names the files whose sha256 is checked (``"checkpoint"``, ``"graph"``,
+    ``"windows_graph"``): a server checks a graph when it loads it (0.2 s per file), the converter everything.
     """
     expected = {
         # Every embedding carries this version and the service searches only voiceprints of it:

@@ -175,13 +175,15 @@ def model_version() -> str:
     return get_embedder().model_version
 
 
-def _queued_features(embedder: Embedder, windows: Sequence[np.ndarray], payer: str | None) -> np.ndarray:
+def _queued_features(embedder: Embedder, windows: Sequence[np.ndarray], payer: str | None,
+                     *, batched: bool = False) -> np.ndarray:
     """``windows`` through the network as one job of the fair queue, paid by ``payer`` at their seconds of audio;
-    a model error is 503 (once, here)."""
+    a model error is 503 (once, here). ``batched``: windows of one length together (``Embedder.embed_windows``)."""
     frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
     cost = sum(window.shape[0] for window in windows) * frame_s
+    run = embedder.embed_windows if batched else embedder.embed_features
     try:
-        return _owner.get().executor.submit(embedder.embed_features, windows, key=payer, cost=cost).result()
+        return _owner.get().executor.submit(run, windows, key=payer, cost=cost).result()
     except ModelError as exc:
         raise EngineUnavailable(exc.message, model_error=exc.code, **exc.detail) from exc
 
@@ -241,7 +243,7 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     payer = current_payer()
 
     def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
-        return _queued_features(embedder, windows, payer)
+        return _queued_features(embedder, windows, payer, batched=True)
 
     def voiceprint_of(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the fused engine
         return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))

@@ -28,7 +28,7 @@ from inference.prepare import (
 )
 from inference.torch_checkpoint import load_torch_state_dict
 
-ECAPA_FILES = ("cohort.npy", "ecapa.ckpt", "ecapa.mindir", "manifest.json")
+ECAPA_FILES = ("cohort.npy", "ecapa-windows.mindir", "ecapa.ckpt", "ecapa.mindir", "manifest.json")
 CAMPPLUS_FILES = ("campplus.ckpt", "campplus.json", "campplus.mindir")
 
 

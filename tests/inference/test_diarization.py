@@ -41,7 +41,15 @@ def two_speakers(clips) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
 @pytest.fixture(scope="module")
 def two_speaker_result(embedder, two_speakers):
     samples, _ = two_speakers
-    return diarize(samples, RATE, embedder.embed_features, engine=embedder.config)
+    return diarize(samples, RATE, embedder.embed_windows, engine=embedder.config)  # the service's way
+
+
+def test_windows_batched_or_one_per_call_give_the_same_diarization(embedder, two_speakers, two_speaker_result):
+    samples, _ = two_speakers
+    alone = diarize(samples, RATE, embedder.embed_features, engine=embedder.config)
+    assert alone.segments == two_speaker_result.segments and alone.windows == two_speaker_result.windows
+    for mine, theirs in zip(two_speaker_result.clusters, alone.clusters, strict=True):
+        assert np.abs(mine.voiceprint - theirs.voiceprint).max() < 1e-5
 
 
 def test_it_finds_two_speakers_in_a_two_speaker_recording(two_speaker_result):

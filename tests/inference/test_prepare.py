@@ -177,13 +177,15 @@ def test_a_conversion_failing_halfway_leaves_no_model_behind(tmp_path, source_fi
 
 def test_preparing_from_the_wheel_writes_a_complete_checked_model(converted, prepared_model_dir) -> None:
     model_dir, manifest = converted
-    assert sorted(p.name for p in model_dir.iterdir()) == ["cohort.npy", "ecapa.ckpt", "ecapa.mindir", "manifest.json"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["cohort.npy", "ecapa-windows.mindir", "ecapa.ckpt", "ecapa.mindir", "manifest.json"]
     assert json.loads((model_dir / "manifest.json").read_text()) == json.loads(json.dumps(manifest))
     assert manifest["version"] == model_version() == "spkrec-ecapa-voxceleb@0575cb64"
     assert manifest["source_sha256"] == ModelConfig().source_sha256
     assert manifest["checkpoint_sha256"] == _sha256(model_dir / "ecapa.ckpt")
     assert manifest["cohort_sha256"] == _sha256(model_dir / "cohort.npy")
     assert manifest["graph"] == "ecapa.mindir" and manifest["graph_sha256"] == _sha256(model_dir / "ecapa.mindir")
+    assert manifest["windows_graph"] == "ecapa-windows.mindir"
+    assert manifest["windows_graph_sha256"] == _sha256(model_dir / "ecapa-windows.mindir")
     assert manifest["mindspore"] == importlib.metadata.version("mindspore")
     assert manifest["embedding_size"] == 192
     assert manifest["frontend"] == dataclasses.asdict(FrontendConfig())
