@@ -560,8 +560,8 @@ def print_table(results: dict, split: str) -> None:
     print(f"\nHeld-out conversations ({split} speakers; DER by pyannote.metrics {_version('pyannote.metrics')}):")
     print("| condition | conv. | audio | overlap | DER +-0.25 s | DER no collar (miss / FA / conf.) | "
           "count error: exact, mean abs | enrolled time named right (wrong person) | unknown time named as enrolled "
-          "(conv.) | overlap flags: s, precision, recall |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(conv.) | the same, of all speaking time | overlap flags: s, precision, recall |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (channel, overlap), tallies in results.items():
         t = tallies[None]
         d0, d25 = der_parts(t.der0), der_parts(t.der25)
@@ -572,6 +572,7 @@ def print_table(results: dict, split: str) -> None:
               f"| {100 * np.mean(counts == 0):.0f}%, {np.mean(np.abs(counts)):.2f} "
               f"| {100 * t.known_right_s / max(t.known_s, 1e-9):.1f}% ({100 * t.known_wrong_s / max(t.known_s, 1e-9):.2f}%) "
               f"| {100 * t.unknown_named_s / max(t.unknown_s, 1e-9):.2f}% ({t.named_unknown_conversations}) "
+              f"| {100 * t.unknown_named_s / max(t.speech_s, 1e-9):.2f}% "
               f"| {t.flagged_s:.1f}, {100 * t.flagged_hit_s / max(t.flagged_s, 1e-9):.0f}%, "
               f"{100 * t.flagged_hit_s / max(t.overlap_s, 1e-9):.0f}% |")
 
