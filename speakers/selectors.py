@@ -76,12 +76,18 @@ def speaker_by_external_id(*, tenant: Tenant, external_id: str) -> Speaker:
     return speaker
 
 
-def speaker_list(*, tenant: Tenant, external_id: str | None = None) -> QuerySet[Speaker]:
-    """The tenant's speakers, or the one whose external_id is ``external_id`` in its normal form."""
+def speaker_list(*, tenant: Tenant, external_id: str | None = None,
+                 voiceprint_status: VoiceprintStatus | str | None = None) -> QuerySet[Speaker]:
+    """The tenant's speakers, or the one whose external_id is ``external_id`` in its normal form; with
+    ``voiceprint_status``, only those whose voiceprint has it against the model in use (``outdated``: the
+    speakers to enroll again after the models changed)."""
     speakers = Speaker.objects.for_tenant(tenant)
     if external_id:
         normal = external_id_normalise(external_id)
         speakers = speakers.filter(external_id=normal) if normal else speakers.none()
+    if voiceprint_status:
+        speakers = speakers_with_voiceprint_status(speakers=speakers, status=voiceprint_status,
+                                                   model_version=current_model_version())
     return speakers
 
 
@@ -367,6 +373,8 @@ def _health_figures(tenant: Tenant | None) -> dict[str, Any]:
     return {
         "enrolled_speakers": enrolled_speaker_count(tenant=tenant),
         "unreadable_voiceprints": speakers.filter(voiceprint_unreadable=True).count(),
+        "outdated_voiceprints": speakers_with_voiceprint_status(speakers=speakers, status=VoiceprintStatus.OUTDATED,
+                                                                model_version=current_model_version()).count(),
         "missing_key_ids": sorted((in_use - configured - tenant_keys) | (wrapping - configured)),
         "population": population_status(tenant=tenant if tenant is not None else Tenant.objects.first()),
     }
@@ -386,7 +394,8 @@ def health_status(*, tenant: Tenant | None = None) -> dict[str, Any]:
     """
     owner = owner_status()
     status: dict[str, Any] = {"status": "ready", **owner, "database": "ok", "enrolled_speakers": None,
-                              "unreadable_voiceprints": None, "missing_key_ids": [], "population": None}
+                              "unreadable_voiceprints": None, "outdated_voiceprints": None, "missing_key_ids": [],
+                              "population": None}
     try:
         # The counts are reused until the voiceprint change log moves (a one-row read), so an
         # enrollment or deletion made through any process shows at once.

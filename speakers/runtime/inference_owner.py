@@ -49,8 +49,8 @@ from inference.audio import DecodedAudio
 from inference.config import DiarizationConfig, FusionConfig
 from inference.diarization import Diarization
 from inference.embedder import Forward
-from inference.fusion import FusedEmbedder, load_engine
-from inference.prepare import read_campplus_manifest
+from inference.fusion import FusedEmbedder, fused_version, load_engine
+from inference.prepare import CAMPPLUS_MANIFEST_FILE, read_campplus_manifest
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
 from .fair_queue import FairExecutor
@@ -267,10 +267,19 @@ def owner_status() -> dict[str, Any]:
     if state == READY and owner is not None and owner.embedder is not None:
         return {"engine": state, "model_version": owner.embedder.model_version, "model_loaded": True,
                 "model_prepared": True}
-    version = None
-    try:
-        version = json.loads(manifest_path().read_text(encoding="utf-8")).get("version")
-    except (OSError, ValueError, AttributeError):
-        pass
-    return {"engine": state, "model_version": version, "model_loaded": False,
+    return {"engine": state, "model_version": prepared_model_version(), "model_loaded": False,
             "model_prepared": manifest_path().is_file()}
+
+
+def prepared_model_version() -> str | None:
+    """The model version the configured engine will have once loaded, from the prepared manifests (None when
+    one is missing or unreadable): ECAPA's, or with ``VOICEPRINT_MODELS=ecapa,campplus`` the fused version."""
+    versions = []
+    for path in (manifest_path(), Path(settings.VOICEPRINT_MODEL_DIR) / CAMPPLUS_MANIFEST_FILE)[:len(settings.VOICEPRINT_MODELS)]:
+        try:
+            versions.append(json.loads(path.read_text(encoding="utf-8")).get("version"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    if None in versions:
+        return None
+    return versions[0] if len(versions) == 1 else fused_version(*versions, engine_config().fusion.ecapa_weight)

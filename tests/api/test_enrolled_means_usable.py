@@ -65,6 +65,27 @@ def test_the_list_says_the_same_as_the_detail(client, enrolled, create_speaker, 
     assert [rows[i]["enrolled"] for i in (enrolled["a"], enrolled["b"], short["id"])] == [True, False, False]
 
 
+def test_the_list_narrows_to_one_voiceprint_status_and_health_counts_the_outdated(client, enrolled,
+                                                                                  create_speaker, enroll):
+    from django.core.cache import cache
+
+    short = create_speaker(external_id="short")
+    enroll(short["id"], "b_snt1")
+    _outdate(enrolled["b"])
+
+    def listed(status: str) -> list[str]:
+        return [r["id"] for r in client.get(f"/api/v1/speakers?voiceprint_status={status}").json()["results"]]
+
+    assert listed("outdated") == [enrolled["b"]]
+    assert listed("complete") == [enrolled["a"]]
+    assert listed("incomplete") == [short["id"]]
+    refused = client.get("/api/v1/speakers?voiceprint_status=stale")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error"
+    cache.clear()  # the update above bypassed the change log the health figures are cached on
+    health = client.get("/api/v1/health").json()
+    assert health["outdated_voiceprints"] == 1 and health["enrolled_speakers"] == 1
+
+
 def _ticks(html: str, names: list[str]) -> dict[str, str]:
     """The "enrolled" tick (True/False/None) on each named speaker's row of the admin's speaker list."""
     out = {}

@@ -128,6 +128,32 @@ def test_a_voiceprint_of_ecapa_alone_is_not_compared_by_the_fused_engine(client,
     assert error["detail"]["model_version"] == fused_engine.model_version
 
 
+def test_switching_to_the_fused_engine_shows_which_speakers_need_enrolling_again(client, enrolled, settings,
+                                                                                monkeypatch, fused_engine):
+    from django.core.cache import cache
+
+    from speakers.runtime import inference_owner
+
+    settings.VOICEPRINT_MODELS = FUSED
+    monkeypatch.setattr(inference_owner._owner.get(), "embedder", fused_engine)
+    cache.clear()
+    health = client.get("/api/v1/health").json()
+    assert health["model_version"] == fused_engine.model_version
+    assert health["outdated_voiceprints"] == 2 and health["enrolled_speakers"] == 0
+    listed = client.get("/api/v1/speakers?voiceprint_status=outdated").json()["results"]
+    assert sorted(r["id"] for r in listed) == sorted([enrolled["a"], enrolled["b"]])
+
+
+def test_before_the_engine_loads_health_names_the_configured_models_version(settings, fused_engine, embedder):
+    # a worker that has not loaded its engine yet reads the prepared manifests (the model is never loaded for health)
+    from speakers.runtime import inference_owner
+
+    settings.VOICEPRINT_MODELS = FUSED
+    assert inference_owner.prepared_model_version() == fused_engine.model_version
+    settings.VOICEPRINT_MODELS = ("ecapa",)
+    assert inference_owner.prepared_model_version() == embedder.model_version
+
+
 def test_score_normalisation_is_refused_with_a_clear_code_when_fused(fused, client, upload, enrolled):
     error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4"),
                                                         "asnorm": "true"}, format="multipart"),

@@ -61,6 +61,10 @@ class HealthApi(APIView):
             allow_null=True, help_text="The key's tenant's (without a key: the deployment's while it has one tenant).")
         unreadable_voiceprints = serializers.IntegerField(allow_null=True,
                                                           help_text="Damaged voiceprints (re-enroll those speakers).")
+        outdated_voiceprints = serializers.IntegerField(
+            allow_null=True, help_text="Speakers whose voiceprint was made by another model version (VOICEPRINT_MODELS "
+                                       "changed): not verified or searched until enrolled again; "
+                                       "GET /api/v1/speakers?voiceprint_status=outdated lists them.")
         missing_key_ids = serializers.ListField(child=serializers.CharField(),
                                                 help_text="Key ids rows are sealed with that the configuration "
                                                           "lacks.")

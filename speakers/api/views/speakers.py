@@ -46,16 +46,22 @@ class SpeakerCollectionApi(APIView):
 
     class SpeakerListQuery(serializers.Serializer):
         external_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+        voiceprint_status = serializers.ChoiceField(choices=[s.value for s in selectors.VoiceprintStatus], required=False)
 
     @extend_schema(operation_id="speakers_list", tags=["speakers"],
                    responses={200: SpeakerOutput(many=True),
                               **refusals("validation_error", "not_found", "invalid_external_id")},
                    parameters=[OpenApiParameter("external_id", str, description="Exact external_id (compared in "
-                                                                                "its normal form).")])
+                                                                                "its normal form)."),
+                               OpenApiParameter("voiceprint_status", str,
+                                                enum=[s.value for s in selectors.VoiceprintStatus],
+                                                description="Only speakers whose voiceprint has this status against "
+                                                            "the model in use (outdated: enroll them again).")])
     def get(self, request: Request) -> Response:
         query = self.SpeakerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        speakers = selectors.speaker_list(tenant=request_tenant(request), external_id=query.validated_data.get("external_id"))
+        speakers = selectors.speaker_list(tenant=request_tenant(request), external_id=query.validated_data.get("external_id"),
+                                          voiceprint_status=query.validated_data.get("voiceprint_status"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(speakers, request, view=self)
         return paginator.get_paginated_response(SpeakerOutput(page, many=True).data)
