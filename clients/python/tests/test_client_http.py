@@ -18,6 +18,7 @@ def test_health_and_readiness_answer_without_a_key(voiceprint_server):
     with VoiceprintClient(voiceprint_server.url, api_key="") as anonymous:
         health = anonymous.health()
         assert isinstance(health, models.Health) and health.model_loaded and health.database == "ok"
+        assert health.outdated_voiceprints == 0
         assert anonymous.ready() == models.Readiness(ready=True, status="ready")
 
 
@@ -33,6 +34,9 @@ def test_a_speaker_is_created_listed_page_by_page_updated_and_deleted(client):
     everyone = {s.id for s in client.iter_speakers(page_size=2)}
     assert {s.id for s in made} <= everyone
     assert [s.id for s in client.list_speakers(external_id=names[1]).results] == [made[1].id]
+    without = {s.id for s in client.iter_speakers(page_size=2, voiceprint_status="none")}
+    assert {s.id for s in made} <= without
+    assert not {s.id for s in made} & {s.id for s in client.iter_speakers(voiceprint_status="complete")}
 
     renamed = client.update_speaker(made[0].id, display_name="Renamed")
     assert renamed.display_name == "Renamed" and renamed.metadata == {"n": 0} and renamed.external_id == names[0]

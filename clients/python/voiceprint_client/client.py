@@ -97,10 +97,11 @@ class Routes:
         return self._call(Call("POST", "/api/v1/speakers", _model(models.Speaker), json=body, answers=(201,)))
 
     def list_speakers(self, *, page: int | None = None, page_size: int | None = None,
-                      external_id: str | None = None) -> models.SpeakerPage:
-        """``GET /api/v1/speakers``: one page (``count``, ``next``, ``previous``, ``results``)."""
-        params = {k: v for k, v in {"page": page, "page_size": page_size, "external_id": external_id}.items()
-                  if v is not None}
+                      external_id: str | None = None, voiceprint_status: str | None = None) -> models.SpeakerPage:
+        """``GET /api/v1/speakers``: one page (``count``, ``next``, ``previous``, ``results``); ``voiceprint_status``
+        (``outdated``, ``incomplete``...) keeps only the speakers whose voiceprint has it."""
+        params = {k: v for k, v in {"page": page, "page_size": page_size, "external_id": external_id,
+                                    "voiceprint_status": voiceprint_status}.items() if v is not None}
         return self._call(Call("GET", "/api/v1/speakers", _model(models.SpeakerPage), params=params))
 
     def get_speaker(self, speaker_id: str) -> models.Speaker:
@@ -259,11 +260,13 @@ class VoiceprintClient(_Base):
         self.close()
 
     # --- several calls ---------------------------------------------------------------------------------
-    def iter_speakers(self, *, page_size: int = 500, external_id: str | None = None) -> Iterator[models.Speaker]:
-        """Every speaker, page after page."""
+    def iter_speakers(self, *, page_size: int = 500, external_id: str | None = None,
+                      voiceprint_status: str | None = None) -> Iterator[models.Speaker]:
+        """Every speaker (of that voiceprint status), page after page."""
         page = 1
         while True:
-            batch = self.list_speakers(page=page, page_size=page_size, external_id=external_id)
+            batch = self.list_speakers(page=page, page_size=page_size, external_id=external_id,
+                                       voiceprint_status=voiceprint_status)
             yield from batch.results
             if not batch.next:
                 return
@@ -361,11 +364,12 @@ class AsyncVoiceprintClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def iter_speakers(self, *, page_size: int = 500, external_id: str | None = None
-                            ) -> AsyncIterator[models.Speaker]:
+    async def iter_speakers(self, *, page_size: int = 500, external_id: str | None = None,
+                            voiceprint_status: str | None = None) -> AsyncIterator[models.Speaker]:
         page = 1
         while True:
-            batch = await self.list_speakers(page=page, page_size=page_size, external_id=external_id)
+            batch = await self.list_speakers(page=page, page_size=page_size, external_id=external_id,
+                                             voiceprint_status=voiceprint_status)
             for speaker in batch.results:
                 yield speaker
             if not batch.next:

@@ -76,6 +76,7 @@ class Health(Model):
     enrolled_speakers: int | None
     unreadable_voiceprints: int | None
     missing_key_ids: list[str] | None
+    outdated_voiceprints: int | None = None  # made by another model version: enroll those speakers again
 
 
 @dataclass(frozen=True)
