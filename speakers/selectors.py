@@ -14,7 +14,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from inference import population as engine_population
@@ -43,7 +43,7 @@ from .models import (
     VerificationLock,
     WatchlistEntry,
 )
-from .runtime.inference_owner import owner_status
+from .runtime.inference_owner import owner_status, part_model_versions
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
@@ -171,25 +171,30 @@ class VoiceprintStatus(enum.StrEnum):
     NONE = "none"              # no voiceprint yet
     INCOMPLETE = "incomplete"  # less net speech than VOICEPRINT_ENROLL_TARGET_SPEECH_S
     COMPLETE = "complete"      # verified and searched
+    PARTIAL = "partial"        # complete, made by one network of the fused engine (ECAPA): verified with it, not searched
     OUTDATED = "outdated"      # made by another model version: re-enroll
     UNREADABLE = "unreadable"  # damaged (fails authentication): re-enroll
 
 
-def voiceprint_status(*, speaker: Speaker, model_version: str | None) -> VoiceprintStatus:
+def voiceprint_status(*, speaker: Speaker, model_version: str | None,
+                      part_versions: tuple[str, ...] | None = None) -> VoiceprintStatus:
     """The speaker's voiceprint status against the loaded ``model_version`` (None: not known, not checked).
 
     The same conditions as the decisions' refusals (speaker_not_enrolled, voiceprint_unreadable,
-    model_version_mismatch, enrollment_incomplete), in that order.
+    model_version_mismatch, enrollment_incomplete), in that order. A complete voiceprint of one of
+    ``part_versions`` (default: :func:`part_model_versions`, ECAPA's under the fused engine) is ``partial``:
+    verified with that network alone, not searched.
     """
     if not speaker.has_voiceprint:
         return VoiceprintStatus.NONE
     if speaker.voiceprint_unreadable:
         return VoiceprintStatus.UNREADABLE
+    complete = enrollment_progress(speaker=speaker).complete
     if model_version is not None and speaker.voiceprint_model_version != model_version:
-        return VoiceprintStatus.OUTDATED
-    if not enrollment_progress(speaker=speaker).complete:
-        return VoiceprintStatus.INCOMPLETE
-    return VoiceprintStatus.COMPLETE
+        parts = part_model_versions() if part_versions is None else part_versions
+        return VoiceprintStatus.PARTIAL if complete and speaker.voiceprint_model_version in parts \
+            else VoiceprintStatus.OUTDATED
+    return VoiceprintStatus.COMPLETE if complete else VoiceprintStatus.INCOMPLETE
 
 
 def speakers_with_voiceprint_status(*, speakers: QuerySet[Speaker], status: VoiceprintStatus | str,
@@ -202,11 +207,15 @@ def speakers_with_voiceprint_status(*, speakers: QuerySet[Speaker], status: Voic
     if status is VoiceprintStatus.UNREADABLE:
         return readable.filter(voiceprint_unreadable=True)
     readable = readable.filter(voiceprint_unreadable=False)
-    if status is VoiceprintStatus.OUTDATED:
-        return readable.exclude(voiceprint_model_version=model_version) if model_version else readable.none()
-    current = readable.filter(voiceprint_model_version=model_version) if model_version else readable
     # The same comparison as enrollment_progress.
     target = float(settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S) - 1e-9
+    if status in (VoiceprintStatus.OUTDATED, VoiceprintStatus.PARTIAL):
+        if not model_version:
+            return readable.none()
+        partial = Q(voiceprint_model_version__in=part_model_versions(), voiceprint_speech_s__gte=target)
+        foreign = readable.exclude(voiceprint_model_version=model_version)
+        return foreign.filter(partial) if status is VoiceprintStatus.PARTIAL else foreign.exclude(partial)
+    current = readable.filter(voiceprint_model_version=model_version) if model_version else readable
     if status is VoiceprintStatus.COMPLETE:
         return current.filter(voiceprint_speech_s__gte=target)
     return current.filter(voiceprint_speech_s__lt=target)
@@ -375,6 +384,8 @@ def _health_figures(tenant: Tenant | None) -> dict[str, Any]:
         "unreadable_voiceprints": speakers.filter(voiceprint_unreadable=True).count(),
         "outdated_voiceprints": speakers_with_voiceprint_status(speakers=speakers, status=VoiceprintStatus.OUTDATED,
                                                                 model_version=current_model_version()).count(),
+        "partial_voiceprints": speakers_with_voiceprint_status(speakers=speakers, status=VoiceprintStatus.PARTIAL,
+                                                               model_version=current_model_version()).count(),
         "missing_key_ids": sorted((in_use - configured - tenant_keys) | (wrapping - configured)),
         "population": population_status(tenant=tenant if tenant is not None else Tenant.objects.first()),
     }
@@ -394,7 +405,8 @@ def health_status(*, tenant: Tenant | None = None) -> dict[str, Any]:
     """
     owner = owner_status()
     status: dict[str, Any] = {"status": "ready", **owner, "database": "ok", "enrolled_speakers": None,
-                              "unreadable_voiceprints": None, "outdated_voiceprints": None, "missing_key_ids": [],
+                              "unreadable_voiceprints": None, "outdated_voiceprints": None,
+                              "partial_voiceprints": None, "missing_key_ids": [],
                               "population": None}
     try:
         # The counts are reused until the voiceprint change log moves (a one-row read), so an

@@ -49,6 +49,7 @@ class VoiceprintFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         S = selectors.VoiceprintStatus
         return ((S.COMPLETE.value, "complete (enrolled)"), (S.INCOMPLETE.value, "incomplete (needs more speech)"),
+                (S.PARTIAL.value, "partial (one model of the fused engine)"),
                 (S.OUTDATED.value, "outdated (another model version)"), (S.NONE.value, "no recording"),
                 (S.UNREADABLE.value, "unreadable (damaged)"))
 
@@ -199,6 +200,8 @@ class SpeakerAdmin(TenantScoped, admin.ModelAdmin):
             selectors.VoiceprintStatus.NONE: "no recording yet",
             selectors.VoiceprintStatus.INCOMPLETE: "incomplete: enroll more speech",
             selectors.VoiceprintStatus.COMPLETE: "complete: verified and identified",
+            selectors.VoiceprintStatus.PARTIAL: "partial: made by ECAPA alone, verified with it but not identified; "
+                                                "enroll again for both models",
             selectors.VoiceprintStatus.OUTDATED: "outdated: made by another model version, enroll again",
             selectors.VoiceprintStatus.UNREADABLE: "unreadable (damaged): enroll again",
         }[self._status(speaker)]
@@ -207,8 +210,8 @@ class SpeakerAdmin(TenantScoped, admin.ModelAdmin):
     def enrollment_progress(self, speaker: Speaker) -> str:
         progress = selectors.enrollment_progress(speaker=speaker)
         status = self._status(speaker)
-        shown = {selectors.VoiceprintStatus.OUTDATED: " (outdated)", selectors.VoiceprintStatus.UNREADABLE:
-                 " (unreadable)"}.get(status, "")
+        shown = {selectors.VoiceprintStatus.OUTDATED: " (outdated)", selectors.VoiceprintStatus.PARTIAL: " (partial)",
+                 selectors.VoiceprintStatus.UNREADABLE: " (unreadable)"}.get(status, "")
         return f"{progress.text}{shown}"
 
     def get_queryset(self, request):

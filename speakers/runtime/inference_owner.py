@@ -49,7 +49,7 @@ from inference.audio import DecodedAudio
 from inference.config import DiarizationConfig, FusionConfig
 from inference.diarization import Diarization
 from inference.embedder import Forward
-from inference.fusion import FusedEmbedder, fused_version, load_engine
+from inference.fusion import FusedEmbedder, fused_version, load_engine, model_parts
 from inference.prepare import CAMPPLUS_MANIFEST_FILE, read_campplus_manifest
 
 from ..exceptions import EngineUnavailable, ModelNotPrepared
@@ -269,6 +269,30 @@ def owner_status() -> dict[str, Any]:
                 "model_prepared": True}
     return {"engine": state, "model_version": prepared_model_version(), "model_loaded": False,
             "model_prepared": manifest_path().is_file()}
+
+
+def part_model_versions() -> tuple[str, ...]:
+    """Versions of voiceprints the configured engine still decides with one of its networks alone: ECAPA's,
+    when ``VOICEPRINT_MODELS=ecapa,campplus`` (a speaker enrolled before fusion was turned on is verified with
+    ECAPA until enrolled again); none otherwise. Read from the prepared manifest (never loads the model)."""
+    if len(settings.VOICEPRINT_MODELS) < 2:
+        return ()
+    try:
+        version = json.loads(manifest_path().read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return (version,) if isinstance(version, str) and version else ()
+
+
+def probe_as(probe: EmbeddingResult, model_version: str) -> EmbeddingResult | None:
+    """``probe`` as one network of the fused engine sees it (its part of the vector, that network's version), or
+    None when the engine holds no network of ``model_version``."""
+    engine = get_embedder()
+    if (isinstance(engine, FusedEmbedder) and probe.model_version == engine.model_version
+            and model_version == engine.ecapa.model_version):
+        return dataclasses.replace(probe, vector=model_parts(probe.vector, engine.config)["ecapa"],
+                                   model_version=model_version)
+    return None
 
 
 def prepared_model_version() -> str | None:

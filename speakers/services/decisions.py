@@ -135,6 +135,8 @@ class Reference:
 
     vector: np.ndarray
     quality: SideQuality
+    # A voiceprint's model version; None for a recording (embedded by the engine, as the probe).
+    model_version: str | None = None
 
     @property
     def speech_s(self) -> float:
@@ -152,6 +154,7 @@ class PairDecision:
     accepted: bool
     score_normalisation: str
     policy_source: str
+    model_version: str  # the model that decided (ECAPA's, for a partial voiceprint under the fused engine)
 
 
 def voiceprint_quality(speaker: Speaker) -> SideQuality:
@@ -204,6 +207,13 @@ def pair_decide(*, reference: Reference, probe: EmbeddingResult, tenant: Tenant 
     ``reference_stats``: the reference's AS-norm statistics when already known; ``tenant``: whose
     calibration decides (a site calibration of the tenant, else the shipped one).
     """
+    if reference.model_version is not None and reference.model_version != probe.model_version:
+        # a voiceprint of one network of the fused engine (ECAPA's, enrolled before fusion): that network decides
+        seen = inference_owner.probe_as(probe, reference.model_version)
+        if seen is None:
+            raise ModelVersionMismatch(voiceprint_model_version=reference.model_version,
+                                       model_version=probe.model_version)
+        probe = seen
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
     raw = cosine(reference.vector, probe.vector)
     verdict = scale.policy.calibration.verify(
@@ -211,13 +221,14 @@ def pair_decide(*, reference: Reference, probe: EmbeddingResult, tenant: Tenant 
         enroll=reference.quality, probe=side_quality(probe), far=scale.policy.far_target)
     return PairDecision(score=verdict.llr, raw_score=raw, threshold=verdict.threshold,
                         accepted=verdict.accepted, score_normalisation=scale.name,
-                        policy_source=scale.policy.source)
+                        policy_source=scale.policy.source, model_version=probe.model_version)
 
 
 def speaker_reference(speaker: Speaker) -> Reference:
     """A speaker's usable voiceprint as the reference of a decision (409 when it cannot decide)."""
     _require_usable_voiceprint(speaker)
-    return Reference(vector=voiceprint_of(speaker), quality=voiceprint_quality(speaker))
+    return Reference(vector=voiceprint_of(speaker), quality=voiceprint_quality(speaker),
+                     model_version=speaker.voiceprint_model_version)
 
 
 def recording_reference(result: EmbeddingResult) -> Reference:
@@ -226,17 +237,20 @@ def recording_reference(result: EmbeddingResult) -> Reference:
 
 
 def _require_usable_voiceprint(speaker: Speaker) -> None:
-    """Refuse to compare with a missing, damaged, foreign-model or incomplete voiceprint (each its own 409)."""
+    """Refuse to compare with a missing, damaged, foreign-model or incomplete voiceprint (each its own 409); the
+    status of the same conditions is :func:`speakers.selectors.voiceprint_status`."""
     if not speaker.has_voiceprint:
         raise SpeakerNotEnrolled(speaker_id=str(speaker.id))
     if speaker.voiceprint_unreadable:
         raise VoiceprintUnreadable(speaker_id=str(speaker.id))
     current_version = inference_owner.model_version()
-    if speaker.voiceprint_model_version != current_version:
+    progress = enrollment_progress(speaker=speaker)
+    # A complete voiceprint of one network of the fused engine (ECAPA's, enrolled before fusion) is decided by it.
+    partial = progress.complete and speaker.voiceprint_model_version in inference_owner.part_model_versions()
+    if speaker.voiceprint_model_version != current_version and not partial:
         raise ModelVersionMismatch(speaker_id=str(speaker.id),
                                    voiceprint_model_version=speaker.voiceprint_model_version,
                                    model_version=current_version)
-    progress = enrollment_progress(speaker=speaker)
     if not progress.complete:
         raise EnrollmentIncomplete(
             f"The speaker's voiceprint holds {progress.text} of speech; enroll more recordings before "
@@ -278,7 +292,7 @@ def speaker_verify(*, speaker: Speaker, recording: Recording, actor: Actor,
         probe_print_remember(speaker=speaker, heard=heard)
     return VerifyDecision(speaker_id=speaker.id, score=decision.score, raw_score=decision.raw_score,
                           score_normalisation=decision.score_normalisation, threshold=decision.threshold,
-                          accepted=decision.accepted, model_version=probe.model_version,
+                          accepted=decision.accepted, model_version=decision.model_version,
                           processing_time_ms=elapsed_ms(started), watchlist_match=hit)
 
 

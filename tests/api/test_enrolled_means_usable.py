@@ -79,8 +79,9 @@ def test_the_list_narrows_to_one_voiceprint_status_and_health_counts_the_outdate
     assert listed("outdated") == [enrolled["b"]]
     assert listed("complete") == [enrolled["a"]]
     assert listed("incomplete") == [short["id"]]
-    refused = client.get("/api/v1/speakers?voiceprint_status=stale")
-    assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error"
+    for query in ("voiceprint_status=stale", "voiceprint_status=", "voiceprint_status=stale&voiceprint_status=complete"):
+        refused = client.get(f"/api/v1/speakers?{query}")  # unknown, empty, or given twice (never the last one silently)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error", query
     cache.clear()  # the update above bypassed the change log the health figures are cached on
     health = client.get("/api/v1/health").json()
     assert health["outdated_voiceprints"] == 1 and health["enrolled_speakers"] == 1

@@ -116,20 +116,9 @@ def test_diarize_names_a_voice_with_the_fused_vectors(fused, client, upload, enr
     assert named == {enrolled["a"], enrolled["b"]}
 
 
-def test_a_voiceprint_of_ecapa_alone_is_not_compared_by_the_fused_engine(client, upload, enrolled, settings,
-                                                                         monkeypatch, fused_engine):
-    # enrolled with ECAPA alone (the fixture ran before the switch), then the deployment turns fusion on
-    from speakers.runtime import inference_owner
-
-    settings.VOICEPRINT_MODELS = FUSED
-    monkeypatch.setattr(inference_owner._owner.get(), "embedder", fused_engine)
-    error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
-                                     format="multipart"), 409, "model_version_mismatch")
-    assert error["detail"]["model_version"] == fused_engine.model_version
-
-
-def test_switching_to_the_fused_engine_shows_which_speakers_need_enrolling_again(client, enrolled, settings,
-                                                                                monkeypatch, fused_engine):
+def _switch_to_fused(settings, monkeypatch, fused_engine) -> None:
+    """The deployment turns fusion on after its speakers were enrolled with ECAPA alone (a restart, as far as
+    the service can tell: the cached health figures go too)."""
     from django.core.cache import cache
 
     from speakers.runtime import inference_owner
@@ -137,11 +126,56 @@ def test_switching_to_the_fused_engine_shows_which_speakers_need_enrolling_again
     settings.VOICEPRINT_MODELS = FUSED
     monkeypatch.setattr(inference_owner._owner.get(), "embedder", fused_engine)
     cache.clear()
+
+
+def test_a_voiceprint_of_ecapa_alone_is_verified_with_ecapa_by_the_fused_engine(client, upload, enrolled, settings,
+                                                                                 monkeypatch, fused_engine):
+    # the ECAPA engine's own decisions, before the switch (computed by the engine that made the voiceprints)
+    alone = {(who, clip): client.post("/api/v1/verify", {"speaker_id": enrolled[who], "audio": upload(clip)},
+                                      format="multipart").json()
+             for who, clip in (("a", "a_snt4"), ("a", "b_snt4"))}
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    for (who, clip), before in alone.items():
+        after = client.post("/api/v1/verify", {"speaker_id": enrolled[who], "audio": upload(clip)},
+                            format="multipart").json()
+        assert after["model_version"] == fused_engine.ecapa.model_version != fused_engine.model_version
+        assert after["accepted"] is before["accepted"]
+        assert after["raw_score"] == pytest.approx(before["raw_score"], abs=1e-4)
+        assert after["score"] == pytest.approx(before["score"], abs=1e-3)
+        assert after["threshold"] == pytest.approx(before["threshold"], abs=1e-6)
+    assert alone[("a", "a_snt4")]["accepted"] is True and alone[("a", "b_snt4")]["accepted"] is False
+    # not searched: identify has only fused voiceprints to search, and there are none
+    found = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
+    assert found["match"] is None and found["candidates"] == []
+    body = client.get(f"/api/v1/speakers/{enrolled['a']}").json()
+    assert body["voiceprint_status"] == "partial" and body["enrolled"] is False
+
+
+def test_an_incomplete_voiceprint_of_ecapa_alone_is_outdated_under_the_fused_engine(client, upload, enrolled,
+                                                                                   settings, monkeypatch, fused_engine):
+    from speakers.models import Speaker
+
+    Speaker.objects.filter(pk=enrolled["a"]).update(voiceprint_speech_s=1.0)  # less than the target
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    error = assert_error(client.post("/api/v1/verify", {"speaker_id": enrolled["a"], "audio": upload("a_snt4")},
+                                     format="multipart"), 409, "model_version_mismatch")
+    assert error["detail"]["model_version"] == fused_engine.model_version
+    assert client.get(f"/api/v1/speakers/{enrolled['a']}").json()["voiceprint_status"] == "outdated"
+
+
+def test_switching_to_the_fused_engine_shows_which_speakers_need_enrolling_again(client, enrolled, settings,
+                                                                                monkeypatch, fused_engine):
+    from speakers.models import Speaker
+
+    Speaker.objects.filter(pk=enrolled["b"]).update(voiceprint_model_version="spkrec-ecapa-voxceleb@00000000")
+    _switch_to_fused(settings, monkeypatch, fused_engine)
     health = client.get("/api/v1/health").json()
     assert health["model_version"] == fused_engine.model_version
-    assert health["outdated_voiceprints"] == 2 and health["enrolled_speakers"] == 0
-    listed = client.get("/api/v1/speakers?voiceprint_status=outdated").json()["results"]
-    assert sorted(r["id"] for r in listed) == sorted([enrolled["a"], enrolled["b"]])
+    assert (health["partial_voiceprints"], health["outdated_voiceprints"], health["enrolled_speakers"]) == (1, 1, 0)
+    for status, who in (("partial", "a"), ("outdated", "b")):
+        listed = client.get(f"/api/v1/speakers?voiceprint_status={status}").json()["results"]
+        assert [r["id"] for r in listed] == [enrolled[who]]
+        assert listed[0]["voiceprint_status"] == status
 
 
 def test_before_the_engine_loads_health_names_the_configured_models_version(settings, fused_engine, embedder):

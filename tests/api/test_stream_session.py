@@ -60,7 +60,7 @@ def _result(vector: np.ndarray | None = None, speech_s: float = 3.0) -> Embeddin
 
 def _decision(raw: float) -> PairDecision:
     return PairDecision(score=raw, raw_score=raw, threshold=0.45, accepted=raw >= 0.45, score_normalisation="none",
-                        policy_source="settings")
+                        policy_source="settings", model_version=model_version())
 
 
 def _speech(speech, *names: str) -> np.ndarray:

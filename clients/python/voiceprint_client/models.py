@@ -77,6 +77,7 @@ class Health(Model):
     unreadable_voiceprints: int | None
     missing_key_ids: list[str] | None
     outdated_voiceprints: int | None = None  # made by another model version: enroll those speakers again
+    partial_voiceprints: int | None = None  # made by ECAPA alone under the fused engine: verified, not identified
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Speaker(Model):
     metadata: dict[str, Any] | None
     enrollment_count: int
     enrolled: bool
-    voiceprint_status: str  # none, incomplete, complete, outdated, unreadable
+    voiceprint_status: str  # none, incomplete, complete, partial, outdated, unreadable
     model_version: str | None
     enrollment_progress: EnrollmentProgress | None
     created_at: datetime | None

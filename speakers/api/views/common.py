@@ -28,6 +28,16 @@ def request_tenant(request: Request) -> Tenant:
     return request.auth.tenant
 
 
+def request_query(request: Request) -> dict[str, str]:
+    """The query string as one value per name, for a query serializer: a name given twice is refused (400
+    validation_error) rather than silently taking its last value, and an empty value stays a value (a choice
+    field refuses it) instead of reading as an absent parameter."""
+    repeated = sorted(name for name, values in request.query_params.lists() if len(values) > 1)
+    if repeated:
+        raise serializers.ValidationError({name: ["Give this parameter once."] for name in repeated})
+    return {name: values[0] for name, values in request.query_params.lists()}
+
+
 def request_recording(upload, field: str | None = None) -> Recording:
     """An uploaded file as the services take it; ``field`` names the form field in errors about it."""
     return Recording(filename=upload.name or "", data=upload.read(), field=field)
@@ -152,8 +162,10 @@ class SpeakerOutput(serializers.Serializer):
     enrolled = serializers.SerializerMethodField(
         help_text="True when the speaker can be verified and identified: voiceprint_status is complete.")
     voiceprint_status = serializers.SerializerMethodField(
-        help_text="none (no recording yet), incomplete (less net speech than required), complete, outdated "
-                  "(made by another model version: re-enroll) or unreadable (damaged: re-enroll).")
+        help_text="none (no recording yet), incomplete (less net speech than required), complete, partial "
+                  "(made by one network of the fused engine, ECAPA, before fusion was turned on: verified with it "
+                  "alone, not searched by identify; re-enroll), outdated (made by another model version: re-enroll) "
+                  "or unreadable (damaged: re-enroll).")
     model_version = serializers.SerializerMethodField(help_text="Model version of the voiceprint.")
     enrollment_progress = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -169,7 +181,9 @@ class SpeakerOutput(serializers.Serializer):
         context = self.context if isinstance(self.context, dict) else {}
         if "model_version" not in context:
             context["model_version"] = selectors.current_model_version()
-        return selectors.voiceprint_status(speaker=speaker, model_version=context["model_version"])
+            context["part_versions"] = selectors.part_model_versions()
+        return selectors.voiceprint_status(speaker=speaker, model_version=context["model_version"],
+                                           part_versions=context.get("part_versions"))
 
     def get_enrolled(self, speaker) -> bool:
         return self._status(speaker) is selectors.VoiceprintStatus.COMPLETE

@@ -65,6 +65,10 @@ class HealthApi(APIView):
             allow_null=True, help_text="Speakers whose voiceprint was made by another model version (VOICEPRINT_MODELS "
                                        "changed): not verified or searched until enrolled again; "
                                        "GET /api/v1/speakers?voiceprint_status=outdated lists them.")
+        partial_voiceprints = serializers.IntegerField(
+            allow_null=True, help_text="Speakers whose voiceprint was made by one network of the fused engine alone "
+                                       "(ECAPA, before VOICEPRINT_MODELS=ecapa,campplus): verified with it, not "
+                                       "searched until enrolled again; ?voiceprint_status=partial lists them.")
         missing_key_ids = serializers.ListField(child=serializers.CharField(),
                                                 help_text="Key ids rows are sealed with that the configuration "
                                                           "lacks.")

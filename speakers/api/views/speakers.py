@@ -30,6 +30,7 @@ from .common import (
     SpeakerOutput,
     WatchlistMatchOutput,
     request_actor,
+    request_query,
     request_recording,
     request_tenant,
 )
@@ -58,7 +59,7 @@ class SpeakerCollectionApi(APIView):
                                                 description="Only speakers whose voiceprint has this status against "
                                                             "the model in use (outdated: enroll them again).")])
     def get(self, request: Request) -> Response:
-        query = self.SpeakerListQuery(data=request.query_params)
+        query = self.SpeakerListQuery(data=request_query(request))
         query.is_valid(raise_exception=True)
         speakers = selectors.speaker_list(tenant=request_tenant(request), external_id=query.validated_data.get("external_id"),
                                           voiceprint_status=query.validated_data.get("voiceprint_status"))
