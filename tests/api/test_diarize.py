@@ -178,3 +178,21 @@ def test_a_conversation_pays_its_seconds_of_audio_from_the_keys_budget(client, c
     response = _diarize(client, data)
     assert_error(response, 429, "audio_budget_exceeded")
     assert response["Retry-After"]
+
+
+def test_the_windows_go_through_the_batched_graph_on_the_inference_thread(client, conversation, monkeypatch):
+    from speakers.runtime import inference_owner
+
+    embedder = inference_owner.get_embedder()
+    calls: list[int] = []
+    run = type(embedder).embed_windows
+
+    def counted(self, windows):
+        calls.append(len(windows))
+        return run(self, windows)
+
+    monkeypatch.setattr(type(embedder), "embed_windows", counted)
+    data, _ = conversation
+    assert _diarize(client, data).status_code == 200
+    assert calls and sum(calls) >= 20  # every window of the 23 s recording, in batches (one queue job each)
+    assert embedder._windows_network is not None
