@@ -20,7 +20,7 @@ from django.test import override_settings
 from speakers.api.clients import address_of
 from speakers.models import AuditEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("whole_minute_window")]
 
 
 def _guess(client, key: str, *, address: str = "127.0.0.1", forwarded: str | None = None):
