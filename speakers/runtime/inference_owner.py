@@ -277,11 +277,20 @@ def part_model_versions() -> tuple[str, ...]:
     ECAPA until enrolled again); none otherwise. Read from the prepared manifest (never loads the model)."""
     if len(settings.VOICEPRINT_MODELS) < 2:
         return ()
+    owner = _owner.peek()
+    if owner is not None and isinstance(owner.embedder, FusedEmbedder):  # loaded: no file read on a verify
+        return (owner.embedder.ecapa.model_version,)
+    version = _manifest_version(manifest_path())
+    return (version,) if version else ()
+
+
+def _manifest_version(path: Path) -> str | None:
+    """The ``version`` a prepared manifest names, or None when it is missing or unreadable."""
     try:
-        version = json.loads(manifest_path().read_text(encoding="utf-8")).get("version")
+        version = json.loads(path.read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
-        return ()
-    return (version,) if isinstance(version, str) and version else ()
+        return None
+    return version if isinstance(version, str) and version else None
 
 
 def probe_as(probe: EmbeddingResult, model_version: str) -> EmbeddingResult | None:
@@ -298,12 +307,8 @@ def probe_as(probe: EmbeddingResult, model_version: str) -> EmbeddingResult | No
 def prepared_model_version() -> str | None:
     """The model version the configured engine will have once loaded, from the prepared manifests (None when
     one is missing or unreadable): ECAPA's, or with ``VOICEPRINT_MODELS=ecapa,campplus`` the fused version."""
-    versions = []
-    for path in (manifest_path(), Path(settings.VOICEPRINT_MODEL_DIR) / CAMPPLUS_MANIFEST_FILE)[:len(settings.VOICEPRINT_MODELS)]:
-        try:
-            versions.append(json.loads(path.read_text(encoding="utf-8")).get("version"))
-        except (OSError, ValueError, AttributeError):
-            return None
+    paths = (manifest_path(), Path(settings.VOICEPRINT_MODEL_DIR) / CAMPPLUS_MANIFEST_FILE)
+    versions = [_manifest_version(path) for path in paths[:len(settings.VOICEPRINT_MODELS)]]
     if None in versions:
         return None
     return versions[0] if len(versions) == 1 else fused_version(*versions, engine_config().fusion.ecapa_weight)
