@@ -1,6 +1,6 @@
 """Diarization benchmark: who spoke when, and who they are, on conversations of unseen speakers.
 
-``nice .venv/bin/python -m benchmarks.diarization [--conversations 30] [--fit] [--rtf-minutes 10]``
+``nice .venv/bin/python -m benchmarks.diarization [--windows campplus] [--conversations 30] [--fit] [--rtf-minutes 10]``
 
 Conversations are built, seeded, from the calibration set (``--corpus``, docs/calibration-set.md):
 LibriSpeech readers of the HELD-OUT split (``splits.csv``; their voices never touched the shipped
@@ -15,7 +15,8 @@ calibration set's channel (8 kHz, 300-3400 Hz band-pass, G.711 mu-law: tools/cal
 Who is enrolled: every known reader of the split (``known`` in ``splits.csv``), from their
 enrollment recordings of ``enrollments/<split>/clean.txt``, which never appear in a conversation;
 the unknown readers are never enrolled. Each cluster the diarization finds is scored against every
-enrolled voiceprint with the shipped calibration (cosine scale): llr per pair, and the identify rule
+enrolled voiceprint with the shipped calibration (cosine scale; ECAPA names the voices whichever network
+embeds the windows, ``--windows``, as the service does with ``VOICEPRINT_DIARIZE_WINDOWS``): llr per pair, and the identify rule
 of speakers/services/decisions.py speaker_identify (the threshold ``identify_t(fir, gallery)`` on
 the llr scale of the pair, the calibrated margin over the runner-up), then named one-to-one by
 :func:`inference.diarization.name_clusters`.
@@ -25,7 +26,9 @@ Printed per condition (clean / telephone x overlap 0 / 10%): DER by pyannote.met
 enrolled speakers' speaking time named right (and named as another enrolled person), the share of
 unknown speakers' speaking time named as an enrolled person (single-speaker time only), and how
 often the overlap flags hit reference overlap. Then the real-time factor of the whole pipeline on
-one long conversation (``--rtf-minutes``) built fresh, with MindSpore at ``--threads`` threads.
+one long conversation (``--rtf-minutes``) built fresh, with MindSpore at ``--threads`` threads: the
+service's way (``--windows``, windows of one length batched), and in the same run the references: the same
+network one window per call and, for CAM++'s windows, ECAPA's batched windows (the earlier default).
 Window embeddings are cached under ``--cache`` (per conversation, condition and window layout): the
 dense layout, windows every ``refine_hop_s``; the first pass (every ``hop_s``) is every k-th of them,
 exactly the windows the pipeline plans, and the windows its second pass adds near changes of
@@ -51,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from inference import features
 from inference.config import DiarizationConfig, EngineConfig
 from inference.diarization import (
     Diarization,
@@ -59,7 +63,7 @@ from inference.diarization import (
     embed_recording,
     name_clusters,
 )
-from inference.diarization.windows import WindowPlan
+from inference.diarization.windows import WindowPlan, plan_features
 from inference.quality_calibration import Calibration, SideQuality, shipped_calibration
 from inference.scoring import average_embeddings
 from inference.vad import SpeechReport
@@ -73,6 +77,45 @@ CONDITIONS = (("clean", 0.0), ("clean", 0.10), ("telephone", 0.0), ("telephone",
 # NIST-style references, which bridge short pauses).
 REFERENCE_BRIDGE_S = 0.3
 FIR = 0.01
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Who embeds the windows and who names the voices (``--windows``), composed as the service composes them
+    (speakers/runtime/inference_owner.py diarize)."""
+
+    windows: str  # "ecapa" or "campplus"
+    embedder: object  # ECAPA's Embedder: the gallery and the voices' voiceprints
+    net: object  # the windows' network: embed_windows / embed_features
+
+    @classmethod
+    def load(cls, windows: str, threads: int) -> Networks:
+        from inference.embedder import Embedder
+
+        embedder = Embedder.load(EngineConfig(threads=threads))
+        if windows == "ecapa":
+            return cls(windows, embedder, embedder)
+        from inference.campplus_model import CampplusModel
+
+        return cls(windows, embedder, CampplusModel.load(EngineConfig(threads=threads)))
+
+    def features_of(self, speech: np.ndarray) -> np.ndarray:
+        """One window's features for the windows' network."""
+        if self.windows == "ecapa":
+            return features.compute_features(speech, self.embedder.config.frontend)
+        return self.net.window_features(speech)
+
+    @property
+    def voiceprint_of(self):
+        """Each voice's speech -> ECAPA's vector, when another network embeds the windows (else None: the
+        pipeline's own voiceprints, the windows' network)."""
+        if self.windows == "ecapa":
+            return None
+        e = self.embedder
+        return lambda speech: e.pool(e.embed_features(e.speech_features(speech)))
+
+    def diarize_kw(self) -> dict:
+        return {"engine": self.embedder.config, "window_features": self.features_of, "voiceprint_of": self.voiceprint_of}
 
 
 # ----------------------------------------------------------------------------- material
@@ -239,8 +282,8 @@ def conditioned(x: np.ndarray, channel: str) -> tuple[np.ndarray, int]:
 
 # ----------------------------------------------------------------------------- embedding cache
 
-def cache_path(cache: Path, key: str, channel: str, overlap: float, config: DiarizationConfig) -> Path:
-    layout = f"w{config.window_s}-h{config.hop_s}-m{config.min_window_s}"
+def cache_path(cache: Path, key: str, channel: str, overlap: float, config: DiarizationConfig, windows: str) -> Path:
+    layout = f"{windows}-w{config.window_s}-h{config.hop_s}-m{config.min_window_s}"
     return cache / layout / f"{key}-{channel}-ov{int(round(overlap * 100))}.npz"
 
 
@@ -301,11 +344,9 @@ class CachedNetwork:
     give its cached embedding, the same numbers the network gave them; anything else (voiceprints)
     runs the network. ``counter`` counts both."""
 
-    def __init__(self, windows: WindowEmbeddings, embedder, counter: Counter) -> None:
-        from inference.diarization.windows import window_features
-
-        self.embedder, self.counter = embedder, counter
-        feats = window_features(windows.samples, windows.plan, embedder.config.frontend)
+    def __init__(self, windows: WindowEmbeddings, networks: Networks, counter: Counter) -> None:
+        self.embedder, self.counter = networks.net, counter
+        feats = plan_features(windows.samples, windows.plan, RATE, networks.features_of)
         self.rows = {self._key(f): row for f, row in zip(feats, windows.embeddings)}
 
     @staticmethod
@@ -469,8 +510,9 @@ def der_parts(metric) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- the runs
 
-def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversations: int,
+def run_split(args, split: str, networks: Networks, config: DiarizationConfig, *, conversations: int,
               fit_grid: list[tuple[float, float]] | None = None) -> dict:
+    embedder = networks.embedder
     pool = speakers_of(args.corpus, split)
     out: dict = {}
     if fit_grid is None:
@@ -491,19 +533,19 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
             samples, rate = conditioned(mix(conversation), channel)
             # The cache holds the dense layout (every refine_hop_s): the first pass is every k-th of its
             # windows, and the windows the second pass adds near changes of speaker are among them.
-            path = cache_path(args.cache, key, channel, overlap, dense)
+            path = cache_path(args.cache, key, channel, overlap, dense, networks.windows)
             if path.is_file():
                 windows, _ = load_windows(path, samples, rate)
             else:
                 timings: dict[str, float] = {}
-                windows = embed_recording(samples, rate, embedder.embed_windows, engine=embedder.config,
-                                          config=dense, timings=timings)
+                windows = embed_recording(samples, rate, networks.net.embed_windows, engine=embedder.config,
+                                          config=dense, timings=timings, window_features=networks.features_of)
                 save_windows(path, windows, timings["network"])
-            network = CachedNetwork(windows, embedder, cached)
+            network = CachedNetwork(windows, networks, cached)
             windows = thin(windows, every * args.thin)
             for params, tally in tallies.items():
                 if params is None:
-                    d = diarize_embedded(windows, network, engine=embedder.config, config=config)
+                    d = diarize_embedded(windows, network, config=config, **networks.diarize_kw())
                     llr, threshold, margin = identify_scores(d, gallery, calibration)
                     names = name_clusters(llr, threshold, gallery.names, margin=margin,
                                           first_speech_s=[c.first_s for c in d.clusters])
@@ -511,7 +553,7 @@ def run_split(args, split: str, embedder, config: DiarizationConfig, *, conversa
                 else:
                     cfg = dataclasses.replace(config, stop_distance=params[0], stop_distance_narrowband=params[0],
                                               min_cluster_s=params[1])
-                    d = diarize_embedded(windows, None, engine=embedder.config, config=cfg)
+                    d = diarize_embedded(windows, None, config=cfg, **networks.diarize_kw())
                     labels = {c.cluster: f"cluster-{c.cluster}" for c in d.clusters}
                 score(tally, conversation, known, d, labels)
             print(f"  {split} {channel} ov{overlap:.2f} {i + 1}/{conversations}", file=sys.stderr, flush=True)
@@ -577,7 +619,7 @@ def print_table(results: dict, split: str) -> None:
               f"{100 * t.flagged_hit_s / max(t.overlap_s, 1e-9):.0f}% |")
 
 
-def measure_rtf(args, embedder, config: DiarizationConfig) -> None:
+def measure_rtf(args, networks: Networks, config: DiarizationConfig) -> None:
     """The whole pipeline, uncached, on one long conversation of held-out speakers."""
     from inference.diarization import diarize
 
@@ -592,34 +634,46 @@ def measure_rtf(args, embedder, config: DiarizationConfig) -> None:
     # the same run's reference: one 3 s verify probe through the whole engine (decode to vector)
     from benchmarks.common import speech_of, wav_bytes
 
+    embedder = networks.embedder
     probe = wav_bytes(speech_of(3.0))
     embedder.embed(probe)
     started = time.perf_counter()
     for _ in range(5):
         embedder.embed(probe)
     verify_s = (time.perf_counter() - started) / 5
-    # The service's way (windows of one length batched: Embedder.embed_windows), then the reference in
-    # the same run: every window through the one-utterance graph on its own (Embedder.embed_features).
+    # The service's way (windows of one length batched: embed_windows), then the references in the same
+    # run: every window through the one-utterance graph on its own (embed_features) and, for CAM++'s
+    # windows, ECAPA's windows batched with their own stopping distances (the earlier default).
+    plans = [("batched windows", networks, networks.net.embed_windows, config),
+             ("one window per call", networks, networks.net.embed_features, config)]
+    if networks.windows != "ecapa":
+        ecapa = Networks("ecapa", embedder, embedder)
+        plans.append(("ECAPA's windows batched", ecapa, embedder.embed_windows,
+                      DiarizationConfig.for_windows("ecapa", **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                                                             if f.name not in ("stop_distance", "stop_distance_narrowband")})))
     runs = {}
-    for name, embed in (("batched windows", embedder.embed_windows), ("one window per call", embedder.embed_features)):
+    for name, nets, embed, cfg in plans:
         wall, cpu = time.perf_counter(), time.process_time()
-        d = diarize(samples, RATE, embed, engine=embedder.config, config=config)
+        d = diarize(samples, RATE, embed, config=cfg, **nets.diarize_kw())
         runs[name] = (d, time.perf_counter() - wall, time.process_time() - cpu)
     duration = samples.size / RATE
-    print(f"\nReal-time factor: {duration / 60:.1f} min ({runs['batched windows'][0].speech_s / 60:.1f} min speech), "
+    print(f"\nReal-time factor ({networks.windows}'s windows): {duration / 60:.1f} min ({runs['batched windows'][0].speech_s / 60:.1f} min speech), "
           f"MindSpore threads {args.threads}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for name, (d, wall, cpu) in runs.items():
+    for (name, _, _, cfg), (d, wall, cpu) in zip(plans, runs.values()):
         net_per_window = d.timings_s["network"] / max(d.windows, 1)
         print(f"  {name}: {d.windows} windows of which {d.refined_windows} near changes, {len(d.clusters)} clusters, "
               f"{wall:.1f} s wall = RTF **{wall / duration:.3f}** (CPU {cpu:.1f} s = {cpu / duration:.3f} CPU-s per second)")
         print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in d.timings_s.items())
-              + f"; network {1000 * net_per_window:.1f} ms per {config.window_s} s window;"
+              + f"; network {1000 * net_per_window:.1f} ms per {cfg.window_s} s window;"
               f" 1 h at this rate: {wall / duration * 60:.1f} min = the time of {3600 * wall / duration / verify_s:.0f}"
               f" embeddings of a 3 s probe ({1000 * verify_s:.0f} ms each in this run)")
     (batched, b_wall, _), (single, s_wall, _) = runs["batched windows"], runs["one window per call"]
     print(f"  batched / one per call: wall {b_wall / s_wall:.2f}x, network {batched.timings_s['network'] / single.timings_s['network']:.2f}x;"
-          f" the same segments: {batched.segments == single.segments}"
-          f"; peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+          f" the same segments: {batched.segments == single.segments}")
+    if "ECAPA's windows batched" in runs:
+        _, e_wall, _ = runs["ECAPA's windows batched"]
+        print(f"  {networks.windows}'s windows / ECAPA's windows, both batched: wall {b_wall / e_wall:.2f}x")
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 def _version(name: str) -> str:
@@ -630,6 +684,8 @@ def _version(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", choices=("campplus", "ecapa"), default="campplus",
+                        help="the network of the windows (the service's VOICEPRINT_DIARIZE_WINDOWS); ECAPA names the voices")
     parser.add_argument("--corpus", type=Path, default=Path("/work/data/calibration-corpus"))
     parser.add_argument("--cache", type=Path, default=Path("/work/data/diarize"))
     parser.add_argument("--conversations", type=int, default=30)
@@ -654,29 +710,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, choices=sorted({o for _, o in CONDITIONS}), help="only this overlap")
     args = parser.parse_args(argv)
 
-    from inference.embedder import Embedder
-
-    config = DiarizationConfig()
     overrides = {k: v for k, v in (("stop_distance", args.stop_distance), ("min_cluster_s", args.min_cluster_s),
                                    ("stop_distance_narrowband", args.stop_distance_narrowband),
                                    ("window_s", args.window_s), ("overlap_distance", args.overlap_distance), ("hop_s", args.hop_s),
                                    ("voiceprint_s", args.voiceprint_s)) if v is not None}
     if args.refine_hop_s is not False:
         overrides["refine_hop_s"] = args.refine_hop_s
-    config = dataclasses.replace(config, **overrides)
-    embedder = Embedder.load(EngineConfig(threads=args.threads))
+    config = DiarizationConfig.for_windows(args.windows, **overrides)
+    networks = Networks.load(args.windows, args.threads)
     print(f"diarization benchmark: {config}")
     if args.fit:
-        points = [(round(s, 3), m) for s in np.arange(0.5, 0.801, 0.025) for m in (0.0, 1.0, 2.0)]
-        results = run_split(args, "train", embedder, config, conversations=args.fit_conversations, fit_grid=points)
+        points = [(round(s, 3), m) for s in np.arange(0.4, 0.801, 0.025) for m in (0.0, 1.0, 2.0)]
+        results = run_split(args, "train", networks, config, conversations=args.fit_conversations, fit_grid=points)
         best = print_fit(results, points)
         config = dataclasses.replace(config, stop_distance=best[0], stop_distance_narrowband=best[1],
                                      min_cluster_s=best[2])
     if not args.skip_heldout:
-        results = run_split(args, "heldout", embedder, config, conversations=args.conversations)
+        results = run_split(args, "heldout", networks, config, conversations=args.conversations)
         print_table(results, "heldout")
     if args.rtf_minutes > 0:
-        measure_rtf(args, embedder, config)
+        measure_rtf(args, networks, config)
     return 0
 
 

@@ -37,7 +37,16 @@ small inputs computed in numpy by :func:`frame_inputs`:
   to the frames by a product with ``expand``. Products are 2-d ``MatMul`` primitives with their
   transposes folded in (``ops.matmul`` adds broadcasts and transposes on a dynamic axis).
 
-Shapes: ``T`` feature frames, ``F`` = 80 mel bins, ``C`` channels, ``T'`` frames after the stride.
+``CamPlusPlus(batched=True)`` is the same network on ``B`` utterances of one length at once
+(diarization's windows: one call instead of ``B``), on the batch axis: ``(B, 1, F, T)`` in,
+``(B, C, 1, T')`` in the 1-d part. Convolutions act per utterance as they stand; the CAM context is
+one ``(B*C, T') x (T', S)`` product (the same ``weights`` and ``expand`` serve every utterance of the
+length), its two 1x1 layers are convolutions on ``(B, C, 1, S)``, and the statistics are per row.
+It is exported as a second graph (:func:`batch_inputs`: ``B`` and ``T`` dynamic) and equals the
+one-utterance graph row by row (tests/inference/test_campplus_windows.py).
+
+Shapes: ``T`` feature frames, ``F`` = 80 mel bins, ``C`` channels, ``T'`` frames after the stride,
+``B`` utterances of a batch.
 """
 from __future__ import annotations
 
@@ -147,10 +156,12 @@ class ResBlock(_Leaf):
 
 
 class Fcm(nn.Cell):
-    """The FCM head: ``(1, 1, F, T) -> (1, C*F/8, 1, T)`` (channel-major, as 3D-Speaker flattens it)."""
+    """The FCM head: ``(1, 1, F, T) -> (1, C*F/8, 1, T)`` (channel-major, as 3D-Speaker flattens it);
+    batched, ``(B, 1, F, T) -> (B, C*F/8, 1, T)``."""
 
-    def __init__(self, config: CampplusConfig) -> None:
+    def __init__(self, config: CampplusConfig, batched: bool = False) -> None:
         super().__init__()
+        self.batched = batched
         c = config.fcm_channels
         self.conv1 = StemConv("head", "conv1", "bn1", 1, c, 1)
         blocks = []
@@ -165,6 +176,8 @@ class Fcm(nn.Cell):
         for block in self.blocks:
             x = block(x)
         x = self.conv2(x)
+        if self.batched:  # (B, C, F/8, T) -> (B, C*F/8, 1, T)
+            return ops.reshape(x, (ops.shape(x)[0], self.out_channels, 1, ops.shape(x)[3]))
         return ops.reshape(x, (1, self.out_channels, 1, -1))
 
 
@@ -214,8 +227,9 @@ class CamDenseLayer(_Leaf):
     }
 
     def __init__(self, prefix: str, in_channels: int, bottleneck: int, growth: int, kernel: int, dilation: int,
-                 reduction: int) -> None:
+                 reduction: int, batched: bool = False) -> None:
         super().__init__(prefix)
+        self.batched = batched
         self.growth = growth
         self.kernel = kernel
         self.dilation = dilation
@@ -232,6 +246,7 @@ class CamDenseLayer(_Leaf):
         self.matmul_tt = ops.MatMul(transpose_a=True, transpose_b=True)
         self.matmul_nt = ops.MatMul(transpose_b=True)
         self.matmul_tn = ops.MatMul(transpose_a=True)
+        self.matmul = ops.MatMul()
 
     def source_shapes(self) -> dict[str, tuple[int, ...]]:
         bottleneck, in_ch = self.w1.shape[:2]
@@ -254,10 +269,24 @@ class CamDenseLayer(_Leaf):
         h = ops.relu(ops.conv2d(h, self.w1, self.b1))  # (1, B, 1, T')
         pad = (self.kernel - 1) // 2 * self.dilation
         local = ops.conv2d(h, self.local, pad_mode="pad", padding=(0, pad), dilation=(1, self.dilation))
+        if self.batched:
+            return local * self._batched_mask(h, weights, expand)
         context = self.matmul_tt(weights, ops.reshape(h, (h.shape[1], -1)))  # (S, B): mean + segment mean
         gate = ops.relu(ops.bias_add(self.matmul_nt(context, self.ctx_w1), self.ctx_b1))
         mask = ops.sigmoid(ops.bias_add(self.matmul_nt(gate, self.ctx_w2), self.ctx_b2))  # (S, growth)
         return local * ops.reshape(self.matmul_tn(mask, expand), (1, self.growth, 1, -1))
+
+    def _batched_mask(self, h: ms.Tensor, weights: ms.Tensor, expand: ms.Tensor) -> ms.Tensor:
+        """The CAM mask of ``h (B, C, 1, T')`` per utterance -> ``(B, growth, 1, T')``: the same arithmetic
+        as the one-utterance path, the context laid out ``(B, C, 1, S)`` so its two dense layers are 1x1
+        convolutions."""
+        frames, bottleneck = ops.shape(h)[3], h.shape[1]
+        context = self.matmul(ops.reshape(h, (-1, frames)), weights)  # (B*C, S)
+        context = ops.reshape(context, (-1, bottleneck, 1, ops.shape(weights)[1]))
+        gate = ops.relu(ops.conv2d(context, ops.reshape(self.ctx_w1, (-1, bottleneck, 1, 1)), self.ctx_b1))
+        mask = ops.sigmoid(ops.conv2d(gate, ops.reshape(self.ctx_w2, (self.growth, -1, 1, 1)), self.ctx_b2))
+        spread = self.matmul(ops.reshape(mask, (-1, ops.shape(mask)[3])), expand)  # (B*growth, T')
+        return ops.reshape(spread, (-1, self.growth, 1, frames))
 
 
 class Transit(_Leaf):
@@ -345,6 +374,17 @@ def _stats_pool(x: ms.Tensor) -> ms.Tensor:
     return ops.concat((mean, ops.sqrt(var)), axis=1)
 
 
+def _row_stats_pool(x: ms.Tensor) -> ms.Tensor:
+    """``(B, C, 1, T') -> (B, 2C)``: :func:`_stats_pool` of each utterance (sums as matrix-vector products)."""
+    frames, channels = ops.shape(x)[3], x.shape[1]
+    ones = ops.ones((frames, 1), ms.float32)
+    count = ops.cast(frames, ms.float32)
+    mean = ops.reshape(ops.matmul(ops.reshape(x, (-1, frames)), ones), (-1, channels)) / count  # (B, C)
+    d = x - ops.reshape(mean, (-1, channels, 1, 1))
+    var = ops.reshape(ops.matmul(ops.reshape(ops.square(d), (-1, frames)), ones), (-1, channels)) / (count - 1.0)
+    return ops.concat((mean, ops.sqrt(var)), axis=1)
+
+
 class CamPlusPlus(nn.Cell):
     """The whole network: mean-normalised Kaldi fbank of one utterance -> its 192-d (un-normalised) embedding.
 
@@ -354,13 +394,15 @@ class CamPlusPlus(nn.Cell):
     weights : ``(T', S)`` float32, ``1/|segment|`` on each frame's segment plus ``1/T'``.
     expand : ``(S, T')`` float32, one where frame ``t`` is in segment ``s``.
 
-    Returns ``(1, embedding_size)`` float32.
+    Returns ``(1, embedding_size)`` float32. With ``batched``: ``feats (B, 1, F, T)`` holds ``B``
+    utterances of one length (:func:`batch_frame_inputs`) and the result is ``(B, embedding_size)``.
     """
 
-    def __init__(self, config: CampplusConfig = CampplusConfig()) -> None:
+    def __init__(self, config: CampplusConfig = CampplusConfig(), batched: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.head = Fcm(config)
+        self.batched = batched
+        self.head = Fcm(config, batched)
         self.tdnn = StridedTdnn("xvector.tdnn", self.head.out_channels, config.init_channels, config.tdnn_kernel)
         channels = config.init_channels
         bottleneck = config.bn_size * config.growth_rate
@@ -368,7 +410,7 @@ class CamPlusPlus(nn.Cell):
         for b, (layers, dilation) in enumerate(zip(config.block_layers, config.dilations), start=1):
             blocks.append(nn.CellList([
                 CamDenseLayer(f"xvector.block{b}.tdnnd{i + 1}", channels + i * config.growth_rate, bottleneck,
-                              config.growth_rate, config.kernel_size, dilation, config.cam_reduction)
+                              config.growth_rate, config.kernel_size, dilation, config.cam_reduction, batched)
                 for i in range(layers)
             ]))
             channels += layers * config.growth_rate
@@ -385,7 +427,8 @@ class CamPlusPlus(nn.Cell):
             for layer in self.blocks[b]:
                 x = ops.concat((x, layer(x, weights, expand)), axis=1)
             x = self.transits[b](x)
-        return self.dense(_stats_pool(self.out(x)))
+        pool = _row_stats_pool if self.batched else _stats_pool
+        return self.dense(pool(self.out(x)))
 
     def leaves(self) -> list[_Leaf]:
         """Every cell that owns parameters from the source checkpoint."""
@@ -396,6 +439,15 @@ def dynamic_inputs(config: CampplusConfig = CampplusConfig()) -> tuple[ms.Tensor
     """Placeholders of the network's inputs with the time axes (and the segment count) left open."""
     return (
         ms.Tensor(shape=[1, 1, config.input_size, None], dtype=ms.float32),
+        ms.Tensor(shape=[None, None], dtype=ms.float32),
+        ms.Tensor(shape=[None, None], dtype=ms.float32),
+    )
+
+
+def batch_inputs(config: CampplusConfig = CampplusConfig()) -> tuple[ms.Tensor, ...]:
+    """Placeholders of the batched network's inputs: utterances ``B`` and frames ``T`` both open."""
+    return (
+        ms.Tensor(shape=[None, 1, config.input_size, None], dtype=ms.float32),
         ms.Tensor(shape=[None, None], dtype=ms.float32),
         ms.Tensor(shape=[None, None], dtype=ms.float32),
     )
@@ -432,5 +484,20 @@ def frame_inputs(features: np.ndarray, config: CampplusConfig = CampplusConfig()
     if frames < 3:
         raise ValueError(f"{frames} frames are too few for CAM++ (at least 3: two after the stride, for the std)")
     feats = np.ascontiguousarray(features.T, dtype=np.float32)[None, None]
+    weights, expand = segment_inputs(strided_frames(frames), config.segment_frames)
+    return feats, weights, expand
+
+
+def batch_frame_inputs(utterances: list[np.ndarray], config: CampplusConfig = CampplusConfig()) -> tuple[np.ndarray, ...]:
+    """The batched network's inputs for utterances of one length ``[(T, F)] * B`` (``T >= 3``).
+
+    Returns ``feats (B, 1, F, T)``, ``weights (T', S)``, ``expand (S, T')`` (shared by every utterance).
+    """
+    if not utterances or len({u.shape for u in utterances}) != 1:
+        raise ValueError("a batch holds one or more utterances of one shape")
+    frames = utterances[0].shape[0]
+    if frames < 3:
+        raise ValueError(f"{frames} frames are too few for CAM++ (at least 3: two after the stride, for the std)")
+    feats = np.ascontiguousarray(np.stack(utterances).transpose(0, 2, 1), dtype=np.float32)[:, None]
     weights, expand = segment_inputs(strided_frames(frames), config.segment_frames)
     return feats, weights, expand

@@ -26,7 +26,7 @@ import numpy as np
 
 from inference import guard, kaldi_fbank
 from inference.config import EngineConfig
-from inference.embedder import PreparedAudio, _set_threads, split_windows
+from inference.embedder import PreparedAudio, _set_threads, split_windows, window_groups
 from inference.errors import AudioTooShortError, ModelIntegrityError
 from inference.prepare import read_campplus_manifest
 from inference.scoring import average_embeddings, l2_normalise
@@ -47,6 +47,7 @@ class CampplusModel:
         self.manifest = manifest
         self.model_version: str = manifest["version"]
         self._network = network
+        self._windows_network: object | None = None  # the batched graph, loaded by the first embed_windows
         self._lock = threading.Lock()
         self._compiled = False
         self._collapse_point: np.ndarray | None = None
@@ -113,6 +114,11 @@ class CampplusModel:
             for start, end in split_windows(fbank.shape[0], self.config.campplus.window_frames)
         ]
 
+    def window_features(self, speech: np.ndarray) -> np.ndarray:
+        """One diarization window's features ``(T, 80)``: :meth:`speech_features` without the guard or the cut
+        (a window with a click is one vote among many; it must not refuse the whole recording)."""
+        return kaldi_fbank.normalise(kaldi_fbank.fbank(speech, self.config.kaldi_fbank), self.config.kaldi_fbank)
+
     def forward(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """The network on one recording's windows -> ``(192,)`` unit vector (their average if several)."""
         rows = self.embed_features(windows)
@@ -152,6 +158,56 @@ class CampplusModel:
                     logger.info("compiled CAM++ (every length) in %.2f s", self.compile_seconds)
             out[i] = l2_normalise(raw[0])
         return out
+
+    def embed_windows(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`embed_features` for many short windows (diarization): the same ``(N, 192)`` rows, to float
+        rounding, with windows of one length run together through the batched graph.
+
+        Grouped as ECAPA's (:func:`inference.embedder.window_groups`); a length that occurs once takes
+        the one-utterance graph. The batched graph (``campplus-windows.mindir``) is loaded, hash-checked
+        and compiled by the first call, so a worker that never diarizes does not hold it.
+        """
+        import mindspore as ms
+
+        from inference.campplus import batch_frame_inputs
+
+        config = self.config.campplus
+        out = np.zeros((len(utterances), config.embedding_size), dtype=np.float32)
+        for group in window_groups([feats.shape[0] for feats in utterances], config.window_frames):
+            if len(group) == 1:
+                out[group[0]] = self.embed_features([utterances[group[0]]])[0]
+                continue
+            inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], config)]
+            with self._lock:
+                raw = self._windows_graph()(*inputs).asnumpy()
+            out[group] = l2_normalise(raw)
+        return out
+
+    def _windows_graph(self) -> object:
+        """The batched graph (call with the lock held): loaded, hash-checked and compiled on first use."""
+        if self._windows_network is None:
+            import mindspore as ms
+            from mindspore import nn
+
+            from inference.campplus import batch_inputs
+
+            started = time.perf_counter()
+            manifest = read_campplus_manifest(Path(self.config.model_dir), self.config.campplus,
+                                              self.config.kaldi_fbank, verify=("windows_graph",))
+            try:
+                network = nn.GraphCell(ms.load(str(Path(self.config.model_dir) / manifest["windows_graph"])))
+                network.set_inputs(*batch_inputs(self.config.campplus))
+            except (RuntimeError, ValueError, TypeError) as exc:
+                raise ModelIntegrityError(f"the CAM++ windows graph cannot be loaded ({exc}): prepare the model again") \
+                    from exc
+            self._windows_network = network
+            logger.info("loaded the CAM++ windows graph in %.2f s", time.perf_counter() - started)
+        return self._windows_network
+
+    @property
+    def windows_loaded(self) -> bool:
+        """The batched graph is held (a diarization ran in this process)."""
+        return self._windows_network is not None
 
     def warmup(self) -> None:
         """Compile the network now (once: the time axis is dynamic) and find its collapse point."""

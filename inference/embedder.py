@@ -124,6 +124,22 @@ def split_windows(frames: int, longest: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
+def window_groups(lengths: Sequence[int], longest: int) -> list[list[int]]:
+    """Indices of windows to run together through a batched graph: one length per group, at most ``longest``
+    frames in all (no call needs more working memory than one window of ``longest`` frames), in first-seen
+    order of lengths. Raises ValueError for a window longer than ``longest``."""
+    by_length: dict[int, list[int]] = {}
+    for i, frames in enumerate(lengths):
+        if frames > longest:
+            raise ValueError(f"{frames} frames exceed the window of {longest}")
+        by_length.setdefault(frames, []).append(i)
+    groups = []
+    for frames, members in by_length.items():
+        size = max(1, longest // frames)
+        groups += [members[start : start + size] for start in range(0, len(members), size)]
+    return groups
+
+
 _threads_set: int | None = None
 
 
@@ -327,22 +343,14 @@ class Embedder:
         from inference.ecapa import batch_frame_inputs
 
         out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, feats in enumerate(utterances):
-            if feats.shape[0] > self.config.window_frames:
-                raise ValueError(f"{feats.shape[0]} frames exceed the window of {self.config.window_frames}")
-            by_length.setdefault(feats.shape[0], []).append(i)
-        for frames, members in by_length.items():
-            size = max(1, self.config.window_frames // frames)
-            for start in range(0, len(members), size):
-                group = members[start : start + size]
-                if len(group) == 1:
-                    out[group[0]] = self.embed_features([utterances[group[0]]])[0]
-                    continue
-                inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], self.config.model)]
-                with self._lock:
-                    raw = self._windows_graph()(*inputs).asnumpy()
-                out[group] = l2_normalise(raw)
+        for group in window_groups([feats.shape[0] for feats in utterances], self.config.window_frames):
+            if len(group) == 1:
+                out[group[0]] = self.embed_features([utterances[group[0]]])[0]
+                continue
+            inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], self.config.model)]
+            with self._lock:
+                raw = self._windows_graph()(*inputs).asnumpy()
+            out[group] = l2_normalise(raw)
         return out
 
     def _windows_graph(self) -> object:

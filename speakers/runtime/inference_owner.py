@@ -43,9 +43,11 @@ from inference import (
     PreparedAudio,
     audio,
     diarization,
+    features,
     read_manifest,
 )
 from inference.audio import DecodedAudio
+from inference.campplus_model import CampplusModel
 from inference.config import DiarizationConfig, FusionConfig
 from inference.diarization import Diarization
 from inference.embedder import Forward
@@ -75,6 +77,9 @@ class _Owner:
         self.executor = FairExecutor(thread_name="voiceprint-inference")
         self.load_lock = threading.Lock()
         self.embedder: Embedder | None = None
+        # CAM++ for diarization's windows beside an ECAPA engine (VOICEPRINT_DIARIZE_WINDOWS=campplus):
+        # loaded by the first diarize, so a worker that never diarizes never holds it.
+        self.windows_model: CampplusModel | None = None
         self.state = COLD
 
 
@@ -130,6 +135,13 @@ def require_prepared_model() -> None:
             read_campplus_manifest(config.model_dir, config.campplus, config.kaldi_fbank, verify=("graph",))
     except ModelError as exc:
         raise ImproperlyConfigured(f"The speaker model in {config.model_dir} is not usable: {exc.message}") from exc
+    if settings.VOICEPRINT_DIARIZE_WINDOWS == "campplus" and not config.fusion.fused:
+        try:  # the hash of its windows graph is checked when a diarization first loads it
+            read_campplus_manifest(config.model_dir, config.campplus, config.kaldi_fbank, verify=())
+        except ModelError as exc:
+            raise ImproperlyConfigured(
+                f"CAM++ embeds diarization's windows (VOICEPRINT_DIARIZE_WINDOWS=campplus) and is not usable in "
+                f"{config.model_dir}: {exc.message}. Run `make model`, or set VOICEPRINT_DIARIZE_WINDOWS=ecapa") from exc
     _graph_checked_in = (os.getpid(), manifest["graph_sha256"])
 
 
@@ -175,10 +187,10 @@ def model_version() -> str:
     return get_embedder().model_version
 
 
-def _queued_features(embedder: Embedder, windows: Sequence[np.ndarray], payer: str | None,
+def _queued_features(embedder: Embedder | CampplusModel, windows: Sequence[np.ndarray], payer: str | None,
                      *, batched: bool = False) -> np.ndarray:
     """``windows`` through the network as one job of the fair queue, paid by ``payer`` at their seconds of audio;
-    a model error is 503 (once, here). ``batched``: windows of one length together (``Embedder.embed_windows``)."""
+    a model error is 503 (once, here). ``batched``: windows of one length together (``embed_windows``)."""
     frame_s = embedder.config.frontend.hop_length / embedder.config.frontend.sample_rate
     cost = sum(window.shape[0] for window in windows) * frame_s
     run = embedder.embed_windows if batched else embedder.embed_features
@@ -236,22 +248,47 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     (``DiarizationConfig.batch_windows``) is one item on the inference thread, so other requests'
     forward passes run between two batches. Raises the engine's NoSpeechError before any network.
     """
-    # Speakers are told apart by ECAPA's windows (alone, or the fused engine's ECAPA); the voices are
-    # named with the engine's own vectors (speakers/services/diarization.py).
+    # The voices are told apart by the windows' network (VOICEPRINT_DIARIZE_WINDOWS: CAM++, alone or the
+    # fused engine's, or ECAPA) and named with the engine's own vectors (speakers/services/diarization.py).
     engine = get_embedder()
-    embedder = engine.ecapa if isinstance(engine, FusedEmbedder) else engine
     payer = current_payer()
+    windows = settings.VOICEPRINT_DIARIZE_WINDOWS
+    ecapa = engine.ecapa if isinstance(engine, FusedEmbedder) else engine
+    network: Embedder | CampplusModel = ecapa if windows == "ecapa" else _windows_campplus(engine)
 
-    def embed_windows(windows: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
-        return _queued_features(embedder, windows, payer, batched=True)
+    def embed_windows(batch: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
+        return _queued_features(network, batch, payer, batched=True)
 
-    def voiceprint_of(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the fused engine
-        return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))
+    def voiceprint_of(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the engine
+        if isinstance(engine, FusedEmbedder):
+            return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))
+        # ECAPA as when its own windows told the voices apart: the features of the voice's (<= 20 s) speech
+        return _queued_features(engine, [features.compute_features(speech, engine.config.frontend)], payer)[0]
 
-    return diarization.diarize(samples, sample_rate, embed_windows, engine=embedder.config,
-                               config=DiarizationConfig(max_speakers=settings.VOICEPRINT_DIARIZE_MAX_SPEAKERS),
-                               num_speakers=num_speakers, max_speakers=max_speakers,
-                               voiceprint_of=voiceprint_of if engine is not embedder else None)
+    own_voiceprints = engine is network  # ECAPA alone tells the voices apart and names them
+    return diarization.diarize(
+        samples, sample_rate, embed_windows, engine=ecapa.config,
+        config=DiarizationConfig.for_windows(windows, max_speakers=settings.VOICEPRINT_DIARIZE_MAX_SPEAKERS),
+        num_speakers=num_speakers, max_speakers=max_speakers,
+        voiceprint_of=None if own_voiceprints else voiceprint_of,
+        window_features=network.window_features if isinstance(network, CampplusModel) else None)
+
+
+def _windows_campplus(engine: Embedder) -> CampplusModel:
+    """CAM++ for diarization's windows: the fused engine's, or loaded in this process's inference thread by the
+    first diarization beside an ECAPA engine (503 when it cannot load, as the engine)."""
+    if isinstance(engine, FusedEmbedder):
+        return engine.campplus
+    owner = _owner.get()
+    if owner.windows_model is None:
+        with owner.load_lock:
+            if owner.windows_model is None:
+                try:
+                    owner.windows_model = owner.executor.submit(CampplusModel.load, engine.config).result()
+                except ModelError as exc:
+                    raise EngineUnavailable(f"{exc.message} ({PREPARE_HINT})", model_error=exc.code,
+                                            **exc.detail) from exc
+    return owner.windows_model
 
 
 def engine_state() -> str:

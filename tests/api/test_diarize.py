@@ -180,19 +180,39 @@ def test_a_conversation_pays_its_seconds_of_audio_from_the_keys_budget(client, c
     assert response["Retry-After"]
 
 
-def test_the_windows_go_through_the_batched_graph_on_the_inference_thread(client, conversation, monkeypatch):
+@pytest.mark.parametrize("windows", ["campplus", "ecapa"])
+def test_the_windows_go_through_the_configured_networks_batched_graph_on_the_inference_thread(
+    client, create_speaker, enroll, conversation, monkeypatch, settings, windows
+):
+    from inference.campplus_model import CampplusModel
+    from inference.embedder import Embedder
     from speakers.runtime import inference_owner
 
+    settings.VOICEPRINT_DIARIZE_WINDOWS = windows
+    alice = create_speaker(external_id="alice", display_name="Alice")
+    assert enroll(alice["id"], *ENROLLED["a"]).status_code == 201
     embedder = inference_owner.get_embedder()
-    calls: list[int] = []
-    run = type(embedder).embed_windows
+    calls: dict[str, list[int]] = {"ecapa": [], "campplus": []}
 
-    def counted(self, windows):
-        calls.append(len(windows))
-        return run(self, windows)
+    def counting(cls, name):
+        run = cls.embed_windows
 
-    monkeypatch.setattr(type(embedder), "embed_windows", counted)
-    data, _ = conversation
-    assert _diarize(client, data).status_code == 200
-    assert calls and sum(calls) >= 20  # every window of the 23 s recording, in batches (one queue job each)
-    assert embedder._windows_network is not None
+        def counted(self, batch):
+            calls[name].append(len(batch))
+            return run(self, batch)
+        monkeypatch.setattr(cls, "embed_windows", counted)
+
+    counting(Embedder, "ecapa")
+    counting(CampplusModel, "campplus")
+    data, truth = conversation
+    response = _diarize(client, data)
+    assert response.status_code == 200, response.json()
+    # every window of the 23 s recording, in batches (one queue job each), through the configured network only
+    assert calls[windows] and sum(calls[windows]) >= 20
+    assert not calls["ecapa" if windows == "campplus" else "campplus"]
+    network = embedder if windows == "ecapa" else inference_owner._owner.get().windows_model
+    assert network._windows_network is not None
+    # either way ECAPA names the voices: alice by name, the other voice unknown
+    segments = response.json()["segments"]
+    for start, end, who in truth:
+        assert _voice_at(segments, (start + end) / 2) == ("alice" if who == "a" else "unknown-1")

@@ -54,3 +54,23 @@ def test_a_server_refuses_a_model_graph_exported_by_another_mindspore(tmp_path, 
     settings.VOICEPRINT_MODEL_DIR = model_dir
     with pytest.raises(ImproperlyConfigured, match="MindSpore 2.0.0"):
         require_prepared_model()
+
+
+def test_a_server_that_diarizes_with_campplus_windows_refuses_to_start_without_campplus(tmp_path, settings):
+    import shutil
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from speakers.runtime.inference_owner import require_prepared_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(settings.VOICEPRINT_MODEL_DIR, model_dir)
+    (model_dir / "campplus.json").unlink()  # ECAPA alone prepared
+    settings.VOICEPRINT_MODEL_DIR = model_dir
+    settings.VOICEPRINT_MODELS = ("ecapa",)
+    settings.VOICEPRINT_DIARIZE_WINDOWS = "campplus"
+    with pytest.raises(ImproperlyConfigured, match="VOICEPRINT_DIARIZE_WINDOWS=ecapa") as caught:
+        require_prepared_model()
+    assert "make model" in str(caught.value)
+    settings.VOICEPRINT_DIARIZE_WINDOWS = "ecapa"  # ECAPA's windows: ECAPA alone suffices
+    require_prepared_model()

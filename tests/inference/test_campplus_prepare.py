@@ -29,7 +29,7 @@ from inference.prepare import (
 from inference.torch_checkpoint import load_torch_state_dict
 
 ECAPA_FILES = ("cohort.npy", "ecapa-windows.mindir", "ecapa.ckpt", "ecapa.mindir", "manifest.json")
-CAMPPLUS_FILES = ("campplus.ckpt", "campplus.json", "campplus.mindir")
+CAMPPLUS_FILES = ("campplus-windows.mindir", "campplus.ckpt", "campplus.json", "campplus.mindir")
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,8 @@ def test_preparing_campplus_writes_its_own_checked_files_and_leaves_ecapas_untou
     assert manifest["source_sha256"] == CampplusConfig().source_sha256
     assert manifest["checkpoint_sha256"] == _sha256(model_dir / "campplus.ckpt")
     assert manifest["graph_sha256"] == _sha256(model_dir / "campplus.mindir")
+    assert manifest["windows_graph"] == "campplus-windows.mindir"
+    assert manifest["windows_graph_sha256"] == _sha256(model_dir / "campplus-windows.mindir")
     assert manifest["mindspore"] == importlib.metadata.version("mindspore")
     assert manifest["architecture"] == CampplusConfig().contract() and "window_frames" not in manifest["architecture"]
     assert manifest["frontend"]["n_mels"] == 80 and manifest["frontend"]["low_freq"] == 20.0
