@@ -44,16 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="ecapa", help="VOICEPRINT_MODELS of the deployment (ecapa,campplus: fused)")
     parser.add_argument("--diarize", type=float, default=0.0,
                         help="then diarize a conversation of this many seconds twice (0: no diarization)")
+    parser.add_argument("--diarize-windows", choices=("campplus", "ecapa"), default="campplus",
+                        help="VOICEPRINT_DIARIZE_WINDOWS of the deployment (the network of diarization's windows)")
     args = parser.parse_args(argv)
 
-    deployment = Deployment.create(VOICEPRINT_MODELS=args.models)
+    deployment = Deployment.create(VOICEPRINT_MODELS=args.models, VOICEPRINT_DIARIZE_WINDOWS=args.diarize_windows)
     trim = {} if args.trim_above is None else {"VOICEPRINT_MEMORY_TRIM_ABOVE_BYTES": str(args.trim_above)}
     server = deployment.start(workers=1, GUNICORN_ACCESSLOG="", **trim)
     try:
         ready_s = server.wait_ready()
         deployment.enroll(server)
         worker = children(server.process.pid)[0]
-        print(f"{machine_note()}; models {args.models}; one gunicorn worker, ready {ready_s:.1f} s after start; RSS then {rss_mb(worker):.0f} MB")
+        print(f"{machine_note()}; models {args.models}; diarization's windows {args.diarize_windows}; one gunicorn worker, ready {ready_s:.1f} s after start; RSS then {rss_mb(worker):.0f} MB")
         print(f"{'seconds':>8}{'1st ms':>9}{'2nd ms':>9}{'stall ms':>10}{'1st CPU':>9}{'2nd CPU':>9}{'CPU stall':>11}{'RSS MB':>8}")
         calls = []
         for seconds in args.lengths:

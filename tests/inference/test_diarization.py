@@ -10,6 +10,7 @@ from inference.diarization.clustering import agglomerate, first_appearance
 from inference.diarization.refinement import smooth_islands, turns_per_cluster
 from inference.diarization.windows import plan_windows, windows_between_changes
 from inference.errors import NoSpeechError
+from inference.features import compute_features
 
 RATE = 16_000
 # Tolerances of the two-speaker test: a turn change found within this of the true one, and this
@@ -50,6 +51,47 @@ def test_windows_batched_or_one_per_call_give_the_same_diarization(embedder, two
     assert alone.segments == two_speaker_result.segments and alone.windows == two_speaker_result.windows
     for mine, theirs in zip(two_speaker_result.clusters, alone.clusters, strict=True):
         assert np.abs(mine.voiceprint - theirs.voiceprint).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def campplus_result(embedder, campplus, two_speakers):
+    """CAM++'s windows (its features, its batched graph, its stopping distances), ECAPA naming: the service's default."""
+    samples, _ = two_speakers
+    return diarize(samples, RATE, campplus.embed_windows, engine=embedder.config,
+                   config=DiarizationConfig.for_windows("campplus"), window_features=campplus.window_features,
+                   voiceprint_of=lambda speech: embedder.embed_features([compute_features(speech)])[0])
+
+
+def test_campplus_windows_find_the_same_two_speakers_and_their_changes(campplus_result, two_speaker_result,
+                                                                      two_speakers, campplus, embedder):
+    _, truth = two_speakers
+    assert len(campplus_result.clusters) == 2 and campplus_result.windows == two_speaker_result.windows
+    true_changes = [b[0] for a, b in zip(truth, truth[1:])]
+    segments = campplus_result.segments
+    found = [b[0] for a, b in zip(segments, segments[1:]) if a[2] != b[2]]
+    assert len(found) == len(true_changes)
+    assert np.abs(np.asarray(found) - np.asarray(true_changes)).max() <= BOUNDARY_TOLERANCE_S
+    # the voices' voiceprints are ECAPA's (voiceprint_of), not CAM++'s windows' mean
+    for mine, ecapa in zip(campplus_result.clusters, two_speaker_result.clusters, strict=True):
+        assert mine.voiceprint.shape == (192,) and float(mine.voiceprint @ ecapa.voiceprint) > 0.95
+
+
+def test_campplus_windows_batched_or_one_per_call_give_the_same_diarization(embedder, campplus, two_speakers,
+                                                                            campplus_result):
+    samples, _ = two_speakers
+    alone = diarize(samples, RATE, campplus.embed_features, engine=embedder.config,
+                    config=DiarizationConfig.for_windows("campplus"), window_features=campplus.window_features,
+                    voiceprint_of=lambda speech: embedder.embed_features([compute_features(speech)])[0])
+    assert alone.segments == campplus_result.segments
+
+
+def test_each_network_of_the_windows_has_its_own_stopping_distances():
+    assert DiarizationConfig.for_windows("ecapa") == DiarizationConfig()
+    campplus = DiarizationConfig.for_windows("campplus", max_speakers=4)
+    assert (campplus.stop_distance, campplus.stop_distance_narrowband, campplus.max_speakers) == (0.675, 0.525, 4)
+    assert DiarizationConfig.for_windows("campplus", stop_distance=0.6).stop_distance == 0.6
+    with pytest.raises(ValueError, match="no stopping distances"):
+        DiarizationConfig.for_windows("xvector")
 
 
 def test_it_finds_two_speakers_in_a_two_speaker_recording(two_speaker_result):
