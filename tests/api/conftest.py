@@ -5,8 +5,6 @@ telling how to prepare it.
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 from apitools import ENROLLED
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -37,16 +35,6 @@ def embedder():
         return get_embedder()
     except EngineUnavailable as exc:
         pytest.fail(f"The API tests need the real model. {exc.message}", pytrace=False)
-
-
-@pytest.fixture
-def whole_minute_window() -> None:
-    """For a test that counts failed authentications against a per-minute limit: the limit is counted in fixed
-    windows of the clock (speakers/api/throttles.py), so a test begun in a window's last seconds would spread its
-    attempts over two windows and see no refusal. Start it with at least 5 s of the window left."""
-    left = 60.0 - time.time() % 60.0
-    if left < 5.0:
-        time.sleep(left + 0.05)
 
 
 @pytest.fixture(autouse=True)

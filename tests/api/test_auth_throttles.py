@@ -20,7 +20,7 @@ from django.test import override_settings
 from speakers.api.clients import address_of
 from speakers.models import AuditEvent
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("whole_minute_window")]
+pytestmark = pytest.mark.django_db
 
 
 def _guess(client, key: str, *, address: str = "127.0.0.1", forwarded: str | None = None):
@@ -55,6 +55,51 @@ def test_guessing_one_keys_secret_is_throttled_and_that_key_waits_at_that_addres
     assert_error(_guess(anon_client, right), 429, "throttled")
     # from anywhere else the key works
     assert _guess(anon_client, right, address="198.51.100.20").status_code == 200
+
+
+class Clock:
+    """The throttle's clock, set by the test (speakers.api.throttles._now)."""
+
+    def __init__(self, monkeypatch, t: float) -> None:
+        from speakers.api import throttles
+
+        self.t = t
+        monkeypatch.setattr(throttles, "_now", lambda: self.t)
+
+
+def test_no_stretch_of_a_window_holds_more_failures_than_the_limit_across_a_boundary_of_the_clock(
+    anon_client, settings, monkeypatch
+):
+    # Fixed windows of the clock let a guesser make the limit just before a minute turns and the limit again
+    # just after it: twice the limit within a second. The limit holds for every stretch of a minute.
+    settings.VOICEPRINT_RATE_AUTH_FAILURES = "5/min"
+    clock = Clock(monkeypatch, 1_800_000_059.5)  # half a second before the clock's minute turns
+    for _ in range(5):
+        assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 401, "invalid_api_key")
+    clock.t += 1.0  # the next minute of the clock
+    refused = _guess(anon_client, "vp_abcdef012345.wrong")
+    assert_error(refused, 429, "throttled")
+    # it waits until the minute after those failures has passed (their 6 s slice: at most one slice more)
+    assert 59 <= int(refused["Retry-After"]) <= 60 + 6
+    clock.t += 58.0  # 59.5 s after the failures: still within a minute of them
+    assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 429, "throttled")
+    clock.t += int(refused["Retry-After"]) - 58.0  # when Retry-After said
+    assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 401, "invalid_api_key")
+
+
+def test_failures_spread_over_a_window_leave_it_one_at_a_time(anon_client, settings, monkeypatch):
+    settings.VOICEPRINT_RATE_AUTH_FAILURES = "5/min"
+    clock = Clock(monkeypatch, 1_800_000_000.0)  # the start of a minute and of a 6 s slice
+    for _ in range(5):  # one failure every 12 s
+        assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 401, "invalid_api_key")
+        clock.t += 12.0
+    # a minute after the first failure: counted by slices of 6 s, it is let go when its slice has passed
+    refused = _guess(anon_client, "vp_abcdef012345.wrong")
+    assert_error(refused, 429, "throttled")
+    assert int(refused["Retry-After"]) <= 7
+    clock.t += 6.0
+    assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 401, "invalid_api_key")  # one more, then the limit
+    assert_error(_guess(anon_client, "vp_abcdef012345.wrong"), 429, "throttled")
 
 
 def test_keys_of_no_known_prefix_share_one_bucket_per_address(anon_client, make_key, settings):

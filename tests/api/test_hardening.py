@@ -247,7 +247,7 @@ def test_a_damaged_voiceprint_found_at_verify_is_marked_and_re_enrolling_repairs
 # --- throttles, lockouts and the audit of refusals ---------------------------------------------------
 
 def test_guessing_a_key_from_one_address_is_throttled_and_then_even_the_right_secret_waits(anon_client, make_key,
-                                                                                          settings, whole_minute_window):
+                                                                                          settings):
     settings.VOICEPRINT_RATE_AUTH_FAILURES = "5/min"
     right = make_key()
     anon_client.credentials(HTTP_X_API_KEY=right.split(".", 1)[0] + ".wrong")
