@@ -26,8 +26,8 @@ import numpy as np
 
 from inference import guard, kaldi_fbank
 from inference.config import EngineConfig
-from inference.embedder import PreparedAudio, _set_threads, split_windows, window_groups
-from inference.errors import AudioTooShortError, ModelIntegrityError
+from inference.embedder import PreparedAudio, _set_threads, embed_in_groups, load_graph, split_windows
+from inference.errors import AudioTooShortError
 from inference.prepare import read_campplus_manifest
 from inference.scoring import average_embeddings, l2_normalise
 
@@ -70,7 +70,6 @@ class CampplusModel:
                                           verify=("graph",) if verify_hash else ())
         import mindspore as ms
         import threadpoolctl
-        from mindspore import nn
 
         from inference.campplus import dynamic_inputs
 
@@ -78,11 +77,7 @@ class CampplusModel:
         ms.set_device("CPU")
         _set_threads(config.threads)
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-        try:
-            network = nn.GraphCell(ms.load(str(Path(config.model_dir) / manifest["graph"])))
-            network.set_inputs(*dynamic_inputs(config.campplus))
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelIntegrityError(f"the CAM++ graph cannot be loaded ({exc}): prepare the model again") from exc
+        network = load_graph(Path(config.model_dir) / manifest["graph"], dynamic_inputs(config.campplus), "CAM++ graph")
         model = cls(config, network, manifest)
         model.load_seconds = time.perf_counter() - started
         logger.info("loaded %s in %.2f s", model.model_version, model.load_seconds)
@@ -167,39 +162,23 @@ class CampplusModel:
         the one-utterance graph. The batched graph (``campplus-windows.mindir``) is loaded, hash-checked
         and compiled by the first call, so a worker that never diarizes does not hold it.
         """
-        import mindspore as ms
-
         from inference.campplus import batch_frame_inputs
 
         config = self.config.campplus
-        out = np.zeros((len(utterances), config.embedding_size), dtype=np.float32)
-        for group in window_groups([feats.shape[0] for feats in utterances], config.window_frames):
-            if len(group) == 1:
-                out[group[0]] = self.embed_features([utterances[group[0]]])[0]
-                continue
-            inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], config)]
-            with self._lock:
-                raw = self._windows_graph()(*inputs).asnumpy()
-            out[group] = l2_normalise(raw)
-        return out
+        return embed_in_groups(utterances, longest=config.window_frames, size=config.embedding_size,
+                               one=self.embed_features, inputs_of=lambda group: batch_frame_inputs(group, config),
+                               graph=self._windows_graph, lock=self._lock)
 
     def _windows_graph(self) -> object:
         """The batched graph (call with the lock held): loaded, hash-checked and compiled on first use."""
         if self._windows_network is None:
-            import mindspore as ms
-            from mindspore import nn
-
             from inference.campplus import batch_inputs
 
             started = time.perf_counter()
             manifest = read_campplus_manifest(Path(self.config.model_dir), self.config.campplus,
                                               self.config.kaldi_fbank, verify=("windows_graph",))
-            try:
-                network = nn.GraphCell(ms.load(str(Path(self.config.model_dir) / manifest["windows_graph"])))
-                network.set_inputs(*batch_inputs(self.config.campplus))
-            except (RuntimeError, ValueError, TypeError) as exc:
-                raise ModelIntegrityError(f"the CAM++ windows graph cannot be loaded ({exc}): prepare the model again") \
-                    from exc
+            network = load_graph(Path(self.config.model_dir) / manifest["windows_graph"],
+                                 batch_inputs(self.config.campplus), "CAM++ windows graph")
             self._windows_network = network
             logger.info("loaded the CAM++ windows graph in %.2f s", time.perf_counter() - started)
         return self._windows_network

@@ -140,6 +140,40 @@ def window_groups(lengths: Sequence[int], longest: int) -> list[list[int]]:
     return groups
 
 
+def embed_in_groups(utterances: Sequence[np.ndarray], *, longest: int, size: int,
+                    one: Callable[[Sequence[np.ndarray]], np.ndarray], inputs_of: Callable[[list[np.ndarray]], tuple],
+                    graph: Callable[[], object], lock: threading.Lock) -> np.ndarray:
+    """``(N, size)`` unit rows of ``utterances``, windows of one length together (:func:`window_groups`): a
+    group of one through ``one`` (the one-utterance graph), the others through ``graph()`` (the batched graph,
+    got with ``lock`` held) on ``inputs_of(group)``. The rule of every network's ``embed_windows``."""
+    import mindspore as ms
+
+    out = np.zeros((len(utterances), size), dtype=np.float32)
+    for group in window_groups([feats.shape[0] for feats in utterances], longest):
+        if len(group) == 1:
+            out[group[0]] = one([utterances[group[0]]])[0]
+            continue
+        inputs = [ms.Tensor(a) for a in inputs_of([utterances[i] for i in group])]
+        with lock:
+            raw = graph()(*inputs).asnumpy()
+        out[group] = l2_normalise(raw)
+    return out
+
+
+def load_graph(path: Path, inputs: tuple, what: str) -> object:
+    """An exported graph as an ``nn.GraphCell`` with its dynamic ``inputs``; ModelIntegrityError when MindSpore
+    cannot load it."""
+    import mindspore as ms
+    from mindspore import nn
+
+    try:
+        network = nn.GraphCell(ms.load(str(path)))
+        network.set_inputs(*inputs)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ModelIntegrityError(f"the {what} cannot be loaded ({exc}): prepare the model again") from exc
+    return network
+
+
 _threads_set: int | None = None
 
 
@@ -194,7 +228,6 @@ class Embedder:
                                  verify=("graph",) if verify_hash else ())
         import mindspore as ms
         import threadpoolctl
-        from mindspore import nn
 
         from inference.ecapa import dynamic_inputs
 
@@ -205,11 +238,7 @@ class Embedder:
         # they spin after each call and take the cores from MindSpore's next forward pass
         # (measured: 12 ms of 55 for 3 s of speech). One BLAS thread is plenty for the front end.
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-        try:
-            network = nn.GraphCell(ms.load(str(Path(config.model_dir) / manifest["graph"])))
-            network.set_inputs(*dynamic_inputs(config.model))
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise ModelIntegrityError(f"the model graph cannot be loaded ({exc}): prepare the model again") from exc
+        network = load_graph(Path(config.model_dir) / manifest["graph"], dynamic_inputs(config.model), "model graph")
         embedder = cls(config, network, manifest)
         embedder.load_seconds = time.perf_counter() - started
         logger.info("loaded %s in %.2f s", embedder.model_version, embedder.load_seconds)
@@ -338,37 +367,22 @@ class Embedder:
         by the first call (once per process: both axes are dynamic), so a service that never diarizes
         does not hold it.
         """
-        import mindspore as ms
-
         from inference.ecapa import batch_frame_inputs
 
-        out = np.zeros((len(utterances), self.config.model.embedding_size), dtype=np.float32)
-        for group in window_groups([feats.shape[0] for feats in utterances], self.config.window_frames):
-            if len(group) == 1:
-                out[group[0]] = self.embed_features([utterances[group[0]]])[0]
-                continue
-            inputs = [ms.Tensor(a) for a in batch_frame_inputs([utterances[i] for i in group], self.config.model)]
-            with self._lock:
-                raw = self._windows_graph()(*inputs).asnumpy()
-            out[group] = l2_normalise(raw)
-        return out
+        return embed_in_groups(utterances, longest=self.config.window_frames, size=self.config.model.embedding_size,
+                               one=self.embed_features, inputs_of=lambda group: batch_frame_inputs(group, self.config.model),
+                               graph=self._windows_graph, lock=self._lock)
 
     def _windows_graph(self) -> object:
         """The batched graph (call with the lock held): loaded, hash-checked and compiled on first use."""
         if self._windows_network is None:
-            import mindspore as ms
-            from mindspore import nn
-
             from inference.ecapa import batch_inputs
 
             started = time.perf_counter()
             manifest = read_manifest(Path(self.config.model_dir), self.config.model, self.config.frontend,
                                      verify=("windows_graph",))
-            try:
-                network = nn.GraphCell(ms.load(str(Path(self.config.model_dir) / manifest["windows_graph"])))
-                network.set_inputs(*batch_inputs(self.config.model))
-            except (RuntimeError, ValueError, TypeError) as exc:
-                raise ModelIntegrityError(f"the windows graph cannot be loaded ({exc}): prepare the model again") from exc
+            network = load_graph(Path(self.config.model_dir) / manifest["windows_graph"], batch_inputs(self.config.model),
+                                 "windows graph")
             self._windows_network = network
             logger.info("loaded the windows graph in %.2f s", time.perf_counter() - started)
         return self._windows_network
