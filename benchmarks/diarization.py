@@ -62,6 +62,7 @@ from inference.diarization import (
     diarize_embedded,
     embed_recording,
     name_clusters,
+    voiceprint_by,
 )
 from inference.diarization.windows import WindowPlan, plan_features
 from inference.quality_calibration import Calibration, SideQuality, shipped_calibration
@@ -109,10 +110,7 @@ class Networks:
     def voiceprint_of(self):
         """Each voice's speech -> ECAPA's vector, when another network embeds the windows (else None: the
         pipeline's own voiceprints, the windows' network)."""
-        if self.windows == "ecapa":
-            return None
-        e = self.embedder
-        return lambda speech: e.pool(e.embed_features(e.speech_features(speech)))
+        return None if self.windows == "ecapa" else voiceprint_by(self.embedder.embed_features, self.embedder.config)
 
     def diarize_kw(self) -> dict:
         return {"engine": self.embedder.config, "window_features": self.features_of, "voiceprint_of": self.voiceprint_of}

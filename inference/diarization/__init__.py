@@ -20,6 +20,8 @@ from inference.diarization.pipeline import (
     diarize,
     diarize_embedded,
     embed_recording,
+    voice_features,
+    voiceprint_by,
 )
 
 __all__ = [
@@ -35,4 +37,6 @@ __all__ = [
     "embed_recording",
     "name_clusters",
     "name_verdicts",
+    "voice_features",
+    "voiceprint_by",
 ]

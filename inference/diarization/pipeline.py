@@ -127,6 +127,17 @@ def _features_of(engine: EngineConfig, window_features: WindowFeatures | None) -
     return lambda speech: features.compute_features(speech, engine.frontend)
 
 
+def voice_features(speech: np.ndarray, engine: EngineConfig, window_features: WindowFeatures | None = None) -> np.ndarray:
+    """A voice's speech (at most the engine's window) -> the input of the network that makes its voiceprint."""
+    return _features_of(engine, window_features)(speech)[: engine.window_frames]
+
+
+def voiceprint_by(embed: EmbedWindows, engine: EngineConfig = EngineConfig()) -> EmbedSpeech:
+    """``voiceprint_of`` for ECAPA's ``embed`` when another network embeds the windows: a voice's speech -> the
+    voiceprint the pipeline gives a voice when ECAPA embeds the windows too (its log-mel features, one pass)."""
+    return lambda speech: unit_rows(np.asarray(embed([voice_features(speech, engine)]), dtype=np.float32))[0]
+
+
 def _embed_plan(x: np.ndarray, plan: WindowPlan, embed_windows: EmbedWindows, engine: EngineConfig,
                 config: DiarizationConfig, timings: dict[str, float],
                 window_features: WindowFeatures | None = None) -> np.ndarray:
@@ -332,7 +343,6 @@ def _voiceprints(windows: WindowEmbeddings, segments: list[tuple[float, float, i
         spoken.append(total)
     if voiceprint_of is not None:
         return [np.asarray(voiceprint_of(speech), dtype=np.float32) for speech in speeches], spoken
-    features_of = _features_of(engine, window_features)
-    feats = [features_of(speech)[: engine.window_frames] for speech in speeches]
+    feats = [voice_features(speech, engine, window_features) for speech in speeches]
     vectors = np.asarray(embed_windows(feats), dtype=np.float32)
     return [unit_rows(vectors[c : c + 1])[0] for c in range(count)], spoken

@@ -43,7 +43,6 @@ from inference import (
     PreparedAudio,
     audio,
     diarization,
-    features,
     read_manifest,
 )
 from inference.audio import DecodedAudio
@@ -259,11 +258,12 @@ def diarize(samples: np.ndarray, sample_rate: int, *, num_speakers: int | None,
     def embed_windows(batch: Sequence[np.ndarray]) -> np.ndarray:  # a batch is one job of the fair queue
         return _queued_features(network, batch, payer, batched=True)
 
-    def voiceprint_of(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the engine
-        if isinstance(engine, FusedEmbedder):
-            return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))
-        # ECAPA as when its own windows told the voices apart: the features of the voice's (<= 20 s) speech
-        return _queued_features(engine, [features.compute_features(speech, engine.config.frontend)], payer)[0]
+    def fused_voiceprint(speech: np.ndarray) -> np.ndarray:  # a voice's speech through the fused engine
+        return engine.pool(_queued_features(engine, engine.speech_features(speech), payer))
+
+    # ECAPA alone names a voice as when its own windows told the voices apart (the pipeline's rule)
+    voiceprint_of = fused_voiceprint if isinstance(engine, FusedEmbedder) else diarization.voiceprint_by(
+        lambda feats: _queued_features(engine, feats, payer), ecapa.config)
 
     own_voiceprints = engine is network  # ECAPA alone tells the voices apart and names them
     return diarization.diarize(

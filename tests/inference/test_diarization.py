@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 
 from inference.config import DiarizationConfig
-from inference.diarization import ClusterVerdict, diarize, name_clusters, name_verdicts
+from inference.diarization import ClusterVerdict, diarize, name_clusters, name_verdicts, voiceprint_by
 from inference.diarization.clustering import agglomerate, first_appearance
 from inference.diarization.refinement import smooth_islands, turns_per_cluster
 from inference.diarization.windows import plan_windows, windows_between_changes
 from inference.errors import NoSpeechError
-from inference.features import compute_features
 
 RATE = 16_000
 # Tolerances of the two-speaker test: a turn change found within this of the true one, and this
@@ -59,7 +58,7 @@ def campplus_result(embedder, campplus, two_speakers):
     samples, _ = two_speakers
     return diarize(samples, RATE, campplus.embed_windows, engine=embedder.config,
                    config=DiarizationConfig.for_windows("campplus"), window_features=campplus.window_features,
-                   voiceprint_of=lambda speech: embedder.embed_features([compute_features(speech)])[0])
+                   voiceprint_of=voiceprint_by(embedder.embed_features, embedder.config))
 
 
 def test_campplus_windows_find_the_same_two_speakers_and_their_changes(campplus_result, two_speaker_result,
@@ -81,7 +80,7 @@ def test_campplus_windows_batched_or_one_per_call_give_the_same_diarization(embe
     samples, _ = two_speakers
     alone = diarize(samples, RATE, campplus.embed_features, engine=embedder.config,
                     config=DiarizationConfig.for_windows("campplus"), window_features=campplus.window_features,
-                    voiceprint_of=lambda speech: embedder.embed_features([compute_features(speech)])[0])
+                    voiceprint_of=voiceprint_by(embedder.embed_features, embedder.config))
     assert alone.segments == campplus_result.segments
 
 
