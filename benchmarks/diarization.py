@@ -281,7 +281,8 @@ def conditioned(x: np.ndarray, channel: str) -> tuple[np.ndarray, int]:
 # ----------------------------------------------------------------------------- embedding cache
 
 def cache_path(cache: Path, key: str, channel: str, overlap: float, config: DiarizationConfig, windows: str) -> Path:
-    layout = f"{windows}-w{config.window_s}-h{config.hop_s}-m{config.min_window_s}"
+    vad = hashlib.sha256(repr(config.speech_vad).encode()).hexdigest()[:8]  # the frames of speech kept beside the windows
+    layout = f"{windows}-w{config.window_s}-h{config.hop_s}-m{config.min_window_s}-vad{vad}"
     return cache / layout / f"{key}-{channel}-ov{int(round(overlap * 100))}.npz"
 
 

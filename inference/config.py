@@ -166,6 +166,20 @@ class DiarizationConfig:
     caps the clusters when the caller gives no count.
     """
 
+    # Which frames are someone's speech (the turns' extent): the engine's detector (inference.vad) with two
+    # gates opened. The windows that tell the voices apart are still cut from the speech the engine's own
+    # detector finds (``EngineConfig.vad``: what a voice's embedding is made of, the thresholds below were
+    # fitted with it); frames only this one finds take the speaker of the nearest labelled frame. The engine's
+    # loudness gates (within 30 dB of the recording's loud end, above -55 dBFS) cut the quiet ends of words
+    # on telephone speech (band-limited, 300-3400 Hz) and its speech score of 3 the weakest syllables: every
+    # frame they drop is missed speech. Measured on the TRAIN conversations of benchmarks/diarization.py
+    # (speech frames missed + found where none is, % of the reference speech, +-0.25 s collar; clean / clean
+    # 10% overlap / telephone / telephone 10%): the engine's detector 3.2 / 3.6 / 6.3 / 6.8, this one
+    # 2.5 / 2.7 / 2.9 / 3.0. A score of 2.5 still finds no speech in any of tools/vad_report.py's 57 sounds
+    # without speech (2.0: 3 of 57, 1.5: 17; tests/inference/test_vad.py). benchmarks/results/diarization.txt
+    # section 10.
+    speech_vad: VadConfig = field(default_factory=lambda: VadConfig(threshold_db=40.0, floor_dbfs=-65.0,
+                                                                    score_threshold=2.5))
     window_s: float = 1.5
     hop_s: float = 0.75
     # With ``refine_hop_s`` (and a ``hop_s`` larger than it), windows every ``refine_hop_s`` are added

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.config import DiarizationConfig
-from inference.diarization import ClusterVerdict, diarize, name_clusters, name_verdicts, voiceprint_by
+from inference import vad
+from inference.config import DiarizationConfig, EngineConfig
+from inference.diarization import ClusterVerdict, diarize, embed_recording, name_clusters, name_verdicts, voiceprint_by
 from inference.diarization.clustering import agglomerate, first_appearance
 from inference.diarization.refinement import smooth_islands, turns_per_cluster
 from inference.diarization.windows import plan_windows, windows_between_changes
@@ -155,6 +156,22 @@ def test_it_splits_into_the_number_of_speakers_it_is_given(embedder, two_speaker
     samples, _ = two_speakers
     result = diarize(samples, RATE, embedder.embed_features, engine=embedder.config, num_speakers=1)
     assert len(result.clusters) == 1
+
+
+def test_its_windows_come_from_the_engines_detector_and_its_speech_from_both(embedder, clips):
+    # the second voice 37 dB under the first: the engine's loudness gate drops it, diarization's keeps it
+    loud, quiet = clips.wave("a_snt1"), clips.wave("b_snt2") * np.float32(10 ** (-37 / 20))
+    x = np.concatenate([loud, np.zeros(RATE // 2, np.float32), quiet])
+    config = DiarizationConfig()
+    windows = embed_recording(x, RATE, embedder.embed_windows, engine=embedder.config, config=config)
+    centred = x - np.float32(x.mean())
+    engines, report = vad.detect_speech(centred, RATE, EngineConfig().vad)
+    own = vad.detect_speech(centred, RATE, config.speech_vad)[0]
+    assert np.array_equal(windows.speech, engines | own)
+    assert windows.speech.sum() > engines.sum() + 50  # a second of speech more
+    assert np.array_equal(windows.plan.bounds, plan_windows(report.segments, config).bounds)  # what the network embeds
+    result = diarize(x, RATE, embedder.embed_windows, engine=embedder.config, config=config)
+    assert result.segments[-1][1] > (loud.size + RATE // 2) / RATE + 1.0  # the quiet voice's speech is in a turn
 
 
 def test_it_refuses_a_recording_without_speech(embedder):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.config import EngineConfig
+from inference import vad
+from inference.config import DiarizationConfig, EngineConfig
 from inference.embedder import prepare_audio, prepare_waveform
 from inference.errors import NoSpeechError
 from tools import vad_corpus
@@ -200,3 +201,38 @@ def test_the_snr_estimate_tracks_the_true_snr(clips, kind) -> None:
         assert abs(np.median(error)) <= (2.5 if snr_db == 0 else 1.5), (snr_db, np.round(error, 1))
         if snr_db <= 10:
             assert max(np.abs(error)) <= (4.5 if snr_db == 0 else 3.0), (snr_db, np.round(error, 1))
+
+
+# Diarization's detector of speech frames opens the loudness gates and lowers the speech score
+# (DiarizationConfig.speech_vad):
+# it must still find nothing where nobody speaks.
+DIARIZATION_VAD = DiarizationConfig().speech_vad
+
+
+def _no_speech_for_diarization(samples: np.ndarray) -> None:
+    with pytest.raises(NoSpeechError):
+        vad.detect_speech(samples.astype(np.float32), RATE, DIARIZATION_VAD)
+
+
+@pytest.mark.parametrize("name", sorted(NON_SPEECH))
+def test_diarization_finds_no_speech_in_a_sound_without_speech(name) -> None:
+    _no_speech_for_diarization(NON_SPEECH[name])
+
+
+@pytest.mark.parametrize("kind", STEADY_NOISES)
+def test_diarization_finds_no_speech_in_a_minute_of_steady_noise(kind) -> None:
+    for level_dbfs in (-45.0, -15.0):
+        _no_speech_for_diarization(10 ** (level_dbfs / 20) * vad_corpus.noise(kind, 60 * RATE, vad_corpus.seed_for(kind, level_dbfs)))
+
+
+def test_diarization_keeps_a_voice_far_quieter_than_the_loudest_which_the_engine_drops(clips) -> None:
+    # a turn 37 dB under the other speaker's (a far talker, a quiet line): under the engine's loudness
+    # gate (30 dB under the recording's loud end), within diarization's (40 dB)
+    loud, quiet = clips.wave("a_snt1"), clips.wave("b_snt2") * np.float32(10 ** (-37 / 20))
+    x = np.concatenate([loud, np.zeros(RATE // 2, np.float32), quiet])
+    start = (loud.size + RATE // 2) // 320
+    engine = vad.detect_speech(x, RATE, CONFIG.vad)[0][start:].sum()
+    diarization = vad.detect_speech(x, RATE, DIARIZATION_VAD)[0][start:].sum()
+    alone = vad.detect_speech(quiet, RATE, DIARIZATION_VAD)[0].sum()
+    assert engine < 0.2 * alone
+    assert diarization > 0.8 * alone
