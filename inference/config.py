@@ -245,7 +245,8 @@ class DiarizationConfig:
 # TRAIN conversations of benchmarks/diarization.py (--fit, 30 per condition, min_cluster_s 2.0 for both): the
 # two networks' cosines are on different scales. Held-out DER +-0.25 s with CAM++'s windows (ECAPA still names the voices): clean 3.9%,
 # clean 10% overlap 10.5%, telephone 7.7%, telephone 10% overlap 15.3%, against 4.5 / 11.2 / 10.0 / 20.0%
-# with ECAPA's (benchmarks/results/diarization.txt sections 7-9).
+# with ECAPA's (benchmarks/results/diarization.txt sections 7-9); with the turns' extent from ``speech_vad``
+# (section 10; the refit keeps CAM++'s distances) 2.8 / 9.4 / 5.1 / 13.0%.
 WINDOW_STOP_DISTANCES: dict[str, tuple[float, float]] = {"ecapa": (0.775, 0.625), "campplus": (0.675, 0.525)}
 
 

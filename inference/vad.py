@@ -26,6 +26,7 @@ quiet.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -276,6 +277,47 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
     NoSpeechError
         Less than ``config.min_speech_s`` of speech.
     """
+    return _detect(_analyse(samples, sample_rate, config), config)
+
+
+def detect_speech_twice(samples: np.ndarray, sample_rate: int, config: VadConfig,
+                        other: VadConfig) -> tuple[np.ndarray, SpeechReport, np.ndarray]:
+    """:func:`detect_speech` with ``config``, and the speech mask of ``other`` from the same analysis.
+
+    ``other`` may differ from ``config`` in its gates only (:data:`GATES`: the spectrum, bands and
+    floors are computed once). Its mask is all False where it finds too little speech.
+    """
+    if dataclasses.replace(other, **{name: getattr(config, name) for name in GATES}) != config:
+        raise ValueError(f"detect_speech_twice: the two configs differ beyond their gates {GATES}")
+    analysis = _analyse(samples, sample_rate, config)
+    mask, report = _detect(analysis, config)
+    try:
+        other_mask, _ = _detect(analysis, other)
+    except NoSpeechError:
+        other_mask = np.zeros_like(mask)
+    return mask, report, other_mask
+
+
+# The fields of a VadConfig that decide on an analysed recording (everything else shapes the analysis).
+GATES = ("score_threshold", "threshold_db", "floor_dbfs", "hangover_frames", "min_speech_s")
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """What the gates decide on: one recording's frame energies, band powers, floors and speech scores."""
+
+    sample_rate: int
+    duration_s: float
+    layout: _Layout
+    energy: np.ndarray
+    powers: np.ndarray
+    floors: np.ndarray
+    z: np.ndarray
+    scores: np.ndarray
+    noise_power: float
+
+
+def _analyse(samples: np.ndarray, sample_rate: int, config: VadConfig) -> _Analysis:
     layout = _layout(sample_rate, config)
     energy = frame_energies(samples, layout.frame)
     duration = samples.size / sample_rate
@@ -285,11 +327,16 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
     levels = _smoothed_levels(powers, layout)
     floors = _floors(levels, layout.noise_window, layout.shortest_noise_window)
     z = _band_z(levels, floors, sample_rate, config)
-    scores = _speech_scores(z, config)
+    noise_power = _noise_power(powers, floors, z, layout, _steady_noise_statistics(sample_rate, config)[2])
+    return _Analysis(sample_rate, duration, layout, energy, powers, floors, z, _speech_scores(z, config), noise_power)
+
+
+def _detect(analysis: _Analysis, config: VadConfig) -> tuple[np.ndarray, SpeechReport]:
+    layout, energy, powers, duration = analysis.layout, analysis.energy, analysis.powers, analysis.duration_s
     loud_enough = (energy > config.floor_dbfs) & (energy > np.percentile(energy, 95) - config.threshold_db)
-    raw = (scores > config.score_threshold) & loud_enough
+    raw = (analysis.scores > config.score_threshold) & loud_enough
     mask = _dilate(raw, config.hangover_frames)
-    frame_s = layout.frame / sample_rate
+    frame_s = layout.frame / analysis.sample_rate
     speech_s = float(mask.sum() * frame_s)
     if not raw.any() or speech_s < config.min_speech_s:
         raise NoSpeechError(
@@ -301,7 +348,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int, config: VadConfig = Vad
         )
     power = 10.0 ** (energy / 10.0)
     speech_power = float(power[mask].mean())
-    noise_power = _noise_power(powers, floors, z, layout, _steady_noise_statistics(sample_rate, config)[2])
+    noise_power = analysis.noise_power
     # an active speech level: the speech frames that carry speech power (not the pauses and edges the
     # hangover holds, which carry only the noise)
     active = mask & (power > noise_power * _ACTIVE_OVER_NOISE)

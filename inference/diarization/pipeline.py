@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference import audio, features, vad
-from inference.config import DiarizationConfig, EngineConfig, VadConfig
+from inference.config import DiarizationConfig, EngineConfig
 from inference.diarization import clustering, refinement
 from inference.diarization.clustering import ClusteringFigures, unit_rows
 from inference.diarization.windows import (
@@ -109,10 +109,10 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     x = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, rate)
     x = x - np.float32(x.mean()) if x.size else x
     # the windows: the engine's detector (what a voice's embedding is made of); the turns' extent: every frame
-    # it or diarization's more sensitive detector finds (DiarizationConfig.speech_vad)
-    engine_speech, report = vad.detect_speech(x, rate, engine.vad)
+    # it or diarization's more sensitive detector finds (DiarizationConfig.speech_vad); one analysis for both
+    engine_speech, report, more_speech = vad.detect_speech_twice(x, rate, engine.vad, config.speech_vad)
     frame_s = engine.vad.frame_ms / 1000.0
-    speech = engine_speech | _speech_frames(x, rate, config.speech_vad, engine_speech.size)
+    speech = engine_speech | more_speech
     plan = plan_windows(report.segments, config)
     if len(plan) == 0:
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
@@ -121,17 +121,6 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     embeddings = _embed_plan(x, plan, embed_windows, engine, config, timings, window_features)
     return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
                             samples=x)
-
-
-def _speech_frames(x: np.ndarray, rate: int, config: VadConfig, frames: int) -> np.ndarray:
-    """``(frames,)`` bool: the frames ``config``'s detector finds speech in (none when it finds too little)."""
-    try:
-        mask = vad.detect_speech(x, rate, config)[0]
-    except NoSpeechError:
-        return np.zeros(frames, dtype=bool)
-    out = np.zeros(frames, dtype=bool)
-    out[: min(frames, mask.size)] = mask[:frames]
-    return out
 
 
 def _features_of(engine: EngineConfig, window_features: WindowFeatures | None) -> WindowFeatures:

@@ -2,6 +2,8 @@
 not speech, long pauses are shortened without losing speech, and SNR / clipping move the right way."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -236,3 +238,23 @@ def test_diarization_keeps_a_voice_far_quieter_than_the_loudest_which_the_engine
     alone = vad.detect_speech(quiet, RATE, DIARIZATION_VAD)[0].sum()
     assert engine < 0.2 * alone
     assert diarization > 0.8 * alone
+
+
+def test_detecting_twice_on_one_analysis_gives_what_two_detections_give(clips) -> None:
+    loud, quiet = clips.wave("a_snt1"), clips.wave("b_snt2") * np.float32(10 ** (-37 / 20))
+    for x in (clips.wave("a_snt2"), np.concatenate([loud, np.zeros(RATE // 2, np.float32), quiet])):
+        mask, report, other = vad.detect_speech_twice(x, RATE, CONFIG.vad, DIARIZATION_VAD)
+        alone_mask, alone_report = vad.detect_speech(x, RATE, CONFIG.vad)
+        assert np.array_equal(mask, alone_mask) and report == alone_report
+        assert np.array_equal(other, vad.detect_speech(x, RATE, DIARIZATION_VAD)[0])
+
+
+def test_detecting_twice_gives_no_second_speech_where_the_second_finds_too_little(clips) -> None:
+    strict = dataclasses.replace(CONFIG.vad, min_speech_s=60.0)
+    mask, _, other = vad.detect_speech_twice(clips.wave("a_snt1"), RATE, CONFIG.vad, strict)
+    assert mask.any() and other.shape == mask.shape and not other.any()
+
+
+def test_detecting_twice_refuses_configs_that_differ_beyond_their_gates() -> None:
+    with pytest.raises(ValueError, match="beyond their gates"):
+        vad.detect_speech_twice(np.zeros(RATE, np.float32), RATE, CONFIG.vad, dataclasses.replace(CONFIG.vad, bands=12))
