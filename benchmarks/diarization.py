@@ -1,6 +1,7 @@
 """Diarization benchmark: who spoke when, and who they are, on conversations of unseen speakers.
 
 ``nice .venv/bin/python -m benchmarks.diarization [--windows campplus] [--conversations 30] [--fit] [--rtf-minutes 10]``
+(``--speech-detectors``: only the speech detectors' missed and false speech on the TRAIN conversations)
 
 Conversations are built, seeded, from the calibration set (``--corpus``, docs/calibration-set.md):
 LibriSpeech readers of the HELD-OUT split (``splits.csv``; their voices never touched the shipped
@@ -618,6 +619,56 @@ def print_table(results: dict, split: str) -> None:
               f"{100 * t.flagged_hit_s / max(t.overlap_s, 1e-9):.0f}% |")
 
 
+def speech_detectors(args, config: DiarizationConfig) -> None:
+    """How much of the reference speech each detector misses and how much it finds where nobody speaks,
+    per condition, on TRAIN conversations (frames of 20 ms, +-0.25 s around every reference boundary not
+    scored, as pyannote's collar): the engine's detector (the windows), ``config.speech_vad`` (the turns'
+    extent) and variants of its gates. No network runs."""
+    from inference import audio, vad
+
+    engine = EngineConfig().vad
+    detectors = {"engine (EngineConfig.vad)": engine, "DiarizationConfig.speech_vad": config.speech_vad}
+    for range_db, floor, score in ((30.0, -55.0, 2.0), (30.0, -55.0, 1.0), (40.0, -55.0, 3.0), (40.0, -65.0, 3.0),
+                                   (40.0, -65.0, 2.0), (40.0, -65.0, 1.5), (40.0, -65.0, 1.0), (50.0, -75.0, 3.0)):
+        detectors[f"within {range_db:g} dB, above {floor:g} dBFS, score {score:g}"] = dataclasses.replace(
+            engine, threshold_db=range_db, floor_dbfs=floor, score_threshold=score)
+    pool = speakers_of(args.corpus, "train")
+    frame_s = engine.frame_ms / 1000.0
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for channel, overlap in CONDITIONS:
+        condition = f"{channel} {overlap:.0%}"
+        for i in range(args.fit_conversations):
+            conversation = build_conversation(f"train-{args.seed}-{i}", pool, args.corpus, overlap)
+            samples, rate = conditioned(mix(conversation), channel)
+            x = audio.resample(np.asarray(samples, dtype=np.float32), rate, RATE)
+            x = x - np.float32(x.mean())
+            frames = x.size // int(round(RATE * frame_s))
+            truth, scored = np.zeros(frames, dtype=bool), np.ones(frames, dtype=bool)
+            for spans in reference(conversation).values():
+                for start, end in spans:
+                    truth[int(start / frame_s) : int(np.ceil(end / frame_s))] = True
+                    for edge in (start, end):
+                        scored[max(0, int((edge - 0.25) / frame_s)) : int(np.ceil((edge + 0.25) / frame_s))] = False
+            for name, detector in detectors.items():
+                found = np.zeros(frames, dtype=bool)
+                mask = vad.detect_speech(x, RATE, detector)[0][:frames]
+                found[: mask.size] = mask
+                tally = totals[(name, condition)]
+                tally[0] += np.sum(truth & ~found & scored)
+                tally[1] += np.sum(~truth & found & scored)
+                tally[2] += np.sum(truth & scored)
+    conditions = [f"{c} {o:.0%}" for c, o in CONDITIONS]
+    print(f"\nSpeech detectors on {args.fit_conversations} TRAIN conversations per condition: missed + found where "
+          "nobody speaks, % of the reference speech (miss / false alarm), +-0.25 s collar")
+    print("| detector | " + " | ".join(conditions) + " | mean |")
+    print("|---" * (len(conditions) + 2) + "|")
+    for name in detectors:
+        cells = [totals[(name, c)] for c in conditions]
+        errors = [100.0 * (m + f) / n for m, f, n in cells]
+        print(f"| {name} | " + " | ".join(f"{e:.2f} ({100 * m / n:.1f} / {100 * f / n:.1f})" for e, (m, f, n) in zip(errors, cells))
+              + f" | {np.mean(errors):.2f} |")
+
+
 def measure_rtf(args, networks: Networks, config: DiarizationConfig) -> None:
     """The whole pipeline, uncached, on one long conversation of held-out speakers."""
     from inference.diarization import diarize
@@ -705,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voiceprint-s", type=float, help="0: identify clusters by their mean window embedding")
     parser.add_argument("--rtf-minutes", type=float, default=10.0, help="0 skips the real-time factor")
     parser.add_argument("--skip-heldout", action="store_true")
+    parser.add_argument("--speech-detectors", action="store_true",
+                        help="only the speech detectors' missed and false speech on TRAIN conversations (no network)")
     parser.add_argument("--channel", choices=("clean", "telephone"), help="only this channel")
     parser.add_argument("--overlap", type=float, choices=sorted({o for _, o in CONDITIONS}), help="only this overlap")
     args = parser.parse_args(argv)
@@ -716,6 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine_hop_s is not False:
         overrides["refine_hop_s"] = args.refine_hop_s
     config = DiarizationConfig.for_windows(args.windows, **overrides)
+    if args.speech_detectors:
+        speech_detectors(args, config)
+        return 0
     networks = Networks.load(args.windows, args.threads)
     print(f"diarization benchmark: {config}")
     if args.fit:
