@@ -177,15 +177,30 @@ def test_under_a_steady_noise_most_of_the_speech_is_still_found(clips) -> None:
 NON_SPEECH = dict(vad_corpus.non_speech(vad_corpus.read_wave(vad_corpus.FIXTURES_DIR / "a_snt1.wav")))
 
 
+# Diarization's detector of speech frames (DiarizationConfig.speech_vad) opens the loudness gates and lowers
+# the speech score: it too must find nothing where nobody speaks.
+DIARIZATION_VAD = DiarizationConfig().speech_vad
+
+
+def _no_speech_for_diarization(samples: np.ndarray) -> None:
+    with pytest.raises(NoSpeechError):
+        vad.detect_speech(samples.astype(np.float32), RATE, DIARIZATION_VAD)
+
+
+NO_SPEECH_CHECKS = {"engine": _no_speech, "diarization": _no_speech_for_diarization}
+
+
+@pytest.mark.parametrize("detector", sorted(NO_SPEECH_CHECKS))
 @pytest.mark.parametrize("name", sorted(NON_SPEECH))
-def test_a_sound_without_speech_is_no_speech(name) -> None:
-    _no_speech(NON_SPEECH[name])
+def test_a_sound_without_speech_is_no_speech(name, detector) -> None:
+    NO_SPEECH_CHECKS[detector](NON_SPEECH[name])
 
 
+@pytest.mark.parametrize("detector", sorted(NO_SPEECH_CHECKS))
 @pytest.mark.parametrize("kind", STEADY_NOISES)
-def test_a_minute_of_steady_noise_is_no_speech(kind) -> None:
+def test_a_minute_of_steady_noise_is_no_speech(kind, detector) -> None:
     for level_dbfs in (-45.0, -15.0):
-        _no_speech(10 ** (level_dbfs / 20) * vad_corpus.noise(kind, 60 * RATE, vad_corpus.seed_for(kind, level_dbfs)))
+        NO_SPEECH_CHECKS[detector](10 ** (level_dbfs / 20) * vad_corpus.noise(kind, 60 * RATE, vad_corpus.seed_for(kind, level_dbfs)))
 
 
 @pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum50", "white+hum60"])
@@ -203,28 +218,6 @@ def test_the_snr_estimate_tracks_the_true_snr(clips, kind) -> None:
         assert abs(np.median(error)) <= (2.5 if snr_db == 0 else 1.5), (snr_db, np.round(error, 1))
         if snr_db <= 10:
             assert max(np.abs(error)) <= (4.5 if snr_db == 0 else 3.0), (snr_db, np.round(error, 1))
-
-
-# Diarization's detector of speech frames opens the loudness gates and lowers the speech score
-# (DiarizationConfig.speech_vad):
-# it must still find nothing where nobody speaks.
-DIARIZATION_VAD = DiarizationConfig().speech_vad
-
-
-def _no_speech_for_diarization(samples: np.ndarray) -> None:
-    with pytest.raises(NoSpeechError):
-        vad.detect_speech(samples.astype(np.float32), RATE, DIARIZATION_VAD)
-
-
-@pytest.mark.parametrize("name", sorted(NON_SPEECH))
-def test_diarization_finds_no_speech_in_a_sound_without_speech(name) -> None:
-    _no_speech_for_diarization(NON_SPEECH[name])
-
-
-@pytest.mark.parametrize("kind", STEADY_NOISES)
-def test_diarization_finds_no_speech_in_a_minute_of_steady_noise(kind) -> None:
-    for level_dbfs in (-45.0, -15.0):
-        _no_speech_for_diarization(10 ** (level_dbfs / 20) * vad_corpus.noise(kind, 60 * RATE, vad_corpus.seed_for(kind, level_dbfs)))
 
 
 def test_diarization_keeps_a_voice_far_quieter_than_the_loudest_which_the_engine_drops(clips) -> None:
