@@ -161,9 +161,10 @@ class DiarizationConfig:
     ``stop_distance`` apart (``stop_distance_narrowband`` when the recording's speech reaches no
     higher than a telephone band: narrowband voices sit closer together), thresholds fitted on
     conversations of the calibration set's train speakers (benchmarks/diarization.py --fit). A cluster with less than ``min_cluster_s`` of speech
-    joins its nearest cluster. Frames then go to the cluster their covering windows are closest
-    to, and a run shorter than ``min_turn_s`` takes its neighbours' speaker. ``max_speakers``
-    caps the clusters when the caller gives no count.
+    joins its nearest cluster. Frames of speech (those the engine's VAD or the more sensitive
+    ``speech_vad`` finds) then go to the cluster their covering windows are closest to (a frame no
+    window covers: its nearest labelled frame's), and a run shorter than ``min_turn_s`` takes its
+    neighbours' speaker. ``max_speakers`` caps the clusters when the caller gives no count.
     """
 
     # Which frames are someone's speech (the turns' extent): the engine's detector (inference.vad) with two

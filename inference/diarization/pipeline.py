@@ -1,5 +1,8 @@
 """The orchestrator: samples -> VAD -> windows -> embeddings (the caller's network) -> clusters -> turns.
 
+The windows are cut from the speech the engine's VAD finds; the turns cover every frame it or diarization's
+more sensitive detector (``DiarizationConfig.speech_vad``) finds, one analysis for both.
+
 The network runs only through ``embed_windows``, the one callable the caller passes in (in the
 service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
 for the windows, for the windows added near changes of speaker (with ``DiarizationConfig.refine_hop_s``),
