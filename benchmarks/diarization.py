@@ -34,7 +34,8 @@ Window embeddings are cached under ``--cache`` (per conversation, condition and 
 dense layout, windows every ``refine_hop_s``; the first pass (every ``hop_s``) is every k-th of them,
 exactly the windows the pipeline plans, and the windows its second pass adds near changes of
 speaker are read from the same cache (the same windows through the same network: the same numbers).
-The printout says how many were read so and how many calls ran the network (the voiceprints).
+The printout says how many were read so and how many calls ran the network (the voiceprints). The frames
+of speech are not cached: each load computes them again with the pipeline's rule (``speech_frames``).
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ from inference.diarization import (
     diarize_embedded,
     embed_recording,
     name_clusters,
+    speech_frames,
     voiceprint_by,
 )
 from inference.diarization.windows import WindowPlan, plan_features
@@ -282,8 +284,7 @@ def conditioned(x: np.ndarray, channel: str) -> tuple[np.ndarray, int]:
 # ----------------------------------------------------------------------------- embedding cache
 
 def cache_path(cache: Path, key: str, channel: str, overlap: float, config: DiarizationConfig, windows: str) -> Path:
-    vad = hashlib.sha256(repr(config.speech_vad).encode()).hexdigest()[:8]  # the frames of speech kept beside the windows
-    layout = f"{windows}-w{config.window_s}-h{config.hop_s}-m{config.min_window_s}-vad{vad}"
+    layout = f"{windows}-w{config.window_s}-h{config.hop_s}-m{config.min_window_s}"
     return cache / layout / f"{key}-{channel}-ov{int(round(overlap * 100))}.npz"
 
 
@@ -291,11 +292,14 @@ def save_windows(path: Path, w: WindowEmbeddings, network_s: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     report = dataclasses.asdict(w.report)
     np.savez(path, bounds=w.plan.bounds, region=w.plan.region, regions=np.asarray(w.plan.regions).reshape(-1, 2),
-             embeddings=w.embeddings, speech=w.speech, frame_s=w.frame_s, network_s=network_s,
+             embeddings=w.embeddings, frame_s=w.frame_s, network_s=network_s,
              report=json.dumps(report))
 
 
-def load_windows(path: Path, samples: np.ndarray, rate: int) -> tuple[WindowEmbeddings, float]:
+def load_windows(path: Path, samples: np.ndarray, rate: int,
+                 config: DiarizationConfig) -> tuple[WindowEmbeddings, float]:
+    """The cached windows and embeddings; the frames of speech computed again (the pipeline's rule as it is
+    now: they cost no network)."""
     from inference import audio
 
     z = np.load(path)
@@ -304,7 +308,8 @@ def load_windows(path: Path, samples: np.ndarray, rate: int) -> tuple[WindowEmbe
     x = audio.resample(samples, rate, RATE)
     x = x - np.float32(x.mean())
     plan = WindowPlan(bounds=z["bounds"], region=z["region"], regions=tuple(map(tuple, z["regions"].tolist())))
-    return WindowEmbeddings(plan=plan, embeddings=z["embeddings"], speech=z["speech"], frame_s=float(z["frame_s"]),
+    speech = speech_frames(x, EngineConfig(), config)[0]
+    return WindowEmbeddings(plan=plan, embeddings=z["embeddings"], speech=speech, frame_s=float(z["frame_s"]),
                             report=SpeechReport(**report), samples=x), float(z["network_s"])
 
 
@@ -535,7 +540,7 @@ def run_split(args, split: str, networks: Networks, config: DiarizationConfig, *
             # windows, and the windows the second pass adds near changes of speaker are among them.
             path = cache_path(args.cache, key, channel, overlap, dense, networks.windows)
             if path.is_file():
-                windows, _ = load_windows(path, samples, rate)
+                windows, _ = load_windows(path, samples, rate, dense)
             else:
                 timings: dict[str, float] = {}
                 windows = embed_recording(samples, rate, networks.net.embed_windows, engine=embedder.config,
@@ -619,11 +624,14 @@ def print_table(results: dict, split: str) -> None:
               f"{100 * t.flagged_hit_s / max(t.overlap_s, 1e-9):.0f}% |")
 
 
+SHIPPED_RULE = "the turns' frames (speech_frames: the engine's, extended by speech_vad's stretches that hold one)"
+
+
 def speech_detectors(args, config: DiarizationConfig) -> None:
     """How much of the reference speech each detector misses and how much it finds where nobody speaks,
     per condition, on TRAIN conversations (frames of 20 ms, +-0.25 s around every reference boundary not
-    scored, as pyannote's collar): the engine's detector (the windows), ``config.speech_vad`` (the turns'
-    extent) and variants of its gates. No network runs."""
+    scored, as pyannote's collar): the engine's detector (the windows), ``config.speech_vad`` and variants of
+    its gates, and the frames the turns cover (``speech_frames``). No network runs."""
     from inference import audio, vad
 
     engine = EngineConfig().vad
@@ -649,9 +657,11 @@ def speech_detectors(args, config: DiarizationConfig) -> None:
                     truth[int(start / frame_s) : int(np.ceil(end / frame_s))] = True
                     for edge in (start, end):
                         scored[max(0, int((edge - 0.25) / frame_s)) : int(np.ceil((edge + 0.25) / frame_s))] = False
-            for name, detector in detectors.items():
+            masks = {name: vad.detect_speech(x, RATE, detector)[0] for name, detector in detectors.items()}
+            masks[SHIPPED_RULE] = speech_frames(x, EngineConfig(), config)[0]
+            for name, mask in masks.items():
                 found = np.zeros(frames, dtype=bool)
-                mask = vad.detect_speech(x, RATE, detector)[0][:frames]
+                mask = mask[:frames]
                 found[: mask.size] = mask
                 tally = totals[(name, condition)]
                 tally[0] += np.sum(truth & ~found & scored)
@@ -662,7 +672,7 @@ def speech_detectors(args, config: DiarizationConfig) -> None:
           "nobody speaks, % of the reference speech (miss / false alarm), +-0.25 s collar")
     print("| detector | " + " | ".join(conditions) + " | mean |")
     print("|---" * (len(conditions) + 2) + "|")
-    for name in detectors:
+    for name in [*detectors, SHIPPED_RULE]:
         cells = [totals[(name, c)] for c in conditions]
         errors = [100.0 * (m + f) / n for m, f, n in cells]
         print(f"| {name} | " + " | ".join(f"{e:.2f} ({100 * m / n:.1f} / {100 * f / n:.1f})" for e, (m, f, n) in zip(errors, cells))

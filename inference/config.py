@@ -161,8 +161,8 @@ class DiarizationConfig:
     ``stop_distance`` apart (``stop_distance_narrowband`` when the recording's speech reaches no
     higher than a telephone band: narrowband voices sit closer together), thresholds fitted on
     conversations of the calibration set's train speakers (benchmarks/diarization.py --fit). A cluster with less than ``min_cluster_s`` of speech
-    joins its nearest cluster. Frames of speech (those the engine's VAD or the more sensitive
-    ``speech_vad`` finds) then go to the cluster their covering windows are closest to (a frame no
+    joins its nearest cluster. Frames of speech (the engine's VAD's, extended to the quieter edges the
+    more sensitive ``speech_vad`` finds around them) then go to the cluster their covering windows are closest to (a frame no
     window covers: its nearest labelled frame's), and a run shorter than ``min_turn_s`` takes its
     neighbours' speaker. ``max_speakers`` caps the clusters when the caller gives no count.
     """
@@ -170,13 +170,14 @@ class DiarizationConfig:
     # Which frames are someone's speech (the turns' extent): the engine's detector (inference.vad) with two
     # gates opened. The windows that tell the voices apart are still cut from the speech the engine's own
     # detector finds (``EngineConfig.vad``: what a voice's embedding is made of, the thresholds below were
-    # fitted with it); frames only this one finds take the speaker of the nearest labelled frame. The engine's
+    # fitted with it); each stretch of this detector's speech that holds a frame of the engine's extends it,
+    # and its frames take the speaker of the nearest labelled frame (pipeline.speech_frames). The engine's
     # loudness gates (within 30 dB of the recording's loud end, above -55 dBFS) cut the quiet ends of words
     # on telephone speech (band-limited, 300-3400 Hz) and its speech score of 3 the weakest syllables: every
     # frame they drop is missed speech. Measured on the TRAIN conversations of benchmarks/diarization.py
-    # (speech frames missed + found where none is, % of the reference speech, +-0.25 s collar; clean / clean
-    # 10% overlap / telephone / telephone 10%): the engine's detector 3.2 / 3.6 / 6.3 / 6.8, this one
-    # 2.5 / 2.7 / 2.9 / 3.0. A score of 2.5 still finds no speech in any of tools/vad_report.py's 57 sounds
+    # (--speech-detectors: speech frames missed + found where none is, % of the reference speech, +-0.25 s
+    # collar; clean / clean 10% overlap / telephone / telephone 10%): the engine's detector 2.8 / 3.2 / 5.4 /
+    # 5.3, this one 2.1 / 2.4 / 2.1 / 2.3, the turns' frames 2.1 / 2.6 / 2.4 / 2.6. A score of 2.5 still finds no speech in any of tools/vad_report.py's 57 sounds
     # without speech (2.0: 3 of 57, 1.5: 17; tests/inference/test_vad.py). benchmarks/results/diarization.txt
     # section 10.
     speech_vad: VadConfig = field(default_factory=lambda: VadConfig(threshold_db=40.0, floor_dbfs=-65.0,
@@ -247,7 +248,7 @@ class DiarizationConfig:
 # two networks' cosines are on different scales. Held-out DER +-0.25 s with CAM++'s windows (ECAPA still names the voices): clean 3.9%,
 # clean 10% overlap 10.5%, telephone 7.7%, telephone 10% overlap 15.3%, against 4.5 / 11.2 / 10.0 / 20.0%
 # with ECAPA's (benchmarks/results/diarization.txt sections 7-9); with the turns' extent from ``speech_vad``
-# (section 10; the refit keeps CAM++'s distances) 2.8 / 9.4 / 5.1 / 13.0%.
+# (section 10; the refit keeps CAM++'s distances) 3.0 / 9.6 / 5.8 / 13.6%.
 WINDOW_STOP_DISTANCES: dict[str, tuple[float, float]] = {"ecapa": (0.775, 0.625), "campplus": (0.675, 0.525)}
 
 

@@ -459,7 +459,7 @@ VOICEPRINT_DIARIZE_MAX_DECODED_VALUES = env_int("VOICEPRINT_DIARIZE_MAX_DECODED_
 VOICEPRINT_DIARIZE_MAX_SPEAKERS = env_int("VOICEPRINT_DIARIZE_MAX_SPEAKERS", 20, minimum=1)
 # The network that embeds the recording's short windows to tell its voices apart (the voices are named
 # with the engine of VOICEPRINT_MODELS either way): campplus lowered held-out DER in every condition
-# (telephone with 10% overlap 18.0 -> 13.0%, docs/api.md "Diarize") at a lower cost per window; a
+# (telephone with 10% overlap 18.5 -> 13.6%, docs/api.md "Diarize") at a lower cost per window; a
 # diarizing worker then loads CAM++ beside ECAPA (prepared by `make model`; the server refuses to
 # start without it). ecapa: ECAPA's windows, as before.
 VOICEPRINT_DIARIZE_WINDOWS = env_choice("VOICEPRINT_DIARIZE_WINDOWS", "campplus", ("campplus", "ecapa"))

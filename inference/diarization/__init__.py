@@ -20,6 +20,7 @@ from inference.diarization.pipeline import (
     diarize,
     diarize_embedded,
     embed_recording,
+    speech_frames,
     voice_features,
     voiceprint_by,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "diarize",
     "diarize_embedded",
     "embed_recording",
+    "speech_frames",
     "name_clusters",
     "name_verdicts",
     "voice_features",

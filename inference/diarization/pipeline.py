@@ -1,7 +1,7 @@
 """The orchestrator: samples -> VAD -> windows -> embeddings (the caller's network) -> clusters -> turns.
 
-The windows are cut from the speech the engine's VAD finds; the turns cover every frame it or diarization's
-more sensitive detector (``DiarizationConfig.speech_vad``) finds, one analysis for both.
+The windows are cut from the speech the engine's VAD finds; the turns cover it and the quieter edges around
+it that diarization's more sensitive detector (``DiarizationConfig.speech_vad``) finds (:func:`speech_frames`).
 
 The network runs only through ``embed_windows``, the one callable the caller passes in (in the
 service, the per-process inference owner's forward step; MindSpore is not thread-safe), called
@@ -95,7 +95,7 @@ class WindowEmbeddings:
 
     plan: WindowPlan
     embeddings: np.ndarray  # (N, 192)
-    speech: np.ndarray  # (F,) bool frames of speech (the engine's VAD or DiarizationConfig.speech_vad)
+    speech: np.ndarray  # (F,) bool frames of speech (speech_frames)
     frame_s: float
     report: vad.SpeechReport
     samples: np.ndarray  # 16 kHz float32, DC removed
@@ -111,11 +111,8 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     rate = engine.audio.sample_rate
     x = audio.resample(np.asarray(samples, dtype=np.float32), sample_rate, rate)
     x = x - np.float32(x.mean()) if x.size else x
-    # the windows: the engine's detector (what a voice's embedding is made of); the turns' extent: every frame
-    # it or diarization's more sensitive detector finds (DiarizationConfig.speech_vad); one analysis for both
-    engine_speech, report, more_speech = vad.detect_speech_twice(x, rate, engine.vad, config.speech_vad)
+    speech, report = speech_frames(x, engine, config)
     frame_s = engine.vad.frame_ms / 1000.0
-    speech = engine_speech | more_speech
     plan = plan_windows(report.segments, config)
     if len(plan) == 0:
         raise NoSpeechError(f"no stretch of speech lasts the {config.min_window_s} s needed to tell speakers apart",
@@ -124,6 +121,24 @@ def embed_recording(samples: np.ndarray, sample_rate: int, embed_windows: EmbedW
     embeddings = _embed_plan(x, plan, embed_windows, engine, config, timings, window_features)
     return WindowEmbeddings(plan=plan, embeddings=embeddings, speech=speech, frame_s=frame_s, report=report,
                             samples=x)
+
+
+def speech_frames(x: np.ndarray, engine: EngineConfig = EngineConfig(),
+                  config: DiarizationConfig = DiarizationConfig()) -> tuple[np.ndarray, vad.SpeechReport]:
+    """The frames of speech of a recording (``x``: 16 kHz, DC removed) and the engine detector's report.
+
+    The windows are cut from the report's segments (the engine's detector: what a voice's embedding is
+    made of). The turns cover those frames and, around them, the quieter edges diarization's more sensitive
+    detector (``config.speech_vad``) finds: each stretch of the sensitive speech that holds a frame of the
+    engine's. A stretch without one (a voice far quieter than the others, under the engine's loudness gate)
+    is left out: no window embeds it, so it could only take a neighbour's label. One analysis for both.
+    """
+    engine_speech, report, sensitive = vad.detect_speech_twice(x, engine.audio.sample_rate, engine.vad,
+                                                               config.speech_vad)
+    starts = np.flatnonzero(np.diff(np.concatenate(([0], sensitive.astype(np.int8)))) == 1)
+    stretch = np.cumsum(np.isin(np.arange(sensitive.size), starts)) * sensitive  # 1, 2, ... per stretch; 0 outside
+    held = np.unique(stretch[engine_speech & sensitive])
+    return engine_speech | (sensitive & np.isin(stretch, held[held > 0])), report
 
 
 def _features_of(engine: EngineConfig, window_features: WindowFeatures | None) -> WindowFeatures:

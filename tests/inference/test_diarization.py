@@ -158,20 +158,35 @@ def test_it_splits_into_the_number_of_speakers_it_is_given(embedder, two_speaker
     assert len(result.clusters) == 1
 
 
-def test_its_windows_come_from_the_engines_detector_and_its_speech_from_both(embedder, clips):
-    # the second voice 37 dB under the first: the engine's loudness gate drops it, diarization's keeps it
+def _loud_then_quiet(clips, pause_s: float) -> tuple[np.ndarray, int]:
+    """a_snt1, ``pause_s`` of silence, then b_snt2 37 dB under it (under the engine's loudness gate, within
+    diarization's sensitive detector's); the quiet voice's first frame."""
     loud, quiet = clips.wave("a_snt1"), clips.wave("b_snt2") * np.float32(10 ** (-37 / 20))
-    x = np.concatenate([loud, np.zeros(RATE // 2, np.float32), quiet])
+    pause = np.zeros(int(round(pause_s * RATE)), np.float32)
+    return np.concatenate([loud, pause, quiet]), (loud.size + pause.size) // 320
+
+
+def test_its_windows_come_from_the_engines_detector_and_quieter_edges_extend_its_speech(embedder, clips):
+    x, quiet_from = _loud_then_quiet(clips, 0.0)  # the quiet voice goes on where the loud one stops
     config = DiarizationConfig()
     windows = embed_recording(x, RATE, embedder.embed_windows, engine=embedder.config, config=config)
     centred = x - np.float32(x.mean())
     engines, report = vad.detect_speech(centred, RATE, EngineConfig().vad)
-    own = vad.detect_speech(centred, RATE, config.speech_vad)[0]
-    assert np.array_equal(windows.speech, engines | own)
-    assert windows.speech.sum() > engines.sum() + 50  # a second of speech more
+    sensitive = vad.detect_speech(centred, RATE, config.speech_vad)[0]
     assert np.array_equal(windows.plan.bounds, plan_windows(report.segments, config).bounds)  # what the network embeds
+    assert np.all(windows.speech[engines]) and np.all(windows.speech <= (engines | sensitive))
+    assert windows.speech[quiet_from:].sum() > engines[quiet_from:].sum() + 50  # a second more of the stretch
+
+
+def test_a_stretch_only_the_sensitive_detector_finds_is_left_out(embedder, clips):
+    x, quiet_from = _loud_then_quiet(clips, 0.5)  # the quiet voice after a pause: no frame of the engine's
+    config = DiarizationConfig()
+    sensitive = vad.detect_speech(x - np.float32(x.mean()), RATE, config.speech_vad)[0]
+    assert sensitive[quiet_from:].sum() > 50  # it is speech to the sensitive detector
+    windows = embed_recording(x, RATE, embedder.embed_windows, engine=embedder.config, config=config)
+    assert not windows.speech[quiet_from:].any()
     result = diarize(x, RATE, embedder.embed_windows, engine=embedder.config, config=config)
-    assert result.segments[-1][1] > (loud.size + RATE // 2) / RATE + 1.0  # the quiet voice's speech is in a turn
+    assert result.segments[-1][1] <= quiet_from * 0.02  # no neighbour's label on it
 
 
 def test_it_refuses_a_recording_without_speech(embedder):

@@ -220,7 +220,7 @@ def test_the_snr_estimate_tracks_the_true_snr(clips, kind) -> None:
             assert max(np.abs(error)) <= (4.5 if snr_db == 0 else 3.0), (snr_db, np.round(error, 1))
 
 
-def test_diarization_keeps_a_voice_far_quieter_than_the_loudest_which_the_engine_drops(clips) -> None:
+def test_the_sensitive_detector_keeps_a_voice_far_quieter_than_the_loudest_which_the_engines_drops(clips) -> None:
     # a turn 37 dB under the other speaker's (a far talker, a quiet line): under the engine's loudness
     # gate (30 dB under the recording's loud end), within diarization's (40 dB)
     loud, quiet = clips.wave("a_snt1"), clips.wave("b_snt2") * np.float32(10 ** (-37 / 20))
