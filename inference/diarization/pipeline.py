@@ -135,10 +135,11 @@ def speech_frames(x: np.ndarray, engine: EngineConfig = EngineConfig(),
     """
     engine_speech, report, sensitive = vad.detect_speech_twice(x, engine.audio.sample_rate, engine.vad,
                                                                config.speech_vad)
-    starts = np.flatnonzero(np.diff(np.concatenate(([0], sensitive.astype(np.int8)))) == 1)
-    stretch = np.cumsum(np.isin(np.arange(sensitive.size), starts)) * sensitive  # 1, 2, ... per stretch; 0 outside
-    held = np.unique(stretch[engine_speech & sensitive])
-    return engine_speech | (sensitive & np.isin(stretch, held[held > 0])), report
+    speech = engine_speech.copy()
+    for start, end, found in refinement.runs(sensitive.astype(np.int64)):
+        if found and engine_speech[start:end].any():
+            speech[start:end] = True
+    return speech, report
 
 
 def _features_of(engine: EngineConfig, window_features: WindowFeatures | None) -> WindowFeatures:
