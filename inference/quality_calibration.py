@@ -298,6 +298,33 @@ class Calibration:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+def identify_together(verdicts: Sequence[IdentifyVerdict]) -> IdentifyVerdict:
+    """One open-set verdict over candidates that several calibrations scored: a gallery held by more than one model
+    version (the fused engine's voiceprints and those of ECAPA alone, enrolled before fusion was turned on).
+
+    Each verdict covers its own candidates (its own model's scores, its own calibration) and must have been
+    reached with ``gallery`` = every voice searched in all of them, so that each threshold holds the
+    false-identification target over the whole gallery. The candidates are ranked together by llr (every
+    calibration's llr is a log-likelihood ratio: one scale); the best is a match when it passes its own
+    calibration's threshold and leads the runner-up, whichever calibration scored that one, by its own
+    calibration's margin. ``llrs`` and ``order`` index the candidates of ``verdicts`` in turn, concatenated.
+    """
+    if not verdicts:
+        raise ValueError("identify_together needs at least one verdict")
+    if len(verdicts) == 1:
+        return verdicts[0]
+    llrs = np.concatenate([verdict.llrs for verdict in verdicts]).astype(np.float64)
+    scored_by = np.concatenate([np.full(len(verdict.llrs), i, dtype=np.int64) for i, verdict in enumerate(verdicts)])
+    order = np.argsort(-llrs, kind="stable")
+    if not len(order):
+        return dataclasses.replace(verdicts[0], llrs=llrs, order=order)
+    best = verdicts[int(scored_by[order[0]])]
+    runner_up = float(llrs[order[1]]) if len(order) > 1 else None
+    reason = identify_outcome(float(llrs[order[0]]), runner_up, threshold=best.threshold, margin=best.margin)
+    return IdentifyVerdict(llrs=llrs, order=order, threshold=best.threshold, margin=best.margin,
+                           runner_up=runner_up, no_match_reason=reason)
+
+
 _KNOWN_FEATURES = ("log_probe_speech", "log_enroll_speech", "probe_snr", "probe_snr_20", "enroll_snr", "probe_narrowband",
                    "enroll_narrowband", "both_narrowband")
 

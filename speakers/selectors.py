@@ -171,7 +171,7 @@ class VoiceprintStatus(enum.StrEnum):
     NONE = "none"              # no voiceprint yet
     INCOMPLETE = "incomplete"  # less net speech than VOICEPRINT_ENROLL_TARGET_SPEECH_S
     COMPLETE = "complete"      # verified and searched
-    PARTIAL = "partial"        # complete, made by one network of the fused engine (ECAPA): verified with it, not searched
+    PARTIAL = "partial"        # complete, made by one network of the fused engine (ECAPA): verified and searched with it
     OUTDATED = "outdated"      # made by another model version: re-enroll
     UNREADABLE = "unreadable"  # damaged (fails authentication): re-enroll
 
@@ -183,7 +183,7 @@ def voiceprint_status(*, speaker: Speaker, model_version: str | None,
     The same conditions as the decisions' refusals (speaker_not_enrolled, voiceprint_unreadable,
     model_version_mismatch, enrollment_incomplete), in that order. A complete voiceprint of one of
     ``part_versions`` (default: :func:`part_model_versions`, ECAPA's under the fused engine) is ``partial``:
-    verified with that network alone, not searched.
+    verified and identified with that network alone.
     """
     if not speaker.has_voiceprint:
         return VoiceprintStatus.NONE

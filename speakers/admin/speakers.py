@@ -200,7 +200,7 @@ class SpeakerAdmin(TenantScoped, admin.ModelAdmin):
             selectors.VoiceprintStatus.NONE: "no recording yet",
             selectors.VoiceprintStatus.INCOMPLETE: "incomplete: enroll more speech",
             selectors.VoiceprintStatus.COMPLETE: "complete: verified and identified",
-            selectors.VoiceprintStatus.PARTIAL: "partial: made by ECAPA alone, verified with it but not identified; "
+            selectors.VoiceprintStatus.PARTIAL: "partial: made by ECAPA alone, verified and identified with it; "
                                                 "enroll again for both models",
             selectors.VoiceprintStatus.OUTDATED: "outdated: made by another model version, enroll again",
             selectors.VoiceprintStatus.UNREADABLE: "unreadable (damaged): enroll again",

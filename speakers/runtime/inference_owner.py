@@ -333,12 +333,26 @@ def _manifest_version(path: Path) -> str | None:
 def probe_as(probe: EmbeddingResult, model_version: str) -> EmbeddingResult | None:
     """``probe`` as one network of the fused engine sees it (its part of the vector, that network's version), or
     None when the engine holds no network of ``model_version``."""
+    vector = vector_as(probe.vector, probe.model_version, model_version)
+    return None if vector is None else dataclasses.replace(probe, vector=vector, model_version=model_version)
+
+
+def vector_as(vector: np.ndarray, vector_version: str, model_version: str) -> np.ndarray | None:
+    """A fused ``vector`` (of ``vector_version``) as the fused engine's network of ``model_version`` sees it: that
+    network's unit vector, its part of the fused one. None when the engine holds no network of that version."""
     engine = get_embedder()
-    if (isinstance(engine, FusedEmbedder) and probe.model_version == engine.model_version
+    if (isinstance(engine, FusedEmbedder) and vector_version == engine.model_version
             and model_version == engine.ecapa.model_version):
-        return dataclasses.replace(probe, vector=model_parts(probe.vector, engine.config)["ecapa"],
-                                   model_version=model_version)
+        return model_parts(vector, engine.config)["ecapa"]
     return None
+
+
+def vector_size(model_version: str) -> int:
+    """The length of ``model_version``'s vectors: the configured engine's (:func:`embedding_size`), or one
+    network's alone for a version :func:`part_model_versions` names (ECAPA's 192 under the fused engine)."""
+    if model_version in part_model_versions():
+        return engine_config().model.embedding_size
+    return embedding_size()
 
 
 def prepared_model_version() -> str | None:

@@ -15,7 +15,7 @@ import time
 from django.conf import settings
 from django.db import connection
 
-from ..search.index import voiceprint_index
+from ..search.index import part_index, voiceprint_index
 from . import inference_owner
 from .process_local import ProcessLocal
 
@@ -37,6 +37,10 @@ def warm_up(*, ready_url: str | None = None) -> None:
         index = voiceprint_index()
         index.sync()
         logger.info("warm-up: search index built (%d voiceprints)", len(index))
+        for version in inference_owner.part_model_versions():  # the fused engine's speakers enrolled before fusion
+            part = part_index(version)
+            part.sync(version)
+            logger.info("warm-up: search index of %s built (%d voiceprints enrolled before fusion)", version, len(part))
         where = f" at {ready_url}" if ready_url else ""
         logger.info("voiceprint is ready%s (warm-up took %.1f s)", where, time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - a warm-up failure must not kill the server; requests retry

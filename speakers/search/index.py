@@ -99,9 +99,10 @@ class VoiceprintIndex:
 
     # --- public ---------------------------------------------------------------------------
 
-    def sync(self) -> None:
-        """Bring the index up to date with the database (loads the model if needed)."""
-        model_version = inference_owner.model_version()
+    def sync(self, model_version: str | None = None) -> None:
+        """Bring the index of ``model_version`` (default: the loaded engine's; loads the model if needed) up to date
+        with the database."""
+        model_version = model_version or inference_owner.model_version()
         with self._lock:
             self._sync_locked(model_version)
 
@@ -229,7 +230,8 @@ class VoiceprintIndex:
         # generation, so the next sync re-applies it even if the rows below include it.
         generation, token = current_state()
         self._stats.clear()
-        self._index = PartitionedIndex(settings.VOICEPRINT_INDEX_BACKEND, dim=inference_owner.embedding_size(),
+        self._index = PartitionedIndex(settings.VOICEPRINT_INDEX_BACKEND,
+                                       dim=inference_owner.vector_size(model_version),
                                        size_hints=partition_sizes(model_version, self._required_s))
         for ids, tenants, vectors in batches(voiceprints(model_version, self._required_s, None)):
             self._index.upsert(ids, vectors, tenants)
@@ -252,3 +254,23 @@ _index: ProcessLocal[VoiceprintIndex] = ProcessLocal(VoiceprintIndex)
 def voiceprint_index() -> VoiceprintIndex:
     """This process's index (built lazily at the first search or warm-up)."""
     return _index.get()
+
+
+class _PartIndexes:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_version: dict[str, VoiceprintIndex] = {}
+
+
+_part_indexes: ProcessLocal[_PartIndexes] = ProcessLocal(_PartIndexes)
+
+
+def part_index(model_version: str) -> VoiceprintIndex:
+    """This process's index of the complete voiceprints of ``model_version``, one network of the fused engine
+    (:func:`~speakers.runtime.inference_owner.part_model_versions`: ECAPA's, for speakers enrolled before fusion
+    was turned on): identify searches it beside :func:`voiceprint_index` with that network's part of the probe.
+    Built lazily at the first search; the same change log keeps it in step (a speaker enrolled again under
+    the fused engine leaves it)."""
+    indexes = _part_indexes.get()
+    with indexes.lock:
+        return indexes.by_version.setdefault(model_version, VoiceprintIndex())

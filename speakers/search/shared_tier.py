@@ -70,7 +70,8 @@ def open_shared_tier(model_version: str, required_s: float) -> SharedTier:
     index_params, search_params = PRESETS[settings.VOICEPRINT_MILVUS_INDEX]
     name = collection_name(model_version, required_s)
     index = open_index("milvus", uri=settings.VOICEPRINT_MILVUS_URI, token=settings.VOICEPRINT_MILVUS_TOKEN or "",
-                       collection=name, dim=inference_owner.embedding_size(), index_type=settings.VOICEPRINT_MILVUS_INDEX,
+                       collection=name, dim=inference_owner.vector_size(model_version),
+                       index_type=settings.VOICEPRINT_MILVUS_INDEX,
                        index_params=index_params, search_params=search_params,
                        timeout_s=settings.VOICEPRINT_MILVUS_TIMEOUT_S, partitioned=True)
     return SharedTier(index=index, name=name, model_version=model_version, required_s=required_s)

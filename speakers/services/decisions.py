@@ -35,7 +35,7 @@ from ..integrity import voiceprint_of
 from ..models import AuditAction, Speaker, Tenant
 from ..runtime import asnorm as service_asnorm
 from ..runtime import inference_owner
-from ..search.index import VoiceprintIndex, voiceprint_index
+from ..search.index import VoiceprintIndex, part_index, voiceprint_index
 from ..selectors import DecisionPolicy, decision_policy, enrollment_progress
 from .lockout import locked_speaker_ids, verification_lock_check, verification_outcome_record
 from .recordings import (
@@ -85,6 +85,7 @@ class Candidate:
     display_name: str
     score: float
     raw_score: float
+    model_version: str  # the model that scored it (ECAPA's, for a voiceprint of ECAPA alone under the fused engine)
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                  during="identify")
     ranked = [Candidate(speaker_id=found.speakers[i].id, external_id=found.speakers[i].external_id,
                         display_name=found.speakers[i].display_name, score=float(verdict.llrs[i]),
-                        raw_score=float(found.raws[i])) for i in verdict.order]
+                        raw_score=float(found.raws[i]), model_version=found.model_versions[i])
+              for i in verdict.order]
     match = ranked[0] if verdict.matched else None
     threshold = verdict.threshold if ranked else None
     with transaction.atomic():
@@ -365,35 +367,61 @@ def probe_identify(*, probe: IdentifyProbe, tenant: Tenant, top_k: int, asnorm: 
     verdict (``order`` ranks the candidates), the scale and the gallery searched. Also the rule of the live
     route and of each voice diarize names.
 
+    Under the fused engine the complete voiceprints of ECAPA alone (speakers enrolled before fusion) are searched
+    too, with ECAPA's part of the probe, and scored by ECAPA's calibration; each part's rule counts every voice
+    searched in both, and :func:`~inference.quality_calibration.identify_together` ranks them as one gallery.
+
     ``locked``: speakers the caller is locked out of (:func:`locked_speaker_ids`), left out as if not enrolled;
     the search reaches as many more (at most ``LOCKED_EXTRA``) so the candidates left keep their number."""
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
-    index = voiceprint_index()
-    hits = index.search(probe.vector, max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0)
-                        + min(len(locked), LOCKED_EXTRA),
-                        model_version=probe.model_version, tenant=tenant.pk)
-    hits = [hit for hit in hits if hit[0] not in locked]
-    gallery = index.size(tenant.pk)
-    found = _candidates(hits, probe.vector, scale, index, tenant)
-    verdict = scale.policy.calibration.identify(
-        scale=scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe.quality,
-        fir=scale.policy.fir_target, gallery=gallery)
-    return found, verdict, scale, gallery
+    parts = [(probe.model_version, probe.vector, voiceprint_index(), scale)]
+    for version in inference_owner.part_model_versions():
+        vector = inference_owner.vector_as(probe.vector, probe.model_version, version)
+        if vector is not None:
+            parts.append((version, vector, part_index(version), _scale_for(asnorm=asnorm, model_version=version,
+                                                                           tenant=tenant)))
+    searched = []
+    for version, vector, index, part_scale in parts:
+        hits = index.search(vector, max(top_k, 2, ASNORM_SHORTLIST if part_scale.normalised else 0)
+                            + min(len(locked), LOCKED_EXTRA), model_version=version, tenant=tenant.pk)
+        searched.append([hit for hit in hits if hit[0] not in locked])
+    gallery = sum(index.size(tenant.pk) for _, _, index, _ in parts)
+    founds, verdicts = [], []
+    for (version, vector, index, part_scale), hits in zip(parts, searched):
+        found = _candidates(hits, vector, part_scale, index, tenant, version)
+        founds.append(found)
+        verdicts.append(part_scale.policy.calibration.identify(
+            scale=part_scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe.quality,
+            fir=part_scale.policy.fir_target, gallery=gallery))
+    return _Candidates.together(founds), quality_calibration.identify_together(verdicts), scale, gallery
 
 
 @dataclass(frozen=True)
 class _Candidates:
-    """The speakers a search found (rows), their raw cosines, their scores on the request's scale and the
-    quality of their voiceprints: what the identify rule reads, in the search's order."""
+    """The speakers a search found (rows), their raw cosines, their scores on the request's scale, the quality
+    of their voiceprints and the model version that scored each: what the identify rule reads, in the search's
+    order."""
 
     speakers: list[Speaker]
     raws: np.ndarray
     scores: np.ndarray
     qualities: list[SideQuality]
+    model_versions: list[str]
+
+    @classmethod
+    def together(cls, parts: Sequence[_Candidates]) -> _Candidates:
+        """The candidates of several searches, one after the other (as :func:`identify_together` indexes them)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(speakers=[s for part in parts for s in part.speakers],
+                   raws=np.concatenate([part.raws for part in parts]),
+                   scores=np.concatenate([part.scores for part in parts]),
+                   qualities=[q for part in parts for q in part.qualities],
+                   model_versions=[v for part in parts for v in part.model_versions])
 
 
 def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe_vector: np.ndarray, scale: _Scale,
-                index: VoiceprintIndex, tenant: Tenant) -> _Candidates:
+                index: VoiceprintIndex, tenant: Tenant, model_version: str) -> _Candidates:
     """The rows of the speakers a search found and what the rule needs of them.
 
     A speaker deleted (or dropped from the index) since the search is left out.
@@ -414,7 +442,8 @@ def _candidates(hits: Sequence[tuple[uuid.UUID, float]], probe_vector: np.ndarra
         speakers, raws = [speakers[i] for i in kept], raws[kept]
         scores = as_norm_scores(raws, enroll[:, 0], enroll[:, 1], mu_t, sd_t)
     return _Candidates(speakers=speakers, raws=raws, scores=scores,
-                       qualities=[voiceprint_quality(speaker) for speaker in speakers])
+                       qualities=[voiceprint_quality(speaker) for speaker in speakers],
+                       model_versions=[model_version] * len(speakers))
 
 
 def recordings_compare(*, reference: Recording, test: Recording, actor: Actor,

@@ -88,7 +88,8 @@ def stream_identify_window(*, window: Window, actor: Actor, asnorm: bool | None,
                                                     locked=locked_speaker_ids(actor=actor))
     candidates = [{"speaker_id": str(found.speakers[i].id), "external_id": found.speakers[i].external_id,
                    "display_name": found.speakers[i].display_name, "score": float(verdict.llrs[i]),
-                   "raw_score": float(found.raws[i])} for i in verdict.order[:LIVE_TOP_K]]
+                   "raw_score": float(found.raws[i]), "model_version": found.model_versions[i]}
+                  for i in verdict.order[:LIVE_TOP_K]]
     return {"match": candidates[0] if verdict.matched else None, "candidates": candidates,
             "threshold": verdict.threshold if candidates else None, "margin": verdict.margin,
             "runner_up_score": verdict.runner_up, "no_match_reason": verdict.no_match_reason,

@@ -97,7 +97,8 @@ def test_identify_searches_the_fused_index(fused, client, upload, enrolled, spee
                                                abs=5e-4)
 
 
-def test_diarize_names_a_voice_with_the_fused_vectors(fused, client, upload, enrolled, speech):
+def _diarize(client, upload, speech) -> dict:
+    """Diarize a conversation of a (a_snt4, a_snt5) then b (b_snt5, b_snt6), half a second between recordings."""
     import io
 
     import soundfile as sf
@@ -110,7 +111,11 @@ def test_diarize_names_a_voice_with_the_fused_vectors(fused, client, upload, enr
     sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
     response = client.post("/api/v1/diarize", {"audio": upload(buffer.getvalue(), "talk.wav")}, format="multipart")
     assert response.status_code == 200, response.json()
-    body = response.json()
+    return response.json()
+
+
+def test_diarize_names_a_voice_with_the_fused_vectors(fused, client, upload, enrolled, speech):
+    body = _diarize(client, upload, speech)
     assert body["model_version"] == fused.model_version
     named = {s["speaker"]["id"] for s in body["segments"] if s["speaker"] is not None}
     assert named == {enrolled["a"], enrolled["b"]}
@@ -144,11 +149,99 @@ def test_a_voiceprint_of_ecapa_alone_is_verified_with_ecapa_by_the_fused_engine(
         assert after["score"] == pytest.approx(before["score"], abs=1e-3)
         assert after["threshold"] == pytest.approx(before["threshold"], abs=1e-6)
     assert alone[("a", "a_snt4")]["accepted"] is True and alone[("a", "b_snt4")]["accepted"] is False
-    # not searched: identify has only fused voiceprints to search, and there are none
-    found = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
-    assert found["match"] is None and found["candidates"] == []
     body = client.get(f"/api/v1/speakers/{enrolled['a']}").json()
     assert body["voiceprint_status"] == "partial" and body["enrolled"] is False
+
+
+def test_voiceprints_of_ecapa_alone_are_identified_as_the_ecapa_engine_identified_them(
+        client, upload, enrolled, settings, monkeypatch, fused_engine):
+    # every voiceprint is ECAPA's: the fused engine's identify is the ECAPA engine's own, ECAPA's part of the probe
+    before = {clip: client.post("/api/v1/identify", {"audio": upload(clip)}, format="multipart").json()
+              for clip in ("a_snt5", "b_snt6")}
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    for clip, alone in before.items():
+        after = client.post("/api/v1/identify", {"audio": upload(clip)}, format="multipart").json()
+        assert after["model_version"] == fused_engine.model_version
+        assert after["match"]["speaker_id"] == alone["match"]["speaker_id"]
+        assert [c["speaker_id"] for c in after["candidates"]] == [c["speaker_id"] for c in alone["candidates"]]
+        for now, then in zip(after["candidates"], alone["candidates"]):
+            assert now["model_version"] == then["model_version"] == fused_engine.ecapa.model_version
+            assert now["raw_score"] == pytest.approx(then["raw_score"], abs=1e-4)
+            assert now["score"] == pytest.approx(then["score"], abs=1e-3)
+        assert after["threshold"] == pytest.approx(alone["threshold"], abs=1e-3)
+        assert after["margin"] == pytest.approx(alone["margin"], abs=1e-9)
+    assert before["a_snt5"]["match"]["speaker_id"] == enrolled["a"]
+
+
+def _identify_llr(model_version: str, voiceprint: np.ndarray, quality, probe, gallery: int) -> tuple[float, float]:
+    """A lone candidate's llr and identification threshold under ``model_version``'s shipped calibration, from the
+    vectors (computed here, not by the service)."""
+    from inference.quality_calibration import SideQuality
+    from speakers.selectors import decision_policy
+
+    policy = decision_policy(model_version=model_version, tenant=None)
+    verdict = policy.calibration.identify(
+        scale="cosine", scores=[float(l2_normalise(voiceprint) @ probe.vector)], enroll=[quality],
+        probe=SideQuality(probe.speech_s, probe.quality.snr_db, probe.quality.bandwidth_hz),
+        fir=policy.fir_target, gallery=gallery)
+    return float(verdict.llrs[0]), verdict.threshold
+
+
+def test_identify_ranks_fused_and_ecapa_alone_voiceprints_as_one_gallery(client, upload, enrolled, enroll, speech,
+                                                                         settings, monkeypatch, fused_engine):
+    from speakers.models import AuditEvent
+
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    again = enroll(enrolled["b"], *ENROLLED["b"])  # b enrolled again: a fused voiceprint; a stays ECAPA's
+    assert again.status_code == 201, again.json()
+    assert Speaker.objects.get(pk=enrolled["b"]).voiceprint_model_version == fused_engine.model_version
+    ecapa, fused_version = fused_engine.ecapa.model_version, fused_engine.model_version
+    for clip, who, version in (("a_snt5", "a", ecapa), ("b_snt6", "b", fused_version)):
+        body = client.post("/api/v1/identify", {"audio": upload(clip)}, format="multipart").json()
+        assert body["match"] is not None and body["match"]["speaker_id"] == enrolled[who]
+        assert body["match"]["model_version"] == version
+        # each speaker once, each scored by the model of their own voiceprint, against a gallery of both
+        by_id = {c["speaker_id"]: c for c in body["candidates"]}
+        assert sorted(by_id) == sorted(enrolled.values()) and len(body["candidates"]) == 2
+        assert (by_id[enrolled["a"]]["model_version"], by_id[enrolled["b"]]["model_version"]) == (ecapa, fused_version)
+        probe = fused_engine.embed(speech.bytes(clip))
+        expected = {}
+        for label, model_version, vector in (("a", ecapa, fused_engine.ecapa.embed(speech.bytes(clip))),
+                                             ("b", fused_version, probe)):
+            voiceprint, quality = voiceprint_side(enrolled[label])
+            expected[label] = _identify_llr(model_version, voiceprint, quality, vector, gallery=2)
+            assert by_id[enrolled[label]]["raw_score"] == pytest.approx(
+                float(l2_normalise(voiceprint) @ vector.vector), abs=6e-4)
+            assert by_id[enrolled[label]]["score"] == pytest.approx(expected[label][0], abs=2e-3)
+        assert [c["speaker_id"] for c in body["candidates"]] == sorted(
+            enrolled.values(), key=lambda s: -by_id[s]["score"])
+        assert body["threshold"] == pytest.approx(expected[who][1], abs=2e-3)  # the match's own calibration's
+        assert body["runner_up_score"] == pytest.approx(body["candidates"][1]["score"], abs=1e-9)
+    event = AuditEvent.objects.filter(action="identify").latest("created_at")
+    assert event.detail["gallery"] == 2
+
+
+def test_warm_up_builds_the_index_of_the_voiceprints_enrolled_before_fusion(enrolled, settings, monkeypatch,
+                                                                           fused_engine):
+    import uuid
+
+    from speakers.runtime import startup
+    from speakers.search.index import part_index
+
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    monkeypatch.setattr(startup.connection, "close", lambda: None)  # keep the test's transaction
+    part = part_index(fused_engine.ecapa.model_version)
+    monkeypatch.setattr(part, "_index", None)  # as in a new process
+    startup.warm_up()
+    assert len(part) == 2 and {uuid.UUID(enrolled[w]) in part for w in "ab"} == {True}
+
+
+def test_diarize_names_voices_enrolled_with_ecapa_alone_under_the_fused_engine(client, upload, enrolled, speech,
+                                                                                settings, monkeypatch, fused_engine):
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    body = _diarize(client, upload, speech)
+    assert body["model_version"] == fused_engine.model_version
+    assert {s["speaker"]["id"] for s in body["segments"] if s["speaker"] is not None} == {enrolled["a"], enrolled["b"]}
 
 
 def test_an_incomplete_voiceprint_of_ecapa_alone_is_outdated_under_the_fused_engine(client, upload, enrolled,
@@ -240,6 +333,31 @@ def test_the_shared_milvus_collection_holds_the_fused_vectors(fused, client, upl
     tier = MilvusIndex(settings.VOICEPRINT_MILVUS_URI, partitioned=True, dim=384,
                        collection=collection_name(fused.model_version, settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S))
     assert len(tier) == 2
+
+
+def test_on_milvus_voiceprints_of_ecapa_alone_are_searched_in_ecapa_s_own_collection(
+        client, upload, enrolled, settings, monkeypatch, fused_engine, milvus):
+    """A deployment on the shared tier turns fusion on: its ECAPA collection (192-d) keeps answering for the speakers
+    enrolled before, beside the fused one (384-d), as the flat indexes do."""
+    from inference.vector_index.milvus import MilvusIndex
+    from speakers.search.shared_tier import collection_name
+
+    before = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    answers = {}
+    for backend in ("milvus", "flat"):
+        settings.VOICEPRINT_INDEX_BACKEND = backend
+        answers[backend] = client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart").json()
+    for answer in answers.values():
+        assert answer["match"]["speaker_id"] == before["match"]["speaker_id"] == enrolled["a"]
+        assert answer["match"]["model_version"] == fused_engine.ecapa.model_version
+        assert [c["score"] for c in answer["candidates"]] == pytest.approx(
+            [c["score"] for c in before["candidates"]], abs=2e-3)
+    required = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
+    assert len(MilvusIndex(milvus, partitioned=True, dim=192,
+                           collection=collection_name(fused_engine.ecapa.model_version, required))) == 2
+    assert len(MilvusIndex(milvus, partitioned=True, dim=384,
+                           collection=collection_name(fused_engine.model_version, required))) == 0
 
 
 def test_evaluate_reports_each_network_beside_the_fusion_and_skips_asnorm(fused, db, tmp_path):

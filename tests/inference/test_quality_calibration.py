@@ -16,6 +16,7 @@ from inference.quality_calibration import (
     feature_vector,
     fit_identify_offset,
     fit_scale,
+    identify_together,
     shipped_calibration,
     shipped_calibration_path,
 )
@@ -272,6 +273,69 @@ def test_identify_outcomes_match_below_threshold_ambiguous_and_nobody(fitted):
     assert alone.matched and alone.runner_up is None
     nobody = calibration.identify(scale="cosine", scores=[], enroll=[], probe=probe, fir=0.01, gallery=0)
     assert nobody.no_match_reason == "no_candidates" and nobody.best is None and not nobody.matched
+
+
+def test_candidates_split_between_two_verdicts_of_one_calibration_decide_as_one_gallery(fitted):
+    calibration = _with_margin(fitted[0], 0.3, 0.5)
+    rng = np.random.default_rng(11)
+    probe = SideQuality(2.5, snr_db=18.0)
+    outcomes = set()
+    for _ in range(200):
+        n = int(rng.integers(2, 7))
+        scores = rng.uniform(0.0, 0.8, n)
+        enroll = [[ENROLL, SHORT, LONG, PHONE][i] for i in rng.integers(0, 4, n)]
+        cut = int(rng.integers(0, n + 1))
+        args = {"scale": "cosine", "probe": probe, "fir": 0.01, "gallery": 40}
+        whole = calibration.identify(scores=scores, enroll=enroll, **args)
+        together = identify_together([calibration.identify(scores=scores[:cut], enroll=enroll[:cut], **args),
+                                      calibration.identify(scores=scores[cut:], enroll=enroll[cut:], **args)])
+        np.testing.assert_array_equal(together.llrs, whole.llrs)
+        assert list(together.order) == list(whole.order)
+        assert (together.threshold, together.margin, together.runner_up, together.no_match_reason) == (
+            whole.threshold, whole.margin, whole.runner_up, whole.no_match_reason)
+        outcomes.add(whole.no_match_reason)
+    assert outcomes == {None, "below_threshold", "ambiguous"}
+
+
+def test_the_best_of_two_calibrations_passes_its_own_threshold_and_leads_the_other_s_runner_up(fitted):
+    import dataclasses
+
+    lenient = _with_margin(fitted[0], 0.0, 1.0)
+    strict = Calibration("strict", {"cosine": dataclasses.replace(lenient.scale("cosine"), identify_offset=3.0,
+                                                                 identify_margin=2.0)})
+    probe, args = SideQuality(8.0), {"scale": "cosine", "fir": 0.01, "gallery": 2}
+
+    def score_at(llr: float) -> float:  # the two share the llr (only offset and margin differ): linear in the score
+        low, high = (float(lenient.identify(scores=[s], enroll=[ENROLL], probe=probe, **args).llrs[0]) for s in (0, 1))
+        return (llr - low) / (high - low)
+
+    lenient_t = lenient.identify(scores=[0.0], enroll=[ENROLL], probe=probe, **args).threshold
+    strict_t = strict.identify(scores=[0.0], enroll=[ENROLL], probe=probe, **args).threshold
+    between = score_at((lenient_t + strict_t) / 2)
+    strict_alone = strict.identify(scores=[between], enroll=[ENROLL], probe=probe, **args)
+    lenient_alone = lenient.identify(scores=[between], enroll=[ENROLL], probe=probe, **args)
+    assert lenient_alone.matched and not strict_alone.matched  # the same score: only the lenient threshold passes
+    weak = lenient.identify(scores=[score_at(lenient_t - 5)], enroll=[ENROLL], probe=probe, **args)
+    # the best is the strict calibration's candidate: its threshold decides, not the other's
+    verdict = identify_together([weak, strict_alone])
+    assert list(verdict.order) == [1, 0] and verdict.best == 1
+    assert (verdict.threshold, verdict.margin) == (strict_alone.threshold, 2.0)
+    assert verdict.no_match_reason == "below_threshold"
+    # the best is the lenient one's: matched, its margin over the runner-up of the other calibration
+    far_below = strict.identify(scores=[score_at(lenient_t - 5)], enroll=[ENROLL], probe=probe, **args)
+    verdict = identify_together([far_below, lenient_alone])
+    assert verdict.best == 1 and verdict.matched and verdict.margin == 1.0
+    close = strict.identify(scores=[score_at(float(lenient_alone.llrs[0]) - 0.5)], enroll=[ENROLL], probe=probe, **args)
+    verdict = identify_together([close, lenient_alone])
+    assert verdict.runner_up == pytest.approx(float(close.llrs[0]))
+    assert verdict.no_match_reason == "ambiguous"  # the runner-up, though of another calibration, is too close
+    # nobody in one part: the other's verdict; nobody at all: no candidates
+    empty = strict.identify(scores=[], enroll=[], probe=probe, **args)
+    alone = identify_together([empty, lenient_alone])
+    assert alone.matched and alone.threshold == lenient_alone.threshold and list(alone.order) == [0]
+    assert identify_together([empty, empty]).no_match_reason == "no_candidates"
+    with pytest.raises(ValueError):
+        identify_together([])
 
 
 def test_a_larger_gallery_asks_more_of_the_best_candidate(fitted):

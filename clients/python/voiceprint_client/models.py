@@ -77,7 +77,7 @@ class Health(Model):
     unreadable_voiceprints: int | None
     missing_key_ids: list[str] | None
     outdated_voiceprints: int | None = None  # made by another model version: enroll those speakers again
-    partial_voiceprints: int | None = None  # made by ECAPA alone under the fused engine: verified, not identified
+    partial_voiceprints: int | None = None  # made by ECAPA alone under the fused engine: decided with it
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,7 @@ class Candidate(Model):
     display_name: str
     score: float
     raw_score: float
+    model_version: str | None = None  # the model that scored it (None from a server before this field)
 
     @property
     def name(self) -> str:

@@ -163,8 +163,8 @@ class SpeakerOutput(serializers.Serializer):
         help_text="True when the speaker can be verified and identified: voiceprint_status is complete.")
     voiceprint_status = serializers.SerializerMethodField(
         help_text="none (no recording yet), incomplete (less net speech than required), complete, partial "
-                  "(made by one network of the fused engine, ECAPA, before fusion was turned on: verified with it "
-                  "alone, not searched by identify; re-enroll), outdated (made by another model version: re-enroll) "
+                  "(made by one network of the fused engine, ECAPA, before fusion was turned on: verified and "
+                  "identified with it alone; re-enroll for both), outdated (made by another model version: re-enroll) "
                   "or unreadable (damaged: re-enroll).")
     model_version = serializers.SerializerMethodField(help_text="Model version of the voiceprint.")
     enrollment_progress = serializers.SerializerMethodField()

@@ -97,6 +97,9 @@ class CandidateOutput(serializers.Serializer):
     display_name = serializers.CharField()
     score = Score()
     raw_score = Score()
+    model_version = serializers.CharField(help_text=(
+        "The model that scored this candidate: the engine's, or under the fused engine ECAPA's for a voiceprint "
+        "enrolled before fusion (raw_score is then ECAPA's cosine)."))
 
 
 class IdentifyApi(APIView):

@@ -67,8 +67,8 @@ class HealthApi(APIView):
                                        "GET /api/v1/speakers?voiceprint_status=outdated lists them.")
         partial_voiceprints = serializers.IntegerField(
             allow_null=True, help_text="Speakers whose voiceprint was made by one network of the fused engine alone "
-                                       "(ECAPA, before VOICEPRINT_MODELS=ecapa,campplus): verified with it, not "
-                                       "searched until enrolled again; ?voiceprint_status=partial lists them.")
+                                       "(ECAPA, before VOICEPRINT_MODELS=ecapa,campplus): verified and identified "
+                                       "with it until enrolled again; ?voiceprint_status=partial lists them.")
         missing_key_ids = serializers.ListField(child=serializers.CharField(),
                                                 help_text="Key ids rows are sealed with that the configuration "
                                                           "lacks.")

@@ -49,7 +49,7 @@ function setSpeaker(s) {
     $("#speaker-name").textContent = speakerName(s);
     $("#speaker-status").textContent = { none: "no recording yet", incomplete: "enrollment not finished",
       complete: "enrolled", outdated: "enrolled with another model: enroll again",
-      partial: "verified with ECAPA alone (enrolled before both models were on): enroll again to be identified",
+      partial: "verified and identified with ECAPA alone (enrolled before both models were on): enroll again for both",
       unreadable: "voiceprint damaged: enroll again" }[s.voiceprint_status] || (s.enrolled ? "enrolled" : "not enrolled");
     $("#speaker-status").className = `status ${s.voiceprint_status || ""}`;
     $("#speaker-id").textContent = `id ${s.id}${s.external_id ? ` · your id ${s.external_id}` : ""}`;
