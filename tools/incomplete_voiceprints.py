@@ -39,6 +39,8 @@ from tools.calibration_report import _quality, _side, cached_embeddings, corpus_
 logger = logging.getLogger("incomplete_voiceprints")
 
 DEPTHS = (1, 2)
+# Voiceprints by their net speech (s): the service searches only the last band (VOICEPRINT_ENROLL_TARGET_SPEECH_S).
+BANDS = ((0.0, 3.0), (3.0, 4.5), (4.5, 6.0), (6.0, float("inf")))
 MIXED_SHARE = 3  # one known speaker in this many is incomplete in the mixed gallery
 SEED = 20261207
 
@@ -97,12 +99,69 @@ class Tally:
                 "false_identifications": self.false}
 
 
+class Choice:
+    """The mixed galleries' question, counted per probe: searching the incomplete voiceprints or not (today)."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("complete_probes", "complete_right", "incomplete_probes", "incomplete_right",
+                                     "incomplete_wrong", "unknown_probes", "unknown_matched"), 0)
+
+    def add(self, matched: np.ndarray, best: list[str | None], speakers: list[str], searched: list[str],
+            short: set[str]) -> None:
+        """``best``: each probe's best candidate's name; ``searched``: the gallery's speakers; ``short``: the
+        speakers enrolled short of their recordings (searched or not)."""
+        c = self.counts
+        for hit, name, own in zip(matched, best, speakers):
+            if own in short:
+                c["incomplete_probes"] += 1
+                c["incomplete_right"] += int(bool(hit) and name == own)
+                c["incomplete_wrong"] += int(bool(hit) and name != own)
+            elif own in searched:
+                c["complete_probes"] += 1
+                c["complete_right"] += int(bool(hit) and name == own)
+            else:
+                c["unknown_probes"] += 1
+                c["unknown_matched"] += int(bool(hit))
+
+
+class BandTally:
+    """Per band of voiceprint net speech: its voiceprints' own probes (top-1, correct match) and the unknown probes
+    matched to one of them, per unknown probe and voiceprint searched (a voiceprint's own false-match rate)."""
+
+    def __init__(self) -> None:
+        self.counts = {band: dict.fromkeys(("voiceprints", "known", "top1", "correct", "exposures", "false"), 0)
+                       for band in BANDS}
+
+    def add(self, gallery: list[Side], names: list[str], matched: np.ndarray, best: np.ndarray, truth: np.ndarray,
+            include: set[str]) -> None:
+        unknown = truth < 0
+        for j, (name, side) in enumerate(zip(names, gallery)):
+            if name not in include:
+                continue
+            c = self.counts[next(b for b in BANDS if b[0] <= side.quality.speech_s < b[1])]
+            own = truth == j
+            c["voiceprints"] += 1
+            c["known"] += int(own.sum())
+            c["top1"] += int((own & (best == j)).sum())
+            c["correct"] += int((own & matched & (best == j)).sum())
+            c["exposures"] += int(unknown.sum())
+            c["false"] += int((unknown & matched & (best == j)).sum())
+
+    def to_dict(self) -> dict:
+        return {f"{low:g}-{high:g}": {**c, "top1_rate": c["top1"] / c["known"] if c["known"] else None,
+                                      "correct_rate": c["correct"] / c["known"] if c["known"] else None,
+                                      "false_per_1000": 1000 * c["false"] / c["exposures"] if c["exposures"] else None}
+                for (low, high), c in self.counts.items()}
+
+
 def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibration, fir: float) -> dict:
     """Every figure of the module docstring, pooled over the held-out runs and per condition."""
     conditions = sorted(p.stem for p in (lists / "ident" / "heldout").glob("*.txt"))
     pooled = {"complete": Tally(), **{f"incomplete_{k}": Tally() for k in DEPTHS},
               **{f"mixed_{k}_{part}": Tally() for k in DEPTHS for part in ("incomplete", "complete", "all")}}
     speech = {k: [] for k in ("complete", *DEPTHS)}
+    bands = BandTally()
+    choice = {("today", 0): Choice(), **{("searched", k): Choice() for k in DEPTHS}}
     per_condition = {}
     for condition in conditions:
         run = _run(lists, condition, vectors, qualities)
@@ -115,14 +174,22 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
         speech["complete"] += [side.quality.speech_s for side in complete]
         matched, best, truth = _identify(calibration, complete, names, probes, probe_speakers, fir)
         pooled["complete"].add(matched, best, truth, truth >= 0)
+        bands.add(complete, names, matched, best, truth, set(names))
         rows["complete"] = calibrated._rates(matched, best, truth >= 0, truth)
         rng = np.random.default_rng([SEED, *condition.encode()])
-        short = set(rng.choice(names, size=max(1, len(names) // MIXED_SHARE), replace=False).tolist())
+        several = [n for n in names if len(files[n]) > 1]  # only these can be enrolled short of their recordings
+        short = set(rng.choice(several, size=max(1, len(several) // MIXED_SHARE), replace=False).tolist()
+                    if several else [])
+        today = [n for n in names if n not in short]  # the service today: an incomplete voiceprint is not searched
+        matched, best, truth = _identify(calibration, [complete[names.index(n)] for n in today], today, probes,
+                                         probe_speakers, fir)
+        choice[("today", 0)].add(matched, [today[b] if b >= 0 else None for b in best], probe_speakers, today, short)
         for k in DEPTHS:
             everyone = _gallery(files, {s: min(k, len(paths)) for s, paths in files.items()}, vectors, qualities)
             speech[k] += [side.quality.speech_s for side in everyone]
             matched, best, truth = _identify(calibration, everyone, names, probes, probe_speakers, fir)
             pooled[f"incomplete_{k}"].add(matched, best, truth, truth >= 0)
+            bands.add(everyone, names, matched, best, truth, {n for n in names if len(files[n]) > k})  # shortened
             rows[f"incomplete_{k}"] = calibrated._rates(matched, best, truth >= 0, truth)
             mixed = _gallery(files, {s: min(k, len(paths)) if s in short else len(paths) for s, paths in files.items()},
                              vectors, qualities)
@@ -132,12 +199,15 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
             pooled[f"mixed_{k}_incomplete"].add(matched, best, truth, (truth >= 0) & of_short, lands_short)
             pooled[f"mixed_{k}_complete"].add(matched, best, truth, (truth >= 0) & ~of_short, ~lands_short)
             pooled[f"mixed_{k}_all"].add(matched, best, truth, truth >= 0)
+            choice[("searched", k)].add(matched, [names[b] if b >= 0 else None for b in best], probe_speakers, names,
+                                        short)
             rows[f"mixed_{k}"] = {"incomplete_speakers": len(short), **calibrated._rates(matched, best, truth >= 0,
                                                                                           truth)}
         per_condition[condition] = rows
         logger.info("%s: %s", condition, json.dumps({k: round(100 * (v["false_identification"] or 0), 2)
                                                     for k, v in rows.items()}))
-    return {"fir_target": fir, "pooled": {k: v.to_dict() for k, v in pooled.items()},
+    return {"fir_target": fir, "pooled": {k: v.to_dict() for k, v in pooled.items()}, "bands": bands.to_dict(),
+            "choice": {f"{how}_{k}": c.counts for (how, k), c in choice.items()},
             "voiceprint_speech_s": {str(k): {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)),
                                              "p90": float(np.percentile(v, 90))} for k, v in speech.items() if v},
             "conditions": per_condition}
@@ -145,6 +215,10 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _frac(n: int, d: int) -> str:
+    return f"{100 * n / d:.2f}% ({n} of {d})" if d else "-"
 
 
 def markdown(figures: dict) -> str:
@@ -176,6 +250,28 @@ def markdown(figures: dict) -> str:
         lines.append(row(f"mixed, {k} recording{'s' if k > 1 else ''}: every probe", f"mixed_{k}_all", None))
         lines.append(row(f"mixed, {k}: the incomplete speakers' probes / unknown probes matched to an incomplete "
                          "voiceprint", f"mixed_{k}_incomplete", None))
+    lines += ["", "Searching the incomplete voiceprints or not, in the mixed galleries (a third of the speakers with "
+              "more than one recording enrolled short): per probe, matched to the right speaker, matched to "
+              "another, and unknown voices matched to anyone:", "",
+              "| the incomplete voiceprints | complete speakers' probes matched right | incomplete speakers' probes "
+              "matched right / to another | unknown voices matched |", "|---|---|---|---|"]
+    for key, c in figures["choice"].items():
+        how, k = key.rsplit("_", 1)
+        label = "not searched (the service today)" if how == "today" else (
+            f"searched, {k} recording{'s' if k != '1' else ''}")
+        lines.append(f"| {label} | {_frac(c['complete_right'], c['complete_probes'])} | "
+                     f"{_frac(c['incomplete_right'], c['incomplete_probes'])} / "
+                     f"{_frac(c['incomplete_wrong'], c['incomplete_probes'])} | "
+                     f"{_frac(c['unknown_matched'], c['unknown_probes'])} |")
+    lines += ["", "By the voiceprint's net speech (every voiceprint of the complete galleries, and each shortened one of "
+              "the others): its own probes, and unknown probes matched to it per 1000 unknown probes searched "
+              "against it (a voiceprint's own false-match rate; the service searches only the last band):", "",
+              "| voiceprint net speech | voiceprints | own probes | top-1 | correct match | false matches per 1000 |",
+              "|---|---|---|---|---|---|"]
+    for band, c in figures["bands"].items():
+        rate = "-" if c["false_per_1000"] is None else f"{c['false_per_1000']:.3f} ({c['false']})"
+        lines.append(f"| {band} s | {c['voiceprints']} | {c['known']} | {_pct(c['top1_rate'])} | "
+                     f"{_pct(c['correct_rate'])} | {rate} |")
     lines += ["", "Per condition, false identification (complete / 1 recording / 2 recordings, all incomplete):", "",
               "| condition | complete | 1 | 2 |", "|---|---|---|---|"]
     for condition, rows in figures["conditions"].items():

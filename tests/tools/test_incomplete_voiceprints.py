@@ -52,4 +52,12 @@ def test_galleries_are_enrolled_from_the_first_recordings_and_every_probe_is_cou
     incomplete_probes = 2 * (9 // MIXED_SHARE)
     assert pooled["mixed_1_incomplete"]["known_probes"] == incomplete_probes
     assert pooled["mixed_1_complete"]["known_probes"] == 18 - incomplete_probes
-    assert "| complete (all 3 recordings; the service today) | 9.0 s" in markdown(figures)
+    # not searched (today) an incomplete speaker is nobody; searched, each is found; unknown voices stay nobody
+    today, searched = figures["choice"]["today_0"], figures["choice"]["searched_1"]
+    assert (today["incomplete_probes"], today["incomplete_right"], today["complete_right"]) == (
+        incomplete_probes, 0, 18 - incomplete_probes)
+    assert (searched["incomplete_right"], searched["incomplete_wrong"], searched["unknown_matched"]) == (
+        incomplete_probes, 0, 0)
+    text = markdown(figures)
+    assert "| complete (all 3 recordings; the service today) | 9.0 s" in text
+    assert "| not searched (the service today) | 100.00% (12 of 12) | 0.00% (0 of 6) / 0.00% (0 of 6) |" in text
