@@ -13,9 +13,15 @@ calibration, the false-identification target among every voice searched):
 
 * **complete**: every voiceprint from all its recordings (the service today, for reference);
 * **all incomplete**: every voiceprint from ``k`` recordings;
-* **mixed**: a third of the known speakers (seeded per run) from ``k`` recordings, the rest complete: a
-  deployment where some speakers are still enrolling. Reported apart: the incomplete speakers' probes matched
-  to them, and the unknown probes matched to an incomplete voiceprint (the false identifications it adds).
+* **mixed**: a third of the known speakers with more than one recording (seeded per run) from ``k``
+  recordings, the rest complete: a deployment where some speakers are still enrolling. Reported apart: the
+  incomplete speakers' probes matched to them, and the unknown probes matched to an incomplete voiceprint;
+  and per probe against the same gallery without the incomplete voiceprints (the service today: their
+  speakers' probes are then unknown voices).
+
+And per band of voiceprint net speech (every voiceprint of the complete galleries, each shortened one of the
+others): its own probes' top-1 and correct matches, and the unknown probes matched to it per unknown probe
+searched against it (a voiceprint's own false-match rate).
 
 The calibration has no term for the voiceprint's net speech (it did not pay: docs/calibration-features.md), so
 an incomplete voiceprint is decided as a complete one would be; the question is whether its impostors stay
