@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -374,26 +375,32 @@ def probe_identify(*, probe: IdentifyProbe, tenant: Tenant, top_k: int, asnorm: 
     ``locked``: speakers the caller is locked out of (:func:`locked_speaker_ids`), left out as if not enrolled;
     the search reaches as many more (at most ``LOCKED_EXTRA``) so the candidates left keep their number."""
     scale = _scale_for(asnorm=asnorm, model_version=probe.model_version, tenant=tenant)
-    parts = [(probe.model_version, probe.vector, voiceprint_index(), scale)]
-    for version in inference_owner.part_model_versions():
+    parts = [_Part(probe.model_version, probe.vector, voiceprint_index(), scale)]
+    for version in inference_owner.part_model_versions():  # under the fused engine: ECAPA's voiceprints
         vector = inference_owner.vector_as(probe.vector, probe.model_version, version)
         if vector is not None:
-            parts.append((version, vector, part_index(version), _scale_for(asnorm=asnorm, model_version=version,
-                                                                           tenant=tenant)))
-    searched = []
-    for version, vector, index, part_scale in parts:
-        hits = index.search(vector, max(top_k, 2, ASNORM_SHORTLIST if part_scale.normalised else 0)
-                            + min(len(locked), LOCKED_EXTRA), model_version=version, tenant=tenant.pk)
-        searched.append([hit for hit in hits if hit[0] not in locked])
-    gallery = sum(index.size(tenant.pk) for _, _, index, _ in parts)
-    founds, verdicts = [], []
-    for (version, vector, index, part_scale), hits in zip(parts, searched):
-        found = _candidates(hits, vector, part_scale, index, tenant, version)
-        founds.append(found)
-        verdicts.append(part_scale.policy.calibration.identify(
-            scale=part_scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe.quality,
-            fir=part_scale.policy.fir_target, gallery=gallery))
+            parts.append(_Part(version, vector, part_index(version),
+                               _scale_for(asnorm=asnorm, model_version=version, tenant=tenant)))
+    k = max(top_k, 2, ASNORM_SHORTLIST if scale.normalised else 0) + min(len(locked), LOCKED_EXTRA)
+    hits = [[hit for hit in part.index.search(part.vector, k, model_version=part.version, tenant=tenant.pk)
+             if hit[0] not in locked] for part in parts]
+    gallery = sum(part.index.size(tenant.pk) for part in parts)  # every voice searched, whichever model's
+    founds = [_candidates(found, part.vector, part.scale, part.index, tenant, part.version)
+              for part, found in zip(parts, hits)]
+    verdicts = [part.scale.policy.calibration.identify(
+        scale=part.scale.calibration_scale, scores=found.scores, enroll=found.qualities, probe=probe.quality,
+        fir=part.scale.policy.fir_target, gallery=gallery) for part, found in zip(parts, founds)]
     return _Candidates.together(founds), quality_calibration.identify_together(verdicts), scale, gallery
+
+
+class _Part(NamedTuple):
+    """One index identify searches: the model version, the probe's vector as that model sees it, the index and the
+    scale (with its calibration) that decides on it."""
+
+    version: str
+    vector: np.ndarray
+    index: VoiceprintIndex
+    scale: _Scale
 
 
 @dataclass(frozen=True)
