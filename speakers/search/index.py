@@ -257,6 +257,8 @@ def voiceprint_index() -> VoiceprintIndex:
 
 
 class _PartIndexes:
+    """This process's indexes of :func:`part_index`, one per model version, made at their first use."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.by_version: dict[str, VoiceprintIndex] = {}
