@@ -181,7 +181,7 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
         matched, best, truth = _identify(calibration, complete, names, probes, probe_speakers, fir)
         pooled["complete"].add(matched, best, truth, truth >= 0)
         bands.add(complete, names, matched, best, truth, set(names))
-        rows["complete"] = calibrated._rates(matched, best, truth >= 0, truth)
+        rows["complete"] = calibrated.match_rates(matched, best, truth >= 0, truth)
         rng = np.random.default_rng([SEED, *condition.encode()])
         several = [n for n in names if len(files[n]) > 1]  # only these can be enrolled short of their recordings
         short = set(rng.choice(several, size=max(1, len(several) // MIXED_SHARE), replace=False).tolist()
@@ -196,7 +196,7 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
             matched, best, truth = _identify(calibration, everyone, names, probes, probe_speakers, fir)
             pooled[f"incomplete_{k}"].add(matched, best, truth, truth >= 0)
             bands.add(everyone, names, matched, best, truth, {n for n in names if len(files[n]) > k})  # shortened
-            rows[f"incomplete_{k}"] = calibrated._rates(matched, best, truth >= 0, truth)
+            rows[f"incomplete_{k}"] = calibrated.match_rates(matched, best, truth >= 0, truth)
             mixed = _gallery(files, {s: min(k, len(paths)) if s in short else len(paths) for s, paths in files.items()},
                              vectors, qualities)
             matched, best, truth = _identify(calibration, mixed, names, probes, probe_speakers, fir)
@@ -207,7 +207,7 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
             pooled[f"mixed_{k}_all"].add(matched, best, truth, truth >= 0)
             choice[("searched", k)].add(matched, [names[b] if b >= 0 else None for b in best], probe_speakers, names,
                                         short)
-            rows[f"mixed_{k}"] = {"incomplete_speakers": len(short), **calibrated._rates(matched, best, truth >= 0,
+            rows[f"mixed_{k}"] = {"incomplete_speakers": len(short), **calibrated.match_rates(matched, best, truth >= 0,
                                                                                           truth)}
         per_condition[condition] = rows
         logger.info("%s: %s", condition, json.dumps({k: round(100 * (v["false_identification"] or 0), 2)

@@ -273,17 +273,19 @@ def identification_rates_fixed(scores: np.ndarray, known: np.ndarray, truth: np.
     best = scores[np.arange(len(scores)), order[:, 0]]
     matched = np.array([is_match(float(b), s, threshold=threshold, margin=margin)
                         for b, s in zip(best, _runner_up(scores, order))], dtype=bool)
-    return _rates(matched, order[:, 0], known, truth)
+    return match_rates(matched, order[:, 0], known, truth)
 
 
 def identification_rates(verdicts: Sequence[IdentifyVerdict], known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """Correct-match and false-identification rates of the calibrated rule's verdicts (one per probe)."""
     matched = np.array([v.matched for v in verdicts], dtype=bool)
     best = np.array([-1 if v.best is None else v.best for v in verdicts], dtype=int)
-    return _rates(matched, best, known, truth)
+    return match_rates(matched, best, known, truth)
 
 
-def _rates(matched: np.ndarray, best_index: np.ndarray, known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+def match_rates(matched: np.ndarray, best_index: np.ndarray, known: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Top-1, correct-match and false-identification rates of ``(P,)`` probes: whether each was matched, its best
+    candidate's gallery index, whether its speaker is enrolled, and that speaker's index (-1: unknown)."""
     correct = matched & known & (best_index == truth)
     return {"known_probes": int(known.sum()), "unknown_probes": int((~known).sum()),
             "top1": float((best_index == truth)[known].mean()) if known.any() else None,
