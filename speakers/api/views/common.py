@@ -160,7 +160,8 @@ class SpeakerOutput(serializers.Serializer):
     metadata = serializers.JSONField()
     enrollment_count = serializers.IntegerField()
     enrolled = serializers.SerializerMethodField(
-        help_text="True when the speaker can be verified and identified: voiceprint_status is complete.")
+        help_text="True when voiceprint_status is complete: a voiceprint of the serving model, verified and "
+                  "identified (a partial one is verified and identified with ECAPA alone until enrolled again).")
     voiceprint_status = serializers.SerializerMethodField(
         help_text="none (no recording yet), incomplete (less net speech than required), complete, partial "
                   "(made by one network of the fused engine, ECAPA, before fusion was turned on: verified and "
