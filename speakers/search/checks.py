@@ -28,13 +28,20 @@ class SearchIndexReport:
         return self.backend in SHARED_BACKENDS
 
 
-def search_index_check(*, rebuild: bool, actor: Actor) -> SearchIndexReport:
-    """Compare the shared collection with the rows and, if ``rebuild``, make it equal to them (audited).
+def search_index_checks(*, rebuild: bool, actor: Actor) -> list[SearchIndexReport]:
+    """:func:`search_index_check` of every model version identify searches: the engine's, and under the fused
+    engine ECAPA's (the voiceprints enrolled before fusion, :func:`~.index.part_index`)."""
+    versions = (inference_owner.model_version(), *inference_owner.part_model_versions())
+    return [search_index_check(model_version=version, rebuild=rebuild, actor=actor) for version in versions]
+
+
+def search_index_check(*, model_version: str, rebuild: bool, actor: Actor) -> SearchIndexReport:
+    """Compare the shared collection of ``model_version`` with the rows and, if ``rebuild``, make it equal to them
+    (audited).
 
     In-process backends hold nothing to compare or rebuild: each worker builds its own index
     from the rows at start and follows the change log.
     """
-    model_version = inference_owner.model_version()
     required_s = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
     backend = settings.VOICEPRINT_INDEX_BACKEND
     if backend not in SHARED_BACKENDS:

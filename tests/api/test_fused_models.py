@@ -360,6 +360,35 @@ def test_on_milvus_voiceprints_of_ecapa_alone_are_searched_in_ecapa_s_own_collec
                            collection=collection_name(fused_engine.model_version, required))) == 0
 
 
+def test_rebuild_index_checks_and_rebuilds_ecapa_s_collection_beside_the_fused_one(
+        client, upload, enrolled, settings, monkeypatch, fused_engine, milvus):
+    import uuid
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from inference.vector_index.milvus import MilvusIndex
+    from speakers.search.shared_tier import collection_name
+
+    _switch_to_fused(settings, monkeypatch, fused_engine)
+    client.post("/api/v1/identify", {"audio": upload("a_snt5")}, format="multipart")  # opens both collections
+    required = settings.VOICEPRINT_ENROLL_TARGET_SPEECH_S
+    ecapa = MilvusIndex(milvus, partitioned=True, dim=192,
+                        collection=collection_name(fused_engine.ecapa.model_version, required))
+    ecapa.remove([uuid.UUID(enrolled["a"])])  # a collection damaged by hand
+    out = StringIO()
+    with pytest.raises(CommandError, match=ecapa.collection):
+        call_command("rebuild_index", "--check", stdout=out)
+    report = out.getvalue()
+    assert f"(model {fused_engine.model_version})" in report and f"(model {fused_engine.ecapa.model_version})" in report
+    assert f"missing: 1 ({enrolled['a']})" in report
+    call_command("rebuild_index", stdout=StringIO())
+    assert sorted(ecapa.ids()) == sorted(uuid.UUID(enrolled[w]) for w in "ab")
+    out = StringIO()
+    call_command("rebuild_index", "--check", stdout=out)
+    assert out.getvalue().count("in step") == 2
+
+
 def test_evaluate_reports_each_network_beside_the_fusion_and_skips_asnorm(fused, db, tmp_path):
     import io
     import json

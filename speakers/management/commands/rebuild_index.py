@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.vector_index.base import BackendUnavailable
-from speakers.search.checks import search_index_check
+from speakers.search.checks import search_index_checks
 from speakers.search.shared_tier import TierDifference
 from speakers.services import Actor
 
@@ -25,32 +25,41 @@ def _describe(difference: TierDifference) -> list[str]:
 class Command(BaseCommand):
     help = ("Compare the shared search tier (VOICEPRINT_INDEX_BACKEND=milvus) with the encrypted voiceprints in "
             "the database and rebuild it from them: missing and stale voiceprints are written, keys no row "
-            "holds are removed. With --check, only report (exit status 1 if anything differs).")
+            "holds are removed; under the fused engine ECAPA's collection (voiceprints enrolled before fusion) "
+            "too. With --check, only report (exit status 1 if anything differs).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--check", action="store_true", help="report what differs; change nothing")
 
     def handle(self, *args, check: bool, **options) -> None:
         try:
-            report = search_index_check(rebuild=not check, actor=Actor.cli("rebuild_index"))
+            reports = search_index_checks(rebuild=not check, actor=Actor.cli("rebuild_index"))
         except BackendUnavailable as exc:
             local = settings.VOICEPRINT_MILVUS_URI.endswith(".db")
             raise CommandError(f"{exc}" + (" (a local milvus-lite file is opened by one process at a time: stop the "
                                             "server using it first)" if local else "")) from exc
-        if not report.shared:
-            self.stdout.write(f"VOICEPRINT_INDEX_BACKEND={report.backend}: each worker process builds its own "
+        if not reports[0].shared:
+            searchable = " and ".join(f"{r.indexable} voiceprints of {r.model_version}" for r in reports)
+            self.stdout.write(f"VOICEPRINT_INDEX_BACKEND={reports[0].backend}: each worker process builds its own "
                               f"index from the database at start and follows the change log, so there is no "
-                              f"shared tier to rebuild ({report.indexable} voiceprints of {report.model_version} "
-                              f"are searchable).")
+                              f"shared tier to rebuild ({searchable} are searchable).")
             return
+        differs = []
+        for report in reports:  # the engine's collection, then ECAPA's under the fused engine
+            self._report(report, check)
+            if check and not report.before.in_step:
+                differs.append(report.collection)
+        if differs:
+            raise CommandError(f"the collection differs from the database ({', '.join(differs)}): run manage.py "
+                               "rebuild_index", returncode=1)
+
+    def _report(self, report, check: bool) -> None:
         self.stdout.write(f"collection {report.collection} (model {report.model_version}):")
         for line in _describe(report.before):
             self.stdout.write(f"  {line}")
         if check:
-            if not report.before.in_step:
-                raise CommandError("the collection differs from the database: run manage.py rebuild_index",
-                                   returncode=1)
-            self.stdout.write("  in step")
+            if report.before.in_step:
+                self.stdout.write("  in step")
             return
         self.stdout.write(f"rebuilt: {report.written} voiceprints written or removed; now:")
         for line in _describe(report.after):
