@@ -11,7 +11,8 @@ enrollment recordings (``k`` = 1 or 2 of 3: what a speaker who has not finished 
 are identified by the service's rule (:meth:`inference.quality_calibration.Calibration.identify`: the shipped
 calibration, the false-identification target among every voice searched):
 
-* **complete**: every voiceprint from all its recordings (the service today, for reference);
+* **complete**: every voiceprint from all its recordings (for reference), and the same gallery holding only
+  those of ``--target-s`` or more (what the service searches; the others' speakers are then unknown voices);
 * **all incomplete**: every voiceprint from ``k`` recordings;
 * **mixed**: a third of the known speakers with more than one recording (seeded per run) from ``k``
   recordings, the rest complete: a deployment where some speakers are still enrolling. Reported apart: the
@@ -47,6 +48,7 @@ logger = logging.getLogger("incomplete_voiceprints")
 DEPTHS = (1, 2)
 # Voiceprints by their net speech (s): the service searches only the last band (VOICEPRINT_ENROLL_TARGET_SPEECH_S).
 BANDS = ((0.0, 3.0), (3.0, 4.5), (4.5, 6.0), (6.0, float("inf")))
+TARGET_S = 6.0  # the net speech the service searches from (VOICEPRINT_ENROLL_TARGET_SPEECH_S's default)
 MIXED_SHARE = 3  # one known speaker in this many is incomplete in the mixed gallery
 SEED = 20261207
 
@@ -160,10 +162,11 @@ class BandTally:
                 for (low, high), c in self.counts.items()}
 
 
-def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibration, fir: float) -> dict:
+def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibration, fir: float,
+            target_s: float = TARGET_S) -> dict:
     """Every figure of the module docstring, pooled over the held-out runs and per condition."""
     conditions = sorted(p.stem for p in (lists / "ident" / "heldout").glob("*.txt"))
-    pooled = {"complete": Tally(), **{f"incomplete_{k}": Tally() for k in DEPTHS},
+    pooled = {"complete": Tally(), "searchable": Tally(), **{f"incomplete_{k}": Tally() for k in DEPTHS},
               **{f"mixed_{k}_{part}": Tally() for k in DEPTHS for part in ("incomplete", "complete", "all")}}
     speech = {k: [] for k in ("complete", *DEPTHS)}
     bands = BandTally()
@@ -182,6 +185,11 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
         pooled["complete"].add(matched, best, truth, truth >= 0)
         bands.add(complete, names, matched, best, truth, set(names))
         rows["complete"] = calibrated.match_rates(matched, best, truth >= 0, truth)
+        searchable = [n for n, side in zip(names, complete) if side.quality.speech_s >= target_s - 1e-9]
+        if searchable:  # the service's gallery: the others are not searched, their speakers unknown voices
+            matched, best, truth = _identify(calibration, [complete[names.index(n)] for n in searchable], searchable,
+                                             probes, probe_speakers, fir)
+            pooled["searchable"].add(matched, best, truth, truth >= 0)
         rng = np.random.default_rng([SEED, *condition.encode()])
         several = [n for n in names if len(files[n]) > 1]  # only these can be enrolled short of their recordings
         short = set(rng.choice(several, size=max(1, len(several) // MIXED_SHARE), replace=False).tolist()
@@ -212,7 +220,7 @@ def measure(lists: Path, vectors: dict, qualities: dict, calibration: Calibratio
         per_condition[condition] = rows
         logger.info("%s: %s", condition, json.dumps({k: round(100 * (v["false_identification"] or 0), 2)
                                                     for k, v in rows.items()}))
-    return {"fir_target": fir, "pooled": {k: v.to_dict() for k, v in pooled.items()}, "bands": bands.to_dict(),
+    return {"fir_target": fir, "target_s": target_s, "pooled": {k: v.to_dict() for k, v in pooled.items()}, "bands": bands.to_dict(),
             "choice": {f"{how}_{k}": c.counts for (how, k), c in choice.items()},
             "voiceprint_speech_s": {str(k): {"median": float(np.median(v)), "p10": float(np.percentile(v, 10)),
                                              "p90": float(np.percentile(v, 90))} for k, v in speech.items() if v},
@@ -242,14 +250,16 @@ def markdown(figures: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
 
-    def row(label: str, key: str, speech_key: str | None) -> str:
+    def row(label: str, key: str, speech_key: str | None, speech: str = "mixed") -> str:
         r = p[key]
         s = sp.get(speech_key) if speech_key else None
-        speech = f"{s['median']:.1f} s ({s['p10']:.1f}-{s['p90']:.1f})" if s else "mixed"
+        speech = f"{s['median']:.1f} s ({s['p10']:.1f}-{s['p90']:.1f})" if s else speech
         return (f"| {label} | {speech} | {r['known_probes']} | {_pct(r['top1'])} | {_pct(r['correct_match'])} | "
                 f"{r['unknown_probes']} | {_pct(r['false_identification'])} ({r['false_identifications']}) |")
 
-    lines.append(row("complete (all 3 recordings; the service today)", "complete", "complete"))
+    lines.append(row("complete (all their recordings), every voiceprint searched", "complete", "complete"))
+    lines.append(row(f"complete, only those of {figures['target_s']:g} s or more searched (the service's rule; the "
+                     "others' speakers are unknown voices)", "searchable", None, f">= {figures['target_s']:g} s"))
     for k in DEPTHS:
         lines.append(row(f"all incomplete ({k} recording{'s' if k > 1 else ''})", f"incomplete_{k}", str(k)))
     for k in DEPTHS:
@@ -291,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     corpus_arguments(parser)
     parser.add_argument("--fir", type=float, default=0.01)
+    parser.add_argument("--target-s", type=float, default=TARGET_S,
+                        help="the net speech a voiceprint needs to be searched (VOICEPRINT_ENROLL_TARGET_SPEECH_S)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     embedder, _ = engine_of(args)
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if not vectors:
         parser.error("no cached embeddings: run tools.calibration_report first")
     calibration = Calibration.load(shipped_calibration_path(embedder.model_version))
-    figures = measure(args.lists, vectors, qualities, calibration, args.fir)
+    figures = measure(args.lists, vectors, qualities, calibration, args.fir, args.target_s)
     write_report(figures, markdown(figures), args)
     return 0
 

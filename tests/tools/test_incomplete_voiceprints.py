@@ -43,6 +43,8 @@ def test_galleries_are_enrolled_from_the_first_recordings_and_every_probe_is_cou
     pooled = figures["pooled"]
     # voiceprints of 3, 1 and 2 recordings of 3 s each
     assert {k: v["median"] for k, v in figures["voiceprint_speech_s"].items()} == {"complete": 9.0, "1": 3.0, "2": 6.0}
+    # every complete voiceprint holds 9 s, so the service's gallery (6 s or more) is the whole one
+    assert pooled["searchable"] == pooled["complete"]
     for key in ("complete", "incomplete_1", "incomplete_2", "mixed_1_all", "mixed_2_all"):
         assert (pooled[key]["known_probes"], pooled[key]["unknown_probes"]) == (18, 6)
         # distinct voices, clean probes: each is its own speaker, and a random unknown voice is nobody
@@ -58,6 +60,9 @@ def test_galleries_are_enrolled_from_the_first_recordings_and_every_probe_is_cou
         incomplete_probes, 0, 18 - incomplete_probes)
     assert (searched["incomplete_right"], searched["incomplete_wrong"], searched["unknown_matched"]) == (
         incomplete_probes, 0, 0)
+    # with a target of 10 s no voiceprint is searched: no gallery to identify against, nothing counted
+    nobody = measure(lists, vectors, qualities, calibration, 0.01, target_s=10.0)["pooled"]["searchable"]
+    assert (nobody["known_probes"], nobody["unknown_probes"]) == (0, 0)
     text = markdown(figures)
-    assert "| complete (all 3 recordings; the service today) | 9.0 s" in text
+    assert "| complete (all their recordings), every voiceprint searched | 9.0 s" in text
     assert "| not searched (the service today) | 100.00% (12 of 12) | 0.00% (0 of 6) / 0.00% (0 of 6) |" in text
