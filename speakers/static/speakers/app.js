@@ -81,7 +81,9 @@ function addOption(s, select = false) {
   speakersById.set(s.id, s);
   let option = $(`#speaker-select option[value="${s.id}"]`);
   if (!option) { option = document.createElement("option"); option.value = s.id; $("#speaker-select").append(option); }
-  option.textContent = `${speakerName(s)}${s.enrolled ? "" : " (not enrolled)"}`;
+  // a partial voiceprint (ECAPA alone, before both models were on) is verified and identified too
+  const usable = s.enrolled || s.voiceprint_status === "partial";
+  option.textContent = `${speakerName(s)}${usable ? "" : " (not enrolled)"}`;
   if (select) $("#speaker-select").value = s.id;
 }
 
