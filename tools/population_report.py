@@ -95,9 +95,11 @@ def population_of(lists: Path, condition: str, vectors: dict, qualities: dict,
 
 
 def _shift(calibration, scale: str, inputs: engine_population.Population | None,
-           asnorm: ASNorm) -> engine_population.PopulationShift:
+           asnorm: ASNorm, spread_quantile: float | None = None) -> engine_population.PopulationShift:
     """The population's shift against one scale (none without a population of two speakers or more)."""
-    return measure_population(calibration, scale, inputs, asnorm=asnorm) if inputs else engine_population.IDENTITY
+    if not inputs:
+        return engine_population.IDENTITY
+    return measure_population(calibration, scale, inputs, asnorm=asnorm, spread_quantile=spread_quantile)
 
 
 def _fit(train_pairs, asnorm, model_version):
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-probes", action="store_true",
                         help="the population also holds the condition's probes of its speakers (not what the service "
                              "measures today: an experiment)")
+    parser.add_argument("--spread-quantile", type=float, metavar="Q",
+                        help="read the spread from the impostors' Q-quantile instead of their median |z| (not what "
+                             "the service does: an experiment; inference.population.measure)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -154,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             for scale in args.scales:
                 if scale not in fitted.scales:
                     continue
-                shift = _shift(fitted, scale, inputs, asnorm)
-                shipped_shift = _shift(shipped_fit, scale, inputs, asnorm)
+                shift = _shift(fitted, scale, inputs, asnorm, args.spread_quantile)
+                shipped_shift = _shift(shipped_fit, scale, inputs, asnorm, args.spread_quantile)
                 entry["population_speakers"] = shift.speakers
                 entry[scale] = {
                     "held_out_fit": _entry(table, fitted, scale, args.far),

@@ -128,3 +128,28 @@ def test_impostor_trials_pair_each_recording_with_every_other_speakers_voiceprin
         recording_quality=[SideQuality(3.0)] * 15, recording_owner=[o for o in owners for _ in range(3)],
         features=CAL.features, per_recording=2)
     assert len(capped) == 15 * 2
+
+
+def test_the_tail_quantile_spread_reads_a_normal_population_as_the_median_does_and_a_heavy_tail_wider():
+    """``spread_quantile`` (the measured alternative, not the service's): on normal impostors both estimators
+    read the spread the population has; on impostors whose centre is normal but whose upper tail is heavy,
+    only the quantile sees it (the median |z| is deaf to a tail, which is what it is for)."""
+    wide = _population(np.random.default_rng(8), shift=0.1, spread=1.3, per_speaker=200)
+    median, tail = population.measure(CAL, wide), population.measure(CAL, wide, spread_quantile=0.9)
+    assert median.measured_spread == pytest.approx(1.3, abs=0.08)
+    assert tail.measured_spread == pytest.approx(1.3, abs=0.08)
+    assert tail.shift == median.shift  # the centre is read the same way
+
+    rng = np.random.default_rng(9)
+    heavy = _population(rng, per_speaker=200)
+    mean = heavy.x @ np.asarray(CAL.impostor_mean)
+    sd = np.exp(heavy.x @ np.asarray(CAL.impostor_log_sd))
+    z = (heavy.scores - mean) / sd
+    tail_z = np.where(z > 0.8, 0.8 + 2.0 * (z - 0.8), z)  # the upper fifth stretched: a heavy upper tail
+    heavy = population.PopulationTrials(mean + sd * tail_z, heavy.x, heavy.probe_owner, heavy.recording,
+                                        heavy.voiceprint)
+    assert population.measure(CAL, heavy).spread < 1.1
+    # 0.9-quantile of z: 1.28 -> 0.8 + 2 x 0.48 = 1.76, over 1.28: 1.38
+    assert population.measure(CAL, heavy, spread_quantile=0.9).measured_spread == pytest.approx(1.38, abs=0.06)
+    with pytest.raises(ValueError):
+        population.measure(CAL, heavy, spread_quantile=0.3)
