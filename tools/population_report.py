@@ -202,7 +202,7 @@ def min_speakers(args, vectors, qualities, heldout, train_all, asnorm, model_ver
             for draw in range(DRAWS):
                 chosen = list(np.random.default_rng(1000 * n + draw).choice(everyone, size=n, replace=False))
                 inputs = population_of(args.lists, condition, vectors, qualities, speakers=chosen)
-                shift = measure_population(fitted, "cosine", inputs)
+                shift = measure_population(fitted, "cosine", inputs, spread_quantile=args.spread_quantile)
                 e = _entry(table, adapted_calibration(fitted, {"cosine": shift}), "cosine", args.far)
                 fars.append(e["far"])
                 frrs.append(e["frr"])
