@@ -1,0 +1,72 @@
+"""tools.identification_lead: the lead over the runner-up as a second way to an identification match (a measurement)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.quality_calibration import SHIPPED_DIR, Calibration
+from tools import identification_lead as lead
+
+
+def _run(*, gallery=40, shipped, lead_t, klass, known, condition="c"):
+    n = len(shipped)
+    known = np.asarray(known, dtype=bool)
+    return lead.Run(condition=condition, gallery=gallery, shipped=np.asarray(shipped, dtype=bool),
+                    best=np.zeros(n, dtype=int), lead=np.asarray(lead_t, dtype=float), klass=np.asarray(klass),
+                    known=known, truth=np.where(known, 0, -1))
+
+
+def test_leads_follow_the_llr_ranking_and_measure_t():
+    t = np.array([[3.0, 1.0, 2.5], [0.0, 0.5, 4.0]])
+    llr = np.array([[1.0, 9.0, 0.0], [0.0, 1.0, 2.0]])  # the first probe's best by llr is column 1
+    best, gaps = lead.leads(t, llr)
+    np.testing.assert_array_equal(best, [1, 2])
+    np.testing.assert_allclose(gaps, [1.0 - 3.0, 4.0 - 0.5])
+    one_best, one_gap = lead.leads(t[:, :1], llr[:, :1])
+    np.testing.assert_array_equal(one_best, [0, 0])
+    assert np.isnan(one_gap).all()
+
+
+def test_the_gap_is_the_smallest_that_keeps_the_train_unknowns_at_the_target():
+    rng = np.random.default_rng(0)
+    unknown_leads = rng.uniform(0, 1, 400)
+    run = _run(shipped=np.zeros(400), lead_t=unknown_leads, klass=["short"] * 400, known=np.zeros(400))
+    gaps = lead.fit_gaps([run], fir=0.01)
+    assert set(gaps) == {"short"}  # no other condition had unknown probes
+    assert np.mean(unknown_leads >= gaps["short"]) <= 0.01
+    next_lower = np.sort(unknown_leads)[np.searchsorted(np.sort(unknown_leads), gaps["short"]) - 1]
+    assert np.mean(unknown_leads >= next_lower) > 0.01  # the smallest such gap
+    # what the shipped rule already matches is spent first: with 1% of them matched, the gap adds nothing
+    shipped = np.zeros(400)
+    shipped[:4] = 1
+    spent = lead.fit_gaps([_run(shipped=shipped, lead_t=unknown_leads, klass=["short"] * 400, known=np.zeros(400))],
+                          fir=0.01)
+    assert spent["short"] > unknown_leads.max()
+
+
+def test_small_galleries_and_thin_conditions_keep_the_shipped_rule():
+    small = _run(gallery=lead.MIN_GALLERY - 1, shipped=[0, 0], lead_t=[9.0, 9.0], klass=["clean"] * 2, known=[1, 0])
+    np.testing.assert_array_equal(lead.with_gaps(small, {"clean": 0.1}), [False, False])
+    thin = _run(shipped=np.zeros(lead.MIN_UNKNOWN - 1), lead_t=np.ones(lead.MIN_UNKNOWN - 1),
+                klass=["noisy"] * (lead.MIN_UNKNOWN - 1), known=np.zeros(lead.MIN_UNKNOWN - 1))
+    assert lead.fit_gaps([thin], fir=0.5) == {}
+
+
+def test_a_degraded_probe_ranked_far_ahead_is_matched_and_counted():
+    run = _run(shipped=[1, 0, 0, 0], lead_t=[0.2, 3.0, 0.5, 3.0], klass=["short", "short", "short", "clean"],
+               known=[1, 1, 0, 0])
+    matched = lead.with_gaps(run, {"short": 2.0})
+    np.testing.assert_array_equal(matched, [True, True, False, False])  # the clean unknown has no gap: not matched
+    figures = lead.rates([run], [matched])
+    assert figures["correct_match"] == 1.0 and figures["false_identification"] == 0.0
+    assert figures["within_5_points"] == 1 and figures["runs"] == 1
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED_DIR.glob("*.json")), ids=lambda p: p.stem[:30])
+def test_lowered_moves_every_identification_offset_of_the_scale_only(path):
+    calibration = Calibration.load(path)
+    cosine = calibration.scale("cosine")
+    moved = lead.lowered(calibration, 0.25).scale("cosine")
+    assert moved.identify_offset == pytest.approx(cosine.identify_offset - 0.25)
+    assert [o for _, o in moved.identify_offsets] == pytest.approx([o - 0.25 for _, o in cosine.identify_offsets])
+    assert moved.t_at_far == cosine.t_at_far and moved.llr == cosine.llr
