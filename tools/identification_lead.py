@@ -15,8 +15,10 @@ is fitted on the train speakers' identification runs: **the best leads the runne
 noisy, clean), only in galleries of :data:`MIN_GALLERY` voices or more (in a small one the runner-up says little
 about the impostors). Each condition's gap is the smallest whose union with the shipped rule keeps the train
 runs' unknown probes, pooled, at or under ``--fir-train``. Reported on the held-out runs per condition: top-1,
-the shipped rule, the rule with the gap; and the shipped rule with every identification offset lowered until its
-false identification is the gap rule's (is the gain more than spending the target?).
+the shipped rule, the rule with the gap and the same with a floor (the best must also pass verification's
+threshold at ``--floor-far``: a match among many is at least a confident match of one); and for each, the shipped
+rule with its identification offsets lowered as far as its false identification stays at or under that (is the
+gain more than spending the target?).
 """
 from __future__ import annotations
 
@@ -60,6 +62,14 @@ class Run:
     klass: np.ndarray
     known: np.ndarray
     truth: np.ndarray
+    best_t: np.ndarray | None = None  # the best candidate's t (for the floor); None: no floor can apply
+
+    def gap_lead(self, floor: float) -> np.ndarray:
+        """The leads the gap may read: -inf where the best's t is under ``floor`` (or with one voice)."""
+        lead = np.nan_to_num(self.lead, nan=-np.inf)
+        if floor == -np.inf:
+            return lead
+        return np.where(self.best_t >= floor, lead, -np.inf)
 
 
 def leads(t: np.ndarray, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +82,12 @@ def leads(t: np.ndarray, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[:, 0], t[rows, order[:, 0]] - t[rows, order[:, 1]]
 
 
-def fit_gaps(runs: Sequence[Run], fir: float) -> dict[str, float]:
+def fit_gaps(runs: Sequence[Run], fir: float, floor: float = -np.inf) -> dict[str, float]:
     """Per identification condition, the smallest lead whose union with the shipped rule keeps the pooled unknown
     probes of the runs (galleries of :data:`MIN_GALLERY` or more) matched at or under ``fir``; conditions with fewer
-    than :data:`MIN_UNKNOWN` unknown probes get none (the shipped rule alone)."""
+    than :data:`MIN_UNKNOWN` unknown probes get none (the shipped rule alone). With ``floor`` the gap matches only
+    a best candidate whose t reaches it, and a condition none of whose unknown probes reaches the floor gets none
+    (nothing to fit it on)."""
     gaps = {}
     for condition in IDENTIFY_CONDITIONS:
         lead, shipped = [], []
@@ -83,14 +95,15 @@ def fit_gaps(runs: Sequence[Run], fir: float) -> dict[str, float]:
             if run.gallery < MIN_GALLERY:
                 continue
             mine = ~run.known & (run.klass == condition)
-            lead.append(run.lead[mine])
+            lead.append(run.gap_lead(floor)[mine])
             shipped.append(run.shipped[mine])
         lead_all = np.concatenate(lead) if lead else np.zeros(0)
         shipped_all = np.concatenate(shipped).astype(bool) if shipped else np.zeros(0, dtype=bool)
-        if len(lead_all) < MIN_UNKNOWN:
+        finite = np.sort(lead_all[np.isfinite(lead_all)])[::-1]
+        if len(lead_all) < MIN_UNKNOWN or not len(finite):  # no unknown probe the gap could read: no evidence
             continue
-        gap = float(np.nanmax(lead_all)) + 1e-9  # nothing more than the shipped rule
-        for candidate in np.sort(lead_all[~np.isnan(lead_all)])[::-1]:
+        gap = float(finite[0]) + 1e-9  # nothing more than the shipped rule
+        for candidate in finite:
             if np.mean(shipped_all | (lead_all >= candidate)) > fir:
                 break
             gap = float(candidate)
@@ -98,12 +111,12 @@ def fit_gaps(runs: Sequence[Run], fir: float) -> dict[str, float]:
     return gaps
 
 
-def with_gaps(run: Run, gaps: Mapping[str, float]) -> np.ndarray:
-    """Which probes of ``run`` the shipped rule or the gap matches."""
+def with_gaps(run: Run, gaps: Mapping[str, float], floor: float = -np.inf) -> np.ndarray:
+    """Which probes of ``run`` the shipped rule or the gap (over ``floor``) matches."""
     if run.gallery < MIN_GALLERY:
         return run.shipped.copy()
     needed = np.array([gaps.get(str(c), np.inf) for c in run.klass])
-    return run.shipped | (np.nan_to_num(run.lead, nan=-np.inf) >= needed)
+    return run.shipped | (run.gap_lead(floor) >= needed)
 
 
 def rates(runs: Sequence[Run], matched: Sequence[np.ndarray]) -> dict:
@@ -126,7 +139,7 @@ def collect(calibration: Calibration, raw_runs: Mapping, *, scale: str = "cosine
         verdicts = calibrated.identification_verdicts(calibration, scale, gallery, probes, None, fir)
         best, lead = leads(t, llr)
         out.append(Run(condition=condition, gallery=len(gallery), shipped=np.array([v.matched for v in verdicts]),
-                       best=best, lead=lead,
+                       best=best, lead=lead, best_t=t[np.arange(len(t)), best],
                        klass=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)]),
                        known=np.array([s in names for s in speakers]),
                        truth=np.array([names.index(s) if s in names else -1 for s in speakers])))
@@ -141,12 +154,17 @@ def lowered(calibration: Calibration, by: float, scale: str = "cosine") -> Calib
     return dataclasses.replace(calibration, scales={**calibration.scales, scale: cal})
 
 
+VARIANTS = ("with_gaps", "with_gaps_over_floor")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     corpus_arguments(parser)
     parser.add_argument("--fir", type=float, default=0.01, help="the service's false-identification target")
     parser.add_argument("--fir-train", type=float, default=0.005,
                         help="pooled false identification the gaps may reach on the train runs")
+    parser.add_argument("--floor-far", type=float, default=0.001,
+                        help="the second variant's floor: the best must pass verification's threshold at this FAR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     embedder, _ = engine_of(args)
@@ -157,20 +175,23 @@ def main(argv: list[str] | None = None) -> int:
     train = collect(calibration, identification_runs(args.lists, "train", vectors, qualities, SHIPPABLE), fir=args.fir)
     heldout_raw = identification_runs(args.lists, "heldout", vectors, qualities)
     heldout = collect(calibration, heldout_raw, fir=args.fir)
-    gaps = fit_gaps(train, args.fir_train)
-    gap_matched = [with_gaps(r, gaps) for r in heldout]
-    figures = {"model_version": embedder.model_version, "gaps": gaps, "fir_train": args.fir_train,
-               "shipped": rates(heldout, [r.shipped for r in heldout]), "with_gaps": rates(heldout, gap_matched),
-               "per_condition": {r.condition: {
-                   "gallery": r.gallery, "shipped": calibrated.match_rates(r.shipped, r.best, r.known, r.truth),
-                   "with_gaps": calibrated.match_rates(m, r.best, r.known, r.truth)}
-                   for r, m in zip(heldout, gap_matched)}}
-    target = figures["with_gaps"]["false_identification"]
-    for by in LOWERED:  # the shipped rule spending as much of the target as the gaps do
-        runs = collect(lowered(calibration, by), heldout_raw, fir=args.fir)
-        figures["lowered_offsets"] = {"by": by, **rates(runs, [r.shipped for r in runs])}
-        if figures["lowered_offsets"]["false_identification"] >= target:
-            break
+    floors = {"with_gaps": -np.inf, "with_gaps_over_floor": calibration.scale("cosine").verify_t(args.floor_far)}
+    figures: dict = {"model_version": embedder.model_version, "fir_train": args.fir_train, "floor_far": args.floor_far,
+                     "floor_t": floors["with_gaps_over_floor"], "shipped": rates(heldout, [r.shipped for r in heldout]),
+                     "per_condition": {r.condition: {"gallery": r.gallery, "shipped": calibrated.match_rates(
+                         r.shipped, r.best, r.known, r.truth)} for r in heldout}}
+    for variant, floor in floors.items():
+        gaps = fit_gaps(train, args.fir_train, floor)
+        matched = [with_gaps(r, gaps, floor) for r in heldout]
+        figures[variant] = {"gaps": gaps, **rates(heldout, matched)}
+        for r, m in zip(heldout, matched):
+            figures["per_condition"][r.condition][variant] = calibrated.match_rates(m, r.best, r.known, r.truth)
+        for by in LOWERED:  # the shipped rule spending as much of the target as the gaps do, and no more
+            runs = collect(lowered(calibration, by), heldout_raw, fir=args.fir)
+            entry = {"by": by, **rates(runs, [r.shipped for r in runs])}
+            if entry["false_identification"] > figures[variant]["false_identification"] + 1e-12:
+                break
+            figures[variant]["lowered_offsets"] = entry
     write_report(figures, markdown(figures), args)
     return 0
 
@@ -180,23 +201,29 @@ def _pct(x) -> str:
 
 
 def markdown(figures: dict) -> str:
+    floor = (f"shipped or the gap, the best over verification's threshold at FAR {100 * figures['floor_far']:g}% "
+             f"(t {figures['floor_t']:.2f})")
+    names = {"with_gaps": "shipped or the gap", "with_gaps_over_floor": floor}
     lines = [f"# Identification with a lead over the runner-up ({figures['model_version']})", "",
              "Generated by `python -m tools.identification_lead` (a measurement, not the service's rule). Gaps (t) "
              f"fitted on the train runs at {100 * figures['fir_train']:.2f}% pooled false identification: "
-             + ", ".join(f"{c} {g:.2f}" for c, g in figures["gaps"].items()) + ".", "",
+             + "; ".join(f"{names[v]}: " + ", ".join(f"{c} {g:.2f}" for c, g in figures[v]["gaps"].items())
+                         for v in VARIANTS) + ".", "",
              "| rule | correct match | false identification | runs within 5 points of top-1 |", "|---|---|---|---|"]
-    low = figures["lowered_offsets"]
-    for name, entry in (("shipped", figures["shipped"]), ("shipped or the gap", figures["with_gaps"]),
-                        (f"shipped, offsets lowered by {low['by']:.2f}", low)):
+    rows = [("shipped", figures["shipped"])]
+    for v in VARIANTS:
+        low = figures[v]["lowered_offsets"]
+        rows += [(names[v], figures[v]), (f"shipped, offsets lowered by {low['by']:.2f}", low)]
+    for name, entry in rows:
         lines.append(f"| {name} | {_pct(entry['correct_match'])} | {_pct(entry['false_identification'])} | "
                      f"{entry['within_5_points']} of {entry['runs']} |")
     lines += ["", "Per held-out condition: top-1 / correct match / false identification, %", "",
-              "| condition | gallery | top-1 | shipped | shipped or the gap |", "|---|---|---|---|---|"]
+              "| condition | gallery | top-1 | shipped | shipped or the gap | the same over the floor |",
+              "|---|---|---|---|---|---|"]
     for condition, entry in figures["per_condition"].items():
-        s, g = entry["shipped"], entry["with_gaps"]
-        lines.append(f"| {condition} | {entry['gallery']} | {_pct(s['top1'])} | {_pct(s['correct_match'])} / "
-                     f"{_pct(s['false_identification'])} | {_pct(g['correct_match'])} / "
-                     f"{_pct(g['false_identification'])} |")
+        cells = [f"{_pct(entry[k]['correct_match'])} / {_pct(entry[k]['false_identification'])}"
+                 for k in ("shipped", *VARIANTS)]
+        lines.append(f"| {condition} | {entry['gallery']} | {_pct(entry['shipped']['top1'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -70,3 +70,17 @@ def test_lowered_moves_every_identification_offset_of_the_scale_only(path):
     assert moved.identify_offset == pytest.approx(cosine.identify_offset - 0.25)
     assert [o for _, o in moved.identify_offsets] == pytest.approx([o - 0.25 for _, o in cosine.identify_offsets])
     assert moved.t_at_far == cosine.t_at_far and moved.llr == cosine.llr
+
+
+def test_the_floor_keeps_the_gap_from_matching_a_best_candidate_under_it():
+    run = _run(shipped=[0, 0, 0], lead_t=[3.0, 3.0, np.nan], klass=["short"] * 3, known=[1, 0, 1])
+    run = lead.Run(**{**run.__dict__, "best_t": np.array([4.0, 1.0, 9.0])})
+    np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}), [True, True, False])
+    np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}, floor=3.6), [True, False, False])
+    # fitted over the floor, an unknown probe under it does not count against the gap
+    unknown = _run(shipped=np.zeros(100), lead_t=np.full(100, 5.0), klass=["short"] * 100, known=np.zeros(100))
+    unknown = lead.Run(**{**unknown.__dict__, "best_t": np.zeros(100)})
+    assert lead.fit_gaps([unknown], fir=0.01)["short"] > 5.0
+    assert lead.fit_gaps([unknown], fir=0.01, floor=3.6) == {}  # none reaches the floor: nothing to fit a gap on
+    unknown = lead.Run(**{**unknown.__dict__, "best_t": np.where(np.arange(100) < 50, 4.0, 0.0)})
+    assert lead.fit_gaps([unknown], fir=0.01, floor=3.6)["short"] > 5.0
