@@ -62,13 +62,15 @@ class Run:
     klass: np.ndarray
     known: np.ndarray
     truth: np.ndarray
-    best_t: np.ndarray | None = None  # the best candidate's t (for the floor); None: no floor can apply
+    best_t: np.ndarray | None = None  # the best candidate's t (:func:`collect` sets it); a floor needs it
 
     def gap_lead(self, floor: float) -> np.ndarray:
         """The leads the gap may read: -inf where the best's t is under ``floor`` (or with one voice)."""
         lead = np.nan_to_num(self.lead, nan=-np.inf)
         if floor == -np.inf:
             return lead
+        if self.best_t is None:
+            raise ValueError("a floor needs the best candidates' t (best_t)")
         return np.where(self.best_t >= floor, lead, -np.inf)
 
 

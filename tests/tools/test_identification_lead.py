@@ -77,6 +77,8 @@ def test_the_floor_keeps_the_gap_from_matching_a_best_candidate_under_it():
     run = lead.Run(**{**run.__dict__, "best_t": np.array([4.0, 1.0, 9.0])})
     np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}), [True, True, False])
     np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}, floor=3.6), [True, False, False])
+    with pytest.raises(ValueError):  # a run without the best's t cannot be floored
+        lead.with_gaps(lead.Run(**{**run.__dict__, "best_t": None}), {"short": 2.0}, floor=3.6)
     # fitted over the floor, an unknown probe under it does not count against the gap
     unknown = _run(shipped=np.zeros(100), lead_t=np.full(100, 5.0), klass=["short"] * 100, known=np.zeros(100))
     unknown = lead.Run(**{**unknown.__dict__, "best_t": np.zeros(100)})
