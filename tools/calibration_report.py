@@ -178,6 +178,18 @@ def engine_of(args: argparse.Namespace) -> tuple[Embedder, ASNorm | None]:
     return embedder, asnorm
 
 
+def engine_and_cache(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[Embedder, ASNorm | None,
+                                                                                       dict, dict]:
+    """For the tools that measure on what this one embedded: the engine (:func:`engine_of`) and its cached vectors and
+    qualities (:func:`cached_embeddings`); stops with a usage error when nothing is cached yet."""
+    embedder, asnorm = engine_of(args)
+    vectors, qualities, _ = cached_embeddings(args.cache, embedder)
+    logger.info("%d embedded files read from the cache", len(vectors))
+    if not vectors:
+        parser.error("no cached embeddings: run tools.calibration_report first")
+    return embedder, asnorm, vectors, qualities
+
+
 def write_report(figures: dict, text: str, args: argparse.Namespace) -> None:
     """Every figure to ``--json``, the tables to standard output and ``--markdown``."""
     if args.json:

@@ -41,7 +41,7 @@ from inference.evaluation import calibrated
 from inference.evaluation.calibrated import Side
 from inference.evaluation.lists import read_identification_list
 from inference.quality_calibration import Calibration, shipped_calibration_path
-from tools.calibration_report import _quality, _side, cached_embeddings, corpus_arguments, engine_of, write_report
+from tools.calibration_report import _quality, _side, corpus_arguments, engine_and_cache, write_report
 
 logger = logging.getLogger("incomplete_voiceprints")
 
@@ -305,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the net speech a voiceprint needs to be searched (VOICEPRINT_ENROLL_TARGET_SPEECH_S)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    embedder, _ = engine_of(args)
-    vectors, qualities, _ = cached_embeddings(args.cache, embedder)
-    if not vectors:
-        parser.error("no cached embeddings: run tools.calibration_report first")
+    embedder, _, vectors, qualities = engine_and_cache(args, parser)
     calibration = Calibration.load(shipped_calibration_path(embedder.model_version))
     figures = measure(args.lists, vectors, qualities, calibration, args.fir, args.target_s)
     write_report(figures, markdown(figures), args)

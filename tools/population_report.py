@@ -34,9 +34,8 @@ from inference.population import adapted_calibration, measure_population
 from tools.calibration_report import (
     SHIPPABLE,
     _quality,
-    cached_embeddings,
     corpus_arguments,
-    engine_of,
+    engine_and_cache,
     trial_pairs,
     write_report,
 )
@@ -130,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    embedder, asnorm = engine_of(args)
-    vectors, qualities, _ = cached_embeddings(args.cache, embedder)
-    logger.info("%d embedded files read from the cache", len(vectors))
-    if not vectors:
-        parser.error("no cached embeddings: run tools.calibration_report first")
+    embedder, asnorm, vectors, qualities = engine_and_cache(args, parser)
     train_all, _, _ = trial_pairs(args.lists, "train", vectors, qualities, SHIPPABLE)
     heldout_pairs, _, _ = trial_pairs(args.lists, "heldout", vectors, qualities)
     heldout = calibrated.score_trials(heldout_pairs, asnorm)
