@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Literal
 
 NoMatchReason = Literal["no_candidates", "below_threshold", "ambiguous"]
+# How an identification match was reached: the best passed the threshold (and led by the margin), or, among many
+# voices, it led the runner-up clearly (:func:`clear_lead`).
+MatchedBy = Literal["threshold", "lead"]
 
 
 def accepts(score: float, threshold: float) -> bool:
@@ -34,6 +37,12 @@ def identify_outcome(best: float | None, second: float | None, *, threshold: flo
     if not leads(best, second, margin):
         return "ambiguous"
     return None
+
+
+def clear_lead(best: float, second: float | None, *, floor: float, gap: float) -> bool:
+    """Identification's second way to a match: the best candidate reaches ``floor`` and leads the runner-up by at
+    least ``gap`` (both on the normalised scale; a lone candidate has no lead to read)."""
+    return second is not None and best >= floor and best - second >= gap
 
 
 def is_match(best: float, second: float | None, *, threshold: float, margin: float) -> bool:

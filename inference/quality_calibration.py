@@ -22,7 +22,11 @@ speakers in others. This module fixes that in two steps, both fitted on labelled
 Identification (1:N): an unknown voice is falsely identified when the best of ``N`` impostor
 scores passes; with ``t`` close to a standard normal for impostors, the threshold for a
 false-identification rate ``fir`` among ``N`` enrolled voices is ``Phi^-1((1 - fir)^(1/N))`` plus an
-offset measured on training identification lists.
+offset measured on training identification lists. A degraded genuine probe (1 s of speech, a telephone band, loud
+noise) often still ranks its speaker first by far yet falls short of that threshold; so, among
+:data:`LEAD_MIN_GALLERY` voices or more, the best is also a match when it leads the runner-up by a gap in ``t``
+fitted per probe condition on the same lists and passes verification's threshold at a low FAR (the floor): what
+the ranking finds is kept without spending more of the false-identification target (docs/identification-lead.md).
 
 Nothing here knows where the trials come from; :func:`fit_scale` takes arrays.
 """
@@ -39,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.decisions import NoMatchReason, identify_outcome
+from inference.decisions import MatchedBy, NoMatchReason, clear_lead, identify_outcome
 
 # The score scales a calibration reads: the raw cosine of unit embeddings, or its AS-norm.
 COSINE = "cosine"
@@ -53,6 +57,9 @@ NARROWBAND_HZ = 5000.0
 # every held-out condition). A calibration keeps the features it was fitted with.
 FEATURES: tuple[str, ...] = ("log_probe_speech", "probe_snr_20", "probe_narrowband", "enroll_narrowband",
                              "both_narrowband")
+# Identification's lead rule reads the runner-up only in galleries of this many voices or more: among fewer, the
+# runner-up says little about how high an impostor may score.
+LEAD_MIN_GALLERY = 12
 # The false-accept rates whose thresholds a calibration keeps (any other target interpolates).
 FAR_GRID: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
@@ -144,6 +151,11 @@ class ScaleCalibration:
     # Per probe condition (identify_class), the offset that condition needs; a condition not listed uses
     # identify_offset (the largest any training gallery needed).
     identify_offsets: tuple[tuple[str, float], ...] = ()
+    # Per probe condition, the lead in t over the runner-up that also makes the best a match (galleries of
+    # LEAD_MIN_GALLERY voices or more), when its t passes verification's threshold at identify_lead_floor_far; a
+    # condition not listed has no lead rule (the threshold alone decides).
+    identify_leads: tuple[tuple[str, float], ...] = ()
+    identify_lead_floor_far: float = 0.001
 
     def features_of(self, enroll: SideQuality, probe: SideQuality) -> np.ndarray:
         return feature_vector(enroll, probe, self.features)
@@ -176,6 +188,14 @@ class ScaleCalibration:
     def offset_for(self, condition: str | None) -> float:
         return dict(self.identify_offsets).get(condition, self.identify_offset) if condition else self.identify_offset
 
+    def lead_for(self, condition: str, gallery: int) -> tuple[float, float] | None:
+        """``(gap, floor)`` on ``t`` of the lead rule for a best pair in ``condition`` among ``gallery`` voices, or
+        None where it has none (a small gallery, a condition without a fitted gap)."""
+        gap = dict(self.identify_leads).get(condition)
+        if gap is None or gallery < LEAD_MIN_GALLERY:
+            return None
+        return float(gap), self.verify_t(self.identify_lead_floor_far)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -195,7 +215,10 @@ class IdentifyVerdict:
     their indices best first. ``threshold``: the llr the best candidate must reach (the
     identification threshold for this gallery, on its own pair's llr scale; NaN without
     candidates); ``margin``: the lead it needs over ``runner_up``. ``no_match_reason`` is None
-    when the best candidate is a match.
+    when the best candidate is a match, and ``matched_by`` then says how (``threshold``, or ``lead``:
+    short of the threshold, it led the runner-up by ``lead_rule``'s gap and passed its floor, both on ``t``).
+    ``ts`` ``(K,)``: each candidate's ``t``; ``lead``: the best's ``t`` over the runner-up's (None with one
+    candidate); ``lead_rule``: ``(gap, floor)`` for the best's pair, None where the rule has none.
     """
 
     llrs: np.ndarray
@@ -204,6 +227,10 @@ class IdentifyVerdict:
     margin: float
     runner_up: float | None
     no_match_reason: NoMatchReason | None
+    matched_by: MatchedBy | None = None
+    ts: np.ndarray | None = None
+    lead: float | None = None
+    lead_rule: tuple[float, float] | None = None
 
     @property
     def best(self) -> int | None:
@@ -249,19 +276,15 @@ class Calibration:
         """
         cal = self.scale(scale)
         features = [cal.features_of(side, probe) for side in enroll]
-        llrs = np.asarray([cal.llr_of(cal.normalised(score, x), x) for score, x in zip(scores, features)],
-                          dtype=np.float64)
+        ts = np.asarray([cal.normalised(score, x) for score, x in zip(scores, features)], dtype=np.float64)
+        llrs = np.asarray([cal.llr_of(t, x) for t, x in zip(ts, features)], dtype=np.float64)
         order = np.argsort(-llrs, kind="stable")
         if not len(order):
-            return IdentifyVerdict(llrs=llrs, order=order, threshold=float("nan"), margin=cal.identify_margin,
-                                   runner_up=None, no_match_reason=identify_outcome(
-                                       None, None, threshold=float("nan"), margin=cal.identify_margin))
+            return _decided(llrs, ts, order, threshold=float("nan"), margin=cal.identify_margin, lead_rule=None)
         condition = identify_class(enroll[order[0]], probe)
         threshold = float(cal.llr_of(cal.identify_t(fir, gallery, condition), features[order[0]]))
-        runner_up = float(llrs[order[1]]) if len(order) > 1 else None
-        reason = identify_outcome(float(llrs[order[0]]), runner_up, threshold=threshold, margin=cal.identify_margin)
-        return IdentifyVerdict(llrs=llrs, order=order, threshold=threshold, margin=cal.identify_margin,
-                               runner_up=runner_up, no_match_reason=reason)
+        return _decided(llrs, ts, order, threshold=threshold, margin=cal.identify_margin,
+                        lead_rule=cal.lead_for(condition, gallery))
 
     def to_dict(self) -> dict[str, Any]:
         return {"model_version": self.model_version, "far_grid": list(FAR_GRID), "trained_on": self.trained_on,
@@ -277,7 +300,9 @@ class Calibration:
             for key in ("features", "impostor_mean", "impostor_log_sd", "llr", "t_at_far"):
                 values[key] = tuple(values[key])
             values["identify_offsets"] = tuple((str(c), float(o)) for c, o in values.get("identify_offsets", ()))
-            unknown_conditions = {c for c, _ in values["identify_offsets"]} - set(IDENTIFY_CONDITIONS)
+            values["identify_leads"] = tuple((str(c), float(g)) for c, g in values.get("identify_leads", ()))
+            unknown_conditions = (({c for c, _ in values["identify_offsets"]} | {c for c, _ in values["identify_leads"]})
+                                  - set(IDENTIFY_CONDITIONS))
             if unknown_conditions:
                 raise ValueError(f"scale {name!r}: unknown identification conditions {sorted(unknown_conditions)}")
             scales[name] = ScaleCalibration(**values)
@@ -307,22 +332,39 @@ def identify_together(verdicts: Sequence[IdentifyVerdict]) -> IdentifyVerdict:
     false-identification target over the whole gallery. The candidates are ranked together by llr (every
     calibration's llr is a log-likelihood ratio: one scale); the best is a match when it passes its own
     calibration's threshold and leads the runner-up, whichever calibration scored that one, by its own
-    calibration's margin. ``llrs`` and ``order`` index the candidates of ``verdicts`` in turn, concatenated.
+    calibration's margin (or by its own calibration's lead rule, on ``t``: each calibration's ``t`` is in standard
+    deviations of its own impostors). ``llrs``, ``ts`` and ``order`` index the candidates of ``verdicts`` in turn,
+    concatenated.
     """
     if not verdicts:
         raise ValueError("identify_together needs at least one verdict")
     if len(verdicts) == 1:
         return verdicts[0]
     llrs = np.concatenate([verdict.llrs for verdict in verdicts]).astype(np.float64)
+    ts = np.concatenate([verdict.llrs * np.nan if verdict.ts is None else verdict.ts
+                         for verdict in verdicts]).astype(np.float64)
     scored_by = np.concatenate([np.full(len(verdict.llrs), i, dtype=np.int64) for i, verdict in enumerate(verdicts)])
     order = np.argsort(-llrs, kind="stable")
     if not len(order):
-        return dataclasses.replace(verdicts[0], llrs=llrs, order=order)
+        return dataclasses.replace(verdicts[0], llrs=llrs, ts=ts, order=order)
     best = verdicts[int(scored_by[order[0]])]
+    return _decided(llrs, ts, order, threshold=best.threshold, margin=best.margin, lead_rule=best.lead_rule)
+
+
+def _decided(llrs: np.ndarray, ts: np.ndarray, order: np.ndarray, *, threshold: float, margin: float,
+             lead_rule: tuple[float, float] | None) -> IdentifyVerdict:
+    """The open-set verdict on ranked candidates: the threshold and margin on the llr, else the lead rule on ``t``."""
+    best = float(llrs[order[0]]) if len(order) else None
     runner_up = float(llrs[order[1]]) if len(order) > 1 else None
-    reason = identify_outcome(float(llrs[order[0]]), runner_up, threshold=best.threshold, margin=best.margin)
-    return IdentifyVerdict(llrs=llrs, order=order, threshold=best.threshold, margin=best.margin,
-                           runner_up=runner_up, no_match_reason=reason)
+    lead = float(ts[order[0]] - ts[order[1]]) if len(order) > 1 else None
+    reason = identify_outcome(best, runner_up, threshold=threshold, margin=margin)
+    matched_by: MatchedBy | None = "threshold" if reason is None else None
+    if reason is not None and best is not None and lead_rule is not None and clear_lead(
+            float(ts[order[0]]), None if runner_up is None else float(ts[order[1]]),
+            floor=lead_rule[1], gap=lead_rule[0]):
+        reason, matched_by = None, "lead"
+    return IdentifyVerdict(llrs=llrs, order=order, threshold=threshold, margin=margin, runner_up=runner_up,
+                           no_match_reason=reason, matched_by=matched_by, ts=ts, lead=lead, lead_rule=lead_rule)
 
 
 _KNOWN_FEATURES = ("log_probe_speech", "log_enroll_speech", "probe_snr", "probe_snr_20", "enroll_snr", "probe_narrowband",

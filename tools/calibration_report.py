@@ -36,7 +36,7 @@ from inference.evaluation.lists import read_enrollment_sets, read_identification
 from inference.evaluation.metrics import compute_eer
 from inference.fusion import fuse, load_engine
 from inference.gates import GateLimits, gate_refusal
-from inference.quality_calibration import Calibration, SideQuality, identify_class, shipped_calibration_path
+from inference.quality_calibration import COSINE, Calibration, SideQuality, identify_class, shipped_calibration_path
 
 logger = logging.getLogger("calibration_report")
 
@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fir", type=float, default=0.01)
     parser.add_argument("--write-calibration", action="store_true",
                         help="write the fitted calibration to inference/calibrations/<model version>.json")
+    parser.add_argument("--no-lead-rule", dest="lead_rule", action="store_false",
+                        help="fit no identification lead rule (the threshold alone decides; docs/identification-lead.md "
+                             "measured that it pays for ECAPA and not for the fused engine)")
     parser.add_argument("--vectors-from", type=Path, metavar="DIR",
                         help="take the vectors from tools.campplus_eval's cache directory instead of embedding")
     args = parser.parse_args(argv)
@@ -305,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             mine.update(theirs)
     logger.info("%d files embedded, %d refused by the engine", len(vectors), len(refused))
 
-    calibration = fit_calibration(args.lists, vectors, qualities, asnorm, embedder.model_version, args.fir)
+    calibration = fit_calibration(args.lists, vectors, qualities, asnorm, embedder.model_version, args.fir,
+                                  lead_rule=args.lead_rule)
     if args.write_calibration:
         target = shipped_calibration_path(embedder.model_version)
         calibration.save(target)
@@ -317,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fit_calibration(lists: Path, vectors: dict, qualities: dict, asnorm: ASNorm | None, model_version: str,
-                    fir: float) -> Calibration:
+                    fir: float, *, lead_rule: bool = True) -> Calibration:
     """The shipped calibration's fit: verification on the train speakers' trials of the shippable sources, then
-    identification's offsets per probe condition on their identification runs."""
+    identification's offsets per probe condition on their identification runs, then (``lead_rule``, on the cosine
+    scale) the lead over the runner-up per probe condition that also makes a match, the smallest keeping those
+    runs' unknown probes at :data:`calibrated.LEAD_FIR_SHARE` of ``fir`` with the threshold rule's matches."""
     train_pairs, _, _ = trial_pairs(lists, "train", vectors, qualities, SHIPPABLE)
     train = calibrated.score_trials(train_pairs, asnorm)
     calibration = calibrated.fit(train, model_version=model_version, trained_on={
@@ -337,7 +343,14 @@ def fit_calibration(lists: Path, vectors: dict, qualities: dict, asnorm: ASNorm 
                 true_index=np.array([names.index(s) if s in names else -1 for s in probe_speakers]),
                 condition=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)])))
         offsets[scale] = calibrated.fit_identification(calibration, scale, runs, fir)
-    return calibrated.with_identification(calibration, offsets)
+    calibration = calibrated.with_identification(calibration, offsets)
+    if not lead_rule:
+        return calibration
+    cosine = calibration.scale(COSINE)
+    runs = calibrated.lead_runs(calibration, train_ident, scale=COSINE, fir=fir, asnorm=asnorm)
+    gaps = calibrated.fit_identify_leads(runs, calibrated.LEAD_FIR_SHARE * fir,
+                                         floor=cosine.verify_t(cosine.identify_lead_floor_far))
+    return calibrated.with_leads(calibration, {COSINE: gaps})
 
 
 def report(args, calibration, vectors, qualities, refused, asnorm) -> dict:

@@ -17,6 +17,8 @@ from inference.asnorm import ASNorm, as_norm_scores
 from inference.decisions import is_match
 from inference.evaluation.metrics import compute_eer, compute_min_dcf, rates_at_threshold, threshold_at_far
 from inference.quality_calibration import (
+    IDENTIFY_CONDITIONS,
+    LEAD_MIN_GALLERY,
     SCALES,
     Calibration,
     IdentifyVerdict,
@@ -24,6 +26,7 @@ from inference.quality_calibration import (
     feature_vector,
     fit_identify_offset,
     fit_scale,
+    identify_class,
 )
 from inference.scoring import average_embeddings
 
@@ -109,6 +112,15 @@ def with_identification(calibration: Calibration, offsets: Mapping[str, tuple]) 
                                         identify_offsets=tuple(sorted(offsets[name][2].items()))
                                         if len(offsets[name]) > 2 else cal.identify_offsets)
               if name in offsets else cal for name, cal in calibration.scales.items()}
+    return dataclasses.replace(calibration, scales=scales)
+
+
+def with_leads(calibration: Calibration, leads: Mapping[str, Mapping[str, float]]) -> Calibration:
+    """The calibration with each listed scale's identification lead rule (gap per condition); the other scales'
+    rule removed (``leads={}``: the threshold alone, everywhere)."""
+    scales = {name: dataclasses.replace(cal, identify_leads=tuple(sorted((c, float(g)) for c, g in
+                                                                         leads.get(name, {}).items())))
+              for name, cal in calibration.scales.items()}
     return dataclasses.replace(calibration, scales=scales)
 
 
@@ -257,6 +269,98 @@ def fit_identification(calibration: Calibration, scale: str, runs: Sequence[Iden
     pooled = np.concatenate(leads) if leads else np.array([])
     margin = float(max(0.0, np.quantile(pooled, 0.01))) if pooled.size else 0.0
     return max(offsets), margin, {condition: max(values) for condition, values in sorted(by_condition.items())}
+
+
+# --- identification's lead rule -------------------------------------------------------------------
+
+# Unknown probes of one condition the pooled runs need before that condition gets a gap.
+MIN_LEAD_PROBES = MIN_CONDITION_PROBES
+# The share of the false-identification target the gaps may spend on the training runs (the rest is the margin
+# for speakers the fit never saw).
+LEAD_FIR_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class LeadRun:
+    """One identification run as the lead rule reads it, per probe: whether the threshold rule matched, the gallery
+    index of its best candidate (by llr, as the service ranks), its lead over the runner-up in ``t`` (NaN with one
+    voice), its best's ``t``, its identification condition, whether its speaker is enrolled and that speaker's
+    index (-1: unknown)."""
+
+    condition: str
+    gallery: int
+    shipped: np.ndarray
+    best: np.ndarray
+    lead: np.ndarray
+    klass: np.ndarray
+    known: np.ndarray
+    truth: np.ndarray
+    best_t: np.ndarray | None = None
+
+    def gap_lead(self, floor: float) -> np.ndarray:
+        """The leads the gap may read: -inf where the best's t is under ``floor`` (or with one voice)."""
+        lead = np.nan_to_num(self.lead, nan=-np.inf)
+        if floor == -np.inf:
+            return lead
+        if self.best_t is None:
+            raise ValueError("a floor needs the best candidates' t (best_t)")
+        return np.where(self.best_t >= floor, lead, -np.inf)
+
+
+def best_and_lead(t: np.ndarray, llr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, K)`` scores of probes against a gallery: each probe's best candidate by llr and its lead in ``t`` over
+    the runner-up by llr (NaN with a one-voice gallery)."""
+    order = np.argsort(-llr, axis=1, kind="stable")
+    rows = np.arange(len(t))
+    if t.shape[1] < 2:
+        return order[:, 0], np.full(len(t), np.nan)
+    return order[:, 0], t[rows, order[:, 0]] - t[rows, order[:, 1]]
+
+
+def lead_runs(calibration: Calibration, raw_runs: Mapping, *, scale: str, fir: float,
+              asnorm: ASNorm | None = None) -> list[LeadRun]:
+    """Identification runs ``{name: (gallery sides, gallery speakers, probe sides, probe speakers)}`` decided by
+    ``calibration``'s rule on ``scale``, with what the lead rule reads."""
+    out = []
+    for condition, (gallery, names, probes, speakers) in raw_runs.items():
+        t, llr = identification_scores(calibration, scale, gallery, probes, asnorm)
+        verdicts = identification_verdicts(calibration, scale, gallery, probes, asnorm, fir)
+        best, lead = best_and_lead(t, llr)
+        out.append(LeadRun(condition=condition, gallery=len(gallery), shipped=np.array([v.matched for v in verdicts]),
+                           best=best, lead=lead, best_t=t[np.arange(len(t)), best],
+                           klass=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)]),
+                           known=np.array([s in names for s in speakers]),
+                           truth=np.array([names.index(s) if s in names else -1 for s in speakers])))
+    return out
+
+
+def fit_identify_leads(runs: Sequence[LeadRun], fir: float, floor: float = -np.inf) -> dict[str, float]:
+    """Per identification condition, the smallest lead whose union with the threshold rule keeps the pooled unknown
+    probes of the runs (galleries of :data:`LEAD_MIN_GALLERY` or more) matched at or under ``fir``; conditions with
+    fewer than :data:`MIN_LEAD_PROBES` unknown probes get none (the threshold alone). With ``floor`` the gap matches
+    only a best candidate whose t reaches it, and a condition none of whose unknown probes reaches the floor gets
+    none (nothing to fit it on)."""
+    gaps = {}
+    for condition in IDENTIFY_CONDITIONS:
+        lead, shipped = [], []
+        for run in runs:
+            if run.gallery < LEAD_MIN_GALLERY:
+                continue
+            mine = ~run.known & (run.klass == condition)
+            lead.append(run.gap_lead(floor)[mine])
+            shipped.append(run.shipped[mine])
+        lead_all = np.concatenate(lead) if lead else np.zeros(0)
+        shipped_all = np.concatenate(shipped).astype(bool) if shipped else np.zeros(0, dtype=bool)
+        finite = np.sort(lead_all[np.isfinite(lead_all)])[::-1]
+        if len(lead_all) < MIN_LEAD_PROBES or not len(finite):  # no unknown probe the gap could read: no evidence
+            continue
+        gap = float(finite[0]) + 1e-9  # nothing more than the threshold rule
+        for candidate in finite:
+            if np.mean(shipped_all | (lead_all >= candidate)) > fir:
+                break
+            gap = float(candidate)
+        gaps[condition] = gap
+    return gaps
 
 
 def _runner_up(scores: np.ndarray, order: np.ndarray) -> list[float | None]:

@@ -366,3 +366,126 @@ def test_evaluation_measures_identification_with_the_services_rule(fitted):
     correct = [v.matched and v.best == t for v, t, k in zip(verdicts, truth, known) if k]
     assert rates["correct_match"] == pytest.approx(np.mean(correct))
     assert rates["false_identification"] == pytest.approx(np.mean([v.matched for v, k in zip(verdicts, known) if not k]))
+
+
+def _with_leads(cal, gaps: dict, *, offset: float = 1.0, margin: float = 0.5, floor_far: float = 0.001) -> Calibration:
+    import dataclasses
+
+    return Calibration("test", {"cosine": dataclasses.replace(
+        cal, identify_offset=offset, identify_margin=margin, identify_leads=tuple(sorted(gaps.items())),
+        identify_lead_floor_far=floor_far)})
+
+
+def _scores_at_t(cal, ts, enroll, probe) -> np.ndarray:
+    """The cosines whose normalised scores are ``ts`` (inverting the calibration's published formula)."""
+    x = np.stack([feature_vector(side, probe, cal.features) for side in enroll])
+    mean, sd = x @ np.asarray(cal.impostor_mean), np.exp(x @ np.asarray(cal.impostor_log_sd))
+    return mean + np.asarray(ts) * sd
+
+
+def test_among_many_voices_a_clear_lead_over_the_runner_up_is_a_match_short_of_the_threshold(fitted):
+    from scipy.stats import norm
+
+    from inference.quality_calibration import LEAD_MIN_GALLERY, identify_class
+
+    probe = SideQuality(1.0)  # a short probe: its pairs are in the "short" condition
+    enroll = [ENROLL] * 5
+    condition = identify_class(ENROLL, probe)
+    calibration = _with_leads(fitted[0], {condition: 2.0})
+    cal = calibration.scale("cosine")
+    # computed independently: the identification threshold on t for 1% among 40 voices, and the floor (FAR 0.1%)
+    t_id = norm.isf(1 - (1 - 0.01) ** (1 / 40)) + 1.0
+    floor = cal.verify_t(0.001)
+    assert floor < t_id - 1.0  # room for a match by the lead alone
+    args = {"scale": "cosine", "enroll": enroll, "probe": probe, "fir": 0.01}
+
+    def decide(best_t: float, second_t: float, gallery: int = 40, calibration=calibration):
+        ts = [second_t, best_t, second_t - 1.0, second_t - 1.5, second_t - 2.0]
+        return calibration.identify(scores=_scores_at_t(cal, ts, enroll, probe), gallery=gallery, **args)
+
+    short_of_threshold = t_id - 0.5
+    led = decide(short_of_threshold, short_of_threshold - 2.1)
+    assert led.matched and led.matched_by == "lead" and led.best == 1
+    assert led.lead == pytest.approx(2.1) and led.lead_rule == (2.0, pytest.approx(floor))
+    assert led.llrs[1] < led.threshold  # below the threshold: only the lead matched it
+    close = decide(short_of_threshold, short_of_threshold - 1.9)
+    assert not close.matched and close.no_match_reason == "below_threshold" and close.matched_by is None
+    under_floor = decide(floor - 0.1, floor - 5.0)  # far ahead, yet not a confident match of one
+    assert under_floor.no_match_reason == "below_threshold"
+    small = decide(short_of_threshold, short_of_threshold - 5.0, gallery=LEAD_MIN_GALLERY - 1)
+    assert small.no_match_reason == "below_threshold" and small.lead_rule is None
+    assert decide(short_of_threshold, short_of_threshold - 5.0, gallery=LEAD_MIN_GALLERY).matched_by == "lead"
+    other_condition = _with_leads(fitted[0], {"clean" if condition != "clean" else "short": 0.1})
+    assert decide(short_of_threshold, short_of_threshold - 5.0, calibration=other_condition).matched_by is None
+    # past the threshold the threshold rule matches, as without a lead rule
+    above = decide(t_id + 1.0, t_id - 2.0)
+    assert above.matched_by == "threshold"
+    without = _with_leads(fitted[0], {})
+    for best_t, second_t in ((t_id + 1.0, t_id - 2.0), (short_of_threshold, short_of_threshold - 5.0),
+                             (t_id + 0.2, t_id + 0.15)):
+        a, b = decide(best_t, second_t), decide(best_t, second_t, calibration=without)
+        if a.matched_by != "lead":
+            assert (a.no_match_reason, a.threshold, a.runner_up) == (b.no_match_reason, b.threshold, b.runner_up)
+    lone = calibration.identify(scores=_scores_at_t(cal, [short_of_threshold], enroll[:1], probe), enroll=enroll[:1],
+                                probe=probe, scale="cosine", fir=0.01, gallery=40)
+    assert lone.no_match_reason == "below_threshold" and lone.lead is None  # no runner-up, no lead to read
+
+
+def test_a_calibration_keeps_its_lead_rule_in_its_file_and_refuses_an_unknown_condition(fitted, tmp_path):
+    calibration = _with_leads(fitted[0], {"short": 2.5, "telephone": 3.0}, floor_far=0.002)
+    path = tmp_path / "c.json"
+    calibration.save(path)
+    again = Calibration.load(path)
+    assert again.scale("cosine").identify_leads == (("short", 2.5), ("telephone", 3.0))
+    assert again.scale("cosine").identify_lead_floor_far == 0.002
+    broken = json.loads(path.read_text())
+    broken["scales"]["cosine"]["identify_leads"] = [["underwater", 1.0]]
+    with pytest.raises(ValueError, match="underwater"):
+        Calibration.from_dict(broken)
+    old = json.loads(path.read_text())
+    del old["scales"]["cosine"]["identify_leads"]  # a calibration fitted before the lead rule: the threshold alone
+    assert Calibration.from_dict(old).scale("cosine").lead_for("short", 10_000) is None
+
+
+def test_the_lead_rule_holds_across_two_calibrations_and_reads_the_other_s_runner_up(fitted):
+    from scipy.stats import norm
+
+    probe = SideQuality(1.0)
+    calibration = _with_leads(fitted[0], {"short": 2.0, "clean": 2.0, "noisy": 2.0, "telephone": 2.0})
+    cal = calibration.scale("cosine")
+    args = {"scale": "cosine", "probe": probe, "fir": 0.01, "gallery": 40}
+    t_id = norm.isf(1 - (1 - 0.01) ** (1 / 40)) + 1.0
+    best = calibration.identify(scores=_scores_at_t(cal, [t_id - 0.5], [ENROLL], probe), enroll=[ENROLL], **args)
+    near = calibration.identify(scores=_scores_at_t(cal, [t_id - 2.0], [ENROLL], probe), enroll=[ENROLL], **args)
+    far = calibration.identify(scores=_scores_at_t(cal, [t_id - 3.0], [ENROLL], probe), enroll=[ENROLL], **args)
+    assert identify_together([near, best]).no_match_reason == "below_threshold"  # led by 1.5 < 2.0
+    together = identify_together([far, best])
+    assert together.matched_by == "lead" and together.best == 1 and together.lead == pytest.approx(2.5)
+
+
+def test_the_measurement_s_lead_rule_and_the_service_s_match_the_same_probes(fitted):
+    """The service's verdicts (Calibration.identify) against tools.identification_lead's re-decision of the threshold
+    rule's runs with the same gaps: two computations of one rule."""
+    from inference.evaluation.calibrated import Side, identification_verdicts, lead_runs
+    from tools.identification_lead import with_gaps
+
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((30, 192))
+    unit = lambda v: (v / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    gallery = [Side(unit(c), ENROLL) for c in centres[:20]]
+    probes = [Side(unit(centres[i % 30] + rng.uniform(0.8, 2.5) * rng.standard_normal(192)),
+                   [SideQuality(1.0), SideQuality(4.0), PHONE][i % 3]) for i in range(300)]
+    names = [f"s{i}" for i in range(20)]
+    speakers = [f"s{i % 30}" for i in range(300)]
+    gaps = {"short": 1.0, "clean": 1.5, "telephone": 0.8, "noisy": 1.2}
+    calibration = _with_leads(fitted[0], gaps, offset=1.0)
+    floor = calibration.scale("cosine").verify_t(0.001)
+    run, = lead_runs(_with_leads(fitted[0], {}, offset=1.0), {"c": (gallery, names, probes, speakers)},
+                     scale="cosine", fir=0.01)
+    measured = with_gaps(run, gaps, floor)
+    verdicts = identification_verdicts(calibration, "cosine", gallery, probes, None, 0.01)
+    served = np.array([v.matched for v in verdicts])
+    np.testing.assert_array_equal(served, measured)
+    by_lead = np.array([v.matched_by == "lead" for v in verdicts])
+    assert by_lead.sum() >= 10 and (served & ~by_lead).sum() >= 10  # both ways to a match were exercised
+    np.testing.assert_array_equal(by_lead, measured & ~run.shipped)

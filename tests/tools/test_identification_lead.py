@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.quality_calibration import SHIPPED_DIR, Calibration
+from inference.evaluation import calibrated
+from inference.quality_calibration import LEAD_MIN_GALLERY, SHIPPED_DIR, Calibration
 from tools import identification_lead as lead
 
 
 def _run(*, gallery=40, shipped, lead_t, klass, known, condition="c"):
     n = len(shipped)
     known = np.asarray(known, dtype=bool)
-    return lead.Run(condition=condition, gallery=gallery, shipped=np.asarray(shipped, dtype=bool),
+    return calibrated.LeadRun(condition=condition, gallery=gallery, shipped=np.asarray(shipped, dtype=bool),
                     best=np.zeros(n, dtype=int), lead=np.asarray(lead_t, dtype=float), klass=np.asarray(klass),
                     known=known, truth=np.where(known, 0, -1))
 
@@ -19,10 +20,10 @@ def _run(*, gallery=40, shipped, lead_t, klass, known, condition="c"):
 def test_leads_follow_the_llr_ranking_and_measure_t():
     t = np.array([[3.0, 1.0, 2.5], [0.0, 0.5, 4.0]])
     llr = np.array([[1.0, 9.0, 0.0], [0.0, 1.0, 2.0]])  # the first probe's best by llr is column 1
-    best, gaps = lead.leads(t, llr)
+    best, gaps = calibrated.best_and_lead(t, llr)
     np.testing.assert_array_equal(best, [1, 2])
     np.testing.assert_allclose(gaps, [1.0 - 3.0, 4.0 - 0.5])
-    one_best, one_gap = lead.leads(t[:, :1], llr[:, :1])
+    one_best, one_gap = calibrated.best_and_lead(t[:, :1], llr[:, :1])
     np.testing.assert_array_equal(one_best, [0, 0])
     assert np.isnan(one_gap).all()
 
@@ -31,7 +32,7 @@ def test_the_gap_is_the_smallest_that_keeps_the_train_unknowns_at_the_target():
     rng = np.random.default_rng(0)
     unknown_leads = rng.uniform(0, 1, 400)
     run = _run(shipped=np.zeros(400), lead_t=unknown_leads, klass=["short"] * 400, known=np.zeros(400))
-    gaps = lead.fit_gaps([run], fir=0.01)
+    gaps = calibrated.fit_identify_leads([run], fir=0.01)
     assert set(gaps) == {"short"}  # no other condition had unknown probes
     assert np.mean(unknown_leads >= gaps["short"]) <= 0.01
     next_lower = np.sort(unknown_leads)[np.searchsorted(np.sort(unknown_leads), gaps["short"]) - 1]
@@ -39,17 +40,17 @@ def test_the_gap_is_the_smallest_that_keeps_the_train_unknowns_at_the_target():
     # what the shipped rule already matches is spent first: with 1% of them matched, the gap adds nothing
     shipped = np.zeros(400)
     shipped[:4] = 1
-    spent = lead.fit_gaps([_run(shipped=shipped, lead_t=unknown_leads, klass=["short"] * 400, known=np.zeros(400))],
+    spent = calibrated.fit_identify_leads([_run(shipped=shipped, lead_t=unknown_leads, klass=["short"] * 400, known=np.zeros(400))],
                           fir=0.01)
     assert spent["short"] > unknown_leads.max()
 
 
 def test_small_galleries_and_thin_conditions_keep_the_shipped_rule():
-    small = _run(gallery=lead.MIN_GALLERY - 1, shipped=[0, 0], lead_t=[9.0, 9.0], klass=["clean"] * 2, known=[1, 0])
+    small = _run(gallery=LEAD_MIN_GALLERY - 1, shipped=[0, 0], lead_t=[9.0, 9.0], klass=["clean"] * 2, known=[1, 0])
     np.testing.assert_array_equal(lead.with_gaps(small, {"clean": 0.1}), [False, False])
-    thin = _run(shipped=np.zeros(lead.MIN_UNKNOWN - 1), lead_t=np.ones(lead.MIN_UNKNOWN - 1),
-                klass=["noisy"] * (lead.MIN_UNKNOWN - 1), known=np.zeros(lead.MIN_UNKNOWN - 1))
-    assert lead.fit_gaps([thin], fir=0.5) == {}
+    thin = _run(shipped=np.zeros(calibrated.MIN_LEAD_PROBES - 1), lead_t=np.ones(calibrated.MIN_LEAD_PROBES - 1),
+                klass=["noisy"] * (calibrated.MIN_LEAD_PROBES - 1), known=np.zeros(calibrated.MIN_LEAD_PROBES - 1))
+    assert calibrated.fit_identify_leads([thin], fir=0.5) == {}
 
 
 def test_a_degraded_probe_ranked_far_ahead_is_matched_and_counted():
@@ -74,15 +75,15 @@ def test_lowered_moves_every_identification_offset_of_the_scale_only(path):
 
 def test_the_floor_keeps_the_gap_from_matching_a_best_candidate_under_it():
     run = _run(shipped=[0, 0, 0], lead_t=[3.0, 3.0, np.nan], klass=["short"] * 3, known=[1, 0, 1])
-    run = lead.Run(**{**run.__dict__, "best_t": np.array([4.0, 1.0, 9.0])})
+    run = calibrated.LeadRun(**{**run.__dict__, "best_t": np.array([4.0, 1.0, 9.0])})
     np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}), [True, True, False])
     np.testing.assert_array_equal(lead.with_gaps(run, {"short": 2.0}, floor=3.6), [True, False, False])
     with pytest.raises(ValueError):  # a run without the best's t cannot be floored
-        lead.with_gaps(lead.Run(**{**run.__dict__, "best_t": None}), {"short": 2.0}, floor=3.6)
+        lead.with_gaps(calibrated.LeadRun(**{**run.__dict__, "best_t": None}), {"short": 2.0}, floor=3.6)
     # fitted over the floor, an unknown probe under it does not count against the gap
     unknown = _run(shipped=np.zeros(100), lead_t=np.full(100, 5.0), klass=["short"] * 100, known=np.zeros(100))
-    unknown = lead.Run(**{**unknown.__dict__, "best_t": np.zeros(100)})
-    assert lead.fit_gaps([unknown], fir=0.01)["short"] > 5.0
-    assert lead.fit_gaps([unknown], fir=0.01, floor=3.6) == {}  # none reaches the floor: nothing to fit a gap on
-    unknown = lead.Run(**{**unknown.__dict__, "best_t": np.where(np.arange(100) < 50, 4.0, 0.0)})
-    assert lead.fit_gaps([unknown], fir=0.01, floor=3.6)["short"] > 5.0
+    unknown = calibrated.LeadRun(**{**unknown.__dict__, "best_t": np.zeros(100)})
+    assert calibrated.fit_identify_leads([unknown], fir=0.01)["short"] > 5.0
+    assert calibrated.fit_identify_leads([unknown], fir=0.01, floor=3.6) == {}  # none reaches the floor: nothing to fit a gap on
+    unknown = calibrated.LeadRun(**{**unknown.__dict__, "best_t": np.where(np.arange(100) < 50, 4.0, 0.0)})
+    assert calibrated.fit_identify_leads([unknown], fir=0.01, floor=3.6)["short"] > 5.0
