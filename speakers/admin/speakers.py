@@ -342,6 +342,8 @@ class SpeakerAdmin(TenantScoped, admin.ModelAdmin):
                                 "two voices score too close to tell apart"}.get(decision.no_match_reason or ""),
             "match": decision.match and (decision.match.display_name or decision.match.external_id
                                          or str(decision.match.speaker_id)),
+            "matched_by_lead": decision.matched_by == "lead", "lead": score(decision.lead),
+            "lead_required": score(decision.lead_required),
             "match_url": match_id and reverse("admin:speakers_speaker_change", args=[match_id]),
             "candidates": [{"name": c.display_name or c.external_id or str(c.speaker_id),
                             "url": reverse("admin:speakers_speaker_change", args=[c.speaker_id]),

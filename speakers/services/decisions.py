@@ -100,6 +100,12 @@ class IdentifyDecision:
     score_normalisation: str
     model_version: str
     processing_time_ms: float
+    # how the match was reached (threshold, or lead: short of the threshold, far ahead of every other voice), the
+    # best's lead over the runner-up and the lead the rule asks for in this condition (t, standard deviations of
+    # the impostors' scores; None: no lead rule here)
+    matched_by: str | None = None
+    lead: float | None = None
+    lead_required: float | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +311,8 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
     Search -> the candidates' rows -> the calibration's identify rule -> audit. The rule
     (:meth:`inference.quality_calibration.Calibration.identify`) ranks by llr; the best is a match when
     it passes the threshold for the false-identification target among every voice searched and
-    leads the runner-up by the calibrated margin. Only complete voiceprints of the loaded model
+    leads the runner-up by the calibrated margin, or (among many voices, short of that threshold) leads the
+    runner-up by the calibration's lead for its condition (``matched_by``). Only complete voiceprints of the loaded model
     version are searched; the runner-up is looked at even when ``top_k`` is 1. A speaker the caller is
     locked out of (:mod:`.lockout`) is left out, as if not enrolled: a lock gives that caller no score of them.
     """
@@ -335,12 +342,13 @@ def speaker_identify(*, recording: Recording, top_k: int, actor: Actor,
                      score=ranked[0].score if ranked else None, threshold=threshold,
                      detail={"top_k": top_k, "candidates": min(len(ranked), top_k), "gallery": gallery,
                              "runner_up_score": verdict.runner_up, "margin": verdict.margin,
-                             "no_match_reason": verdict.no_match_reason, "score_normalisation": scale.name,
-                             "policy": scale.policy.source})
+                             "no_match_reason": verdict.no_match_reason, "matched_by": verdict.matched_by,
+                             "lead": verdict.lead, "score_normalisation": scale.name, "policy": scale.policy.source})
     return IdentifyDecision(candidates=ranked[:top_k], match=match, threshold=threshold, margin=verdict.margin,
                             runner_up_score=verdict.runner_up, no_match_reason=verdict.no_match_reason,
                             score_normalisation=scale.name, model_version=probe.model_version,
-                            processing_time_ms=elapsed_ms(started))
+                            processing_time_ms=elapsed_ms(started), matched_by=verdict.matched_by,
+                            lead=verdict.lead, lead_required=verdict.lead_rule[0] if verdict.lead_rule else None)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def stream_identify_window(*, window: Window, actor: Actor, asnorm: bool | None,
     return {"match": candidates[0] if verdict.matched else None, "candidates": candidates,
             "threshold": verdict.threshold if candidates else None, "margin": verdict.margin,
             "runner_up_score": verdict.runner_up, "no_match_reason": verdict.no_match_reason,
-            "gallery": gallery, "score_normalisation": scale.name}
+            "matched_by": verdict.matched_by, "gallery": gallery, "score_normalisation": scale.name}
 
 
 def stream_identify_record(*, session: IdentifySession, actor: Actor) -> None:

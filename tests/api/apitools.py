@@ -14,9 +14,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from benchmarks.common import milvus_lite_server  # noqa: F401 - re-exported: one helper for tests and benchmarks
+
+if TYPE_CHECKING:
+    from speakers.models import Speaker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -218,6 +223,62 @@ def voiceprint_side(speaker_id):
     vector = crypto.vector_decrypt(key_id=speaker.voiceprint_key_id, ciphertext=speaker.voiceprint_ciphertext,
                                    context=speaker.crypto_context())
     return vector, SideQuality(speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz)
+
+
+def seal_speaker(speaker: Speaker, recordings: list[np.ndarray], *, speech_s: float = 3.0) -> None:
+    """Give a speaker stored enrollments and a complete voiceprint made of ``recordings`` (as enrollment does)."""
+    from django.db import transaction
+
+    from speakers import crypto
+    from speakers.models import Enrollment
+    from speakers.search.index import index_change_record, index_update_after_commit
+    from speakers.selectors import current_model_version
+    from speakers.tenancy import tenant_data_key
+
+    model_version = current_model_version()
+    key = tenant_data_key(speaker.tenant_id)
+    for vector in recordings:
+        enrollment = Enrollment(speaker=speaker, model_version=model_version, filename="synthetic.wav",
+                                duration_s=speech_s + 0.5, speech_s=speech_s, clipping_ratio=0.0, snr_db=30.0,
+                                speech_ratio=0.8, bandwidth_hz=8000.0)
+        sealed = crypto.vector_encrypt(vector, context=enrollment.crypto_context(), key=key)
+        enrollment.embedding_ciphertext, enrollment.key_id = sealed.ciphertext, sealed.key_id
+        enrollment.save()
+    voiceprint = np.mean(recordings, axis=0)
+    voiceprint /= np.linalg.norm(voiceprint)
+    speaker.voiceprint_model_version = model_version
+    sealed = crypto.vector_encrypt(voiceprint.astype(np.float32), context=speaker.crypto_context(), key=key)
+    speaker.voiceprint_ciphertext, speaker.voiceprint_key_id = sealed.ciphertext, sealed.key_id
+    speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz = (
+        speech_s * len(recordings), 30.0, 8000.0)
+    speaker.enrollment_count = len(recordings)
+    with transaction.atomic():
+        speaker.save()
+        index_change_record(speaker_id=speaker.pk)  # searched like an enrolled speaker
+    index_update_after_commit()
+
+
+def lookalike_population(create_speaker, n: int, *, seed: int = 0, common: float = 0.6) -> list[str]:
+    """``n`` speakers whose voices share a common part (strangers score high against each other, as children
+    or one telephone line do), two recordings each."""
+    from speakers.models import Speaker
+
+    rng = np.random.default_rng(seed)
+    centre = rng.standard_normal(192)
+    centre /= np.linalg.norm(centre)
+    ids = []
+    for k in range(n):
+        own = rng.standard_normal(192)
+        own /= np.linalg.norm(own)
+        voice = common * centre + (1 - common) * own
+        recordings = []
+        for _ in range(2):
+            noisy = voice + 0.02 * rng.standard_normal(192)
+            recordings.append((noisy / np.linalg.norm(noisy)).astype(np.float32))
+        speaker = Speaker.objects.get(pk=create_speaker(external_id=f"pop-{seed}-{k}")["id"])
+        seal_speaker(speaker, recordings)
+        ids.append(str(speaker.pk))
+    return ids
 
 
 # --- shared stores for several processes, without a server install ------------------------------

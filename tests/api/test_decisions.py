@@ -136,9 +136,11 @@ def test_identify_names_the_right_speaker(client, upload, enrolled, label):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"candidates", "match", "threshold", "margin", "runner_up_score", "no_match_reason",
-                         "score_normalisation", "model_version", "processing_time_ms"}
+                         "matched_by", "lead", "lead_required", "score_normalisation", "model_version",
+                         "processing_time_ms"}
     assert body["match"]["speaker_id"] == enrolled[label]
-    assert body["no_match_reason"] is None
+    assert body["no_match_reason"] is None and body["matched_by"] == "threshold"
+    assert body["lead_required"] is None  # two voices searched: too few for the lead rule
     assert body["match"]["score"] >= body["threshold"]
     assert body["match"]["score"] - body["runner_up_score"] >= body["margin"] >= 0.0
     assert body["match"]["external_id"] == f"ext-{label}"

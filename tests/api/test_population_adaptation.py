@@ -8,63 +8,14 @@ import math
 
 import numpy as np
 import pytest
-from apitools import voiceprint_side
-from django.db import transaction
+from apitools import lookalike_population, voiceprint_side
 
 from inference import population as engine_population
 from inference.quality_calibration import SideQuality, feature_vector, shipped_calibration
 from speakers import crypto
 from speakers.models import Enrollment, PopulationStatistics, Speaker
-from speakers.search.index import index_change_record, index_update_after_commit
 from speakers.selectors import current_model_version, decision_policy
 from speakers.services import population as service_population
-from speakers.tenancy import tenant_data_key
-
-
-def _seal_speaker(speaker: Speaker, recordings: list[np.ndarray], *, speech_s: float = 3.0) -> None:
-    """Give a speaker stored enrollments and a complete voiceprint made of ``recordings`` (as enrollment does)."""
-    model_version = current_model_version()
-    key = tenant_data_key(speaker.tenant_id)
-    for vector in recordings:
-        enrollment = Enrollment(speaker=speaker, model_version=model_version, filename="synthetic.wav",
-                                duration_s=speech_s + 0.5, speech_s=speech_s, clipping_ratio=0.0, snr_db=30.0,
-                                speech_ratio=0.8, bandwidth_hz=8000.0)
-        sealed = crypto.vector_encrypt(vector, context=enrollment.crypto_context(), key=key)
-        enrollment.embedding_ciphertext, enrollment.key_id = sealed.ciphertext, sealed.key_id
-        enrollment.save()
-    voiceprint = np.mean(recordings, axis=0)
-    voiceprint /= np.linalg.norm(voiceprint)
-    speaker.voiceprint_model_version = model_version
-    sealed = crypto.vector_encrypt(voiceprint.astype(np.float32), context=speaker.crypto_context(), key=key)
-    speaker.voiceprint_ciphertext, speaker.voiceprint_key_id = sealed.ciphertext, sealed.key_id
-    speaker.voiceprint_speech_s, speaker.voiceprint_snr_db, speaker.voiceprint_bandwidth_hz = (
-        speech_s * len(recordings), 30.0, 8000.0)
-    speaker.enrollment_count = len(recordings)
-    with transaction.atomic():
-        speaker.save()
-        index_change_record(speaker_id=speaker.pk)  # searched like an enrolled speaker
-    index_update_after_commit()
-
-
-def _lookalike_population(create_speaker, n: int, *, seed: int = 0, common: float = 0.6) -> list[str]:
-    """``n`` speakers whose voices share a common part (strangers score high against each other, as children
-    or one telephone line do), two recordings each."""
-    rng = np.random.default_rng(seed)
-    centre = rng.standard_normal(192)
-    centre /= np.linalg.norm(centre)
-    ids = []
-    for k in range(n):
-        own = rng.standard_normal(192)
-        own /= np.linalg.norm(own)
-        voice = common * centre + (1 - common) * own
-        recordings = []
-        for _ in range(2):
-            noisy = voice + 0.02 * rng.standard_normal(192)
-            recordings.append((noisy / np.linalg.norm(noisy)).astype(np.float32))
-        speaker = Speaker.objects.get(pk=create_speaker(external_id=f"pop-{seed}-{k}")["id"])
-        _seal_speaker(speaker, recordings)
-        ids.append(str(speaker.pk))
-    return ids
 
 
 def _independent_shift(scale_name: str = "cosine") -> tuple[float, float, int]:
@@ -117,7 +68,7 @@ def test_the_tenants_population_re_levels_verify_as_computed_independently(clien
                                                                            enroll, settings):
     settings.VOICEPRINT_POPULATION_MIN_SPEAKERS = 5
     before = _verify(client, upload, enrolled["a"], "a_snt4")
-    _lookalike_population(create_speaker, 8)
+    lookalike_population(create_speaker, 8)
     # the next change of the gallery measures the population (11 complete voiceprints, 2 measured before)
     third = create_speaker(external_id="real-c")
     assert enroll(third["id"], "a_snt5", "a_snt6").status_code == 201
@@ -165,7 +116,7 @@ def _adapted_independently(shift: float, spread: float):
 
 def test_identify_decides_with_the_adapted_calibration(client, upload, enrolled, create_speaker, enroll, settings):
     settings.VOICEPRINT_POPULATION_MIN_SPEAKERS = 5
-    _lookalike_population(create_speaker, 8, seed=3)
+    lookalike_population(create_speaker, 8, seed=3)
     third = create_speaker(external_id="real-c")
     assert enroll(third["id"], "a_snt5", "a_snt6").status_code == 201
     shift, spread, _ = _independent_shift()

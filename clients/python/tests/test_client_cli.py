@@ -107,3 +107,30 @@ def test_diarize_prints_the_turns_and_each_voices_time(voiceprint, enrolled, wav
     done = voiceprint("diarize", talk, "--json")
     answer = json.loads(done.stdout)
     assert answer["file"] == str(talk) and answer["segments"]
+
+
+def test_a_match_by_its_lead_says_so(capsys):
+    """A server that matched the best short of the threshold, by its lead over the runner-up (matched_by lead)."""
+    import argparse
+
+    from voiceprint_client.cli import OK, Output, cmd_identify
+    from voiceprint_client.models import IdentifyResult
+
+    alice = {"speaker_id": "s1", "external_id": "alice", "display_name": "Alice", "score": 0.8, "raw_score": 0.41,
+             "model_version": "m"}
+    answer = {"candidates": [alice], "match": alice, "threshold": 1.9, "margin": 1.0, "runner_up_score": -6.2,
+              "no_match_reason": None, "matched_by": "lead", "lead": 4.6, "lead_required": 3.1,
+              "score_normalisation": "none", "model_version": "m", "processing_time_ms": 12.0}
+
+    class Client:
+        def identify(self, path, *, top_k, asnorm):
+            return IdentifyResult.from_json(answer)
+
+    args = argparse.Namespace(files=["probe.wav"], top_k=3, asnorm=None)
+    assert cmd_identify(Client(), args, Output(as_json=False, quiet=True)) == OK
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("match: probe.wav is alice (score 0.80 < threshold 1.90")
+    assert "lead 4.60 >= 3.10 sd" in line
+    older = IdentifyResult.from_json({k: v for k, v in answer.items()
+                                      if k not in ("matched_by", "lead", "lead_required")})
+    assert older.matched_by is None and older.lead_required is None  # a server before the lead rule

@@ -160,6 +160,10 @@ def cmd_identify(client: VoiceprintClient, args: argparse.Namespace, out: Output
         result = client.identify(path, top_k=args.top_k, asnorm=args.asnorm)
         if out.as_json:
             out.json({"file": path, **result.raw})
+        elif result.match is not None and result.matched_by == "lead":
+            out.line(f"match: {path} is {result.match.name} (score {_fmt(result.match.score)} < threshold "
+                     f"{_fmt(result.threshold)}, but far ahead of every other voice: lead {_fmt(result.lead)} >= "
+                     f"{_fmt(result.lead_required)} sd)")
         elif result.match is not None:
             lead = "" if result.runner_up_score is None else \
                 f", lead {result.match.score - result.runner_up_score:.2f} >= margin {result.margin:.2f}"

@@ -244,6 +244,11 @@ class IdentifyResult(Model):
     score_normalisation: str
     model_version: str
     processing_time_ms: float
+    # threshold, or lead: short of the threshold, far ahead of every other voice (None without a match, or from a
+    # server before the lead rule); lead and lead_required in standard deviations of impostor scores
+    matched_by: str | None = None
+    lead: float | None = None
+    lead_required: float | None = None
 
 
 @dataclass(frozen=True)

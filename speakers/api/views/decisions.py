@@ -118,8 +118,9 @@ class IdentifyApi(APIView):
 
     class IdentifyOutput(serializers.Serializer):
         candidates = CandidateOutput(many=True)
-        match = CandidateOutput(allow_null=True, help_text="The best candidate if its score >= threshold and it "
-                                                           "leads the runner-up by >= margin.")
+        match = CandidateOutput(allow_null=True, help_text=(
+            "The best candidate if its score >= threshold and it leads the runner-up by >= margin, or (matched_by "
+            "lead) if among many voices it leads the runner-up by >= lead_required."))
         threshold = Score(allow_null=True, help_text=(
             "The best candidate's threshold (log-likelihood ratio) for the false-identification target among "
             "every voice searched; null when nobody was searched."))
@@ -127,6 +128,15 @@ class IdentifyApi(APIView):
         runner_up_score = Score(allow_null=True, help_text="Score of the second best voiceprint.")
         no_match_reason = serializers.ChoiceField(
             choices=["no_candidates", "below_threshold", "ambiguous"], allow_null=True)
+        matched_by = serializers.ChoiceField(choices=["threshold", "lead"], allow_null=True, help_text=(
+            "How the match was reached: threshold (score >= threshold), or lead (short of the threshold, far ahead "
+            "of every other voice searched: a short, noisy or telephone probe); null without a match."))
+        lead = Score(allow_null=True, help_text=(
+            "The best candidate's lead over the runner-up, in standard deviations of impostor scores for such "
+            "recordings; null with one candidate."))
+        lead_required = Score(allow_null=True, help_text=(
+            "The lead that makes a match short of the threshold for this probe's condition (same unit as lead); "
+            "null where no lead rule applies (fewer than 12 voices searched, or a condition without one)."))
         score_normalisation = serializers.ChoiceField(choices=["none", "asnorm"])
         model_version = serializers.CharField()
         processing_time_ms = Milliseconds()

@@ -282,6 +282,7 @@ $("#identify-send").addEventListener("click", () => busy($("#identify-send"), as
     verdict.id = "identify-verdict";
     verdict.className = `verdict ${d.match ? "accepted" : "rejected"}`;
     verdict.textContent = d.match ? `It is ${speakerName({ ...d.match, id: d.match.speaker_id })}` : `Nobody known: ${NO_MATCH[d.no_match_reason] || d.no_match_reason}`;
+    if (d.matched_by === "lead") verdict.textContent += " (far ahead of every other voice)";
     const table = document.createElement("table"); table.className = "figures"; table.id = "identify-candidates";
     const head = table.createTHead().insertRow();
     ["candidate", "score", "raw score"].forEach((h) => { const th = document.createElement("th"); th.textContent = h; head.append(th); });
@@ -293,7 +294,9 @@ $("#identify-send").addEventListener("click", () => busy($("#identify-send"), as
       tr.insertCell().textContent = fmt(c.raw_score);
     });
     const note = document.createElement("div"); note.className = "hint";
-    note.textContent = `A match needs a score ≥ ${fmt(d.threshold)} and a lead of ${fmt(d.margin)} over the runner-up (${d.score_normalisation}).`;
+    note.textContent = `A match needs a score ≥ ${fmt(d.threshold)} and a lead of ${fmt(d.margin)} over the runner-up (${d.score_normalisation})` +
+      (d.lead_required === null || d.lead_required === undefined ? "." :
+        `, or a lead of ${fmt(d.lead_required)} standard deviations over the runner-up (this one: ${fmt(d.lead)}).`);
     const wrapper = document.createElement("div"); wrapper.append(verdict, table, note);
     showMessage("#identify-result", wrapper);
   } catch (error) {

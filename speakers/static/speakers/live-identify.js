@@ -33,7 +33,8 @@ export function setupLiveIdentify({ root, path, words, getKey }) {
     const name = m.match ? nameOf(m.match) : "unknown voice";
     show(m.match ? "named" : "unknown", name);
     figures.textContent = m.match
-      ? `score ${fmt(m.match.score)} ≥ threshold ${fmt(m.threshold)}, ${fmt(m.window_speech_s, 1)} s of speech in the window`
+      ? (m.matched_by === "lead" ? `far ahead of every other voice (score ${fmt(m.match.score)}, threshold ${fmt(m.threshold)})`
+        : `score ${fmt(m.match.score)} ≥ threshold ${fmt(m.threshold)}`) + `, ${fmt(m.window_speech_s, 1)} s of speech in the window`
       : `${NO_MATCH[m.no_match_reason] || m.no_match_reason}` +
         (m.candidates.length ? ` (best: ${nameOf(m.candidates[0])}, score ${fmt(m.candidates[0].score)}, threshold ${fmt(m.threshold)})` : "");
     if (name !== last) note(`${fmt(m.audio_s, 1)} s: ${name}`);  // the log keeps each change of speaker
