@@ -155,7 +155,7 @@ calibration-report: install model
 	$(PY) -m tools.calibration_report $(CORPUS_ARGS) --vectors-from $(CALIBRATION_VECTORS) \
 		$(if $(FIT),--write-calibration) --markdown docs/accuracy-conditions.md --json reports/calibration.json
 	$(PY) -m tools.calibration_report $(CORPUS_ARGS) --vectors-from $(CALIBRATION_VECTORS) --models ecapa,campplus \
-		--cache var/cache/fused-embeddings.npz $(if $(FIT),--write-calibration) \
+		--cache var/cache/fused-embeddings.npz --no-lead-rule $(if $(FIT),--write-calibration) \
 		--markdown docs/accuracy-conditions-fused.md --json reports/calibration-fused.json
 	$(PY) -m tools.fusion_report --lists $(CALIBRATION_CORPUS) --vectors-from $(CALIBRATION_VECTORS) \
 		--markdown docs/fusion.md --json reports/fusion.json --plot docs/det-fusion.png

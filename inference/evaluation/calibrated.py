@@ -289,7 +289,7 @@ class LeadRun:
 
     condition: str
     gallery: int
-    shipped: np.ndarray
+    by_threshold: np.ndarray
     best: np.ndarray
     lead: np.ndarray
     klass: np.ndarray
@@ -326,7 +326,7 @@ def lead_runs(calibration: Calibration, raw_runs: Mapping, *, scale: str, fir: f
         t, llr = identification_scores(calibration, scale, gallery, probes, asnorm)
         verdicts = identification_verdicts(calibration, scale, gallery, probes, asnorm, fir)
         best, lead = best_and_lead(t, llr)
-        out.append(LeadRun(condition=condition, gallery=len(gallery), shipped=np.array([v.matched for v in verdicts]),
+        out.append(LeadRun(condition=condition, gallery=len(gallery), by_threshold=np.array([v.matched for v in verdicts]),
                            best=best, lead=lead, best_t=t[np.arange(len(t)), best],
                            klass=np.array([identify_class(gallery[b].quality, p.quality) for b, p in zip(best, probes)]),
                            known=np.array([s in names for s in speakers]),
@@ -342,21 +342,21 @@ def fit_identify_leads(runs: Sequence[LeadRun], fir: float, floor: float = -np.i
     none (nothing to fit it on)."""
     gaps = {}
     for condition in IDENTIFY_CONDITIONS:
-        lead, shipped = [], []
+        lead, threshold = [], []
         for run in runs:
             if run.gallery < LEAD_MIN_GALLERY:
                 continue
             mine = ~run.known & (run.klass == condition)
             lead.append(run.gap_lead(floor)[mine])
-            shipped.append(run.shipped[mine])
+            threshold.append(run.by_threshold[mine])
         lead_all = np.concatenate(lead) if lead else np.zeros(0)
-        shipped_all = np.concatenate(shipped).astype(bool) if shipped else np.zeros(0, dtype=bool)
+        threshold_all = np.concatenate(threshold).astype(bool) if threshold else np.zeros(0, dtype=bool)
         finite = np.sort(lead_all[np.isfinite(lead_all)])[::-1]
         if len(lead_all) < MIN_LEAD_PROBES or not len(finite):  # no unknown probe the gap could read: no evidence
             continue
         gap = float(finite[0]) + 1e-9  # nothing more than the threshold rule
         for candidate in finite:
-            if np.mean(shipped_all | (lead_all >= candidate)) > fir:
+            if np.mean(threshold_all | (lead_all >= candidate)) > fir:
                 break
             gap = float(candidate)
         gaps[condition] = gap

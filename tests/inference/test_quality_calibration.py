@@ -488,4 +488,4 @@ def test_the_measurement_s_lead_rule_and_the_service_s_match_the_same_probes(fit
     np.testing.assert_array_equal(served, measured)
     by_lead = np.array([v.matched_by == "lead" for v in verdicts])
     assert by_lead.sum() >= 10 and (served & ~by_lead).sum() >= 10  # both ways to a match were exercised
-    np.testing.assert_array_equal(by_lead, measured & ~run.shipped)
+    np.testing.assert_array_equal(by_lead, measured & ~run.by_threshold)
