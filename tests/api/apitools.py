@@ -281,6 +281,29 @@ def lookalike_population(create_speaker, n: int, *, seed: int = 0, common: float
     return ids
 
 
+def lead_policy(monkeypatch, *, gap: float, offset_by: float = 40.0) -> None:
+    """Identify under a calibration whose threshold no probe reaches (offsets raised by ``offset_by``) and whose lead
+    rule asks for ``gap`` in every condition over a low floor (verification's threshold at FAR 10%)."""
+    import dataclasses
+
+    from inference.quality_calibration import IDENTIFY_CONDITIONS
+    from speakers.services import decisions
+
+    policy_in_force = decisions.decision_policy
+
+    def unreachable(**kwargs):
+        policy = policy_in_force(**kwargs)
+        cal = policy.calibration.scales["cosine"]
+        cosine = dataclasses.replace(
+            cal, identify_offset=cal.identify_offset + offset_by,
+            identify_offsets=tuple((c, o + offset_by) for c, o in cal.identify_offsets),
+            identify_leads=tuple((c, gap) for c in IDENTIFY_CONDITIONS), identify_lead_floor_far=0.1)
+        return dataclasses.replace(policy, calibration=dataclasses.replace(
+            policy.calibration, scales={**policy.calibration.scales, "cosine": cosine}))
+
+    monkeypatch.setattr(decisions, "decision_policy", unreachable)
+
+
 # --- shared stores for several processes, without a server install ------------------------------
 
 @contextmanager

@@ -163,6 +163,17 @@ def test_an_admin_identifies_a_recording_against_everyone(admin_client, enrolled
     assert AuditEvent.objects.filter(action="identify", actor="admin:admin").exists()
 
 
+def test_an_admin_sees_a_match_by_its_lead(admin_client, enrolled, create_speaker, speech, monkeypatch):
+    from apitools import lead_policy, lookalike_population
+
+    lookalike_population(create_speaker, 12, common=0.0)  # 14 voices: the lead rule applies
+    lead_policy(monkeypatch, gap=2.0)  # no threshold is reachable, a lead of 2 matches
+    response = _tool(admin_client, "/admin/speakers/speaker/identify/", speech, "b_snt5", top_k="2")
+    result = response.context["result"]
+    assert result["match"] == "Bob" and result["matched_by_lead"] is True
+    assert "Matched by its lead" in response.content.decode() and result["lead_required"] == "2.000"
+
+
 def test_an_admin_creates_a_speaker_through_the_service(admin_client):
     response = admin_client.post("/admin/speakers/speaker/add/", {"external_id": "emp-7", "display_name": "Dora",
                                                                   "metadata": "{}"})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from apitools import assert_error, calibrated_verdict, lookalike_population, voiceprint_side
+from apitools import assert_error, calibrated_verdict, lead_policy, lookalike_population, voiceprint_side
 from django.conf import settings
 from django.test import override_settings
 
@@ -146,31 +146,8 @@ def test_an_identification_without_a_clear_lead_is_no_match(client, upload, enro
     assert event.decision == "no_match" and event.detail["no_match_reason"] == "ambiguous"
 
 
-def _lead_policy(decisions, monkeypatch, *, gap: float, offset_by: float = 40.0) -> None:
-    """Identify under a calibration whose threshold no probe reaches (offsets raised by ``offset_by``) and whose lead
-    rule asks for ``gap`` in every condition over a low floor (verification's threshold at FAR 10%)."""
-    import dataclasses
-
-    from inference.quality_calibration import IDENTIFY_CONDITIONS
-
-    policy_in_force = decisions.decision_policy
-
-    def unreachable(**kwargs):
-        policy = policy_in_force(**kwargs)
-        cal = policy.calibration.scales["cosine"]
-        cosine = dataclasses.replace(
-            cal, identify_offset=cal.identify_offset + offset_by,
-            identify_offsets=tuple((c, o + offset_by) for c, o in cal.identify_offsets),
-            identify_leads=tuple((c, gap) for c in IDENTIFY_CONDITIONS), identify_lead_floor_far=0.1)
-        return dataclasses.replace(policy, calibration=dataclasses.replace(
-            policy.calibration, scales={**policy.calibration.scales, "cosine": cosine}))
-
-    monkeypatch.setattr(decisions, "decision_policy", unreachable)
-
-
 def test_among_many_voices_a_clear_lead_matches_short_of_the_threshold(client, upload, enrolled, create_speaker,
                                                                       embedder, speech, monkeypatch):
-    from speakers.services import decisions
 
     strangers = lookalike_population(create_speaker, 12, common=0.0)  # 14 voices searched: the lead rule applies
     # computed independently: the probe's t against alice and against every other voiceprint
@@ -182,7 +159,7 @@ def test_among_many_voices_a_clear_lead_matches_short_of_the_threshold(client, u
     runner_up = max(t for s, t in ts.items() if s != enrolled["a"])
     lead = ts[enrolled["a"]] - runner_up
     assert lead > 2.0
-    _lead_policy(decisions, monkeypatch, gap=lead - 0.5)
+    lead_policy(monkeypatch, gap=lead - 0.5)
     body = identify(client, upload, "a_snt5").json()
     assert body["match"]["speaker_id"] == enrolled["a"] and body["matched_by"] == "lead"
     assert body["match"]["score"] < body["threshold"]  # the threshold alone would have matched nobody
@@ -191,14 +168,13 @@ def test_among_many_voices_a_clear_lead_matches_short_of_the_threshold(client, u
     event = AuditEvent.objects.get(action="identify")
     assert event.decision == "match" and event.detail["matched_by"] == "lead"
     # a lead just short of the gap: nobody, as the threshold says
-    _lead_policy(decisions, monkeypatch, gap=lead + 0.5)
+    lead_policy(monkeypatch, gap=lead + 0.5)
     body = identify(client, upload, "a_snt5").json()
     assert body["match"] is None and body["no_match_reason"] == "below_threshold" and body["matched_by"] is None
 
 
 def test_an_unknown_voice_among_many_is_not_far_ahead_of_anyone(client, upload, create_speaker, enroll, embedder,
                                                                speech, monkeypatch):
-    from speakers.services import decisions
 
     only_a = create_speaker(external_id="a")["id"]
     assert enroll(only_a, "a_snt1", "a_snt2", "a_snt3").status_code == 201
@@ -207,7 +183,7 @@ def test_an_unknown_voice_among_many_is_not_far_ahead_of_anyone(client, upload, 
     ts = sorted((calibrated_verdict(enroll_vector=v, enroll_quality=q, probe=probe).normalised
                  for v, q in map(voiceprint_side, gallery)), reverse=True)
     assert ts[0] - ts[1] < 2.0  # computed independently: the nearest stranger is not far ahead of the next
-    _lead_policy(decisions, monkeypatch, gap=2.0)
+    lead_policy(monkeypatch, gap=2.0)
     body = identify(client, upload, "b_snt5").json()
     assert body["match"] is None and body["matched_by"] is None and body["no_match_reason"] == "below_threshold"
     assert body["lead"] == pytest.approx(ts[0] - ts[1], abs=2e-3) and body["lead_required"] == 2.0
