@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from inference.evaluation import calibrated
-from inference.quality_calibration import LEAD_MIN_GALLERY, Calibration, shipped_calibration
+from inference.quality_calibration import LEAD_MIN_GALLERY, Calibration, ScaleCalibration, shipped_calibration
 from tools.calibration_report import (
     SHIPPABLE,
     corpus_arguments,
@@ -90,14 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     corpus_arguments(parser)
     parser.add_argument("--fir", type=float, default=0.01, help="the service's false-identification target")
-    parser.add_argument("--fir-train", type=float, default=0.005,
-                        help="pooled false identification the gaps may reach on the train runs")
-    parser.add_argument("--floor-far", type=float, default=0.001,
-                        help="the second variant's floor: the best must pass verification's threshold at this FAR")
+    parser.add_argument("--fir-train", type=float,
+                        help="pooled false identification the gaps may reach on the runs they are fitted on (default: "
+                             "the share of --fir the calibration's fit allows, calibrated.LEAD_FIR_SHARE)")
+    parser.add_argument("--floor-far", type=float, default=ScaleCalibration.identify_lead_floor_far,
+                        help="the second variant's floor: the best must pass verification's threshold at this FAR "
+                             "(default: the calibration's)")
     parser.add_argument("--fit-on", choices=SPLITS, default="train",
                         help="fit the gaps on this split's runs (shippable sources) and report on the other's (every "
                              "source): heldout confirms on other speakers what train fitted")
     args = parser.parse_args(argv)
+    if args.fir_train is None:
+        args.fir_train = calibrated.LEAD_FIR_SHARE * args.fir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     embedder, _, vectors, qualities = engine_and_cache(args, parser)
     calibration = shipped_calibration(embedder.model_version)
