@@ -75,6 +75,8 @@ def test_the_enrolled_speaker_is_named_while_she_speaks_and_nobody_while_a_stran
     for m in windows:  # the rule's figures come with every answer
         assert m["gallery"] == 1 and m["margin"] is not None
         assert (m["match"] is None) == (m["no_match_reason"] is not None)
+        # one voice searched: too few for the lead rule, every match is the threshold's
+        assert m["matched_by"] == (None if m["match"] is None else "threshold")
     # windows of a's speech only (taken before b starts) name her; windows of b's speech only name nobody
     only_a = [m for m in windows if m["speech_s"] <= a_speech - 0.2]
     only_b = [m for m in windows if m["speech_s"] - m["window_speech_s"] >= a_speech + 0.2]
