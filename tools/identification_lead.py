@@ -34,7 +34,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from inference.evaluation import calibrated
-from inference.quality_calibration import LEAD_MIN_GALLERY, Calibration, ScaleCalibration, shipped_calibration
+from inference.quality_calibration import (
+    COSINE,
+    LEAD_MIN_GALLERY,
+    SCALES,
+    Calibration,
+    ScaleCalibration,
+    shipped_calibration,
+)
 from tools.calibration_report import (
     SHIPPABLE,
     corpus_arguments,
@@ -68,10 +75,11 @@ def rates(runs: Sequence[calibrated.LeadRun], matched: Sequence[np.ndarray]) -> 
     return {**pooled, "within_5_points": int(within), "runs": len(runs)}
 
 
-def collect(calibration: Calibration, raw_runs: Mapping, *, scale: str = "cosine", fir: float = 0.01) -> list[calibrated.LeadRun]:
+def collect(calibration: Calibration, raw_runs: Mapping, *, scale: str = "cosine", fir: float = 0.01,
+            asnorm=None) -> list[calibrated.LeadRun]:
     """The runs of ``tools.calibration_report.identification_runs`` decided by ``calibration``'s threshold rule (its
-    lead rule removed: what the gaps are measured against)."""
-    return calibrated.lead_runs(calibrated.with_leads(calibration, {}), raw_runs, scale=scale, fir=fir)
+    lead rule removed: what the gaps are measured against) on ``scale`` (``asnorm`` needs the cohort)."""
+    return calibrated.lead_runs(calibrated.with_leads(calibration, {}), raw_runs, scale=scale, fir=fir, asnorm=asnorm)
 
 
 def lowered(calibration: Calibration, by: float, scale: str = "cosine") -> Calibration:
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-far", type=float, default=ScaleCalibration.identify_lead_floor_far,
                         help="the second variant's floor: the best must pass verification's threshold at this FAR "
                              "(default: the calibration's)")
+    parser.add_argument("--scale", choices=SCALES, default=COSINE, help="the score scale measured")
     parser.add_argument("--fit-on", choices=SPLITS, default="train",
                         help="fit the gaps on this split's runs (shippable sources) and report on the other's (every "
                              "source): heldout confirms on other speakers what train fitted")
@@ -103,15 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.fir_train is None:
         args.fir_train = calibrated.LEAD_FIR_SHARE * args.fir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    embedder, _, vectors, qualities = engine_and_cache(args, parser)
+    embedder, asnorm, vectors, qualities = engine_and_cache(args, parser)
     calibration = shipped_calibration(embedder.model_version)
     report_on = SPLITS[1 - SPLITS.index(args.fit_on)]
+    on_scale = {"scale": args.scale, "fir": args.fir, "asnorm": asnorm}
     train = collect(calibration, identification_runs(args.lists, args.fit_on, vectors, qualities, SHIPPABLE),
-                    fir=args.fir)
+                    **on_scale)
     heldout_raw = identification_runs(args.lists, report_on, vectors, qualities)
-    heldout = collect(calibration, heldout_raw, fir=args.fir)
-    floors = {"with_gaps": -np.inf, "with_gaps_over_floor": calibration.scale("cosine").verify_t(args.floor_far)}
-    figures: dict = {"model_version": embedder.model_version, "fitted_on": args.fit_on, "reported_on": report_on,
+    heldout = collect(calibration, heldout_raw, **on_scale)
+    floors = {"with_gaps": -np.inf, "with_gaps_over_floor": calibration.scale(args.scale).verify_t(args.floor_far)}
+    figures: dict = {"model_version": embedder.model_version, "scale": args.scale, "fitted_on": args.fit_on,
+                     "reported_on": report_on,
                      "fir_train": args.fir_train, "floor_far": args.floor_far,
                      "floor_t": floors["with_gaps_over_floor"], "shipped": rates(heldout, [r.by_threshold for r in heldout]),
                      "per_condition": {r.condition: {"gallery": r.gallery, "shipped": calibrated.match_rates(
@@ -125,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             figures["per_condition"][r.condition][variant] = calibrated.match_rates(m, r.best, r.known, r.truth)
         for by in LOWERED:  # the shipped rule spending as much of the target as the gaps do, and no more
             if by not in lowered_rates:  # both variants walk the same steps: each decided once
-                runs = collect(lowered(calibration, by), heldout_raw, fir=args.fir)
+                runs = collect(lowered(calibration, by, args.scale), heldout_raw, **on_scale)
                 lowered_rates[by] = {"by": by, **rates(runs, [r.by_threshold for r in runs])}
             entry = lowered_rates[by]
             if entry["false_identification"] > figures[variant]["false_identification"] + 1e-12:
@@ -143,7 +154,7 @@ def markdown(figures: dict) -> str:
     floor = (f"threshold or the gap, the best over verification's threshold at FAR {100 * figures['floor_far']:g}% "
              f"(t {figures['floor_t']:.2f})")
     names = {"with_gaps": "threshold or the gap", "with_gaps_over_floor": floor}
-    lines = [f"# Identification with a lead over the runner-up ({figures['model_version']})", "",
+    lines = [f"# Identification with a lead over the runner-up ({figures['model_version']}, {figures['scale']})", "",
              "Generated by `python -m tools.identification_lead`: the threshold alone (the shipped calibration "
              "without its lead rule) against the lead rule, refitted here; the service ships the second variant for "
              "ECAPA (docs/accuracy.md 0.8). Gaps (t) "
