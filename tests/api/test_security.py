@@ -73,8 +73,9 @@ def test_the_audit_log_holds_decisions_but_no_embedding(client, enrolled, upload
     client.post("/api/v1/identify", {"audio": upload("b_snt5")}, format="multipart")
     event = AuditEvent.objects.get(action="identify")
     assert event.decision == "match" and str(event.speaker_id) == enrolled["b"] and event.score > event.threshold
-    assert set(event.detail) == {"top_k", "candidates", "runner_up_score", "margin", "no_match_reason", "gallery",
-                                 "score_normalisation", "policy"}
+    assert set(event.detail) == {"top_k", "candidates", "runner_up_score", "margin", "no_match_reason", "matched_by",
+                                 "lead", "gallery", "score_normalisation", "policy"}
+    assert event.detail["matched_by"] == "threshold" and isinstance(event.detail["lead"], float)
 
 
 def test_key_rotation_rewraps_the_tenant_data_key_and_keeps_every_speaker_verifiable(client, create_speaker, enroll,
