@@ -227,8 +227,8 @@ class IdentifyVerdict:
     margin: float
     runner_up: float | None
     no_match_reason: NoMatchReason | None
+    ts: np.ndarray
     matched_by: MatchedBy | None = None
-    ts: np.ndarray | None = None
     lead: float | None = None
     lead_rule: tuple[float, float] | None = None
 
@@ -341,8 +341,7 @@ def identify_together(verdicts: Sequence[IdentifyVerdict]) -> IdentifyVerdict:
     if len(verdicts) == 1:
         return verdicts[0]
     llrs = np.concatenate([verdict.llrs for verdict in verdicts]).astype(np.float64)
-    ts = np.concatenate([verdict.llrs * np.nan if verdict.ts is None else verdict.ts
-                         for verdict in verdicts]).astype(np.float64)
+    ts = np.concatenate([verdict.ts for verdict in verdicts]).astype(np.float64)
     scored_by = np.concatenate([np.full(len(verdict.llrs), i, dtype=np.int64) for i, verdict in enumerate(verdicts)])
     order = np.argsort(-llrs, kind="stable")
     if not len(order):

@@ -75,14 +75,14 @@ def rates(runs: Sequence[calibrated.LeadRun], matched: Sequence[np.ndarray]) -> 
     return {**pooled, "within_5_points": int(within), "runs": len(runs)}
 
 
-def collect(calibration: Calibration, raw_runs: Mapping, *, scale: str = "cosine", fir: float = 0.01,
+def collect(calibration: Calibration, raw_runs: Mapping, *, scale: str = COSINE, fir: float = 0.01,
             asnorm=None) -> list[calibrated.LeadRun]:
     """The runs of ``tools.calibration_report.identification_runs`` decided by ``calibration``'s threshold rule (its
     lead rule removed: what the gaps are measured against) on ``scale`` (``asnorm`` needs the cohort)."""
     return calibrated.lead_runs(calibrated.with_leads(calibration, {}), raw_runs, scale=scale, fir=fir, asnorm=asnorm)
 
 
-def lowered(calibration: Calibration, by: float, scale: str = "cosine") -> Calibration:
+def lowered(calibration: Calibration, by: float, scale: str = COSINE) -> Calibration:
     """``calibration`` with every identification offset of ``scale`` lowered by ``by`` (t)."""
     cal = calibration.scale(scale)
     cal = dataclasses.replace(cal, identify_offset=cal.identify_offset - by,
